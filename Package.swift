@@ -1,0 +1,48 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "gofetch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gofetch", targets: ["gofetch"]),
+        .library(name: "GoFetchCore", targets: ["GoFetchCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // C shims for what Glibc's module map lacks (cachestat, fanotify, SO_PEERCRED, recvmmsg).
+        .target(name: "CGoFetchLinux"),
+        .target(
+            name: "GoFetchCore",
+            dependencies: [
+                "CGoFetchLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "gofetch",
+            dependencies: [
+                "GoFetchCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "GoFetchCoreTests",
+            dependencies: ["GoFetchCore"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,108 @@
+#define _GNU_SOURCE
+#include "CGoFetchLinux.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/fanotify.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+
+struct CGoFetch_kernel_cachestat_range {
+    uint64_t off;
+    uint64_t len;
+};
+
+_Static_assert(sizeof(struct CGoFetch_cachestat) == 40, "struct cachestat is five u64 in the kernel ABI");
+
+int CGoFetch_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        return -1;
+    }
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+int CGoFetch_recvmmsg(int fd, struct CGoFetch_message_slot *slots, unsigned int count) {
+    enum { max_batch = 64 };
+    if (count > max_batch) count = max_batch;
+    struct mmsghdr headers[max_batch];
+    struct iovec vectors[max_batch];
+    memset(headers, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = slots[i].base;
+        vectors[i].iov_len = slots[i].capacity;
+        headers[i].msg_hdr.msg_iov = &vectors[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    int received = recvmmsg(fd, headers, count, MSG_DONTWAIT, NULL);
+    if (received < 0) return -1;
+    for (int i = 0; i < received; i++) {
+        slots[i].length = headers[i].msg_len;
+        slots[i].truncated = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    }
+    return received;
+}
+
+int CGoFetch_cachestat(int fd, uint64_t off, uint64_t len, struct CGoFetch_cachestat *out) {
+    struct CGoFetch_kernel_cachestat_range range = { off, len };
+    return (int)syscall(__NR_cachestat, fd, &range, out, 0);
+}
+
+ssize_t CGoFetch_readahead(int fd, int64_t offset, size_t count) {
+    return readahead(fd, offset, count);
+}
+
+int CGoFetch_fanotify_init(unsigned int flags, unsigned int event_f_flags) {
+    return fanotify_init(flags, event_f_flags);
+}
+
+int CGoFetch_fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path) {
+    return fanotify_mark(fd, flags, mask, dirfd, path);
+}
+
+const int CGoFetch_O_NOATIME = O_NOATIME;
+const int CGoFetch_SOCK_SEQPACKET = SOCK_SEQPACKET;
+const int CGoFetch_SOCK_NONBLOCK = SOCK_NONBLOCK;
+const int CGoFetch_SOCK_CLOEXEC = SOCK_CLOEXEC;
+const short CGoFetch_POLLRDHUP = POLLRDHUP;
+
+int CGoFetch_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int CGoFetch_epoll_control(int epfd, int add, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event event = { .events = events, .data.u64 = token };
+    return epoll_ctl(epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &event);
+}
+
+int CGoFetch_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms) {
+    enum { max_batch = 256 };
+    struct epoll_event ready[max_batch];
+    if (max > max_batch) max = max_batch;
+    int count = epoll_wait(epfd, ready, max, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        tokens[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+int CGoFetch_accept(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+const uint32_t CGoFetch_EPOLLIN = EPOLLIN;
+const uint32_t CGoFetch_EPOLLRDHUP = EPOLLRDHUP;

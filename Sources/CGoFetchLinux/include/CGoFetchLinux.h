@@ -1,0 +1,87 @@
+// C shims for what Swift's Glibc module does not give us.
+//
+// Swift imports Glibc without _GNU_SOURCE, and it knows nothing of system calls
+// newer than its headers. Each shim below exists for one of those two reasons;
+// every symbol is prefixed `CGoFetch_` so it can never collide with libc.
+#pragma once
+
+// The header includes only what it needs for its own types: the system headers
+// are compiled with _GNU_SOURCE in the .c file, never here, so that this module's
+// view of them cannot conflict with Glibc's.
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+// MARK: - SO_PEERCRED (struct ucred needs _GNU_SOURCE)
+
+/// Reads the credentials of the peer of a connected Unix socket.
+/// Returns 0 or -1 with errno set. The corresponding C call is
+/// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ...)`.
+int CGoFetch_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+// MARK: - recvmmsg (a GNU extension)
+
+/// One received message of a `CGoFetch_recvmmsg` batch.
+struct CGoFetch_message_slot {
+    void *base;        ///< receive buffer
+    size_t capacity;   ///< its size
+    size_t length;     ///< bytes received (set on return)
+    int truncated;     ///< 1 when the message did not fit (MSG_TRUNC)
+};
+
+/// Receives up to `count` messages without blocking. Returns the number of
+/// messages received, or -1 with errno set. The corresponding C function is
+/// `recvmmsg`.
+int CGoFetch_recvmmsg(int fd, struct CGoFetch_message_slot *slots, unsigned int count);
+
+// MARK: - cachestat(2) (Linux 6.5; not in glibc 2.36)
+
+struct CGoFetch_cachestat {
+    uint64_t nr_cache;
+    uint64_t nr_dirty;
+    uint64_t nr_writeback;
+    uint64_t nr_evicted;
+    uint64_t nr_recently_evicted;
+};
+
+/// Page-cache statistics of `len` bytes at `off` (`len` 0 means to the end).
+/// Returns 0 or -1 with errno set (ENOSYS on kernels before 6.5). The
+/// corresponding system call is `cachestat`.
+int CGoFetch_cachestat(int fd, uint64_t off, uint64_t len, struct CGoFetch_cachestat *out);
+
+// MARK: - readahead(2) (a GNU extension)
+
+/// The corresponding C function is `readahead`.
+ssize_t CGoFetch_readahead(int fd, int64_t offset, size_t count);
+
+// MARK: - fanotify (header not in Swift's Glibc module map)
+
+/// The corresponding C function is `fanotify_init`.
+int CGoFetch_fanotify_init(unsigned int flags, unsigned int event_f_flags);
+/// The corresponding C function is `fanotify_mark`.
+int CGoFetch_fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path);
+
+// MARK: - epoll and accept4 (not in Swift's Glibc module)
+
+/// The corresponding C function is `epoll_create1(EPOLL_CLOEXEC)`.
+int CGoFetch_epoll_create(void);
+/// Adds (`add` 1), or removes (`add` 0), `fd` with an opaque token.
+/// The corresponding C function is `epoll_ctl`.
+int CGoFetch_epoll_control(int epfd, int add, int fd, uint32_t events, uint64_t token);
+/// Waits up to `timeout_ms`; fills `tokens` and `events` for each ready fd.
+/// The corresponding C function is `epoll_wait`.
+int CGoFetch_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
+/// Accepts without blocking, the new socket non-blocking and close-on-exec.
+/// The corresponding C function is `accept4`.
+int CGoFetch_accept(int fd);
+
+extern const uint32_t CGoFetch_EPOLLIN;
+extern const uint32_t CGoFetch_EPOLLRDHUP;
+
+// MARK: - O_NOATIME, SOCK_* flags as constants (macros do not import as values)
+
+extern const int CGoFetch_O_NOATIME;
+extern const int CGoFetch_SOCK_SEQPACKET;
+extern const int CGoFetch_SOCK_NONBLOCK;
+extern const int CGoFetch_SOCK_CLOEXEC;
+extern const short CGoFetch_POLLRDHUP;

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything `config.yaml` can set, with a default for each key.
+///
+/// The seed's keys keep the seed's meaning; `docs/config.md` lists every key.
+public struct Configuration: Sendable, Equatable {
+    public var storage = Storage()
+    public var prefetcher = Prefetcher()
+    public var predictor = Predictor()
+    public var daemon = Daemon()
+    public var trace = Trace()
+    public var ingest = Ingest()
+
+    public init() {}
+
+    public struct Storage: Sendable, Equatable {
+        /// SQLite trace store (seed: `storage.db_path`).
+        public var dbPath = "traces.db"
+        /// Events the writer queue holds before it drops (and counts) new ones.
+        public var queueCapacity = 1_000_000
+        /// Most events committed in one transaction.
+        public var batchSize = 20_000
+        /// Events older than this many days are deleted; 0 keeps all.
+        public var retentionMaxAgeDays = 0.0
+        /// Only the newest this many events are kept; 0 keeps all.
+        public var retentionMaxEvents = 0
+    }
+
+    public enum PolicyType: String, Sendable, CaseIterable { case heap, fifo }
+
+    public struct Prefetcher: Sendable, Equatable {
+        /// Queue order of prefetch requests (seed: `heap` or `fifo`).
+        public var policyType = PolicyType.heap
+        /// Minimum confidence to prefetch (seed).
+        public var confidenceThreshold = 0.6
+        /// Maximum prefetch operations per second (seed).
+        public var rateLimitPerSec = 20.0
+        /// Maximum bytes per second read by prefetching; 0 is unlimited.
+        public var rateLimitMBPerSec = 0.0
+        /// Number of predictions considered per access (seed).
+        public var topKPredictions = 5
+        /// Files larger than this are prefetched only up to this size (seed).
+        public var maxPrefetchSizeMB = 16.0
+        /// Prefetched bytes not yet read by the job, at most.
+        public var memoryBudgetMB = 1_024.0
+    }
+
+    public struct Predictor: Sendable, Equatable {
+        /// Markov predictor over files (seed: `predictor.baseline.enabled`).
+        public var baselineEnabled = true
+        /// GRU predictor (seed: `predictor.ml.enabled`).
+        public var mlEnabled = false
+        /// Where the GRU's weights live (seed: `predictor.ml.model_path`).
+        public var mlModelPath = "models/prefetch_gru.safetensors"
+    }
+
+    public struct Daemon: Sendable, Equatable {
+        /// The Unix socket trace sources connect to.
+        public var socketPath = Configuration.defaultSocketPath()
+        /// Permission bits of the socket file.
+        public var socketMode: UInt32 = 0o600
+        /// Clients beyond this many connections are refused (and counted).
+        public var maxClients = 1_024
+    }
+
+    public struct Trace: Sendable, Equatable {
+        /// When not empty, only paths under one of these prefixes are traced.
+        public var includePrefixes: [String] = []
+        /// Paths under these prefixes are never traced (Python's own install is added by the shim).
+        public var excludePrefixes = ["/proc", "/sys", "/dev", "/usr", "/lib", "/lib64", "/etc", "/run", "/var/lib/dpkg"]
+        /// The preload shim; empty means next to the `gofetch` executable.
+        public var preloadLibrary = ""
+        /// The shim sends buffered events at least this often.
+        public var flushIntervalMS = 2.0
+    }
+
+    public struct Ingest: Sendable, Equatable {
+        /// Entries of the (pid, fd) → file table, at most.
+        public var maxOpenFiles = 1_000_000
+        /// Distinct files ingest remembers, at most.
+        public var maxFiles = 2_000_000
+    }
+
+    /// `$XDG_RUNTIME_DIR/gofetch-<uid>/gofetch.sock`, or under `/tmp` without it.
+    /// The preload shim computes the same default.
+    public static func defaultSocketPath() -> String {
+        var base = "/tmp"
+        if let runtime = getenv("XDG_RUNTIME_DIR"), runtime.pointee != 0 {
+            base = String(cString: runtime)
+        }
+        return "\(base)/gofetch-\(getuid())/gofetch.sock"
+    }
+}

@@ -1,0 +1,104 @@
+/// The files ingest knows: path ↔ id and (device, inode) → id, bounded.
+///
+/// Confined to the ingest thread. It is seeded from the store at start, so file
+/// ids stay stable across daemon runs and the hot path never queries the database.
+public struct FileCatalog: Sendable {
+    public struct Identity: Hashable, Sendable {
+        public var device: UInt64
+        public var inode: UInt64
+    }
+
+    public private(set) var records: [FileID: FileRecord] = [:]
+    private var byPath: [String: FileID] = [:]
+    private var byIdentity: [Identity: FileID] = [:]
+    private var nextID: FileID
+    public let capacity: Int
+
+    public init(capacity: Int, existing: [FileRecord] = []) {
+        self.capacity = capacity
+        nextID = (existing.map(\.id).max() ?? 0) + 1
+        for record in existing.prefix(capacity) {
+            records[record.id] = record
+            byPath[record.path] = record.id
+            byIdentity[Identity(device: record.device, inode: record.inode)] = record.id
+        }
+    }
+
+    public var count: Int { records.count }
+
+    /// Outcome of registering an open.
+    public enum Registration: Equatable, Sendable {
+        case known(FileID)
+        /// New, or changed (replaced file, new size): the store must write this record.
+        case recorded(FileRecord)
+        case full
+    }
+
+    /// Finds or adds the file an open names.
+    public mutating func register(path: String, device: UInt64, inode: UInt64, size: UInt64, wallNanoseconds: Int64) -> Registration {
+        let identity = Identity(device: device, inode: inode)
+        if let id = byPath[path], var record = records[id] {
+            if record.device == device && record.inode == inode && record.size == size {
+                return .known(id)
+            }
+            byIdentity[Identity(device: record.device, inode: record.inode)] = nil
+            record.device = device
+            record.inode = inode
+            record.size = size
+            records[id] = record
+            byIdentity[identity] = id
+            return .recorded(record)
+        }
+        guard records.count < capacity else { return .full }
+        let record = FileRecord(
+            id: nextID, path: path, device: device, inode: inode, size: size, firstSeenWallNanoseconds: wallNanoseconds)
+        nextID += 1
+        records[record.id] = record
+        byPath[path] = record.id
+        byIdentity[identity] = record.id
+        return .recorded(record)
+    }
+
+    public func id(device: UInt64, inode: UInt64) -> FileID? {
+        byIdentity[Identity(device: device, inode: inode)]
+    }
+
+    public func id(path: String) -> FileID? { byPath[path] }
+
+    public func matches(_ id: FileID, device: UInt64, inode: UInt64) -> Bool {
+        guard let record = records[id] else { return false }
+        return record.device == device && record.inode == inode
+    }
+}
+
+/// The (pid, fd) → file table, bounded; a process's entries go when it disconnects.
+public struct OpenFileTable: Sendable {
+    private var byProcess: [UInt32: [Int32: FileID]] = [:]
+    public private(set) var count = 0
+    public let capacity: Int
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    /// Records an open; `false` when the table is full.
+    public mutating func open(pid: UInt32, fd: Int32, file: FileID) -> Bool {
+        if byProcess[pid]?[fd] != nil {
+            byProcess[pid]![fd] = file
+            return true
+        }
+        guard count < capacity else { return false }
+        byProcess[pid, default: [:]][fd] = file
+        count += 1
+        return true
+    }
+
+    public func file(pid: UInt32, fd: Int32) -> FileID? { byProcess[pid]?[fd] }
+
+    public mutating func close(pid: UInt32, fd: Int32) {
+        if byProcess[pid]?.removeValue(forKey: fd) != nil { count -= 1 }
+    }
+
+    /// Forgets every descriptor of a process that is gone.
+    public mutating func removeProcess(_ pid: UInt32) {
+        if let entries = byProcess.removeValue(forKey: pid) { count -= entries.count }
+    }
+}

@@ -1,0 +1,102 @@
+/// Turns decoded ``AccessEvent``s into resolved ``TraceEvent``s and hands them to
+/// the sinks. Confined to the ingest thread; it never blocks.
+public final class IngestPipeline: @unchecked Sendable {
+    public private(set) var catalog: FileCatalog
+    public private(set) var table: OpenFileTable
+    private let sinks: [any EventSink]
+    private let statistics: IngestStatistics
+    /// Wall clock minus monotonic clock, fixed at start, so event times are comparable.
+    private let wallOffset: Int64
+    private var pendingFiles: [FileRecord] = []
+    private var pendingEvents: [TraceEvent] = []
+
+    public init(catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics) {
+        self.catalog = catalog
+        self.table = OpenFileTable(capacity: tableCapacity)
+        self.sinks = sinks
+        self.statistics = statistics
+        wallOffset = Int64(bitPattern: Clock.wallNanoseconds()) - Int64(bitPattern: Clock.monotonicNanoseconds())
+        pendingEvents.reserveCapacity(4_096)
+    }
+
+    /// Resolves a batch of events from one client; call ``flush()`` to hand them on.
+    public func ingest(_ events: [AccessEvent], uid: UInt32) {
+        var opens = 0, reads = 0, mmaps = 0, closes = 0, bytes = 0, wait = 0, unresolved = 0, accepted = 0
+        for event in events {
+            let wall = Int64(bitPattern: event.monotonicNanoseconds) &+ wallOffset
+            let fileID: FileID
+            switch event.kind {
+            case .open:
+                opens += 1
+                guard let path = event.path else { unresolved += 1; continue }
+                switch catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall) {
+                case .known(let id):
+                    fileID = id
+                case .recorded(let record):
+                    fileID = record.id
+                    pendingFiles.append(record)
+                case .full:
+                    statistics.catalogFull.add(1)
+                    continue
+                }
+                if !table.open(pid: event.pid, fd: event.fd, file: fileID) {
+                    statistics.tableFull.add(1)
+                }
+            case .read, .mmap, .close:
+                if event.kind == .read {
+                    reads += 1
+                    bytes += Int(truncatingIfNeeded: event.length)
+                    wait += Int(event.durationNanoseconds)
+                } else if event.kind == .mmap {
+                    mmaps += 1
+                } else {
+                    closes += 1
+                }
+                guard let id = resolve(event) else {
+                    unresolved += 1
+                    continue
+                }
+                fileID = id
+                if event.kind == .close { table.close(pid: event.pid, fd: event.fd) }
+            }
+            pendingEvents.append(TraceEvent(
+                fileID: fileID, kind: event.kind, flags: event.flags, source: event.source,
+                pid: event.pid, tid: event.tid, uid: uid, workerID: event.workerID, epoch: event.epoch,
+                wallNanoseconds: wall, monotonicNanoseconds: event.monotonicNanoseconds,
+                offset: event.offset, length: event.length, durationNanoseconds: event.durationNanoseconds))
+            accepted += 1
+        }
+        statistics.opens.add(opens)
+        statistics.reads.add(reads)
+        statistics.mmaps.add(mmaps)
+        statistics.closes.add(closes)
+        statistics.bytesRead.add(bytes)
+        statistics.readWaitNanoseconds.add(wait)
+        statistics.unresolved.add(unresolved)
+        statistics.eventsAccepted.add(accepted)
+    }
+
+    /// The file a read, mmap or close refers to: by (pid, fd) when the inode agrees,
+    /// else by inode (a forked worker reading a descriptor its parent opened).
+    private func resolve(_ event: AccessEvent) -> FileID? {
+        if let id = table.file(pid: event.pid, fd: event.fd),
+           event.device == 0 && event.inode == 0 || catalog.matches(id, device: event.device, inode: event.inode) {
+            return id
+        }
+        return catalog.id(device: event.device, inode: event.inode)
+    }
+
+    /// Forgets the descriptors of a process that disconnected.
+    public func processEnded(_ pid: UInt32) {
+        table.removeProcess(pid)
+    }
+
+    /// Hands everything resolved so far to the sinks.
+    public func flush() {
+        guard !pendingEvents.isEmpty || !pendingFiles.isEmpty else { return }
+        let batch = EventBatch(files: pendingFiles, events: pendingEvents)
+        pendingFiles.removeAll(keepingCapacity: true)
+        pendingEvents.removeAll(keepingCapacity: true)
+        for sink in sinks { sink.consume(batch) }
+    }
+}

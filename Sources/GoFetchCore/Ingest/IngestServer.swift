@@ -1,0 +1,242 @@
+import CGoFetchLinux
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+
+/// Why the ingest socket could not be set up.
+public struct IngestServerError: Error, CustomStringConvertible, Sendable {
+    public var socketPath: String
+    public var problem: String
+
+    public var description: String { "cannot listen on \(socketPath): \(problem)" }
+}
+
+/// The daemon's receive path: a `SOCK_SEQPACKET` listener and a dedicated thread
+/// that drains every client with `recvmmsg`, decodes, and feeds the pipeline.
+public final class IngestServer: @unchecked Sendable {
+    public let socketPath: String
+    private let socketMode: UInt32
+    private let maxClients: Int
+    private let pipeline: IngestPipeline
+    private let statistics: IngestStatistics
+    private let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private var listener: FileDescriptor?
+    private var epoll: FileDescriptor?
+
+    // Confined to the receive thread.
+    private struct Client {
+        var fd: FileDescriptor
+        var pid: UInt32
+        var uid: UInt32
+        var privileged: Bool
+        var droppedTotal: UInt32 = 0
+    }
+    private var clients: [UInt64: Client] = [:]
+    private var nextToken: UInt64 = 1
+    private var decoder = WireDecoder()
+    private var reportedFailures = WireDecodeStatistics()
+    private static let listenerToken = UInt64.max
+    private static let batch = 64
+
+    public init(socketPath: String, socketMode: UInt32, maxClients: Int, pipeline: IngestPipeline, statistics: IngestStatistics, logger: Logger) {
+        self.socketPath = socketPath
+        self.socketMode = socketMode
+        self.maxClients = maxClients
+        self.pipeline = pipeline
+        self.statistics = statistics
+        self.logger = logger
+    }
+
+    /// Binds the socket and starts the receive thread.
+    public func start() throws(IngestServerError) {
+        do {
+            let directory = (socketPath as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try Syscall.makeDirectory(directory, mode: 0o700) }
+            try removeStaleSocket()
+            let fd = try Syscall.socket(domain: AF_UNIX, type: CGoFetch_SOCK_SEQPACKET | CGoFetch_SOCK_NONBLOCK | CGoFetch_SOCK_CLOEXEC)
+            listener = fd
+            try Syscall.bind(fd, unixPath: socketPath)
+            try Syscall.chmod(socketPath, mode: mode_t(socketMode))
+            try Syscall.listen(fd, backlog: 512)
+            let epoll = try Syscall.epollCreate()
+            self.epoll = epoll
+            try Syscall.epollAdd(epoll, fd, events: CGoFetch_EPOLLIN, token: Self.listenerToken)
+        } catch let error as IngestServerError {
+            throw error
+        } catch {
+            throw IngestServerError(socketPath: socketPath, problem: "\(error)")
+        }
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "gofetch-ingest"
+        thread.start()
+    }
+
+    /// A socket file left by a daemon that died is removed; a live daemon is an error.
+    private func removeStaleSocket() throws {
+        guard FileManager.default.fileExists(atPath: socketPath) else { return }
+        let probe = try Syscall.socket(domain: AF_UNIX, type: CGoFetch_SOCK_SEQPACKET | CGoFetch_SOCK_CLOEXEC)
+        defer { try? probe.close() }
+        if (try? Syscall.connect(probe, unixPath: socketPath)) != nil {
+            throw IngestServerError(socketPath: socketPath, problem: "another gofetch daemon is listening there (stop it, or set daemon.socket_path)")
+        }
+        try Syscall.unlinkIfPresent(socketPath)
+    }
+
+    /// Clients connected now.
+    public var connectedClients: Int { statistics.connectionsOpen.value }
+
+    /// Stops receiving after draining what the clients already sent; returns when the thread is gone.
+    public func stop() {
+        guard listener != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        finished.wait()
+        for client in clients.values { try? client.fd.close() }
+        clients.removeAll()
+        try? epoll?.close()
+        try? listener?.close()
+        try? Syscall.unlinkIfPresent(socketPath)
+        listener = nil
+    }
+
+    private func run() {
+        let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.batch * WireFormat.maxMessageSize, alignment: 16)
+        defer { buffers.deallocate() }
+        let slots = UnsafeMutableBufferPointer<CGoFetch_message_slot>.allocate(capacity: Self.batch)
+        defer { slots.deallocate() }
+        let tokens = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 256)
+        defer { tokens.deallocate() }
+        let readiness = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: 256)
+        defer { readiness.deallocate() }
+        for i in 0..<Self.batch {
+            slots[i] = CGoFetch_message_slot(
+                base: buffers.baseAddress! + i * WireFormat.maxMessageSize, capacity: WireFormat.maxMessageSize,
+                length: 0, truncated: 0)
+        }
+        var events: [AccessEvent] = []
+        events.reserveCapacity(Self.batch * 256)
+
+        while !stopping.load(ordering: .acquiring) {
+            guard let epoll, let count = try? Syscall.epollWait(epoll, tokens: tokens, events: readiness, timeoutMilliseconds: 50) else { break }
+            for i in 0..<count {
+                let token = tokens[i]
+                if token == Self.listenerToken {
+                    acceptClients()
+                } else {
+                    drain(token, slots: slots, events: &events)
+                }
+            }
+            pipeline.flush()
+            publishDecodeFailures()
+        }
+        // Final drain: everything clients sent before stop() is ingested.
+        for token in Array(clients.keys) { drain(token, slots: slots, events: &events) }
+        pipeline.flush()
+        publishDecodeFailures()
+    }
+
+    private func acceptClients() {
+        guard let listener else { return }
+        while let fd = try? Syscall.accept(listener) {
+            guard clients.count < maxClients, let credentials = try? Syscall.peerCredentials(fd) else {
+                statistics.connectionsRefused.add(1)
+                try? fd.close()
+                continue
+            }
+            // The socket's mode already limits who can connect; without group or
+            // other access, only our own uid and root are expected here.
+            let ownUID = getuid()
+            if socketMode & 0o077 == 0 && credentials.uid != ownUID && credentials.uid != 0 {
+                statistics.connectionsRefused.add(1)
+                logger.warning("refused client", metadata: ["pid": "\(credentials.pid)", "uid": "\(credentials.uid)"])
+                try? fd.close()
+                continue
+            }
+            let token = nextToken
+            nextToken += 1
+            guard let epoll, (try? Syscall.epollAdd(epoll, fd, events: CGoFetch_EPOLLIN | CGoFetch_EPOLLRDHUP, token: token)) != nil else {
+                try? fd.close()
+                continue
+            }
+            clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, privileged: credentials.uid == 0)
+            statistics.connectionsAccepted.add(1)
+            statistics.connectionsOpen.add(1)
+        }
+    }
+
+    private func drain(_ token: UInt64, slots: UnsafeMutableBufferPointer<CGoFetch_message_slot>, events: inout [AccessEvent]) {
+        guard var client = clients[token] else { return }
+        while true {
+            let received: Int
+            do {
+                received = try Syscall.receiveMessages(client.fd, slots)
+            } catch {
+                disconnect(token)
+                return
+            }
+            if received == 0 {
+                // Nothing waiting: either the peer is still there or it hung up.
+                if peerHungUp(client.fd) { disconnect(token) } else { clients[token] = client }
+                return
+            }
+            var gotEOF = false
+            for i in 0..<received {
+                let slot = slots[i]
+                if slot.length == 0 {
+                    gotEOF = true  // a zero-length read on a seqpacket socket is end of stream
+                    break
+                }
+                statistics.messagesReceived.add(1)
+                if slot.truncated != 0 {
+                    statistics.messagesTruncated.add(1)
+                    continue
+                }
+                events.removeAll(keepingCapacity: true)
+                guard let header = decoder.decode(UnsafeRawBufferPointer(start: slot.base, count: slot.length), into: &events) else {
+                    continue
+                }
+                if header.pid != client.pid && !client.privileged {
+                    statistics.pidMismatch.add(1)
+                    for j in events.indices { events[j].pid = client.pid }
+                }
+                if header.droppedTotal > client.droppedTotal {
+                    statistics.clientDropped.add(Int(header.droppedTotal - client.droppedTotal))
+                    client.droppedTotal = header.droppedTotal
+                }
+                pipeline.ingest(events, uid: client.uid)
+            }
+            clients[token] = client
+            if gotEOF {
+                disconnect(token)
+                return
+            }
+            if received < slots.count { return }
+        }
+    }
+
+    private func peerHungUp(_ fd: FileDescriptor) -> Bool {
+        var poller = pollfd(fd: fd.rawValue, events: CGoFetch_POLLRDHUP, revents: 0)
+        return poll(&poller, 1, 0) > 0 && poller.revents & (CGoFetch_POLLRDHUP | Int16(POLLHUP) | Int16(POLLERR)) != 0
+    }
+
+    private func disconnect(_ token: UInt64) {
+        guard let client = clients.removeValue(forKey: token) else { return }
+        if let epoll { try? Syscall.epollRemove(epoll, client.fd) }
+        try? client.fd.close()
+        statistics.connectionsOpen.add(-1)
+        if !clients.values.contains(where: { $0.pid == client.pid }) {
+            pipeline.processEnded(client.pid)
+        }
+    }
+
+    private func publishDecodeFailures() {
+        guard decoder.statistics != reportedFailures else { return }
+        reportedFailures = decoder.statistics
+        statistics.setDecodeStatistics(reportedFailures)
+    }
+}

@@ -1,0 +1,63 @@
+import Synchronization
+
+/// Counters of the ingest path, written by the ingest thread, read by anyone.
+public final class IngestStatistics: Sendable {
+    public let connectionsAccepted = Atomic<Int>(0)
+    public let connectionsRefused = Atomic<Int>(0)
+    public let connectionsOpen = Atomic<Int>(0)
+    public let messagesReceived = Atomic<Int>(0)
+    /// Messages larger than the receive buffer (cut by the kernel, then rejected).
+    public let messagesTruncated = Atomic<Int>(0)
+    public let eventsAccepted = Atomic<Int>(0)
+    public let opens = Atomic<Int>(0)
+    public let reads = Atomic<Int>(0)
+    public let mmaps = Atomic<Int>(0)
+    public let closes = Atomic<Int>(0)
+    public let bytesRead = Atomic<Int>(0)
+    /// Time the traced processes spent inside reads, as the sources measured it.
+    public let readWaitNanoseconds = Atomic<Int>(0)
+    /// Events the clients dropped themselves (socket full, no daemon), from their headers.
+    public let clientDropped = Atomic<Int>(0)
+    /// Reads whose descriptor and inode match no known open.
+    public let unresolved = Atomic<Int>(0)
+    public let catalogFull = Atomic<Int>(0)
+    public let tableFull = Atomic<Int>(0)
+    /// Messages whose header pid differs from the connection's credentials.
+    public let pidMismatch = Atomic<Int>(0)
+    private let decodeFailures = Mutex(WireDecodeStatistics())
+
+    public init() {}
+
+    /// The ingest thread's decoder is the only writer; it publishes its totals.
+    func setDecodeStatistics(_ totals: WireDecodeStatistics) {
+        decodeFailures.withLock { $0 = totals }
+    }
+
+    public var decodeStatistics: WireDecodeStatistics { decodeFailures.withLock { $0 } }
+
+    /// Every event ingest did not pass on, by reason.
+    public var rejected: Int {
+        decodeStatistics.total + unresolved.load(ordering: .relaxed) + catalogFull.load(ordering: .relaxed)
+            + messagesTruncated.load(ordering: .relaxed)
+    }
+}
+
+/// Counters of the store writer.
+public final class StoreStatistics: Sendable {
+    public let queued = Atomic<Int>(0)
+    /// Events refused because the writer queue was full.
+    public let dropped = Atomic<Int>(0)
+    public let committedEvents = Atomic<Int>(0)
+    public let committedFiles = Atomic<Int>(0)
+    public let committedBatches = Atomic<Int>(0)
+    /// Transactions that failed (disk full, locked); their events are counted as dropped.
+    public let failedBatches = Atomic<Int>(0)
+    public let retentionDeleted = Atomic<Int>(0)
+
+    public init() {}
+}
+
+extension Atomic where Value == Int {
+    @inline(__always) func add(_ value: Int) { wrappingAdd(value, ordering: .relaxed) }
+    @inline(__always) var value: Int { load(ordering: .relaxed) }
+}

@@ -1,0 +1,92 @@
+/// The figures printed when `trace` (and later `run`, `daemon`) ends. All measured.
+public struct RunSummary: Sendable, Codable, Equatable {
+    public var events: Int
+    public var opens: Int
+    public var reads: Int
+    public var mmaps: Int
+    public var closes: Int
+    public var bytesRead: Int
+    public var readWaitNanoseconds: Int
+    public var clients: Int
+    public var refusedClients: Int
+    public var clientDropped: Int
+    public var malformed: Int
+    public var unresolved: Int
+    public var catalogFull: Int
+    public var storeDropped: Int
+    public var committedEvents: Int
+    public var committedFiles: Int
+    public var committedBatches: Int
+
+    public init(ingest: IngestStatistics, store: StoreStatistics) {
+        events = ingest.eventsAccepted.value
+        opens = ingest.opens.value
+        reads = ingest.reads.value
+        mmaps = ingest.mmaps.value
+        closes = ingest.closes.value
+        bytesRead = ingest.bytesRead.value
+        readWaitNanoseconds = ingest.readWaitNanoseconds.value
+        clients = ingest.connectionsAccepted.value
+        refusedClients = ingest.connectionsRefused.value
+        clientDropped = ingest.clientDropped.value
+        malformed = ingest.decodeStatistics.total + ingest.messagesTruncated.value
+        unresolved = ingest.unresolved.value
+        catalogFull = ingest.catalogFull.value
+        storeDropped = store.dropped.value
+        committedEvents = store.committedEvents.value
+        committedFiles = store.committedFiles.value
+        committedBatches = store.committedBatches.value
+    }
+
+    /// Events lost anywhere between the application and the store.
+    public var dropped: Int { clientDropped + storeDropped + catalogFull }
+
+    public func render(title: String) -> String {
+        var lines = ["gofetch \(title) summary"]
+        func row(_ name: String, _ value: String) { lines.append("  \(name.padding(toLength: 22, withPad: " ", startingAt: 0))\(value)") }
+        row("events", "\(events) (open \(opens), read \(reads), mmap \(mmaps), close \(closes))")
+        row("files recorded", "\(committedFiles)")
+        row("bytes read", Format.bytes(bytesRead))
+        row("time in reads", Format.duration(nanoseconds: readWaitNanoseconds))
+        row("processes", "\(clients)" + (refusedClients > 0 ? " (\(refusedClients) refused)" : ""))
+        row("committed", "\(committedEvents) events in \(committedBatches) transactions")
+        row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
+        row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Human-readable figures.
+public enum Format {
+    public static func bytes<I: BinaryInteger>(_ value: I) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var scaled = Double(value)
+        var unit = 0
+        while abs(scaled) >= 1024 && unit < units.count - 1 {
+            scaled /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(value) B" : "\(fixed(scaled, 1)) \(units[unit])"
+    }
+
+    public static func duration<I: BinaryInteger>(nanoseconds: I) -> String {
+        let ns = Double(nanoseconds)
+        if ns >= 1e9 { return "\(fixed(ns / 1e9, 3)) s" }
+        if ns >= 1e6 { return "\(fixed(ns / 1e6, 2)) ms" }
+        if ns >= 1e3 { return "\(fixed(ns / 1e3, 1)) µs" }
+        return "\(Int(ns)) ns"
+    }
+
+    /// `value` with exactly `digits` decimals, without Foundation's locale.
+    public static func fixed(_ value: Double, _ digits: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let rounded = (abs(value) * scale).rounded()
+        let whole = Int(rounded / scale)
+        let fraction = Int(rounded) - whole * Int(scale)
+        let sign = value < 0 && rounded != 0 ? "-" : ""
+        if digits == 0 { return "\(sign)\(whole)" }
+        let fractionText = String(fraction)
+        return "\(sign)\(whole).\(String(repeating: "0", count: digits - fractionText.count))\(fractionText)"
+    }
+}

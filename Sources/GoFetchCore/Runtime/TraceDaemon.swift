@@ -1,0 +1,92 @@
+import Logging
+
+/// The daemon's running parts for tracing: store, writer, ingest pipeline and
+/// receive thread, wired from a ``Configuration``. `gofetch daemon` runs it as a
+/// service; `gofetch trace` runs it in-process around one command.
+public final class TraceDaemon: @unchecked Sendable {
+    public let configuration: Configuration
+    public let store: TraceStore
+    public let runID: Int64
+    public let ingestStatistics = IngestStatistics()
+    public let storeStatistics = StoreStatistics()
+    public let server: IngestServer
+    private let writer: StoreWriter
+    private let logger: Logger
+    private var running = false
+
+    /// Opens the store and prepares the socket; nothing runs until ``start()``.
+    /// - Parameters:
+    ///   - socketPath: overrides `daemon.socket_path`.
+    ///   - command: recorded with the run.
+    ///   - onCommit: called on the writer thread after each committed transaction.
+    public init(
+        configuration: Configuration, socketPath: String? = nil, command: String, source: String,
+        logger: Logger, onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
+    ) throws(TraceStoreError) {
+        self.configuration = configuration
+        self.logger = logger
+        store = try TraceStore(path: configuration.storage.dbPath)
+        let deleted = try store.applyRetention(
+            maxAgeDays: configuration.storage.retentionMaxAgeDays, maxEvents: configuration.storage.retentionMaxEvents)
+        storeStatistics.retentionDeleted.add(deleted)
+        runID = try store.beginRun(command: command, source: source)
+        let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: try store.files(limit: configuration.ingest.maxFiles))
+        writer = StoreWriter(
+            store: store, runID: runID, capacity: configuration.storage.queueCapacity,
+            batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
+        let pipeline = IngestPipeline(
+            catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: [writer], statistics: ingestStatistics)
+        server = IngestServer(
+            socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
+            maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
+    }
+
+    public func start() throws(IngestServerError) {
+        writer.start()
+        do {
+            try server.start()
+        } catch {
+            writer.stop()
+            throw error
+        }
+        running = true
+        logger.info("listening", metadata: ["socket": "\(server.socketPath)", "db": "\(store.path)", "run": "\(runID)"])
+    }
+
+    /// Drains the clients, commits everything, closes the run.
+    public func stop() {
+        guard running else { return }
+        running = false
+        server.stop()
+        writer.stop()
+        applyRetention()
+        do {
+            try store.endRun(runID)
+        } catch {
+            logger.error("closing the run failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Deletes events beyond `storage.retention`; failures are logged, never fatal.
+    public func applyRetention() {
+        do {
+            let deleted = try store.applyRetention(
+                maxAgeDays: configuration.storage.retentionMaxAgeDays, maxEvents: configuration.storage.retentionMaxEvents)
+            storeStatistics.retentionDeleted.add(deleted)
+        } catch {
+            logger.error("retention failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Waits (polling) until no client is connected or `timeout` seconds passed.
+    public func waitForClientsToLeave(timeout: Double) async {
+        let deadline = Clock.monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while server.connectedClients > 0 && Clock.monotonicNanoseconds() < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    public func summary() -> RunSummary {
+        RunSummary(ingest: ingestStatistics, store: storeStatistics)
+    }
+}

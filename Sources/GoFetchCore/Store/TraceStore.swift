@@ -1,0 +1,157 @@
+import Foundation
+import GRDB
+
+/// Why the trace store could not do what was asked.
+public struct TraceStoreError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var problem: String
+
+    public var description: String { "trace store \(path): \(problem)" }
+}
+
+/// The SQLite trace store (GRDB, WAL): files, events, runs, and the seed's `traces` view.
+public final class TraceStore: Sendable {
+    public let path: String
+    let database: any DatabaseWriter
+
+    /// Opens (and creates or migrates) the store.
+    /// - Parameters:
+    ///   - path: the SQLite file.
+    ///   - readOnly: open for queries only; the file must exist.
+    public init(path: String, readOnly: Bool = false) throws(TraceStoreError) {
+        self.path = path
+        var configuration = GRDB.Configuration()
+        configuration.readonly = readOnly
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            if !readOnly {
+                // WAL with synchronous=NORMAL: a committed transaction survives the
+                // process being killed; only a power loss can take the last ones.
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+        }
+        do {
+            if readOnly {
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw TraceStoreError(path: path, problem: "no such file (run `gofetch trace` first, or pass --db)")
+                }
+                database = try DatabaseQueue(path: path, configuration: configuration)
+            } else {
+                let directory = (path as NSString).deletingLastPathComponent
+                if !directory.isEmpty {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                }
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try StoreSchema.migrator().migrate(pool)
+                database = pool
+            }
+        } catch let error as TraceStoreError {
+            throw error
+        } catch {
+            throw TraceStoreError(path: path, problem: "\(error)")
+        }
+    }
+
+    /// Starts a run (one `trace`, `run` or daemon session) and returns its id.
+    public func beginRun(command: String, source: String) throws(TraceStoreError) -> Int64 {
+        try perform { db in
+            try db.execute(
+                sql: "INSERT INTO runs (started_ns, command, source) VALUES (?, ?, ?)",
+                arguments: [Int64(bitPattern: Clock.wallNanoseconds()), command, source])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func endRun(_ id: Int64) throws(TraceStoreError) {
+        try perform { db in
+            try db.execute(sql: "UPDATE runs SET ended_ns = ? WHERE id = ?", arguments: [Int64(bitPattern: Clock.wallNanoseconds()), id])
+        }
+    }
+
+    /// Every known file, to seed ingest's catalog (at most `limit`).
+    public func files(limit: Int) throws(TraceStoreError) -> [FileRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, path, dev, ino, size, first_seen_ns FROM files ORDER BY id LIMIT ?", arguments: [limit]).map {
+                FileRecord(
+                    id: $0[0], path: $0[1], device: UInt64(bitPattern: $0[2]), inode: UInt64(bitPattern: $0[3]),
+                    size: UInt64(bitPattern: $0[4]), firstSeenWallNanoseconds: $0[5])
+            }
+        }
+    }
+
+    /// Writes files and events in one transaction.
+    public func write(files: [FileRecord], events: ArraySlice<TraceEvent>, runID: Int64) throws(TraceStoreError) {
+        try perform { db in
+            if !files.isEmpty {
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO files (id, path, dev, ino, size, first_seen_ns) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size
+                    """)
+                for file in files {
+                    try upsert.execute(arguments: [
+                        file.id, file.path, Int64(bitPattern: file.device), Int64(bitPattern: file.inode),
+                        Int64(bitPattern: file.size), file.firstSeenWallNanoseconds,
+                    ])
+                }
+            }
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO events (run_id, time_ns, mono_ns, pid, tid, uid, worker_id, epoch, file_id, kind, offset, length, duration_ns, source, flags)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for event in events {
+                insert.setUncheckedArguments([
+                    runID, event.wallNanoseconds, Int64(bitPattern: event.monotonicNanoseconds),
+                    Int64(event.pid), Int64(event.tid), Int64(event.uid),
+                    event.workerID.map { Int64($0) }, event.epoch.map { Int64($0) },
+                    event.fileID, Int64(event.kind.rawValue),
+                    Int64(bitPattern: event.offset), Int64(bitPattern: event.length),
+                    Int64(event.durationNanoseconds), Int64(event.source.rawValue), Int64(event.flags.rawValue),
+                ])
+                try insert.execute()
+            }
+        }
+    }
+
+    /// Deletes events beyond the retention limits; returns how many went.
+    /// - Parameters:
+    ///   - maxAgeDays: events older than this go; 0 keeps all.
+    ///   - maxEvents: only the newest this many stay; 0 keeps all.
+    @discardableResult
+    public func applyRetention(maxAgeDays: Double, maxEvents: Int) throws(TraceStoreError) -> Int {
+        try perform { db in
+            var deleted = 0
+            if maxAgeDays > 0 {
+                let cutoff = Int64(bitPattern: Clock.wallNanoseconds()) - Int64(maxAgeDays * 86_400 * 1e9)
+                try db.execute(sql: "DELETE FROM events WHERE time_ns < ?", arguments: [cutoff])
+                deleted += db.changesCount
+            }
+            if maxEvents > 0 {
+                try db.execute(
+                    sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [maxEvents])
+                deleted += db.changesCount
+            }
+            return deleted
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" or the problems found.
+    public func integrityCheck() throws(TraceStoreError) -> String {
+        try read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    func perform<T>(_ body: (Database) throws -> T) throws(TraceStoreError) -> T {
+        do {
+            return try database.write(body)
+        } catch {
+            throw TraceStoreError(path: path, problem: "\(error)")
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(TraceStoreError) -> T {
+        do {
+            return try database.read(body)
+        } catch {
+            throw TraceStoreError(path: path, problem: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,240 @@
+// The one place gofetch calls the kernel. Thin wrappers, one per call; errors
+// come back as swift-system's typed `Errno`, and EINTR is retried here.
+import CGoFetchLinux
+import Glibc
+import Foundation
+import SystemPackage
+
+/// Runs a call that returns -1 and sets errno on failure; retries EINTR.
+@inline(__always)
+func valueOrErrno<I: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ call: () -> I) -> Result<I, Errno> {
+    while true {
+        let result = call()
+        if result != -1 { return .success(result) }
+        let error = Errno(rawValue: errno)
+        if retryOnInterrupt && error == .interrupted { continue }
+        return .failure(error)
+    }
+}
+
+enum Syscall {
+    /// The corresponding C function is `socket`.
+    static func socket(domain: Int32, type: Int32, protocol proto: Int32 = 0) throws(Errno) -> FileDescriptor {
+        FileDescriptor(rawValue: try valueOrErrno { Glibc.socket(domain, type, proto) }.get())
+    }
+
+    /// Binds or connects `fd` to a Unix socket path. The corresponding C functions are `bind` and `connect`.
+    static func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else { throw Errno.fileNameTooLong }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+    }
+
+    /// The corresponding C function is `bind`.
+    static func bind(_ fd: FileDescriptor, unixPath: String) throws(Errno) {
+        let result = try withUnixAddress(unixPath) { Glibc.bind(fd.rawValue, $0, $1) }
+        if result != 0 { throw Errno(rawValue: errno) }
+    }
+
+    /// The corresponding C function is `connect`.
+    static func connect(_ fd: FileDescriptor, unixPath: String) throws(Errno) {
+        let result = try withUnixAddress(unixPath) { address, length in
+            valueOrErrno { Glibc.connect(fd.rawValue, address, length) }
+        }
+        _ = try result.get()
+    }
+
+    /// The corresponding C function is `listen`.
+    static func listen(_ fd: FileDescriptor, backlog: Int32) throws(Errno) {
+        _ = try valueOrErrno { Glibc.listen(fd.rawValue, backlog) }.get()
+    }
+
+    /// Accepts a connection without blocking; `nil` when none is waiting.
+    /// The corresponding C function is `accept4`.
+    static func accept(_ fd: FileDescriptor) throws(Errno) -> FileDescriptor? {
+        switch valueOrErrno({ CGoFetch_accept(fd.rawValue) }) {
+        case .success(let client): return FileDescriptor(rawValue: client)
+        case .failure(let error) where error == .wouldBlock || error == .resourceTemporarilyUnavailable: return nil
+        case .failure(let error) where error == .connectionAbort: return nil
+        case .failure(let error): throw error
+        }
+    }
+
+    /// Credentials of a connected Unix-socket peer. The corresponding C call is
+    /// `getsockopt(SO_PEERCRED)`.
+    static func peerCredentials(_ fd: FileDescriptor) throws(Errno) -> (pid: pid_t, uid: uid_t, gid: gid_t) {
+        var pid: pid_t = 0
+        var uid: uid_t = 0
+        var gid: gid_t = 0
+        _ = try valueOrErrno { CGoFetch_peer_credentials(fd.rawValue, &pid, &uid, &gid) }.get()
+        return (pid, uid, gid)
+    }
+
+    /// Receives up to `slots.count` messages without blocking; 0 when none is waiting.
+    /// The corresponding C function is `recvmmsg`.
+    static func receiveMessages(_ fd: FileDescriptor, _ slots: UnsafeMutableBufferPointer<CGoFetch_message_slot>) throws(Errno) -> Int {
+        switch valueOrErrno({ CGoFetch_recvmmsg(fd.rawValue, slots.baseAddress, UInt32(slots.count)) }) {
+        case .success(let count): return Int(count)
+        case .failure(let error) where error == .wouldBlock || error == .resourceTemporarilyUnavailable: return 0
+        case .failure(let error): throw error
+        }
+    }
+
+    /// Sends one message without blocking; `false` when the socket buffer is full.
+    /// The corresponding C function is `send`.
+    static func send(_ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Bool {
+        switch valueOrErrno({ Glibc.send(fd.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }) {
+        case .success: return true
+        case .failure(let error) where error == .wouldBlock || error == .resourceTemporarilyUnavailable || error == .noBufferSpace: return false
+        case .failure(let error): throw error
+        }
+    }
+
+    /// The corresponding C function is `setsockopt`.
+    static func setSocketOption(_ fd: FileDescriptor, level: Int32, option: Int32, value: Int32) throws(Errno) {
+        var value = value
+        _ = try valueOrErrno { Glibc.setsockopt(fd.rawValue, level, option, &value, socklen_t(MemoryLayout<Int32>.size)) }.get()
+    }
+
+    /// The corresponding C function is `chmod`.
+    static func chmod(_ path: String, mode: mode_t) throws(Errno) {
+        _ = try valueOrErrno { Glibc.chmod(path, mode) }.get()
+    }
+
+    /// Removes a file; a missing file is not an error. The corresponding C function is `unlink`.
+    static func unlinkIfPresent(_ path: String) throws(Errno) {
+        if Glibc.unlink(path) != 0 && errno != ENOENT { throw Errno(rawValue: errno) }
+    }
+
+    /// Creates a directory; an existing one is not an error. The corresponding C function is `mkdir`.
+    static func makeDirectory(_ path: String, mode: mode_t) throws(Errno) {
+        if Glibc.mkdir(path, mode) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
+    }
+
+    /// The corresponding C function is `epoll_create1`.
+    static func epollCreate() throws(Errno) -> FileDescriptor {
+        FileDescriptor(rawValue: try valueOrErrno { CGoFetch_epoll_create() }.get())
+    }
+
+    /// Adds `fd` to the interest list with a token. The corresponding C function is `epoll_ctl`.
+    static func epollAdd(_ epoll: FileDescriptor, _ fd: FileDescriptor, events: UInt32, token: UInt64) throws(Errno) {
+        _ = try valueOrErrno { CGoFetch_epoll_control(epoll.rawValue, 1, fd.rawValue, events, token) }.get()
+    }
+
+    /// The corresponding C function is `epoll_ctl`.
+    static func epollRemove(_ epoll: FileDescriptor, _ fd: FileDescriptor) throws(Errno) {
+        _ = try valueOrErrno { CGoFetch_epoll_control(epoll.rawValue, 0, fd.rawValue, 0, 0) }.get()
+    }
+
+    /// Waits for readiness and fills `tokens`; an interrupted wait returns 0.
+    /// The corresponding C function is `epoll_wait`.
+    static func epollWait(_ epoll: FileDescriptor, tokens: UnsafeMutableBufferPointer<UInt64>, events: UnsafeMutableBufferPointer<UInt32>, timeoutMilliseconds: Int32) throws(Errno) -> Int {
+        switch valueOrErrno(retryOnInterrupt: false, { CGoFetch_epoll_wait(epoll.rawValue, tokens.baseAddress, events.baseAddress, Int32(tokens.count), timeoutMilliseconds) }) {
+        case .success(let count): return Int(count)
+        case .failure(let error) where error == .interrupted: return 0
+        case .failure(let error): throw error
+        }
+    }
+
+    /// The corresponding C function is `clock_gettime`.
+    static func clockNanoseconds(_ clock: clockid_t) -> UInt64 {
+        var time = timespec()
+        clock_gettime(clock, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+}
+
+/// Monotonic and wall clocks, and the conversion between them.
+public enum Clock {
+    /// `CLOCK_MONOTONIC` nanoseconds, the clock the trace sources stamp events with.
+    public static func monotonicNanoseconds() -> UInt64 { Syscall.clockNanoseconds(CLOCK_MONOTONIC) }
+
+    /// `CLOCK_REALTIME` nanoseconds since the Unix epoch.
+    public static func wallNanoseconds() -> UInt64 { Syscall.clockNanoseconds(CLOCK_REALTIME) }
+}
+
+extension Syscall {
+    /// Starts a program found on `PATH` with `SIGINT`, `SIGTERM` and `SIGPIPE` at their
+    /// default actions and no signal blocked, whatever this process set for itself.
+    /// The corresponding C function is `posix_spawnp`.
+    static func spawn(_ arguments: [String], environment: [String: String]) throws(Errno) -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid = pid_t()
+        let result = posix_spawnp(&pid, arguments[0], nil, &attributes, argv, envp)
+        guard result == 0 else { throw Errno(rawValue: result) }
+        return pid
+    }
+
+    /// Waits for a child; returns its exit code, or 128 + the signal that killed it.
+    /// The corresponding C function is `waitpid`.
+    static func waitForExit(_ pid: pid_t) throws(Errno) -> Int32 {
+        var status: Int32 = 0
+        _ = try valueOrErrno { waitpid(pid, &status, 0) }.get()
+        let signal = status & 0x7f
+        if signal == 0 { return (status >> 8) & 0xff }
+        return 128 + signal
+    }
+}
+
+/// A command gofetch runs and waits for (`trace`, later `run`).
+public struct ChildProcess: Sendable {
+    public let pid: pid_t
+
+    /// Starts `arguments` (the first is looked up on `PATH`).
+    public static func spawn(_ arguments: [String], environment: [String: String]) throws(ChildProcessError) -> ChildProcess {
+        guard let command = arguments.first else { throw ChildProcessError(command: "", problem: "no command given") }
+        do {
+            return ChildProcess(pid: try Syscall.spawn(arguments, environment: environment))
+        } catch {
+            throw ChildProcessError(command: command, problem: error == .noSuchFileOrDirectory ? "command not found" : "\(error)")
+        }
+    }
+
+    /// Sends a signal (forwarding the one gofetch received).
+    public func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Waits on a dedicated thread, so no task of the concurrency pool blocks.
+    public func exitCode() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { [pid] in
+                continuation.resume(returning: (try? Syscall.waitForExit(pid)) ?? 1)
+            }
+            thread.name = "gofetch-wait"
+            thread.start()
+        }
+    }
+}
+
+public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
+    public var command: String
+    public var problem: String
+    public var description: String { "cannot run '\(command)': \(problem)" }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import GoFetchCore
+import Logging
+import ServiceLifecycle
+
+struct DaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Run the long-lived daemon that clients attach to through its socket.",
+        discussion: """
+            Clients attach with LD_PRELOAD=libgofetch_preload.so (and GOFETCH_SOCKET when
+            daemon.socket_path is not the default) or through the Python hook.
+            SIGTERM or SIGINT stops it cleanly: every received event is committed first.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: ArgumentHelp("Listen here; overrides daemon.socket_path.", valueName: "path"))
+    var socket: String?
+
+    @Flag(help: "Print a line on standard output after every committed transaction.")
+    var reportCommits = false
+
+    func run() async throws {
+        let configuration = try options.loadConfiguration()
+        let logger = options.makeLogger(label: "gofetch.daemon")
+        var onCommit: (@Sendable (Int, Int) -> Void)?
+        if reportCommits {
+            onCommit = { batches, events in
+                let line = "committed batches=\(batches) events=\(events)\n"
+                FileHandle.standardOutput.write(Data(line.utf8))
+            }
+        }
+        let daemon = try TraceDaemon(
+            configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", logger: logger,
+            onCommit: onCommit)
+        let group = ServiceGroup(
+            services: [DaemonService(daemon: daemon)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+        FileHandle.standardError.write(Data((daemon.summary().render(title: "daemon") + "\n").utf8))
+    }
+}
+
+/// The daemon as a service: starts, applies retention now and then, stops on graceful shutdown.
+struct DaemonService: Service {
+    let daemon: TraceDaemon
+
+    func run() async throws {
+        try daemon.start()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(300))
+                if Task.isCancelled { break }
+                daemon.applyRetention()
+            }
+        }
+        daemon.stop()
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct GoFetch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gofetch",
+        abstract: "Trace what a training job reads, predict what it reads next, warm the page cache ahead of it.",
+        discussion: """
+            Without a config file every setting has its default (docs/config.md lists them).
+            Every subcommand takes --config FILE and --db PATH.
+            """,
+        subcommands: [TraceCommand.self, DaemonCommand.self, StatsCommand.self]
+    )
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import GoFetchCore
+
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Show what the trace store holds: files, events, time span, epochs, top files."
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: "How many of the most-read files to list.")
+    var top = 10
+
+    @Option(help: ArgumentHelp("Only this run (see the runs list).", valueName: "id"))
+    var run: Int64?
+
+    @Flag(help: "Print JSON instead of tables.")
+    var json = false
+
+    func validate() throws {
+        guard (0...100_000).contains(top) else { throw ValidationError("--top \(top) is out of range; allowed 0 to 100000") }
+    }
+
+    func run() async throws {
+        let configuration = try options.loadConfiguration()
+        let store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
+        let summary = try store.summary(top: top, runID: run)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+        } else {
+            print(StatsReport.render(summary, database: configuration.storage.dbPath))
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import GoFetchCore
+
+struct TraceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Run a command and record every file read it and its children make.",
+        discussion: """
+            Starts an in-process daemon on a private socket, runs the command with the
+            preload shim, waits for it, commits the trace, prints a summary on standard
+            error, and exits with the command's exit code.
+
+            Example: gofetch trace -- python3 train.py --epochs 2
+            """
+    )
+
+    enum Backend: String, ExpressibleByArgument, CaseIterable {
+        case preload
+    }
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: "Trace source: preload (the LD_PRELOAD shim; no root needed).")
+    var backend: Backend = .preload
+
+    @Option(help: ArgumentHelp("Socket for this trace (default: a private one beside daemon.socket_path).", valueName: "path"))
+    var socket: String?
+
+    @Flag(help: "Print the summary as JSON instead of a table.")
+    var json = false
+
+    @Argument(parsing: .postTerminator, help: "The command to trace, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else {
+            throw ValidationError("no command given; put it after --, as in: gofetch trace -- python3 train.py")
+        }
+    }
+
+    func run() async throws {
+        let configuration = try options.loadConfiguration()
+        let logger = options.makeLogger(label: "gofetch.trace")
+        let library = try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary)
+        let socketPath = socket ?? ((configuration.daemon.socketPath as NSString).deletingLastPathComponent + "/trace-\(getpid()).sock")
+
+        let daemon = try TraceDaemon(
+            configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
+            source: "trace", logger: logger)
+        try daemon.start()
+
+        let environment = PreloadLibrary.environment(
+            base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(command, environment: environment)
+        } catch {
+            daemon.stop()
+            throw error
+        }
+        let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
+        let exitCode = await child.exitCode()
+        forwarding.cancel()
+
+        // Children that outlive the command (daemonised workers) get a moment to flush.
+        await daemon.waitForClientsToLeave(timeout: 2)
+        daemon.stop()
+        let summary = daemon.summary()
+        if json {
+            try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary))
+        } else {
+            var text = summary.render(title: "trace")
+            text += "\n  \("store".padding(toLength: 22, withPad: " ", startingAt: 0))\(configuration.storage.dbPath) (run \(daemon.runID))"
+            FileHandle.standardError.write(Data((text + "\n").utf8))
+        }
+        if exitCode != 0 { throw ExitCode(exitCode) }
+    }
+}
+
+struct TraceReport: Codable {
+    var runID: Int64
+    var database: String
+    var exitCode: Int32
+    var summary: RunSummary
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    FileHandle.standardError.write(try encoder.encode(value) + Data("\n".utf8))
+}
+
+/// Passes the signals gofetch receives on to the command it runs.
+final class SignalForwarding {
+    private let sources: [any DispatchSourceSignal]
+
+    init(to child: ChildProcess, signals: [Int32]) {
+        sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { child.signal(number) }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}

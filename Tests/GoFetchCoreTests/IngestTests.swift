@@ -1,0 +1,178 @@
+import Foundation
+import GRDB
+import Testing
+@testable import GoFetchCore
+
+@Suite("ingest and store", .serialized)
+struct IngestTests {
+    @Test("events sent over the socket land in the store with their files")
+    func eventsReachTheStore() throws {
+        let directory = TemporaryDirectory()
+        let daemon = try TraceDaemon(configuration: testConfiguration(directory), command: "test", source: "test", logger: .test)
+        try daemon.start()
+        let client = try TestClient(socketPath: daemon.server.socketPath)
+        var encoder = WireEncoder(pid: UInt32(getpid()))
+        for event in WireDecoderTests.sampleEvents(pid: UInt32(getpid())) { encoder.append(event) }
+        try client.send(encoder.finish())
+        client.close()
+        #expect(waitUntil { daemon.ingestStatistics.eventsAccepted.value == 4 })
+        daemon.stop()
+
+        let rows = try DatabaseQueue(path: directory.file("traces.db")).read { db in
+            try Row.fetchAll(db, sql: "SELECT file_path, access_type, offset, length, worker_id, epoch FROM traces ORDER BY timestamp")
+        }
+        #expect(rows.count == 4)
+        #expect(rows.allSatisfy { ($0["file_path"] as String) == "/data/train/cat/0001.jpg" })
+        #expect(rows.map { $0["access_type"] as String } == ["open", "read", "mmap", "close"])
+        #expect(rows[1]["length"] as Int64 == 4_096)
+        #expect(rows[1]["worker_id"] as Int64? == 2)
+        #expect(rows[1]["epoch"] as Int64? == 1)
+        #expect(rows[0]["worker_id"] as Int64? == nil)
+        #expect(daemon.summary().committedFiles == 1)
+    }
+
+    @Test("100k random and truncated messages: every bad one counted, every good event kept")
+    func fuzzedInput() throws {
+        let directory = TemporaryDirectory()
+        let daemon = try TraceDaemon(configuration: testConfiguration(directory), command: "fuzz", source: "test", logger: .test)
+        try daemon.start()
+        let client = try TestClient(socketPath: daemon.server.socketPath)
+        let pid = UInt32(getpid())
+        var generator = SplitMix64(seed: 2026)
+        var good = 0
+        var bad = 0
+
+        var opener = WireEncoder(pid: pid)
+        opener.append(AccessEvent(kind: .open, pid: pid, tid: 1, fd: 9, monotonicNanoseconds: 1, device: 1, inode: 2,
+                                  offset: 0, length: 1 << 20, durationNanoseconds: 1, path: "/data/shard-0.tar"))
+        try client.send(opener.finish())
+        good += 1
+
+        func readMessage(count: Int) -> [UInt8] {
+            var encoder = WireEncoder(pid: pid)
+            for i in 0..<count {
+                encoder.append(AccessEvent(kind: .read, pid: pid, tid: 1, fd: 9, monotonicNanoseconds: UInt64(i), device: 1,
+                                           inode: 2, offset: UInt64(i) * 4096, length: 4096, durationNanoseconds: 100))
+            }
+            return encoder.finish()
+        }
+        let template = readMessage(count: 4)
+        for i in 0..<100_000 {
+            if i % 10 == 0 {
+                let count = 1 + Int(generator.next() % 8)
+                try client.send(readMessage(count: count))
+                good += count
+            }
+            var bytes: [UInt8]
+            switch generator.next() % 4 {
+            case 0:
+                // Random bytes that cannot carry the magic: rejected at the header.
+                bytes = (0..<(1 + Int(generator.next() % 300))).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+                if bytes[0] == 0x47 { bytes[0] = 0 }
+            case 1:
+                // A good message cut inside a record: the whole records before the cut are kept.
+                let cut = WireFormat.headerSize + 1 + Int(generator.next() % UInt64(template.count - WireFormat.headerSize - 1))
+                bytes = Array(template.prefix(cut))
+                if (cut - WireFormat.headerSize) % 64 == 0 { bytes.removeLast() }
+                good += (bytes.count - WireFormat.headerSize) / 64
+            case 2:
+                bytes = template
+                bytes[2] = UInt8(2 + generator.next() % 200)  // a version this daemon does not speak
+            default:
+                bytes = template
+                bytes[WireFormat.headerSize + 2] = UInt8(5 + generator.next() % 200)  // unknown kind in the first record
+                good += 3
+            }
+            try client.send(bytes)
+            bad += 1
+        }
+        client.close()
+        #expect(waitUntil(seconds: 60) { daemon.server.connectedClients == 0 })
+        daemon.stop()
+
+        let statistics = daemon.ingestStatistics.decodeStatistics
+        #expect(statistics.total == bad)
+        #expect(daemon.ingestStatistics.eventsAccepted.value == good)
+        #expect(daemon.storeStatistics.committedEvents.value == good)
+        let stored = try DatabaseQueue(path: directory.file("traces.db")).read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events")
+        }
+        #expect(stored == good)
+    }
+
+    @Test("a forked worker's read of its parent's descriptor resolves by inode; unknown files are counted")
+    func resolution() throws {
+        let statistics = IngestStatistics()
+        final class Collector: EventSink, @unchecked Sendable {
+            var events: [TraceEvent] = []
+            func consume(_ batch: EventBatch) { events += batch.events }
+        }
+        let collector = Collector()
+        let pipeline = IngestPipeline(catalog: FileCatalog(capacity: 10), tableCapacity: 10, sinks: [collector], statistics: statistics)
+        pipeline.ingest([
+            AccessEvent(kind: .open, pid: 100, tid: 100, fd: 3, monotonicNanoseconds: 1, device: 8, inode: 77,
+                        offset: 0, length: 10, durationNanoseconds: 1, path: "/data/a"),
+        ], uid: 0)
+        pipeline.ingest([
+            // worker 101 inherited fd 3 from 100
+            AccessEvent(kind: .read, pid: 101, tid: 101, fd: 3, monotonicNanoseconds: 2, device: 8, inode: 77,
+                        offset: 0, length: 10, durationNanoseconds: 1),
+            // a descriptor nobody announced, of an inode nobody opened
+            AccessEvent(kind: .read, pid: 101, tid: 101, fd: 4, monotonicNanoseconds: 3, device: 8, inode: 78,
+                        offset: 0, length: 10, durationNanoseconds: 1),
+        ], uid: 0)
+        pipeline.flush()
+        #expect(collector.events.count == 2)
+        #expect(collector.events[1].fileID == collector.events[0].fileID)
+        #expect(statistics.unresolved.value == 1)
+        #expect(pipeline.table.count == 1)
+        pipeline.processEnded(100)
+        #expect(pipeline.table.count == 0)
+    }
+
+    @Test("the file table and catalog are bounded and count what does not fit")
+    func bounds() {
+        var table = OpenFileTable(capacity: 2)
+        let results = [
+            table.open(pid: 1, fd: 1, file: 1), table.open(pid: 1, fd: 2, file: 2),
+            table.open(pid: 1, fd: 3, file: 3),
+            table.open(pid: 1, fd: 2, file: 5),  // reuse of an fd is not growth
+        ]
+        #expect(results == [true, true, false, true])
+        #expect(table.file(pid: 1, fd: 2) == 5)
+        var catalog = FileCatalog(capacity: 1)
+        let first = catalog.register(path: "/a", device: 1, inode: 1, size: 1, wallNanoseconds: 0)
+        let second = catalog.register(path: "/b", device: 1, inode: 2, size: 1, wallNanoseconds: 0)
+        #expect(first != .full)
+        #expect(second == .full)
+        if case .recorded(let record) = catalog.register(path: "/a", device: 1, inode: 9, size: 1, wallNanoseconds: 0) {
+            #expect(record.inode == 9)  // a replaced file keeps its id with the new inode
+        } else {
+            Issue.record("a replaced file should be recorded again")
+        }
+    }
+
+    @Test("retention keeps the newest events and a reopened store keeps its file ids")
+    func retentionAndReopen() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("traces.db")
+        do {
+            let store = try TraceStore(path: path)
+            let run = try store.beginRun(command: "t", source: "test")
+            let file = FileRecord(id: 1, path: "/data/x", device: 1, inode: 1, size: 10, firstSeenWallNanoseconds: 0)
+            let events = (0..<1_000).map {
+                TraceEvent(fileID: 1, kind: .read, pid: 1, tid: 1, uid: 0, wallNanoseconds: Int64($0), monotonicNanoseconds: UInt64($0),
+                           offset: 0, length: 1, durationNanoseconds: 1)
+            }
+            try store.write(files: [file], events: events[...], runID: run)
+            #expect(try store.applyRetention(maxAgeDays: 0, maxEvents: 100) == 900)
+            // Events stamped at 1970 are older than any age limit.
+            #expect(try store.applyRetention(maxAgeDays: 1, maxEvents: 0) == 100)
+            #expect(try store.integrityCheck() == "ok")
+        }
+        let reopened = try TraceStore(path: path)
+        #expect(try reopened.files(limit: 10).map(\.path) == ["/data/x"])
+        let catalog = FileCatalog(capacity: 10, existing: try reopened.files(limit: 10))
+        #expect(catalog.id(path: "/data/x") == 1)
+    }
+}

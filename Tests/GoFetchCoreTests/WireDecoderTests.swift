@@ -1,0 +1,108 @@
+import Testing
+@testable import GoFetchCore
+
+@Suite("wire format")
+struct WireDecoderTests {
+    static func sampleEvents(pid: UInt32 = 42) -> [AccessEvent] {
+        [
+            AccessEvent(kind: .open, pid: pid, tid: 43, fd: 5, monotonicNanoseconds: 1_000, device: 7, inode: 99,
+                        offset: 0, length: 4_096, durationNanoseconds: 1_500, path: "/data/train/cat/0001.jpg"),
+            AccessEvent(kind: .read, flags: [.positional], pid: pid, tid: 43, fd: 5, workerID: 2, epoch: 1,
+                        monotonicNanoseconds: 2_000, device: 7, inode: 99, offset: 0, length: 4_096, durationNanoseconds: 80_000),
+            AccessEvent(kind: .mmap, pid: pid, tid: 44, fd: 5, monotonicNanoseconds: 3_000, device: 7, inode: 99,
+                        offset: 0, length: 8_192, durationNanoseconds: 900),
+            AccessEvent(kind: .close, pid: pid, tid: 43, fd: 5, monotonicNanoseconds: 4_000, device: 7, inode: 99,
+                        offset: 0, length: 0, durationNanoseconds: 0),
+        ]
+    }
+
+    @Test("what the encoder writes, the decoder reads back exactly")
+    func roundTrip() throws {
+        var encoder = WireEncoder(pid: 42)
+        encoder.droppedTotal = 3
+        for event in Self.sampleEvents() { encoder.append(event) }
+        let message = encoder.finish(sentNanoseconds: 5_000)
+        #expect(message.count % 8 == 0)
+        var decoder = WireDecoder()
+        var events: [AccessEvent] = []
+        let header = message.withUnsafeBytes { decoder.decode($0, into: &events) }
+        #expect(header?.droppedTotal == 3)
+        #expect(header?.recordCount == 4)
+        #expect(events == Self.sampleEvents())
+        #expect(decoder.statistics.total == 0)
+    }
+
+    @Test("each kind of damage is rejected and counted under its reason")
+    func damage() throws {
+        var encoder = WireEncoder(pid: 1)
+        for event in Self.sampleEvents() { encoder.append(event) }
+        let good = encoder.finish()
+
+        func decode(_ bytes: [UInt8]) -> (WireDecodeStatistics, Int) {
+            var decoder = WireDecoder()
+            var events: [AccessEvent] = []
+            bytes.withUnsafeBytes { _ = decoder.decode($0, into: &events) }
+            return (decoder.statistics, events.count)
+        }
+        #expect(decode(Array(good.prefix(10))).0[.shortHeader] == 1)
+        var bytes = good
+        bytes[0] = 0x00
+        #expect(decode(bytes).0[.badMagic] == 1)
+        bytes = good
+        bytes[2] = 9
+        #expect(decode(bytes).0[.unsupportedVersion] == 1)
+        // Cut inside the last record: three records survive.
+        let (cut, kept) = decode(Array(good.prefix(good.count - 8)))
+        #expect(cut[.truncatedRecord] == 1)
+        #expect(kept == 3)
+        // An unknown kind skips one record and keeps the rest.
+        bytes = good
+        let secondRecord = WireFormat.headerSize + 64 + 32  // open record: 64 + 2 + 24-byte path, padded to 96
+        #expect(bytes[secondRecord + 2] == AccessKind.read.rawValue)
+        bytes[secondRecord + 2] = 77
+        let (unknown, survivors) = decode(bytes)
+        #expect(unknown[.unknownKind] == 1)
+        #expect(survivors == 3)
+        // A record size that cannot be trusted ends the message.
+        bytes = good
+        bytes[secondRecord] = 13
+        let (badSize, before) = decode(bytes)
+        #expect(badSize[.badRecordSize] == 1)
+        #expect(before == 1)
+        // A path that is not absolute.
+        bytes = good
+        bytes[WireFormat.headerSize + 66] = UInt8(ascii: "x")
+        #expect(decode(bytes).0[.badPath] == 1)
+    }
+
+    @Test("random bytes never crash the decoder")
+    func randomBytes() {
+        var generator = SplitMix64(seed: 7)
+        var decoder = WireDecoder()
+        var events: [AccessEvent] = []
+        for _ in 0..<20_000 {
+            let count = Int(generator.next() % 600)
+            var bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            if count > 4, generator.next() % 2 == 0 {
+                // Often a plausible header, so the record checks are exercised too.
+                bytes[0] = 0x47; bytes[1] = 0x46; bytes[2] = 1; bytes[3] = 1
+                if count > 8 { bytes[6] = 24; bytes[7] = 0 }
+            }
+            bytes.withUnsafeBytes { _ = decoder.decode($0, into: &events) }
+        }
+        #expect(decoder.statistics.total > 0)
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
