@@ -134,7 +134,9 @@ public final class IngestServer: @unchecked Sendable {
             pipeline.flush()
             publishDecodeFailures()
         }
-        // Final drain: everything clients sent before stop() is ingested.
+        // Final drain: everything clients sent before stop() is ingested, including
+        // clients that connected, sent and left before they were accepted.
+        acceptClients()
         for token in Array(clients.keys) { drain(token, slots: slots, events: &events) }
         pipeline.flush()
         publishDecodeFailures()

@@ -1,0 +1,57 @@
+"""Fixtures for end-to-end tests of the `gofetch` executable.
+
+The executable and the shim are built by scripts/build (scripts/test runs it first).
+"""
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def gofetch_bin():
+    bin_dir = subprocess.run(
+        ["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path = os.path.join(bin_dir, "gofetch")
+    assert os.path.exists(path), f"{path} missing: run scripts/build first"
+    assert os.path.exists(os.path.join(bin_dir, "libgofetch_preload.so")), "shim missing: run scripts/build first"
+    return path
+
+
+@pytest.fixture(scope="session")
+def python_bin():
+    """The real interpreter (a pyenv wrapper script would add processes to every trace)."""
+    return os.path.realpath(sys.executable)
+
+
+def make_files(root, count, seed=0, min_size=1, max_size=300_000):
+    rng = random.Random(seed)
+    paths = {}
+    for i in range(count):
+        folder = os.path.join(root, f"class_{i % 5}")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"sample_{i:04d}.bin")
+        size = rng.randint(min_size, max_size)
+        with open(path, "wb") as f:
+            f.write(rng.randbytes(size))
+        paths[path] = size
+    return paths
+
+
+def query(db, sql, *args):
+    with sqlite3.connect(db) as connection:
+        return connection.execute(sql, args).fetchall()
+
+
+def bytes_read_per_file(db):
+    return dict(query(db, "SELECT file_path, SUM(length) FROM traces WHERE access_type = 'read' GROUP BY file_path"))
+
+
+def opened_files(db):
+    return {row[0] for row in query(db, "SELECT DISTINCT file_path FROM traces WHERE access_type = 'open'")}

@@ -1,0 +1,90 @@
+"""`gofetch daemon`: clients attach with LD_PRELOAD; SIGTERM flushes; SIGKILL loses no committed batch."""
+import os
+import signal
+import sqlite3
+import subprocess
+import textwrap
+import time
+
+from conftest import make_files, query
+
+BURST = textwrap.dedent(
+    """
+    import os, sys
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    for i in range(int(sys.argv[2])):
+        os.pread(fd, 64, (i * 64) % 65536)
+    os.close(fd)
+    """
+)
+
+
+def shim_env(gofetch_bin, socket):
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = os.path.join(os.path.dirname(gofetch_bin), "libgofetch_preload.so")
+    env["GOFETCH_SOCKET"] = socket
+    return env
+
+
+def start_daemon(gofetch_bin, db, socket):
+    daemon = subprocess.Popen(
+        [gofetch_bin, "daemon", "--db", db, "--socket", socket, "--report-commits", "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Ready once it logs that it listens (its signal handlers are installed by then).
+    for line in daemon.stderr:
+        if "listening" in line:
+            return daemon
+    raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
+
+
+def test_sigterm_commits_everything(tmp_path, gofetch_bin, python_bin):
+    db, socket = str(tmp_path / "traces.db"), str(tmp_path / "d.sock")
+    daemon = start_daemon(gofetch_bin, db, socket)
+    files = make_files(str(tmp_path / "data"), 50, seed=4)
+    listing = "\n".join(files)
+    job = "import sys\nfor p in sys.argv[1].split():\n    open(p, 'rb').read()\n"
+    subprocess.run([python_bin, "-c", job, listing.replace("\n", " ")], env=shim_env(gofetch_bin, socket), check=True, timeout=60)
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "gofetch daemon summary" in err
+    per_file = dict(query(db, "SELECT file_path, SUM(length) FROM traces WHERE access_type = 'read' GROUP BY file_path"))
+    assert {p: per_file.get(p, 0) for p in files} == files
+    assert query(db, "SELECT COUNT(*) FROM runs WHERE ended_ns IS NOT NULL") == [(1,)]
+
+
+def test_sigkill_during_write_burst_loses_no_committed_batch(tmp_path, gofetch_bin, python_bin):
+    db, socket = str(tmp_path / "traces.db"), str(tmp_path / "d.sock")
+    target = tmp_path / "burst.bin"
+    target.write_bytes(os.urandom(65536))
+    daemon = start_daemon(gofetch_bin, db, socket)
+    burst = subprocess.Popen(
+        [python_bin, "-c", BURST, str(target), "3000000"], env=shim_env(gofetch_bin, socket),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    reported = 0
+    deadline = time.monotonic() + 60
+    while reported < 100_000:
+        line = daemon.stdout.readline()
+        assert line, "daemon ended before committing: " + daemon.stderr.read()
+        reported = int(line.split("events=")[1])
+        assert time.monotonic() < deadline, f"only {reported} events committed in 60 s"
+    daemon.kill()  # SIGKILL, mid-burst
+    rest, _ = daemon.communicate(timeout=30)
+    for line in rest.splitlines():  # commits reported before the kill landed
+        reported = max(reported, int(line.split("events=")[1]))
+    assert daemon.returncode == -signal.SIGKILL
+    # The job must not notice the daemon's death.
+    assert burst.wait(timeout=120) == 0, burst.stderr.read()
+
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    stored = query(db, "SELECT COUNT(*) FROM events")[0][0]
+    assert stored >= reported, f"daemon reported {reported} committed, store holds {stored}"
+
+    # A restarted daemon opens the same store and appends to it.
+    assert os.path.exists(socket)  # left behind by the killed daemon; the new one must replace it
+    daemon = start_daemon(gofetch_bin, db, socket)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    assert query(db, "SELECT COUNT(*) FROM runs") == [(2,)]
