@@ -28,6 +28,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         .executableTarget(
@@ -38,6 +39,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Ingest and store throughput benchmark: `swift run -c release gofetch-bench-ingest`.
+        .executableTarget(
+            name: "gofetch-bench-ingest",
+            dependencies: ["GoFetchCore"],
+            path: "bench/ingest"
         ),
         .testTarget(
             name: "GoFetchCoreTests",

@@ -20,24 +20,7 @@ final class TemporaryDirectory {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// A client of the ingest socket, as a trace source would be.
-struct TestClient {
-    let fd: FileDescriptor
-
-    init(socketPath: String) throws {
-        fd = try Syscall.socket(domain: AF_UNIX, type: CGoFetch_SOCK_SEQPACKET | CGoFetch_SOCK_CLOEXEC)
-        try Syscall.connect(fd, unixPath: socketPath)
-    }
-
-    /// Sends one message, waiting while the socket buffer is full (a test may wait; the shim never does).
-    func send(_ bytes: [UInt8]) throws {
-        while try !bytes.withUnsafeBytes({ try Syscall.send(fd, $0) }) {
-            usleep(200)
-        }
-    }
-
-    func close() { try? fd.close() }
-}
+typealias TestClient = IngestClient
 
 extension Logger {
     static let test: Logger = {

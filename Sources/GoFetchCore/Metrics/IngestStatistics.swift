@@ -58,6 +58,6 @@ public final class StoreStatistics: Sendable {
 }
 
 extension Atomic where Value == Int {
-    @inline(__always) func add(_ value: Int) { wrappingAdd(value, ordering: .relaxed) }
-    @inline(__always) var value: Int { load(ordering: .relaxed) }
+    @inline(__always) public func add(_ value: Int) { wrappingAdd(value, ordering: .relaxed) }
+    @inline(__always) public var value: Int { load(ordering: .relaxed) }
 }
