@@ -1,0 +1,83 @@
+/// Picks, per stream, the file-level predictor whose recent measured accuracy is
+/// best, and falls back: a repeated order gets Markov's exact next files, a shuffled
+/// epoch gets the remaining set, never garbage Markov guesses.
+///
+/// Accuracy is measured online: before each open is learned, every candidate is
+/// scored on whether it had predicted it (Markov: in its last top-k for that stream;
+/// remaining set: an unread file of the data set). Scores are exponentially
+/// weighted (α = 0.1), so a change of pattern shows within tens of files.
+public final class HybridPredictor: Predictor {
+    public let kind = PredictorKind.markov
+    public let markov: MarkovPredictor?
+    public let remaining: EpochRemainingSet?
+    /// Below this measured accuracy a predictor is not used.
+    public let minimumAccuracy: Double
+    private var streams: [StreamKey: StreamState] = [:]
+    private let maxStreams: Int
+    public private(set) var choices: [PredictorKind: Int] = [:]
+
+    struct StreamState {
+        var markovPending: Set<FileID> = []
+        var markovAccuracy = 0.0
+        var remainingAccuracy = 0.0
+        var opens = 0
+    }
+
+    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, minimumAccuracy: Double = 0.3, maxStreams: Int = 65_536) {
+        self.markov = markov
+        self.remaining = remaining
+        self.minimumAccuracy = minimumAccuracy
+        self.maxStreams = maxStreams
+    }
+
+    /// Measured accuracies of a stream, for tests and reports.
+    public func accuracy(of stream: StreamKey) -> (markov: Double, remaining: Double)? {
+        streams[stream].map { ($0.markovAccuracy, $0.remainingAccuracy) }
+    }
+
+    public func observe(_ event: TraceEvent) {
+        guard event.kind == .open else { return }
+        let key = StreamKey(event)
+        if streams[key] == nil && streams.count >= maxStreams { streams.removeAll(keepingCapacity: true) }
+        var state = streams[key] ?? StreamState()
+        let markovHit = state.markovPending.contains(event.fileID)
+        let remainingHit = remaining?.expects(event.fileID) ?? false
+        state.markovAccuracy = 0.9 * state.markovAccuracy + (markovHit ? 0.1 : 0)
+        state.remainingAccuracy = 0.9 * state.remainingAccuracy + (remainingHit ? 0.1 : 0)
+        state.opens += 1
+        streams[key] = state
+        markov?.observe(event)
+        remaining?.observe(event)
+    }
+
+    public func predict(after event: TraceEvent, limit: Int) -> [Prediction] {
+        guard event.kind == .open else { return [] }
+        let key = StreamKey(event)
+        guard var state = streams[key] else { return [] }
+        let markovPredictions = markov?.predict(stream: key, limit: limit) ?? []
+        state.markovPending = Set(markovPredictions.map(\.fileID))
+        streams[key] = state
+
+        let markovGood = state.markovAccuracy >= minimumAccuracy
+        let remainingGood = remaining != nil && state.remainingAccuracy >= minimumAccuracy
+        // Markov is exact about the order, so it wins ties (within 0.05).
+        if markovGood && (!remainingGood || state.markovAccuracy + 0.05 >= state.remainingAccuracy) {
+            choices[.markov, default: 0] += 1
+            // A transition seen once has probability 1; the stream's measured accuracy caps it.
+            return markovPredictions.map {
+                var prediction = $0
+                prediction.confidence = min(prediction.confidence, state.markovAccuracy)
+                return prediction
+            }
+        }
+        if remainingGood, let remaining {
+            choices[.remainingSet, default: 0] += 1
+            return remaining.next(limit: limit).map {
+                var prediction = $0
+                prediction.confidence = state.remainingAccuracy
+                return prediction
+            }
+        }
+        return []
+    }
+}
