@@ -1,0 +1,1 @@
+"""gofetch Python helpers (wire codec; the training hook comes later)."""
