@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/fsuid.h>
+#include <sys/mman.h>
+#include <stdlib.h>
 #include <sys/fanotify.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -106,3 +109,35 @@ int CGoFetch_accept(int fd) {
 
 const uint32_t CGoFetch_EPOLLIN = EPOLLIN;
 const uint32_t CGoFetch_EPOLLRDHUP = EPOLLRDHUP;
+
+int CGoFetch_setfsuid(uint32_t uid) {
+    return setfsuid(uid);
+}
+
+int CGoFetch_setfsgid(uint32_t gid) {
+    return setfsgid(gid);
+}
+
+int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len) {
+    if (len == 0) return 0;
+    long page = sysconf(_SC_PAGESIZE);
+    void *map = mmap(NULL, len, PROT_NONE, MAP_SHARED, fd, (off_t)off);
+    if (map == MAP_FAILED) return -1;
+    size_t pages = (len + (size_t)page - 1) / (size_t)page;
+    unsigned char *vector = malloc(pages);
+    if (vector == NULL) {
+        munmap(map, len);
+        errno = ENOMEM;
+        return -1;
+    }
+    int64_t resident = -1;
+    if (mincore(map, len, vector) == 0) {
+        resident = 0;
+        for (size_t i = 0; i < pages; i++) resident += vector[i] & 1;
+    }
+    int saved = errno;
+    free(vector);
+    munmap(map, len);
+    errno = saved;
+    return resident;
+}

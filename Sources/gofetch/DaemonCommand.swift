@@ -34,7 +34,7 @@ struct DaemonCommand: AsyncParsableCommand {
             }
         }
         let daemon = try TraceDaemon(
-            configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", logger: logger,
+            configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", prefetch: true, logger: logger,
             onCommit: onCommit)
         let group = ServiceGroup(
             services: [DaemonService(daemon: daemon)],

@@ -41,42 +41,48 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = try options.loadConfiguration()
-        let logger = options.makeLogger(label: "gofetch.trace")
-        let library = try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary)
-        let socketPath = socket ?? ((configuration.daemon.socketPath as NSString).deletingLastPathComponent + "/trace-\(getpid()).sock")
-
-        let daemon = try TraceDaemon(
-            configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
-            source: "trace", logger: logger)
-        try daemon.start()
-
-        let environment = PreloadLibrary.environment(
-            base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
-        let child: ChildProcess
-        do {
-            child = try ChildProcess.spawn(command, environment: environment)
-        } catch {
-            daemon.stop()
-            throw error
-        }
-        let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
-        let exitCode = await child.exitCode()
-        forwarding.cancel()
-
-        // Children that outlive the command (daemonised workers) get a moment to flush.
-        await daemon.waitForClientsToLeave(timeout: 2)
-        daemon.stop()
-        let summary = daemon.summary()
-        if json {
-            try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary))
-        } else {
-            var text = summary.render(title: "trace")
-            text += "\n  \("store".padding(toLength: 22, withPad: " ", startingAt: 0))\(configuration.storage.dbPath) (run \(daemon.runID))"
-            FileHandle.standardError.write(Data((text + "\n").utf8))
-        }
-        if exitCode != 0 { throw ExitCode(exitCode) }
+        try await runJob(command, options: options, socket: socket, json: json, prefetch: false, title: "trace")
     }
+}
+
+/// Runs `command` under an in-process daemon (trace only, or with prefetching),
+/// prints the summary on standard error, and exits with the command's exit code.
+func runJob(_ command: [String], options: CommonOptions, socket: String?, json: Bool, prefetch: Bool, title: String) async throws {
+    let configuration = try options.loadConfiguration()
+    let logger = options.makeLogger(label: "gofetch.\(title)")
+    let library = try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary)
+    let socketPath = socket ?? ((configuration.daemon.socketPath as NSString).deletingLastPathComponent + "/\(title)-\(getpid()).sock")
+
+    let daemon = try TraceDaemon(
+        configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
+        source: title, prefetch: prefetch, logger: logger)
+    try daemon.start()
+
+    let environment = PreloadLibrary.environment(
+        base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
+    let child: ChildProcess
+    do {
+        child = try ChildProcess.spawn(command, environment: environment)
+    } catch {
+        daemon.stop()
+        throw error
+    }
+    let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
+    let exitCode = await child.exitCode()
+    forwarding.cancel()
+
+    // Children that outlive the command (daemonised workers) get a moment to flush.
+    await daemon.waitForClientsToLeave(timeout: 2)
+    daemon.stop()
+    let summary = daemon.summary()
+    if json {
+        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary))
+    } else {
+        var text = summary.render(title: title)
+        text += "\n  \("store".padding(toLength: 22, withPad: " ", startingAt: 0))\(configuration.storage.dbPath) (run \(daemon.runID))"
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+    if exitCode != 0 { throw ExitCode(exitCode) }
 }
 
 struct TraceReport: Codable {

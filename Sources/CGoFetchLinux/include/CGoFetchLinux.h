@@ -78,6 +78,21 @@ int CGoFetch_accept(int fd);
 extern const uint32_t CGoFetch_EPOLLIN;
 extern const uint32_t CGoFetch_EPOLLRDHUP;
 
+// MARK: - Per-thread file-system identity (sys/fsuid.h is not in Glibc's module)
+
+/// Sets this thread's file-system uid; returns the previous one. The corresponding
+/// system call is `setfsuid` (per thread in the kernel, which is the point: an
+/// executor thread opens a file as the client it works for).
+int CGoFetch_setfsuid(uint32_t uid);
+/// The corresponding system call is `setfsgid`.
+int CGoFetch_setfsgid(uint32_t gid);
+
+// MARK: - Residency by mincore(2), for kernels without cachestat
+
+/// Counts resident pages of `len` bytes at `off` (page aligned) by mapping them;
+/// returns the count or -1 with errno set. The corresponding C function is `mincore`.
+int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len);
+
 // MARK: - O_NOATIME, SOCK_* flags as constants (macros do not import as values)
 
 extern const int CGoFetch_O_NOATIME;

@@ -45,11 +45,16 @@ extension Configuration {
             try node.int("top_k_predictions", into: &config.prefetcher.topKPredictions, in: 1...1_000)
             try node.double("max_prefetch_size_mb", into: &config.prefetcher.maxPrefetchSizeMB, in: 0.001...1_048_576)
             try node.double("memory_budget_mb", into: &config.prefetcher.memoryBudgetMB, in: 1...1_048_576)
+            try node.int("executor_threads", into: &config.prefetcher.executorThreads, in: 1...256)
+            try node.choice("method", into: &config.prefetcher.method)
+            try node.double("memory_pressure_threshold", into: &config.prefetcher.memoryPressureThreshold, in: 0...100)
             try node.finish()
         }
         if let node = try top.section("predictor") {
             if let baseline = try node.section("baseline") {
                 try baseline.bool("enabled", into: &config.predictor.baselineEnabled)
+                try baseline.string("model_path", into: &config.predictor.baselineModelPath, nonEmpty: true)
+                try baseline.int("max_order", into: &config.predictor.baselineMaxOrder, in: 1...3)
                 try baseline.finish()
             }
             if let ml = try node.section("ml") {

@@ -36,7 +36,7 @@ public struct Configuration: Sendable, Equatable {
         /// Minimum confidence to prefetch (seed).
         public var confidenceThreshold = 0.6
         /// Maximum prefetch operations per second (seed).
-        public var rateLimitPerSec = 20.0
+        public var rateLimitPerSec = 1_000.0
         /// Maximum bytes per second read by prefetching; 0 is unlimited.
         public var rateLimitMBPerSec = 0.0
         /// Number of predictions considered per access (seed).
@@ -45,11 +45,25 @@ public struct Configuration: Sendable, Equatable {
         public var maxPrefetchSizeMB = 16.0
         /// Prefetched bytes not yet read by the job, at most.
         public var memoryBudgetMB = 1_024.0
+        /// I/O threads of the executor.
+        public var executorThreads = 4
+        /// `auto` chooses per device (hint, checked with cachestat, else read).
+        public var method = Method.auto
+        /// PSI memory "some avg10" percentage above which prefetching pauses.
+        public var memoryPressureThreshold = 10.0
+    }
+
+    public enum Method: String, Sendable, CaseIterable {
+        case auto, fadvise, readahead, read
     }
 
     public struct Predictor: Sendable, Equatable {
         /// Markov predictor over files (seed: `predictor.baseline.enabled`).
         public var baselineEnabled = true
+        /// Where `gofetch train` saves the Markov model and the daemon loads it from.
+        public var baselineModelPath = "models/markov.gfmk"
+        /// Longest Markov context, 1 to 3.
+        public var baselineMaxOrder = 3
         /// GRU predictor (seed: `predictor.ml.enabled`).
         public var mlEnabled = false
         /// Where the GRU's weights live (seed: `predictor.ml.model_path`).

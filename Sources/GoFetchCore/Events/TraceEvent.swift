@@ -10,6 +10,8 @@ public struct TraceEvent: Sendable, Hashable {
     public var pid: UInt32
     public var tid: UInt32
     public var uid: UInt32
+    /// The client's gid (not stored; the executor opens files as uid/gid).
+    public var gid: UInt32
     public var workerID: Int32?
     public var epoch: UInt32?
     /// Wall-clock nanoseconds since the Unix epoch.
@@ -22,7 +24,7 @@ public struct TraceEvent: Sendable, Hashable {
 
     public init(
         fileID: FileID, kind: AccessKind, flags: AccessFlags = [], source: TraceSource = .preload,
-        pid: UInt32, tid: UInt32, uid: UInt32, workerID: Int32? = nil, epoch: UInt32? = nil,
+        pid: UInt32, tid: UInt32, uid: UInt32, gid: UInt32 = 0, workerID: Int32? = nil, epoch: UInt32? = nil,
         wallNanoseconds: Int64, monotonicNanoseconds: UInt64, offset: UInt64, length: UInt64,
         durationNanoseconds: UInt32
     ) {
@@ -33,6 +35,7 @@ public struct TraceEvent: Sendable, Hashable {
         self.pid = pid
         self.tid = tid
         self.uid = uid
+        self.gid = gid
         self.workerID = workerID
         self.epoch = epoch
         self.wallNanoseconds = wallNanoseconds

@@ -32,6 +32,7 @@ public final class IngestServer: @unchecked Sendable {
         var fd: FileDescriptor
         var pid: UInt32
         var uid: UInt32
+        var gid: UInt32
         var privileged: Bool
         var droppedTotal: UInt32 = 0
     }
@@ -165,7 +166,7 @@ public final class IngestServer: @unchecked Sendable {
                 try? fd.close()
                 continue
             }
-            clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, privileged: credentials.uid == 0)
+            clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, gid: credentials.gid, privileged: credentials.uid == 0)
             statistics.connectionsAccepted.add(1)
             statistics.connectionsOpen.add(1)
         }
@@ -210,7 +211,7 @@ public final class IngestServer: @unchecked Sendable {
                     statistics.clientDropped.add(Int(header.droppedTotal - client.droppedTotal))
                     client.droppedTotal = header.droppedTotal
                 }
-                pipeline.ingest(events, uid: client.uid)
+                pipeline.ingest(events, uid: client.uid, gid: client.gid)
             }
             clients[token] = client
             if gotEOF {

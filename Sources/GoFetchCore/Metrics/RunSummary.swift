@@ -17,8 +17,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var committedEvents: Int
     public var committedFiles: Int
     public var committedBatches: Int
+    /// Present when gofetch prefetched (`run`, `daemon`).
+    public var prefetch: PrefetchSummary?
 
-    public init(ingest: IngestStatistics, store: StoreStatistics) {
+    public init(ingest: IngestStatistics, store: StoreStatistics, engine: PrefetchEngine? = nil) {
         events = ingest.eventsAccepted.value
         opens = ingest.opens.value
         reads = ingest.reads.value
@@ -36,6 +38,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         committedEvents = store.committedEvents.value
         committedFiles = store.committedFiles.value
         committedBatches = store.committedBatches.value
+        prefetch = engine.map(PrefetchSummary.init)
     }
 
     /// Events lost anywhere between the application and the store.
@@ -52,7 +55,62 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("committed", "\(committedEvents) events in \(committedBatches) transactions")
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
         row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files")
+        if let prefetch {
+            row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
+            row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
+            row("prefetched", Format.bytes(prefetch.bytesLoaded))
+            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
+            row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
+        }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// What prediction and prefetching did, all counted.
+public struct PrefetchSummary: Sendable, Codable, Equatable {
+    public var predictions: Int
+    public var markovChoices: Int
+    public var remainingSetChoices: Int
+    public var epochs: Int
+    public var belowThreshold: Int
+    public var duplicates: Int
+    public var unknownFiles: Int
+    public var queueDropped: Int
+    public var droppedEvents: Int
+    public var released: Int
+    public var completed: Int
+    public var skipped: Int
+    public var denied: Int
+    public var missing: Int
+    public var failed: Int
+    public var bytesLoaded: Int
+    public var budgetWaits: Int
+    public var rateWaits: Int
+    public var pressureWaits: Int
+
+    public init(_ engine: PrefetchEngine) {
+        let scheduler = engine.scheduler.statistics
+        let executor = engine.executor.statistics
+        predictions = engine.predictions.value
+        let choices = engine.choiceCounts
+        markovChoices = choices.markov
+        remainingSetChoices = choices.remainingSet
+        epochs = choices.epochs
+        belowThreshold = scheduler.belowThreshold.value
+        duplicates = scheduler.duplicates.value
+        unknownFiles = scheduler.unknownFiles.value
+        queueDropped = scheduler.queueDropped.value + executor.queueFull.value
+        droppedEvents = engine.droppedEvents.value
+        released = scheduler.released.value
+        completed = executor.completed.value
+        skipped = executor.skipped.value
+        denied = executor.denied.value
+        missing = executor.missing.value
+        failed = executor.failed.value
+        bytesLoaded = executor.bytesLoaded.value
+        budgetWaits = scheduler.budgetWaits.value
+        rateWaits = scheduler.rateWaits.value
+        pressureWaits = scheduler.pressureWaits.value
     }
 }
 

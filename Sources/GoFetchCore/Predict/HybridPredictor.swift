@@ -2,10 +2,11 @@
 /// best, and falls back: a repeated order gets Markov's exact next files, a shuffled
 /// epoch gets the remaining set, never garbage Markov guesses.
 ///
-/// Accuracy is measured online: before each open is learned, every candidate is
-/// scored on whether it had predicted it (Markov: in its last top-k for that stream;
-/// remaining set: an unread file of the data set). Scores are exponentially
-/// weighted (α = 0.1), so a change of pattern shows within tens of files.
+/// Accuracy is measured online: before each open is learned, every candidate that
+/// made a prediction is scored on whether it had predicted it (Markov: in its last
+/// top-k for that stream; remaining set: an unread file of the data set). A
+/// candidate that had nothing to say is not scored. Scores start at 0.5 and are
+/// exponentially weighted (α = 0.1), so a change of pattern shows within tens of files.
 public final class HybridPredictor: Predictor {
     public let kind = PredictorKind.markov
     public let markov: MarkovPredictor?
@@ -18,12 +19,16 @@ public final class HybridPredictor: Predictor {
 
     struct StreamState {
         var markovPending: Set<FileID> = []
-        var markovAccuracy = 0.0
-        var remainingAccuracy = 0.0
+        var markovAccuracy = 0.5
+        var remainingAccuracy = 0.5
         var opens = 0
     }
 
-    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, minimumAccuracy: Double = 0.3, maxStreams: Int = 65_536) {
+    /// How many files ahead Markov looks (its most likely path).
+    public let markovDepth: Int
+
+    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, minimumAccuracy: Double = 0.3, markovDepth: Int = 1, maxStreams: Int = 65_536) {
+        self.markovDepth = markovDepth
         self.markov = markov
         self.remaining = remaining
         self.minimumAccuracy = minimumAccuracy
@@ -40,10 +45,14 @@ public final class HybridPredictor: Predictor {
         let key = StreamKey(event)
         if streams[key] == nil && streams.count >= maxStreams { streams.removeAll(keepingCapacity: true) }
         var state = streams[key] ?? StreamState()
-        let markovHit = state.markovPending.contains(event.fileID)
-        let remainingHit = remaining?.expects(event.fileID) ?? false
-        state.markovAccuracy = 0.9 * state.markovAccuracy + (markovHit ? 0.1 : 0)
-        state.remainingAccuracy = 0.9 * state.remainingAccuracy + (remainingHit ? 0.1 : 0)
+        if !state.markovPending.isEmpty {
+            let hit = state.markovPending.contains(event.fileID)
+            state.markovAccuracy = 0.9 * state.markovAccuracy + (hit ? 0.1 : 0)
+        }
+        if let remaining, remaining.remaining > 0 {
+            let hit = remaining.expects(event.fileID)
+            state.remainingAccuracy = 0.9 * state.remainingAccuracy + (hit ? 0.1 : 0)
+        }
         state.opens += 1
         streams[key] = state
         markov?.observe(event)
@@ -54,8 +63,9 @@ public final class HybridPredictor: Predictor {
         guard event.kind == .open else { return [] }
         let key = StreamKey(event)
         guard var state = streams[key] else { return [] }
-        let markovPredictions = markov?.predict(stream: key, limit: limit) ?? []
-        state.markovPending = Set(markovPredictions.map(\.fileID))
+        let markovPredictions = markov?.predict(stream: key, limit: limit, depth: markovDepth) ?? []
+        // Scored on the next file only: what the top-k said comes right after this one.
+        state.markovPending = Set(markovPredictions.prefix(limit).map(\.fileID))
         streams[key] = state
 
         let markovGood = state.markovAccuracy >= minimumAccuracy

@@ -99,6 +99,32 @@ public final class MarkovPredictor: Predictor {
         return []
     }
 
+    /// The next files of `stream` further ahead: the top `limit` successors, then the
+    /// most likely path `depth` steps on, each step's confidence the product of the
+    /// transition probabilities so far. Slow storage needs more than one file of lead.
+    public func predict(stream: StreamKey, limit: Int, depth: Int) -> [Prediction] {
+        var predictions = predict(stream: stream, limit: limit)
+        guard depth > 1, var best = predictions.first, var history = histories[stream] else { return predictions }
+        var seen = Set(predictions.map(\.fileID))
+        for _ in 1..<depth {
+            history = Context(first: best.fileID, second: history.first, third: history.second)
+            guard let next = Self.mostLikely(after: history, in: table, maxOrder: options.maxOrder),
+                  seen.insert(next.file).inserted else { break }
+            best = Prediction(fileID: next.file, confidence: best.confidence * next.probability, predictor: .markov)
+            predictions.append(best)
+        }
+        return predictions
+    }
+
+    private static func mostLikely(after history: Context, in table: [Context: Entry], maxOrder: Int) -> (file: FileID, probability: Double)? {
+        for order in stride(from: maxOrder, through: 1, by: -1) {
+            guard let context = context(history, order: order), let entry = table[context], entry.total > 0,
+                  let top = entry.successors.max(by: { $0.count < $1.count }) else { continue }
+            return (top.file, Double(top.count) / Double(entry.total))
+        }
+        return nil
+    }
+
     /// Drops what a stream remembers (its process ended).
     public func forget(stream: StreamKey) {
         histories[stream] = nil

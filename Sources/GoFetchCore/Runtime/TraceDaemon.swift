@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// The daemon's running parts for tracing: store, writer, ingest pipeline and
@@ -11,6 +12,8 @@ public final class TraceDaemon: @unchecked Sendable {
     public let storeStatistics = StoreStatistics()
     public let server: IngestServer
     private let writer: StoreWriter
+    /// Prediction and prefetching; `nil` when only tracing.
+    public let engine: PrefetchEngine?
     private let logger: Logger
     private var running = false
 
@@ -18,10 +21,11 @@ public final class TraceDaemon: @unchecked Sendable {
     /// - Parameters:
     ///   - socketPath: overrides `daemon.socket_path`.
     ///   - command: recorded with the run.
+    ///   - prefetch: predict and warm the page cache, not only record.
     ///   - onCommit: called on the writer thread after each committed transaction.
     public init(
         configuration: Configuration, socketPath: String? = nil, command: String, source: String,
-        logger: Logger, onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
+        prefetch: Bool = false, logger: Logger, onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
     ) throws(TraceStoreError) {
         self.configuration = configuration
         self.logger = logger
@@ -30,12 +34,30 @@ public final class TraceDaemon: @unchecked Sendable {
             maxAgeDays: configuration.storage.retentionMaxAgeDays, maxEvents: configuration.storage.retentionMaxEvents)
         storeStatistics.retentionDeleted.add(deleted)
         runID = try store.beginRun(command: command, source: source)
-        let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: try store.files(limit: configuration.ingest.maxFiles))
+        let known = try store.files(limit: configuration.ingest.maxFiles)
+        let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: known)
         writer = StoreWriter(
             store: store, runID: runID, capacity: configuration.storage.queueCapacity,
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
+        var sinks: [any EventSink] = [writer]
+        if prefetch {
+            let engine = PrefetchEngine(configuration: configuration, knownFiles: known, logger: logger)
+            let modelPath = configuration.predictor.baselineModelPath
+            if configuration.predictor.baselineEnabled && FileManager.default.fileExists(atPath: modelPath) {
+                do {
+                    let loaded = try engine.loadMarkovModel(path: modelPath)
+                    logger.info("loaded Markov model", metadata: ["path": "\(modelPath)", "contexts": "\(loaded.contexts)", "skipped": "\(loaded.skipped)"])
+                } catch {
+                    logger.warning("Markov model not loaded; learning from scratch", metadata: ["error": "\(error)"])
+                }
+            }
+            sinks.append(engine)
+            self.engine = engine
+        } else {
+            engine = nil
+        }
         let pipeline = IngestPipeline(
-            catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: [writer], statistics: ingestStatistics)
+            catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: sinks, statistics: ingestStatistics)
         server = IngestServer(
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
             maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
@@ -43,9 +65,11 @@ public final class TraceDaemon: @unchecked Sendable {
 
     public func start() throws(IngestServerError) {
         writer.start()
+        engine?.start()
         do {
             try server.start()
         } catch {
+            engine?.stop()
             writer.stop()
             throw error
         }
@@ -58,6 +82,7 @@ public final class TraceDaemon: @unchecked Sendable {
         guard running else { return }
         running = false
         server.stop()
+        engine?.stop()
         writer.stop()
         applyRetention()
         do {
@@ -87,6 +112,6 @@ public final class TraceDaemon: @unchecked Sendable {
     }
 
     public func summary() -> RunSummary {
-        RunSummary(ingest: ingestStatistics, store: storeStatistics)
+        RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine)
     }
 }

@@ -238,3 +238,76 @@ public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
     public var problem: String
     public var description: String { "cannot run '\(command)': \(problem)" }
 }
+
+// MARK: - Files and the page cache
+
+extension Syscall {
+    /// Opens read-only, without updating the access time where the kernel lets us
+    /// (O_NOATIME needs file ownership or CAP_FOWNER; EPERM falls back to plain).
+    /// The corresponding C function is `open`.
+    static func openReadOnly(_ path: String) throws(Errno) -> FileDescriptor {
+        let flags = O_RDONLY | O_CLOEXEC
+        switch valueOrErrno({ Glibc.open(path, flags | CGoFetch_O_NOATIME) }) {
+        case .success(let fd): return FileDescriptor(rawValue: fd)
+        case .failure(let error) where error == .notPermitted:
+            return FileDescriptor(rawValue: try valueOrErrno { Glibc.open(path, flags) }.get())
+        case .failure(let error): throw error
+        }
+    }
+
+    /// Size, device and inode. The corresponding C function is `fstat`.
+    static func fileStatus(_ fd: FileDescriptor) throws(Errno) -> (size: UInt64, device: UInt64, inode: UInt64, isRegular: Bool) {
+        var status = stat()
+        _ = try valueOrErrno { fstat(fd.rawValue, &status) }.get()
+        return (UInt64(status.st_size), UInt64(status.st_dev), UInt64(status.st_ino), (status.st_mode & S_IFMT) == S_IFREG)
+    }
+
+    /// The corresponding C function is `posix_fadvise`.
+    static func adviseWillNeed(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) {
+        let result = posix_fadvise(fd.rawValue, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
+        if result != 0 { throw Errno(rawValue: result) }
+    }
+
+    /// The corresponding C function is `posix_fadvise(POSIX_FADV_DONTNEED)`.
+    static func adviseDontNeed(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) {
+        let result = posix_fadvise(fd.rawValue, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
+        if result != 0 { throw Errno(rawValue: result) }
+    }
+
+    /// The corresponding C function is `readahead`.
+    static func readahead(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) {
+        _ = try valueOrErrno { CGoFetch_readahead(fd.rawValue, Int64(offset), Int(length)) }.get()
+    }
+
+    /// Reads into `buffer` at `offset`; returns the bytes read (0 at end of file).
+    /// The corresponding C function is `pread`.
+    static func pread(_ fd: FileDescriptor, _ buffer: UnsafeMutableRawBufferPointer, offset: UInt64) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.pread(fd.rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }.get()
+    }
+
+    /// Pages of the range in the page cache: `cachestat(2)`, or `mincore(2)` on
+    /// kernels before 6.5. The corresponding system calls are `cachestat` and `mincore`.
+    static func residentPages(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) -> UInt64 {
+        var result = CGoFetch_cachestat()
+        if CGoFetch_cachestat(fd.rawValue, offset, length, &result) == 0 { return result.nr_cache }
+        guard errno == ENOSYS else { throw Errno(rawValue: errno) }
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        return UInt64(try valueOrErrno { CGoFetch_resident_pages_mincore(fd.rawValue, start, length + offset - start) }.get())
+    }
+
+    /// Runs `body` with this thread's file-system identity set to `uid`/`gid`, so the
+    /// kernel checks permissions as that user. The corresponding system calls are
+    /// `setfsuid` and `setfsgid`.
+    static func asFileSystemUser<T>(uid: UInt32, gid: UInt32, _ body: () throws(Errno) -> T) throws(Errno) -> T {
+        let ownUID = geteuid()
+        guard ownUID == 0, uid != ownUID else { return try body() }
+        let previousGID = CGoFetch_setfsgid(gid)
+        let previousUID = CGoFetch_setfsuid(uid)
+        defer {
+            _ = CGoFetch_setfsuid(UInt32(previousUID))
+            _ = CGoFetch_setfsgid(UInt32(previousGID))
+        }
+        return try body()
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+
+/// Counters of the executor.
+public final class ExecutorStatistics: Sendable {
+    public let submitted = Atomic<Int>(0)
+    /// Requests refused because the executor queue was full.
+    public let queueFull = Atomic<Int>(0)
+    public let completed = Atomic<Int>(0)
+    public let skipped = Atomic<Int>(0)
+    public let denied = Atomic<Int>(0)
+    public let missing = Atomic<Int>(0)
+    public let failed = Atomic<Int>(0)
+    public let bytesLoaded = Atomic<Int>(0)
+    /// Devices where hints did not make pages resident and warming fell back to reads.
+    public let hintsIgnoredDevices = Atomic<Int>(0)
+
+    public init() {}
+
+    func count(_ outcome: PrefetchOutcome) {
+        switch outcome {
+        case .completed: completed.add(1)
+        case .skipped: skipped.add(1)
+        case .denied: denied.add(1)
+        case .missing: missing.add(1)
+        case .failed: failed.add(1)
+        }
+    }
+}
+
+/// A bounded pool of I/O threads that warms page-cache ranges.
+///
+/// Each request is opened read-only (O_NOATIME where permitted) with the thread's
+/// file-system identity set to the client's, so it never reads what the client
+/// could not. Ranges already resident are skipped. The method is chosen per
+/// device: a hint (`fadvise`, then `readahead`) is tried and checked with
+/// cachestat; where hints leave pages out (some FUSE and network file systems),
+/// the device falls back to reading into a reusable buffer. A hint reads at most the
+/// device's readahead window from its offset, so hints go in slices of that size.
+public final class PrefetchExecutor: @unchecked Sendable {
+    public let statistics = ExecutorStatistics()
+    private let threads: Int
+    private let capacity: Int
+    private let forcedMethod: PrefetchMethod?
+    private let logger: Logger
+    private let onResult: @Sendable (PrefetchResult) -> Void
+
+    private struct Queue {
+        var requests: [PrefetchRequest] = []
+        var head = 0
+        var stopping = false
+        var count: Int { requests.count - head }
+    }
+    private let queue = Mutex(Queue())
+    private let available = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private let devices = Mutex([UInt64: PrefetchMethod]())
+    private let windows = Mutex([UInt64: UInt64]())
+    private var started = 0
+
+    /// - Parameters:
+    ///   - threads: I/O threads.
+    ///   - capacity: requests waiting at most; beyond, `submit` refuses (counted).
+    ///   - method: force one method; `nil` chooses per device.
+    ///   - onResult: called on an executor thread after each request.
+    public init(threads: Int, capacity: Int, method: PrefetchMethod?, logger: Logger, onResult: @escaping @Sendable (PrefetchResult) -> Void) {
+        self.threads = threads
+        self.capacity = capacity
+        self.forcedMethod = method
+        self.logger = logger
+        self.onResult = onResult
+    }
+
+    public func start() {
+        for index in 0..<threads {
+            let thread = Thread { [self] in
+                work()
+                finished.signal()
+            }
+            thread.name = "gofetch-io-\(index)"
+            thread.start()
+        }
+        started = threads
+    }
+
+    /// Requests waiting for a thread.
+    public var pending: Int { queue.withLock { $0.count } }
+
+    /// Queues a request without waiting; `false` (counted) when the queue is full.
+    @discardableResult
+    public func submit(_ request: PrefetchRequest) -> Bool {
+        let accepted = queue.withLock { queue -> Bool in
+            guard !queue.stopping, queue.count < capacity else { return false }
+            if queue.head > 1_024 && queue.head * 2 > queue.requests.count {
+                queue.requests.removeFirst(queue.head)
+                queue.head = 0
+            }
+            queue.requests.append(request)
+            return true
+        }
+        if accepted {
+            statistics.submitted.add(1)
+            available.signal()
+        } else {
+            statistics.queueFull.add(1)
+        }
+        return accepted
+    }
+
+    /// Finishes what is queued, then stops the threads.
+    public func stop() {
+        guard started > 0 else { return }
+        queue.withLock { $0.stopping = true }
+        for _ in 0..<started { available.signal() }
+        for _ in 0..<started { finished.wait() }
+        started = 0
+    }
+
+    private func work() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            available.wait()
+            let next = queue.withLock { queue -> PrefetchRequest? in
+                guard queue.count > 0 else { return nil }
+                defer { queue.head += 1 }
+                return queue.requests[queue.head]
+            }
+            guard let request = next else {
+                if queue.withLock({ $0.stopping && $0.count == 0 }) { return }
+                continue
+            }
+            let result = perform(request, buffer: buffer)
+            statistics.count(result.outcome)
+            statistics.bytesLoaded.add(Int(result.bytes))
+            onResult(result)
+        }
+    }
+
+    /// Warms one request; every failure is an outcome, never a crash.
+    func perform(_ request: PrefetchRequest, buffer: UnsafeMutableRawBufferPointer) -> PrefetchResult {
+        let issuedAt = Clock.monotonicNanoseconds()
+        func result(_ outcome: PrefetchOutcome, bytes: UInt64 = 0, method: PrefetchMethod? = nil) -> PrefetchResult {
+            PrefetchResult(request: request, outcome: outcome, bytes: bytes, method: method, issuedAt: issuedAt, completedAt: Clock.monotonicNanoseconds())
+        }
+        let fd: FileDescriptor
+        do {
+            fd = try Syscall.asFileSystemUser(uid: request.uid, gid: request.gid) { () throws(Errno) in
+                try Syscall.openReadOnly(request.path)
+            }
+        } catch {
+            switch error {
+            case .noSuchFileOrDirectory, .notDirectory: return result(.missing)
+            case .permissionDenied, .notPermitted: return result(.denied)
+            default: return result(.failed)
+            }
+        }
+        defer { try? fd.close() }
+        do {
+            let status = try Syscall.fileStatus(fd)
+            guard status.isRegular else { return result(.failed) }
+            guard request.offset < status.size else { return result(.skipped) }
+            let end = request.length == 0 ? status.size : min(status.size, request.offset + request.length)
+            let length = end - request.offset
+            let page = UInt64(4096)
+            let pages = (end + page - 1) / page - request.offset / page
+            let residentBefore = try Syscall.residentPages(fd, offset: request.offset, length: length)
+            if residentBefore >= pages { return result(.skipped) }
+
+            let method = forcedMethod ?? devices.withLock { $0[status.device] } ?? .fadvise
+            try warm(fd, offset: request.offset, length: length, method: method, device: status.device, buffer: buffer)
+            var residentAfter = try Syscall.residentPages(fd, offset: request.offset, length: length)
+            if forcedMethod == nil && method != .read && residentAfter <= residentBefore {
+                // Hints are asynchronous: give the device a moment before judging it.
+                for _ in 0..<20 where residentAfter <= residentBefore {
+                    usleep(2_000)
+                    residentAfter = try Syscall.residentPages(fd, offset: request.offset, length: length)
+                }
+                if residentAfter <= residentBefore {
+                    let fallback: PrefetchMethod = method == .fadvise ? .readahead : .read
+                    devices.withLock { $0[status.device] = fallback }
+                    if fallback == .read { statistics.hintsIgnoredDevices.add(1) }
+                    logger.notice("hints left pages out; switching method", metadata: ["device": "\(status.device)", "method": "\(fallback)"])
+                    try warm(fd, offset: request.offset, length: length, method: fallback, device: status.device, buffer: buffer)
+                    residentAfter = try Syscall.residentPages(fd, offset: request.offset, length: length)
+                    return result(.completed, bytes: (residentAfter - min(residentAfter, residentBefore)) * page, method: fallback)
+                }
+                devices.withLock { $0[status.device] = method }
+            }
+            return result(.completed, bytes: (residentAfter - min(residentAfter, residentBefore)) * page, method: method)
+        } catch {
+            logger.debug("prefetch failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+            return result(error == .noSuchFileOrDirectory ? .missing : .failed)
+        }
+    }
+
+    private func warm(_ fd: FileDescriptor, offset: UInt64, length: UInt64, method: PrefetchMethod, device: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+        switch method {
+        case .fadvise, .readahead:
+            let slice = windows.withLock { cache in
+                if let known = cache[device] { return known }
+                let window = Self.readaheadWindow(device: device)
+                cache[device] = window
+                return window
+            }
+            var position = offset
+            while position < offset + length {
+                let size = min(slice, offset + length - position)
+                if method == .fadvise {
+                    try Syscall.adviseWillNeed(fd, offset: position, length: size)
+                } else {
+                    try Syscall.readahead(fd, offset: position, length: size)
+                }
+                position += size
+            }
+        case .read:
+            var position = offset
+            while position < offset + length {
+                let count = try Syscall.pread(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(min(UInt64(buffer.count), offset + length - position))]), offset: position)
+                if count <= 0 { break }
+                position += UInt64(count)
+            }
+        }
+    }
+
+    /// The most one hint reads: the device's readahead window (`read_ahead_kb` of its
+    /// bdi), 128 KiB when unknown, as on FUSE and network file systems.
+    static func readaheadWindow(device: UInt64) -> UInt64 {
+        let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
+        let minor = device & 0xff | (device >> 12) & ~0xff
+        let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8),
+           let kib = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)), kib > 0 {
+            return kib * 1024
+        }
+        return 128 * 1024
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Live prediction and prefetching: fed by ingest, it runs the predictors, the
+/// scheduler and the executor on its own thread, so ingest never waits on them.
+///
+/// Batches beyond `capacity` events are dropped (counted) rather than queued.
+public final class PrefetchEngine: EventSink, @unchecked Sendable {
+    public let markov: MarkovPredictor?
+    public let remaining: EpochRemainingSet
+    public let patterns: PatternDetector
+    public let hybrid: HybridPredictor
+    public let scheduler: PrefetchScheduler
+    public let executor: PrefetchExecutor
+    /// Events refused because the engine's inbox was full.
+    public let droppedEvents = Atomic<Int>(0)
+    public let predictions = Atomic<Int>(0)
+    private let topK: Int
+    private let capacity: Int
+    private let logger: Logger
+
+    private struct Inbox {
+        var batches: [EventBatch] = []
+        var events = 0
+        var results: [PrefetchResult] = []
+        var stopping = false
+    }
+    private let inbox = Mutex(Inbox())
+    private let wakeUp = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var files: [FileID: (path: String, size: UInt64)] = [:]
+    private var running = false
+    private let choices = Mutex((markov: 0, remainingSet: 0, epochs: 0))
+
+    /// How often the hybrid chose each predictor, and epoch boundaries seen (published by the engine thread).
+    public var choiceCounts: (markov: Int, remainingSet: Int, epochs: Int) { choices.withLock { $0 } }
+
+    public init(configuration: Configuration, knownFiles: [FileRecord], logger: Logger) {
+        self.logger = logger
+        topK = configuration.prefetcher.topKPredictions
+        capacity = configuration.storage.queueCapacity
+        markov = configuration.predictor.baselineEnabled ? MarkovPredictor(options: .init(maxOrder: configuration.predictor.baselineMaxOrder)) : nil
+        remaining = EpochRemainingSet(options: .init(maxFiles: configuration.ingest.maxFiles))
+        var paths: [FileID: String] = [:]
+        for record in knownFiles {
+            files[record.id] = (record.path, record.size)
+            paths[record.id] = record.path
+        }
+        let pathIndex = PathIndex(paths)
+        self.pathIndex = pathIndex
+        patterns = PatternDetector(pathOf: { pathIndex.path($0) })
+        hybrid = HybridPredictor(markov: markov, remaining: remaining, markovDepth: 8)
+        scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
+        let results = ResultForwarder()
+        executor = PrefetchExecutor(
+            threads: configuration.prefetcher.executorThreads, capacity: 256,
+            method: PrefetchMethod(rawValue: configuration.prefetcher.method.rawValue), logger: logger,
+            onResult: { result in results.forward(result) })
+        results.engine = self
+    }
+    private let pathIndex: PathIndex
+
+    /// File paths by id, shared with the pattern detector (which names model files by extension).
+    private final class PathIndex: Sendable {
+        private let paths: Mutex<[FileID: String]>
+        init(_ paths: [FileID: String]) { self.paths = Mutex(paths) }
+        func path(_ id: FileID) -> String? { paths.withLock { $0[id] } }
+        func add(_ records: [FileRecord]) { paths.withLock { for record in records { $0[record.id] = record.path } } }
+    }
+
+    /// Hands executor results back to the engine thread.
+    private final class ResultForwarder: @unchecked Sendable {
+        weak var engine: PrefetchEngine?
+        func forward(_ result: PrefetchResult) { engine?.deliver(result) }
+    }
+
+    private func deliver(_ result: PrefetchResult) {
+        inbox.withLock { $0.results.append(result) }
+        wakeUp.signal()
+    }
+
+    /// Loads a trained Markov model (`gofetch train`), mapping its files by path.
+    public func loadMarkovModel(path: String) throws(ModelFileError) -> (contexts: Int, skipped: Int) {
+        guard let markov else { return (0, 0) }
+        let ids = Dictionary(files.map { ($0.value.path, $0.key) }, uniquingKeysWith: { a, _ in a })
+        return try markov.load(from: path) { ids[$0] }
+    }
+
+    public func start() {
+        executor.start()
+        running = true
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "gofetch-predict"
+        thread.start()
+    }
+
+    public func stop() {
+        guard running else { return }
+        running = false
+        inbox.withLock { $0.stopping = true }
+        wakeUp.signal()
+        finished.wait()
+        executor.stop()
+    }
+
+    public func consume(_ batch: EventBatch) {
+        let accepted = inbox.withLock { inbox -> Bool in
+            guard inbox.events + batch.events.count <= capacity || batch.events.isEmpty else { return false }
+            inbox.batches.append(batch)
+            inbox.events += batch.events.count
+            return true
+        }
+        if accepted {
+            wakeUp.signal()
+        } else {
+            droppedEvents.add(batch.events.count)
+            // File records are never dropped: later events name them.
+            if !batch.files.isEmpty { inbox.withLock { $0.batches.append(EventBatch(files: batch.files)) } }
+        }
+    }
+
+    private func run() {
+        while true {
+            // While requests wait for tokens or budget, come back soon to release them.
+            let timeout: DispatchTime = scheduler.queuedCount > 0 ? .now() + .milliseconds(2) : .now() + .milliseconds(100)
+            _ = wakeUp.wait(timeout: timeout)
+            let (batches, results, stopping) = inbox.withLock { inbox in
+                defer {
+                    inbox.batches.removeAll(keepingCapacity: true)
+                    inbox.results.removeAll(keepingCapacity: true)
+                    inbox.events = 0
+                }
+                return (inbox.batches, inbox.results, inbox.stopping)
+            }
+            if stopping { return }
+            for result in results { scheduler.completed(result) }
+            for batch in batches { process(batch) }
+            scheduler.release(now: Clock.monotonicNanoseconds()) { executor.submit($0) }
+            let counts = (hybrid.choices[.markov] ?? 0, hybrid.choices[.remainingSet] ?? 0, remaining.epochsCompleted)
+            choices.withLock { $0 = counts }
+        }
+    }
+
+    private func process(_ batch: EventBatch) {
+        if !batch.files.isEmpty {
+            pathIndex.add(batch.files)
+            for record in batch.files { files[record.id] = (record.path, record.size) }
+        }
+        let now = Clock.monotonicNanoseconds()
+        for event in batch.events {
+            var made: [Prediction] = []
+            switch event.kind {
+            case .open:
+                scheduler.consumed(event.fileID)
+                patterns.observe(event)
+                hybrid.observe(event)
+                made = hybrid.predict(after: event, limit: topK)
+            case .read, .mmap:
+                scheduler.consumed(event.fileID)
+                patterns.observe(event)
+                made = patterns.predict(after: event, limit: topK)
+            case .close:
+                continue
+            }
+            guard !made.isEmpty else { continue }
+            predictions.add(made.count)
+            scheduler.offer(made, uid: event.uid, gid: event.gid, now: now) { files[$0] }
+        }
+    }
+}

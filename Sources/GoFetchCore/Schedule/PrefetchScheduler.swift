@@ -1,0 +1,234 @@
+import DequeModule
+import HeapModule
+import Synchronization
+
+/// Counters of the scheduler.
+public final class SchedulerStatistics: Sendable {
+    public let offered = Atomic<Int>(0)
+    public let belowThreshold = Atomic<Int>(0)
+    public let duplicates = Atomic<Int>(0)
+    /// Predictions of files gofetch has no path for (not in the catalog).
+    public let unknownFiles = Atomic<Int>(0)
+    public let queued = Atomic<Int>(0)
+    /// Requests dropped because the policy queue was full (the least urgent go).
+    public let queueDropped = Atomic<Int>(0)
+    public let released = Atomic<Int>(0)
+    public let budgetWaits = Atomic<Int>(0)
+    public let rateWaits = Atomic<Int>(0)
+    public let pressureWaits = Atomic<Int>(0)
+    /// Prefetched bytes the job never read within the expiry: released from the budget.
+    public let expiredBytes = Atomic<Int>(0)
+    /// Prefetched-but-unread bytes now, against the memory budget.
+    public let outstandingBytes = Atomic<Int>(0)
+
+    public init() {}
+}
+
+/// Decides what to prefetch and when: confidence threshold, top-k, de-duplication,
+/// size cap, the `fifo` or `heap` policy queue (bounded), token buckets in ops/s and
+/// MB/s, a memory budget for prefetched-but-unread bytes, and back-off under memory
+/// pressure (PSI). Confined to the engine's thread.
+public final class PrefetchScheduler {
+    public struct Options: Sendable {
+        public var policy: Configuration.PolicyType = .heap
+        public var confidenceThreshold = 0.6
+        public var topK = 5
+        public var operationsPerSecond = 20.0
+        public var bytesPerSecond = 0.0
+        public var maxRequestBytes: UInt64 = 16 << 20
+        public var memoryBudget: UInt64 = 1 << 30
+        public var dedupWindowNanoseconds: UInt64 = 30_000_000_000
+        public var queueCapacity = 10_000
+        /// PSI "some avg10" (%) above which prefetching pauses.
+        public var pressureThreshold = 10.0
+        /// Prefetched bytes not read within this long stop counting against the budget.
+        public var expiryNanoseconds: UInt64 = 120_000_000_000
+
+        public init() {}
+
+        public init(_ configuration: Configuration) {
+            let prefetcher = configuration.prefetcher
+            policy = prefetcher.policyType
+            confidenceThreshold = prefetcher.confidenceThreshold
+            topK = prefetcher.topKPredictions
+            operationsPerSecond = prefetcher.rateLimitPerSec
+            bytesPerSecond = prefetcher.rateLimitMBPerSec * 1_048_576
+            maxRequestBytes = UInt64(prefetcher.maxPrefetchSizeMB * 1_048_576)
+            memoryBudget = UInt64(prefetcher.memoryBudgetMB * 1_048_576)
+            pressureThreshold = prefetcher.memoryPressureThreshold
+        }
+    }
+
+    struct Queued: Comparable {
+        var request: PrefetchRequest
+        var sequence: UInt64
+
+        /// Higher confidence first, then the earlier deadline, then arrival.
+        static func < (a: Queued, b: Queued) -> Bool {
+            if a.request.confidence != b.request.confidence { return a.request.confidence < b.request.confidence }
+            let ad = a.request.deadline ?? .max, bd = b.request.deadline ?? .max
+            if ad != bd { return ad > bd }
+            return a.sequence > b.sequence
+        }
+
+        static func == (a: Queued, b: Queued) -> Bool { a.sequence == b.sequence }
+    }
+
+    struct DedupKey: Hashable {
+        var file: FileID
+        var chunk: UInt64
+    }
+
+    public let options: Options
+    public let statistics = SchedulerStatistics()
+    private var fifo = Deque<Queued>()
+    private var heap = Heap<Queued>()
+    private var sequence: UInt64 = 0
+    private var recent: [DedupKey: UInt64] = [:]
+    private var lastPrune: UInt64 = 0
+    private var lastExpiry: UInt64 = 0
+    private var operations: TokenBucket
+    private var bandwidth: TokenBucket
+    private var pressure: MemoryPressure
+    private var outstanding: [FileID: (bytes: UInt64, since: UInt64)] = [:]
+    private var outstandingTotal: UInt64 = 0
+
+    public init(options: Options, now: UInt64, pressure: MemoryPressure = MemoryPressure()) {
+        self.options = options
+        operations = TokenBucket(rate: options.operationsPerSecond, burst: max(1, options.operationsPerSecond / 10), now: now)
+        bandwidth = TokenBucket(rate: options.bytesPerSecond, burst: max(Double(options.maxRequestBytes), options.bytesPerSecond / 10), now: now)
+        self.pressure = pressure
+    }
+
+    public var queuedCount: Int { fifo.count + heap.count }
+    public var outstandingBytes: UInt64 { outstandingTotal }
+
+    /// Considers predictions for one client.
+    /// - Parameter file: the path and size of a file id, `nil` when unknown.
+    public func offer(_ predictions: [Prediction], uid: UInt32, gid: UInt32, now: UInt64, file: (FileID) -> (path: String, size: UInt64)?) {
+        // top-k is applied by the predictors (`limit`); a Markov path adds steps beyond it.
+        for prediction in predictions {
+            statistics.offered.add(1)
+            guard prediction.confidence >= options.confidenceThreshold else {
+                statistics.belowThreshold.add(1)
+                continue
+            }
+            guard let info = file(prediction.fileID) else {
+                statistics.unknownFiles.add(1)
+                continue
+            }
+            let available = info.size > prediction.offset ? info.size - prediction.offset : 0
+            var length = prediction.length == 0 ? available : min(prediction.length, available)
+            length = min(length, options.maxRequestBytes)
+            guard length > 0 else { continue }
+            let key = DedupKey(file: prediction.fileID, chunk: prediction.offset >> 20)
+            if let seen = recent[key], now &- seen < options.dedupWindowNanoseconds {
+                statistics.duplicates.add(1)
+                continue
+            }
+            recent[key] = now
+            enqueue(PrefetchRequest(
+                fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, offset: prediction.offset, length: length,
+                confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))
+        }
+        pruneRecent(now)
+    }
+
+    private func enqueue(_ request: PrefetchRequest) {
+        sequence += 1
+        let item = Queued(request: request, sequence: sequence)
+        statistics.queued.add(1)
+        switch options.policy {
+        case .fifo:
+            if fifo.count >= options.queueCapacity {
+                fifo.removeFirst()  // the oldest prediction is the most likely stale
+                statistics.queueDropped.add(1)
+            }
+            fifo.append(item)
+        case .heap:
+            heap.insert(item)
+            if heap.count > options.queueCapacity {
+                heap.removeMin()
+                statistics.queueDropped.add(1)
+            }
+        }
+    }
+
+    /// Hands requests to `submit` while budget, rates and memory pressure allow.
+    /// `submit` returns `false` when the executor cannot take more now.
+    public func release(now: UInt64, submit: (PrefetchRequest) -> Bool) {
+        expire(now)
+        while let next = peek() {
+            if pressure.current(now: now) > options.pressureThreshold {
+                statistics.pressureWaits.add(1)
+                return
+            }
+            guard outstandingTotal + next.length <= options.memoryBudget || outstandingTotal == 0 else {
+                statistics.budgetWaits.add(1)
+                return
+            }
+            guard operations.take(1, now: now) else {
+                statistics.rateWaits.add(1)
+                return
+            }
+            guard bandwidth.take(Double(next.length), now: now) else {
+                statistics.rateWaits.add(1)
+                return
+            }
+            guard submit(next) else { return }
+            pop()
+            reserve(next.fileID, bytes: next.length, now: now)
+            statistics.released.add(1)
+        }
+    }
+
+    private func peek() -> PrefetchRequest? {
+        options.policy == .fifo ? fifo.first?.request : heap.max?.request
+    }
+
+    private func pop() {
+        if options.policy == .fifo { fifo.removeFirst() } else { heap.removeMax() }
+    }
+
+    private func reserve(_ file: FileID, bytes: UInt64, now: UInt64) {
+        let previous = outstanding[file]?.bytes ?? 0
+        outstanding[file] = (previous + bytes, now)
+        outstandingTotal += bytes
+        statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    /// The executor finished a request: its reservation becomes what it really loaded.
+    public func completed(_ result: PrefetchResult) {
+        guard var entry = outstanding[result.request.fileID] else { return }
+        let unused = result.request.length - min(result.request.length, result.bytes)
+        let released = min(entry.bytes, unused)
+        entry.bytes -= released
+        outstandingTotal -= released
+        outstanding[result.request.fileID] = entry.bytes == 0 ? nil : entry
+        statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    /// The job read a file: what was prefetched of it no longer counts against the budget.
+    public func consumed(_ file: FileID) {
+        guard let entry = outstanding.removeValue(forKey: file) else { return }
+        outstandingTotal -= entry.bytes
+        statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    private func expire(_ now: UInt64) {
+        guard now &- lastExpiry >= 1_000_000_000 else { return }
+        lastExpiry = now
+        for (file, entry) in outstanding where now &- entry.since > options.expiryNanoseconds {
+            outstanding[file] = nil
+            outstandingTotal -= entry.bytes
+            statistics.expiredBytes.add(Int(entry.bytes))
+        }
+        statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    private func pruneRecent(_ now: UInt64) {
+        guard now &- lastPrune >= 1_000_000_000 else { return }
+        lastPrune = now
+        recent = recent.filter { now &- $0.value < options.dedupWindowNanoseconds }
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import GoFetchCore
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command with tracing, prediction and prefetching: the one-command path.",
+        discussion: """
+            Starts an in-process daemon, runs the command and all its children with the
+            preload shim, predicts what they read next (Markov, intra-file patterns,
+            epoch remaining set, picked per stream by measured accuracy) and warms the
+            page cache ahead of them inside the budgets of the config. Prints a summary
+            on standard error and exits with the command's exit code.
+
+            Example: gofetch run --config config.yaml -- python3 train.py
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: ArgumentHelp("Socket for this run (default: a private one beside daemon.socket_path).", valueName: "path"))
+    var socket: String?
+
+    @Flag(help: "Print the summary as JSON instead of a table.")
+    var json = false
+
+    @Argument(parsing: .postTerminator, help: "The command to run, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else {
+            throw ValidationError("no command given; put it after --, as in: gofetch run -- python3 train.py")
+        }
+    }
+
+    func run() async throws {
+        try await runJob(command, options: options, socket: socket, json: json, prefetch: true, title: "run")
+    }
+}
