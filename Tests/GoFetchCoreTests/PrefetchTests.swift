@@ -1,0 +1,218 @@
+import Foundation
+import Glibc
+import Logging
+import SystemPackage
+import Testing
+@testable import GoFetchCore
+
+/// Writes `size` bytes, syncs, and drops the file's pages, so it starts cold.
+func coldFile(_ path: String, size: Int) throws {
+    var generator = SplitMix64(seed: UInt64(size))
+    let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    let fd = try FileDescriptor.open(path, .readOnly)
+    defer { try? fd.close() }
+    fsync(fd.rawValue)
+    try Syscall.adviseDontNeed(fd, offset: 0, length: 0)
+}
+
+/// Resident pages of a whole file, measured with cachestat.
+func residentPages(_ path: String) throws -> UInt64 {
+    let fd = try FileDescriptor.open(path, .readOnly)
+    defer { try? fd.close() }
+    return try Syscall.residentPages(fd, offset: 0, length: 0)
+}
+
+func request(_ path: String, file: FileID = 1, uid: UInt32 = getuid(), gid: UInt32 = getgid(), offset: UInt64 = 0, length: UInt64 = 0, confidence: Double = 0.9) -> PrefetchRequest {
+    PrefetchRequest(fileID: file, path: path, uid: uid, gid: gid, offset: offset, length: length,
+                    confidence: confidence, deadline: nil, predictor: .markov, queuedAt: 0)
+}
+
+@Suite("executor", .serialized)
+struct ExecutorTests {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+
+    func executor(_ method: PrefetchMethod? = nil) -> PrefetchExecutor {
+        PrefetchExecutor(threads: 1, capacity: 8, method: method, logger: .test, onResult: { _ in })
+    }
+
+    @Test("a cold file becomes resident, in full, with each method", arguments: [PrefetchMethod?.none, .fadvise, .readahead, .read])
+    func warms(method: PrefetchMethod?) throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("sample.bin")
+        try coldFile(path, size: 3 << 20)  // larger than one 128 KiB readahead window: slices must add up
+        #expect(try residentPages(path) == 0)
+        let result = executor(method).perform(request(path), buffer: buffer)
+        #expect(result.outcome == .completed)
+        #expect(try residentPages(path) == 768)
+        #expect(result.bytes == 3 << 20)
+        buffer.deallocate()
+    }
+
+    @Test("a range warms that range, not the rest of the file")
+    func range() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("shard.bin")
+        try coldFile(path, size: 8 << 20)
+        let result = executor(.read).perform(request(path, offset: 4 << 20, length: 1 << 20), buffer: buffer)
+        #expect(result.outcome == .completed)
+        let fd = try FileDescriptor.open(path, .readOnly)
+        defer { try? fd.close() }
+        #expect(try Syscall.residentPages(fd, offset: 4 << 20, length: 1 << 20) == 256)
+        #expect(try Syscall.residentPages(fd, offset: 0, length: 4 << 20) <= 32)  // at most the kernel's own readahead
+        buffer.deallocate()
+    }
+
+    @Test("a resident file is skipped, a deleted one is missing, an unreadable one is denied")
+    func outcomes() throws {
+        let directory = TemporaryDirectory()
+        let warm = directory.file("warm.bin")
+        try coldFile(warm, size: 64 << 10)
+        _ = try Data(contentsOf: URL(fileURLWithPath: warm))
+        #expect(executor().perform(request(warm), buffer: buffer).outcome == .skipped)
+
+        let gone = directory.file("gone.bin")
+        try coldFile(gone, size: 64 << 10)
+        try FileManager.default.removeItem(atPath: gone)
+        #expect(executor().perform(request(gone), buffer: buffer).outcome == .missing)
+
+        // The client may not read it: as root, a file of root's with mode 0600 for
+        // the client `nobody`; otherwise a file with no permissions at all.
+        let secret = directory.file("secret.bin")
+        try coldFile(secret, size: 64 << 10)
+        let client: UInt32 = geteuid() == 0 ? 65_534 : getuid()
+        chmod(secret, geteuid() == 0 ? 0o600 : 0o000)
+        let denied = executor().perform(request(secret, uid: client, gid: client), buffer: buffer)
+        #expect(denied.outcome == .denied)
+        #expect(try residentPages(secret) == 0)
+        buffer.deallocate()
+    }
+
+    @Test("requests run on the pool and report through the callback")
+    func pool() throws {
+        let directory = TemporaryDirectory()
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var outcomes: [PrefetchOutcome] = []
+        }
+        let results = Results()
+        let pool = PrefetchExecutor(threads: 2, capacity: 2, method: nil, logger: .test) { result in
+            results.lock.lock()
+            results.outcomes.append(result.outcome)
+            results.lock.unlock()
+        }
+        var accepted = 0
+        for i in 0..<6 {
+            let path = directory.file("f\(i)")
+            try coldFile(path, size: 256 << 10)
+            if pool.submit(request(path, file: FileID(i + 1))) { accepted += 1 }
+        }
+        // Not started yet: the queue holds two, the rest were refused and counted.
+        #expect(accepted == 2)
+        #expect(pool.statistics.queueFull.value == 4)
+        pool.start()
+        #expect(waitUntil { results.lock.withLock { results.outcomes.count } == 2 })
+        pool.stop()
+        #expect(results.outcomes == [.completed, .completed])
+        buffer.deallocate()
+    }
+}
+
+@Suite("scheduler")
+struct SchedulerTests {
+    func files(_ id: FileID) -> (path: String, size: UInt64)? {
+        id <= 100 ? ("/data/\(id)", 1 << 20) : nil
+    }
+
+    func options(_ change: (inout PrefetchScheduler.Options) -> Void = { _ in }) -> PrefetchScheduler.Options {
+        var options = PrefetchScheduler.Options()
+        options.operationsPerSecond = 1_000_000
+        options.pressureThreshold = 101  // this machine's pressure must not decide the test
+        change(&options)
+        return options
+    }
+
+    func drain(_ scheduler: PrefetchScheduler, now: UInt64) -> [PrefetchRequest] {
+        var released: [PrefetchRequest] = []
+        scheduler.release(now: now) { released.append($0); return true }
+        return released
+    }
+
+    @Test("threshold, unknown files, duplicates and the size cap")
+    func filters() {
+        let scheduler = PrefetchScheduler(options: options { $0.maxRequestBytes = 300_000 }, now: 0)
+        scheduler.offer([
+            Prediction(fileID: 1, confidence: 0.9, predictor: .markov),
+            Prediction(fileID: 2, confidence: 0.2, predictor: .markov),
+            Prediction(fileID: 999, confidence: 0.9, predictor: .markov),
+            Prediction(fileID: 1, confidence: 0.9, predictor: .markov),
+        ], uid: 0, gid: 0, now: 1, file: files)
+        let released = drain(scheduler, now: 1)
+        #expect(released.map(\.fileID) == [1])
+        #expect(released.first?.length == 300_000)
+        #expect(scheduler.statistics.belowThreshold.value == 1)
+        #expect(scheduler.statistics.unknownFiles.value == 1)
+        #expect(scheduler.statistics.duplicates.value == 1)
+        // After the de-duplication window the same file may go again.
+        scheduler.offer([Prediction(fileID: 1, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: 31_000_000_000, file: files)
+        #expect(drain(scheduler, now: 31_000_000_000).count == 1)
+    }
+
+    @Test("heap releases by confidence then deadline; fifo by arrival")
+    func policies() {
+        let predictions = [
+            Prediction(fileID: 1, confidence: 0.7, deadline: 50, predictor: .markov),
+            Prediction(fileID: 2, confidence: 0.9, deadline: 90, predictor: .markov),
+            Prediction(fileID: 3, confidence: 0.9, deadline: 10, predictor: .markov),
+        ]
+        let heap = PrefetchScheduler(options: options(), now: 0)
+        heap.offer(predictions, uid: 0, gid: 0, now: 1, file: files)
+        #expect(drain(heap, now: 1).map(\.fileID) == [3, 2, 1])
+        let fifo = PrefetchScheduler(options: options { $0.policy = .fifo }, now: 0)
+        fifo.offer(predictions, uid: 0, gid: 0, now: 1, file: files)
+        #expect(drain(fifo, now: 1).map(\.fileID) == [1, 2, 3])
+    }
+
+    @Test("the ops/s token bucket paces releases")
+    func rate() {
+        let scheduler = PrefetchScheduler(options: options { $0.operationsPerSecond = 10 }, now: 0)
+        scheduler.offer((1...10).map { Prediction(fileID: $0, confidence: 0.9, predictor: .markov) }, uid: 0, gid: 0, now: 0, file: files)
+        #expect(drain(scheduler, now: 0).count == 1)  // burst of one tenth of a second
+        #expect(drain(scheduler, now: 500_000_000).count == 1)  // the bucket holds at most a tenth of a second
+        #expect(drain(scheduler, now: 600_000_000).count == 1)
+        #expect(scheduler.statistics.rateWaits.value >= 2)
+    }
+
+    @Test("the memory budget holds releases until the job reads what was prefetched")
+    func budget() {
+        let scheduler = PrefetchScheduler(options: options { $0.memoryBudget = 3 << 20 }, now: 0)
+        scheduler.offer((1...6).map { Prediction(fileID: $0, confidence: 0.9, predictor: .markov) }, uid: 0, gid: 0, now: 0, file: files)
+        let first = drain(scheduler, now: 0)
+        #expect(first.count == 3)
+        #expect(scheduler.outstandingBytes == 3 << 20)
+        #expect(drain(scheduler, now: 1).isEmpty)
+        #expect(scheduler.statistics.budgetWaits.value >= 1)
+        scheduler.consumed(first[0].fileID)
+        #expect(drain(scheduler, now: 2).count == 1)
+        // A prefetch that found the file resident loaded nothing: its reservation goes.
+        let skipped = PrefetchResult(request: first[1], outcome: .skipped, bytes: 0, method: nil, issuedAt: 0, completedAt: 0)
+        scheduler.completed(skipped)
+        #expect(scheduler.outstandingBytes == 2 << 20)
+    }
+
+    @Test("a full policy queue drops the least urgent, counted")
+    func queueBound() {
+        let scheduler = PrefetchScheduler(options: options { $0.queueCapacity = 2; $0.operationsPerSecond = 0.001 }, now: 0)
+        _ = drain(scheduler, now: 0)
+        scheduler.offer([0.7, 0.9, 0.8].enumerated().map { Prediction(fileID: FileID($0.offset + 1), confidence: $0.element, predictor: .markov) },
+                        uid: 0, gid: 0, now: 0, file: files)
+        #expect(scheduler.queuedCount == 2)
+        #expect(scheduler.statistics.queueDropped.value == 1)
+    }
+
+    @Test("PSI text parses")
+    func pressure() {
+        #expect(MemoryPressure.parse("some avg10=12.50 avg60=1.00 avg300=0.00 total=1\nfull avg10=3.00 avg60=0 avg300=0 total=0\n") == 12.5)
+        #expect(MemoryPressure.parse("") == 0)
+    }
+}
