@@ -49,6 +49,12 @@ let package = Package(
             dependencies: ["GoFetchCore"],
             path: "bench/ingest"
         ),
+        // Markov training and prediction cost: `swift run -c release gofetch-bench-predict`.
+        .executableTarget(
+            name: "gofetch-bench-predict",
+            dependencies: ["GoFetchCore"],
+            path: "bench/predict"
+        ),
         .testTarget(
             name: "GoFetchCoreTests",
             dependencies: ["GoFetchCore"]

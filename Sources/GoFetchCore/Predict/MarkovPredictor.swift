@@ -140,41 +140,51 @@ public final class MarkovPredictor: Predictor {
     }
 
     private func learn(_ context: Context, next file: FileID) {
-        if var entry = table[context] {
-            entry.lastUsed = tick
-            entry.total &+= 1
-            if let index = entry.successors.firstIndex(where: { $0.file == file }) {
-                entry.successors[index].count &+= 1
-            } else if entry.successors.count < options.maxSuccessors {
-                entry.successors.append(Successor(file: file, count: 1))
-            } else {
-                // Replace the rarest successor (its count is the newcomer's too: space-saving).
-                let index = entry.successors.indices.min { entry.successors[$0].count < entry.successors[$1].count }!
-                entry.successors[index] = Successor(file: file, count: entry.successors[index].count &+ 1)
-                successorsEvicted += 1
-            }
-            table[context] = entry
+        if let index = table.index(forKey: context) {
+            // In place: copying the entry out and back would copy its successor array.
+            update(&table.values[index], with: file)
             return
         }
         if table.count >= options.maxContexts { evictLeastUsed() }
         table[context] = Entry(successors: [Successor(file: file, count: 1)], total: 1, lastUsed: tick)
     }
 
-    /// Removes the least recently used tenth of the contexts (amortised: once per tenth).
-    private func evictLeastUsed() {
-        let drop = max(1, table.count / 10)
-        var ages = table.values.map { tick &- $0.lastUsed }
-        ages.sort(by: >)
-        let threshold = ages[drop - 1]
-        var removed = 0
-        table = table.filter { _, entry in
-            if removed < drop && tick &- entry.lastUsed >= threshold {
-                removed += 1
-                return false
-            }
-            return true
+    private func update(_ entry: inout Entry, with file: FileID) {
+        entry.lastUsed = tick
+        entry.total &+= 1
+        if let index = entry.successors.firstIndex(where: { $0.file == file }) {
+            entry.successors[index].count &+= 1
+        } else if entry.successors.count < options.maxSuccessors {
+            entry.successors.append(Successor(file: file, count: 1))
+        } else {
+            // Replace the rarest successor (its count is the newcomer's too: space-saving).
+            let index = entry.successors.indices.min { entry.successors[$0].count < entry.successors[$1].count }!
+            entry.successors[index] = Successor(file: file, count: entry.successors[index].count &+ 1)
+            successorsEvicted += 1
         }
-        contextsEvicted += removed
+    }
+
+    /// Removes about the least recently used fifth of the contexts. The age cut-off
+    /// is estimated from a sample of 2,000 entries (the table's iteration order is
+    /// its hash order, so every k-th entry is a fair sample), which keeps eviction one
+    /// pass over the table instead of a sort of it.
+    private func evictLeastUsed() {
+        let step = max(1, table.count / 2_000)
+        var sample: [UInt32] = []
+        sample.reserveCapacity(2_001)
+        for (index, entry) in table.values.enumerated() where index % step == 0 {
+            sample.append(tick &- entry.lastUsed)
+        }
+        sample.sort(by: >)
+        let threshold = sample[min(sample.count - 1, sample.count / 5)]
+        let before = table.count
+        // Removing in place: rebuilding a table of millions of entries costs far more.
+        let stale = table.compactMap { tick &- $0.value.lastUsed >= threshold ? $0.key : nil }
+        for key in stale { table.removeValue(forKey: key) }
+        if table.count == before, let oldest = table.max(by: { tick &- $0.value.lastUsed < tick &- $1.value.lastUsed })?.key {
+            table[oldest] = nil  // all equally old: drop one so the cap holds
+        }
+        contextsEvicted += before - table.count
     }
 
     private func forgetOldestStream() {
