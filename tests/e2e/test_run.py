@@ -107,3 +107,124 @@ def test_second_pass_finds_files_resident_before_open(tmp_path, gofetch_bin, pyt
     assert summary["completed"] >= 0.9 * (len(files) - 10), summary
     # Nothing outside the job's files was warmed.
     assert sum(resident_pages(p) for p in decoys) == 0
+
+
+SHUFFLED_JOB = textwrap.dedent(
+    """
+    import ctypes, json, os, random, sys, time
+    sys.path.insert(0, os.path.dirname(sys.argv[0]))
+    from probe import resident_fraction
+    files, probe_dir, out = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+    index = {p: i for i, p in enumerate(files)}
+    before = []
+    for epoch in range(2):
+        order = files[:]
+        random.Random(epoch).shuffle(order)   # a new order every epoch
+        for p in order:
+            if epoch == 1:
+                before.append(resident_fraction(os.path.join(probe_dir, str(index[p]))))
+            with open(p, "rb") as f:
+                f.read()
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            time.sleep(0.01)
+    json.dump(before, open(out, "w"))
+    """
+)
+
+SHARD_JOB = textwrap.dedent(
+    """
+    import json, os, sys, time
+    sys.path.insert(0, os.path.dirname(sys.argv[0]))
+    from probe import resident_fraction
+    shard, probe, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    chunk = 1 << 20
+    before = []
+    with open(shard, "rb") as f:
+        # No kernel readahead for this reader (it reads 8 MiB ahead on this disk and
+        # would hide whether gofetch did anything); gofetch's own descriptor is unaffected.
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+        for i in range(os.fstat(f.fileno()).st_size // chunk):
+            before.append(resident_fraction(probe, i * chunk, chunk))
+            f.read(chunk)
+            time.sleep(0.02)   # the model's step
+    json.dump(before, open(out, "w"))
+    """
+)
+
+PROBE = textwrap.dedent(
+    """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    class CacheStat(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_uint64) for n in ("cache", "dirty", "writeback", "evicted", "recently_evicted")]
+    class Range(ctypes.Structure):
+        _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+    def resident_fraction(path, offset=0, length=0):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            stat = CacheStat()
+            if libc.syscall(451, fd, ctypes.byref(Range(offset, length)), ctypes.byref(stat), 0) != 0:
+                raise OSError(ctypes.get_errno(), "cachestat")
+            size = length or os.fstat(fd).st_size
+            return stat.cache / max((size + 4095) // 4096, 1)
+        finally:
+            os.close(fd)
+    """
+)
+
+
+def run_job(tmp_path, gofetch_bin, python_bin, job, args, extra_config="", mode="run"):
+    probe = tmp_path / "probe"
+    probe.mkdir(exist_ok=True)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "trace:\n  exclude_prefixes: [/proc, /sys, /dev, /usr, /lib, /lib64, /etc, /run, %s]\n%s" % (probe, extra_config)
+    )
+    (tmp_path / "probe.py").write_text(PROBE)
+    script = tmp_path / "job.py"
+    script.write_text(job)
+    out = tmp_path / "before.json"
+    result = subprocess.run(
+        [gofetch_bin, mode, "--config", str(config), "--db", str(tmp_path / "t.db"), "--json", "--",
+         python_bin, str(script), *args, str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stderr[result.stderr.index("{"):])["summary"].get("prefetch")
+    return json.load(open(out)), summary
+
+
+def test_shuffled_epoch_is_served_from_the_remaining_set(tmp_path, gofetch_bin, python_bin):
+    files = make_files(str(tmp_path / "data"), 200, seed=9, min_size=60_000, max_size=140_000)
+    order = sorted(files)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    for i, path in enumerate(order):
+        os.symlink(path, probe / str(i))
+    evict(order)
+    before, summary = run_job(tmp_path, gofetch_bin, python_bin, SHUFFLED_JOB, [",".join(order), str(probe)])
+    warm = [fraction >= 0.99 for fraction in before]
+    print(f"shuffled epoch 2: resident before open {sum(warm)}/{len(warm)}; prefetch: {summary}")
+    assert summary["remainingSetChoices"] > 0 and summary["epochs"] >= 1
+    # After the epoch boundary is seen (3 repeats) and the remaining set has shown it is right.
+    assert sum(warm[20:]) >= 0.9 * len(warm[20:])
+
+
+def test_sequential_shard_is_warmed_ahead_of_the_reader(tmp_path, gofetch_bin, python_bin):
+    shard = tmp_path / "data" / "shard-000.tar"
+    shard.parent.mkdir()
+    shard.write_bytes(os.urandom(48 << 20))
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    os.symlink(shard, probe / "shard")
+    evict([str(shard)])
+    alone, _ = run_job(tmp_path, gofetch_bin, python_bin, SHARD_JOB, [str(shard), str(probe / "shard")], mode="trace")
+    evict([str(shard)])
+    before, summary = run_job(tmp_path, gofetch_bin, python_bin, SHARD_JOB, [str(shard), str(probe / "shard")])
+    warm = [fraction >= 0.99 for fraction in before]
+    print(f"shard chunks resident before read: {sum(warm)}/{len(warm)} (without prefetch: "
+          f"{sum(f >= 0.99 for f in alone)}/{len(alone)}); prefetch: {summary}")
+    assert sum(f >= 0.99 for f in alone) <= 2  # the reader alone gets no help
+    # The first chunks come before the sequential pattern is established.
+    assert sum(warm[8:]) >= 0.9 * len(warm[8:])
+    assert summary["completed"] >= 2

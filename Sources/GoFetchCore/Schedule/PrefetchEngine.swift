@@ -49,7 +49,13 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         }
         let pathIndex = PathIndex(paths)
         self.pathIndex = pathIndex
-        patterns = PatternDetector(pathOf: { pathIndex.path($0) })
+        // The detector's window may not exceed what the scheduler issues in one request,
+        // or it would believe it is further ahead than anything warmed.
+        var patternOptions = PatternDetector.Options()
+        let maxRequest = UInt64(configuration.prefetcher.maxPrefetchSizeMB * 1_048_576)
+        patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequest)
+        patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequest)
+        patterns = PatternDetector(options: patternOptions, pathOf: { pathIndex.path($0) })
         hybrid = HybridPredictor(markov: markov, remaining: remaining, markovDepth: 8)
         scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
         let results = ResultForwarder()
