@@ -141,3 +141,7 @@ int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len) {
     errno = saved;
     return resident;
 }
+
+int CGoFetch_set_thread_groups(size_t count, const gid_t *groups) {
+    return (int)syscall(SYS_setgroups, count, groups);
+}

@@ -51,7 +51,8 @@ func runJob(_ command: [String], options: CommonOptions, socket: String?, json: 
     let configuration = try options.loadConfiguration()
     let logger = options.makeLogger(label: "gofetch.\(title)")
     let library = try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary)
-    let socketPath = socket ?? ((configuration.daemon.socketPath as NSString).deletingLastPathComponent + "/\(title)-\(getpid()).sock")
+    let socketDirectory = (configuration.daemon.socketPath as NSString).deletingLastPathComponent
+    let socketPath = socket ?? "\(socketDirectory.isEmpty ? "." : socketDirectory)/\(title)-\(getpid()).sock"
 
     let daemon = try TraceDaemon(
         configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),

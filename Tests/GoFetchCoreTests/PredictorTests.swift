@@ -5,11 +5,11 @@ import Testing
 /// An open event of `file` by `pid` at `time` ns.
 func openEvent(_ file: FileID, pid: UInt32 = 1, worker: Int32? = nil, epoch: UInt32? = nil, time: UInt64 = 0, size: UInt64 = 100_000) -> TraceEvent {
     TraceEvent(fileID: file, kind: .open, pid: pid, tid: pid, uid: 0, workerID: worker, epoch: epoch,
-               wallNanoseconds: Int64(time), monotonicNanoseconds: time, offset: 0, length: size, durationNanoseconds: 1)
+               wallNanoseconds: Int64(truncatingIfNeeded: time), monotonicNanoseconds: time, offset: 0, length: size, durationNanoseconds: 1)
 }
 
 func readEvent(_ file: FileID, pid: UInt32 = 1, offset: UInt64, length: UInt64, time: UInt64) -> TraceEvent {
-    TraceEvent(fileID: file, kind: .read, pid: pid, tid: pid, uid: 0, wallNanoseconds: Int64(time),
+    TraceEvent(fileID: file, kind: .read, pid: pid, tid: pid, uid: 0, wallNanoseconds: Int64(truncatingIfNeeded: time),
                monotonicNanoseconds: time, offset: offset, length: length, durationNanoseconds: 1)
 }
 
@@ -195,5 +195,34 @@ struct PredictorTests {
         }
         #expect(markovAfterWarmup == 0)
         #expect((shuffled.choices[.remainingSet] ?? 0) > 300)
+    }
+
+    @Test("absurd offsets, sizes, lengths and times from a client never trap")
+    func hostileNumbers() {
+        let detector = PatternDetector()
+        detector.observe(openEvent(1, size: .max))
+        let cases: [(UInt64, UInt64, UInt64)] = [
+            (.max, 1, 1), (0, .max, 2), (3_000_000_000_000_000_000, 1 << 40, 3), (6_000_000_000_000_000_000, 1 << 40, 4),
+            (9_000_000_000_000_000_000, 1 << 40, .max - 1), (0, 1, .max), (1 << 61, 1 << 61, 5),
+        ]
+        for (offset, length, time) in cases {
+            detector.observe(readEvent(1, offset: offset, length: length, time: time))
+            _ = detector.predict(file: 1, pid: 1, limit: 8)
+        }
+        for i in 0..<8 {
+            detector.observe(readEvent(1, offset: UInt64(i) << 58, length: 1 << 40, time: UInt64(i)))
+            _ = detector.predict(file: 1, pid: 1, limit: 8)
+        }
+        let statistics = IngestStatistics()
+        let pipeline = IngestPipeline(catalog: FileCatalog(capacity: 10), tableCapacity: 10, sinks: [], statistics: statistics)
+        pipeline.ingest([
+            AccessEvent(kind: .open, pid: 1, tid: 1, fd: 3, monotonicNanoseconds: .max, device: 1, inode: 1,
+                        offset: 0, length: .max, durationNanoseconds: .max, path: "/x"),
+            AccessEvent(kind: .read, pid: 1, tid: 1, fd: 3, monotonicNanoseconds: .max, device: 1, inode: 1,
+                        offset: .max, length: .max, durationNanoseconds: .max),
+            AccessEvent(kind: .read, pid: 1, tid: 1, fd: 3, monotonicNanoseconds: .max, device: 1, inode: 1,
+                        offset: .max, length: .max, durationNanoseconds: .max),
+        ], uid: 0)
+        #expect(statistics.reads.value == 2)
     }
 }

@@ -86,6 +86,10 @@ extern const uint32_t CGoFetch_EPOLLRDHUP;
 int CGoFetch_setfsuid(uint32_t uid);
 /// The corresponding system call is `setfsgid`.
 int CGoFetch_setfsgid(uint32_t gid);
+/// Sets this thread's supplementary groups only (the raw system call; glibc's
+/// `setgroups` changes every thread of the process). The corresponding system call
+/// is `setgroups`.
+int CGoFetch_set_thread_groups(size_t count, const gid_t *groups);
 
 // MARK: - Residency by mincore(2), for kernels without cachestat
 

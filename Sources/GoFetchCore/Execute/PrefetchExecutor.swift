@@ -165,7 +165,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
             guard request.offset < status.size else { return result(.skipped) }
             let end = request.length == 0 ? status.size : min(status.size, request.offset + request.length)
             let length = end - request.offset
-            let page = UInt64(4096)
+            let page = Self.pageSize
             let pages = (end + page - 1) / page - request.offset / page
             let residentBefore = try Syscall.residentPages(fd, offset: request.offset, length: length)
             if residentBefore >= pages { return result(.skipped) }
@@ -225,6 +225,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
             }
         }
     }
+
+    static let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
 
     /// The most one hint reads: the device's readahead window (`read_ahead_kb` of its
     /// bdi), 128 KiB when unknown, as on FUSE and network file systems.

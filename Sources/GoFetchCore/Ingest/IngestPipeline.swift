@@ -45,8 +45,8 @@ public final class IngestPipeline: @unchecked Sendable {
             case .read, .mmap, .close:
                 if event.kind == .read {
                     reads += 1
-                    bytes += Int(truncatingIfNeeded: event.length)
-                    wait += Int(event.durationNanoseconds)
+                    bytes &+= Int(truncatingIfNeeded: event.length)
+                    wait &+= Int(event.durationNanoseconds)
                 } else if event.kind == .mmap {
                     mmaps += 1
                 } else {

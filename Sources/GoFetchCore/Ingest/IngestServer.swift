@@ -35,6 +35,8 @@ public final class IngestServer: @unchecked Sendable {
         var gid: UInt32
         var privileged: Bool
         var droppedTotal: UInt32 = 0
+        /// Pids this client sent events for (a privileged client may speak for others).
+        var pids: Set<UInt32> = []
     }
     private var clients: [UInt64: Client] = [:]
     private var nextToken: UInt64 = 1
@@ -54,29 +56,50 @@ public final class IngestServer: @unchecked Sendable {
 
     /// Binds the socket and starts the receive thread.
     public func start() throws(IngestServerError) {
+        var fd: FileDescriptor?
+        var poller: FileDescriptor?
         do {
             let directory = (socketPath as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try Syscall.makeDirectory(directory, mode: 0o700) }
+            if !directory.isEmpty {
+                try Syscall.makeDirectory(directory, mode: 0o700)
+                try checkSocketDirectory(directory)
+            }
             try removeStaleSocket()
-            let fd = try Syscall.socket(domain: AF_UNIX, type: CGoFetch_SOCK_SEQPACKET | CGoFetch_SOCK_NONBLOCK | CGoFetch_SOCK_CLOEXEC)
-            listener = fd
-            try Syscall.bind(fd, unixPath: socketPath)
+            let socket = try Syscall.socket(domain: AF_UNIX, type: CGoFetch_SOCK_SEQPACKET | CGoFetch_SOCK_NONBLOCK | CGoFetch_SOCK_CLOEXEC)
+            fd = socket
+            try Syscall.bind(socket, unixPath: socketPath)
             try Syscall.chmod(socketPath, mode: mode_t(socketMode))
-            try Syscall.listen(fd, backlog: 512)
+            try Syscall.listen(socket, backlog: 512)
             let epoll = try Syscall.epollCreate()
-            self.epoll = epoll
-            try Syscall.epollAdd(epoll, fd, events: CGoFetch_EPOLLIN, token: Self.listenerToken)
-        } catch let error as IngestServerError {
-            throw error
+            poller = epoll
+            try Syscall.epollAdd(epoll, socket, events: CGoFetch_EPOLLIN, token: Self.listenerToken)
         } catch {
+            try? fd?.close()
+            try? poller?.close()
+            if let error = error as? IngestServerError { throw error }
             throw IngestServerError(socketPath: socketPath, problem: "\(error)")
         }
+        listener = fd
+        epoll = poller
+        Syscall.raiseOpenFileLimit()
         let thread = Thread { [self] in
             run()
             finished.signal()
         }
         thread.name = "gofetch-ingest"
         thread.start()
+    }
+
+    /// The socket's folder must be ours and closed to others: in a shared folder such
+    /// as /tmp, someone else could otherwise put their own socket in our place.
+    private func checkSocketDirectory(_ directory: String) throws {
+        var status = stat()
+        guard lstat(directory, &status) == 0 else { throw IngestServerError(socketPath: socketPath, problem: "cannot stat \(directory)") }
+        guard status.st_mode & S_IFMT == S_IFDIR, status.st_uid == geteuid(), status.st_mode & 0o022 == 0 else {
+            throw IngestServerError(
+                socketPath: socketPath,
+                problem: "\(directory) must be a directory owned by uid \(geteuid()) and not writable by group or others")
+        }
     }
 
     /// A socket file left by a daemon that died is removed; a live daemon is an error.
@@ -138,14 +161,26 @@ public final class IngestServer: @unchecked Sendable {
         // Final drain: everything clients sent before stop() is ingested, including
         // clients that connected, sent and left before they were accepted.
         acceptClients()
-        for token in Array(clients.keys) { drain(token, slots: slots, events: &events) }
+        for token in Array(clients.keys) {
+            while drain(token, slots: slots, events: &events) { pipeline.flush() }
+        }
         pipeline.flush()
         publishDecodeFailures()
     }
 
     private func acceptClients() {
         guard let listener else { return }
-        while let fd = try? Syscall.accept(listener) {
+        while true {
+            let accepted: FileDescriptor?
+            do {
+                accepted = try Syscall.accept(listener)
+            } catch {
+                // Out of descriptors: the waiting client stays queued; pause instead of spinning.
+                logger.warning("cannot accept a client", metadata: ["error": "\(error)"])
+                usleep(10_000)
+                return
+            }
+            guard let fd = accepted else { return }
             guard clients.count < maxClients, let credentials = try? Syscall.peerCredentials(fd) else {
                 statistics.connectionsRefused.add(1)
                 try? fd.close()
@@ -172,20 +207,24 @@ public final class IngestServer: @unchecked Sendable {
         }
     }
 
-    private func drain(_ token: UInt64, slots: UnsafeMutableBufferPointer<CGoFetch_message_slot>, events: inout [AccessEvent]) {
-        guard var client = clients[token] else { return }
-        while true {
+    /// Receives what one client sent; `true` when it stopped at its share with more waiting.
+    @discardableResult
+    private func drain(_ token: UInt64, slots: UnsafeMutableBufferPointer<CGoFetch_message_slot>, events: inout [AccessEvent]) -> Bool {
+        guard var client = clients[token] else { return false }
+        // At most 16 batches per turn, so one busy client cannot starve the others;
+        // epoll reports it again while it has more.
+        for _ in 0..<16 {
             let received: Int
             do {
                 received = try Syscall.receiveMessages(client.fd, slots)
             } catch {
                 disconnect(token)
-                return
+                return false
             }
             if received == 0 {
                 // Nothing waiting: either the peer is still there or it hung up.
                 if peerHungUp(client.fd) { disconnect(token) } else { clients[token] = client }
-                return
+                return false
             }
             var gotEOF = false
             for i in 0..<received {
@@ -203,9 +242,13 @@ public final class IngestServer: @unchecked Sendable {
                 guard let header = decoder.decode(UnsafeRawBufferPointer(start: slot.base, count: slot.length), into: &events) else {
                     continue
                 }
-                if header.pid != client.pid && !client.privileged {
-                    statistics.pidMismatch.add(1)
-                    for j in events.indices { events[j].pid = client.pid }
+                if header.pid != client.pid {
+                    if client.privileged {
+                        if client.pids.count < 4_096 { client.pids.insert(header.pid) }
+                    } else {
+                        statistics.pidMismatch.add(1)
+                        for j in events.indices { events[j].pid = client.pid }
+                    }
                 }
                 if header.droppedTotal > client.droppedTotal {
                     statistics.clientDropped.add(Int(header.droppedTotal - client.droppedTotal))
@@ -216,10 +259,12 @@ public final class IngestServer: @unchecked Sendable {
             clients[token] = client
             if gotEOF {
                 disconnect(token)
-                return
+                return false
             }
-            if received < slots.count { return }
+            if received < slots.count { return false }
         }
+        clients[token] = client
+        return true
     }
 
     private func peerHungUp(_ fd: FileDescriptor) -> Bool {
@@ -232,8 +277,8 @@ public final class IngestServer: @unchecked Sendable {
         if let epoll { try? Syscall.epollRemove(epoll, client.fd) }
         try? client.fd.close()
         statistics.connectionsOpen.add(-1)
-        if !clients.values.contains(where: { $0.pid == client.pid }) {
-            pipeline.processEnded(client.pid)
+        for pid in client.pids.union([client.pid]) where !clients.values.contains(where: { $0.pid == pid || $0.pids.contains(pid) }) {
+            pipeline.processEnded(pid)
         }
     }
 

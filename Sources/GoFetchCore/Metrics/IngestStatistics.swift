@@ -52,6 +52,8 @@ public final class StoreStatistics: Sendable {
     public let committedBatches = Atomic<Int>(0)
     /// Transactions that failed (disk full, locked); their events are counted as dropped.
     public let failedBatches = Atomic<Int>(0)
+    /// File records that failed to commit twice and were given up.
+    public let droppedFiles = Atomic<Int>(0)
     public let retentionDeleted = Atomic<Int>(0)
 
     public init() {}

@@ -12,12 +12,12 @@ public enum StatsReport {
         row("time in reads", Format.duration(nanoseconds: summary.readWaitNanoseconds))
         row("processes", "\(summary.processes)")
         if let first = summary.firstNanoseconds, let last = summary.lastNanoseconds {
-            row("time span", "\(Format.duration(nanoseconds: last - first)) (from \(isoTime(first)) to \(isoTime(last)))")
+            row("time span", "\(Format.duration(nanoseconds: last &- first)) (from \(isoTime(first)) to \(isoTime(last)))")
         }
         lines.append("")
         lines.append("runs")
         for run in summary.runs {
-            let ended = run.endedNanoseconds.map { "\(Format.duration(nanoseconds: $0 - run.startedNanoseconds))" } ?? "not closed"
+            let ended = run.endedNanoseconds.map { "\(Format.duration(nanoseconds: $0 &- run.startedNanoseconds))" } ?? "not closed"
             lines.append("  #\(run.id)  \(run.source.padding(toLength: 7, withPad: " ", startingAt: 0))  \(isoTime(run.startedNanoseconds))  \(ended)  \(run.events) events  \(run.command)")
         }
         lines.append("")

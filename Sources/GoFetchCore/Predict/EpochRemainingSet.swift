@@ -25,6 +25,8 @@ public final class EpochRemainingSet: Predictor {
     public private(set) var dataSet: [FileID] = []
     private var dataSetMembers: Set<FileID> = []
     public private(set) var readThisEpoch: Set<FileID> = []
+    /// Files of the data set read this epoch (kept as a count: this is asked on every open).
+    private var readMembers = 0
     private var readOrder: [FileID] = []
     private var handedOut: Set<FileID> = []
     private var cursor = 0
@@ -66,7 +68,10 @@ public final class EpochRemainingSet: Predictor {
             overflowed += 1
             return
         }
-        if readThisEpoch.insert(file).inserted { readOrder.append(file) }
+        if readThisEpoch.insert(file).inserted {
+            readOrder.append(file)
+            if dataSetMembers.contains(file) { readMembers += 1 }
+        }
     }
 
     /// Starts a new epoch; `keeping` were already read in it.
@@ -83,6 +88,7 @@ public final class EpochRemainingSet: Predictor {
         dataSet = next
         dataSetMembers = Set(next)
         readThisEpoch = []
+        readMembers = 0
         readOrder = []
         handedOut = []
         cursor = 0
@@ -98,7 +104,7 @@ public final class EpochRemainingSet: Predictor {
     }
 
     /// Files of the data set not yet read in this epoch.
-    public var remaining: Int { dataSet.count - readThisEpoch.intersection(dataSetMembers).count }
+    public var remaining: Int { dataSet.count - readMembers }
 
     public func predict(after event: TraceEvent, limit: Int) -> [Prediction] {
         next(limit: limit)

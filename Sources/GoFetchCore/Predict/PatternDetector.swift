@@ -85,6 +85,8 @@ public final class PatternDetector: Predictor {
 
     /// Registers a file's size and whether its name says it is a model (call on open).
     public func opened(file: FileID, pid: UInt32, size: UInt64, path: String?) {
+        // Sizes and offsets are client data: bounded here, all later sums stay far from overflow.
+        let size = min(size, 1 << 62)
         let key = Key(file: file, pid: pid)
         tick += 1
         if var state = states[key] {
@@ -113,7 +115,9 @@ public final class PatternDetector: Predictor {
     /// Learns one read of `length` bytes at `offset`.
     public func record(file: FileID, pid: UInt32, offset: UInt64, length: UInt64, time: UInt64) {
         let key = Key(file: file, pid: pid)
-        guard var state = states[key], length > 0 else { return }
+        // Offset 2^64-1 means the source could not tell; a read past the end teaches nothing.
+        guard var state = states[key], length > 0, offset != .max, offset < state.size else { return }
+        let length = min(length, state.size - offset)
         tick += 1
         state.lastUsed = tick
         let previous = state.recent.last
@@ -236,13 +240,13 @@ public final class PatternDetector: Predictor {
             let secondsAway = Double(offset > last.offset ? offset - last.offset : 0) / rate
             return Prediction(
                 fileID: file, offset: offset, length: length, confidence: state.confidence,
-                deadline: last.time + UInt64(min(secondsAway, 3600) * 1e9), predictor: .pattern)
+                deadline: last.time &+ UInt64(min(secondsAway, 3600) * 1e9), predictor: .pattern)
         }
     }
 
     /// Bytes to keep warm ahead of the reader: its rate × the lookahead, clamped.
     func prefetchSize(_ state: State) -> UInt64 {
-        let wanted = UInt64(state.bytesPerSecond * options.lookaheadSeconds)
+        let wanted = UInt64(min(state.bytesPerSecond * options.lookaheadSeconds, Double(options.maxPrefetch)))
         let floor = state.pattern == .model ? options.maxPrefetch / 4 : options.minPrefetch
         return min(options.maxPrefetch, max(floor, wanted))
     }

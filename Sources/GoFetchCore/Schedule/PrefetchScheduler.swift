@@ -74,9 +74,12 @@ public final class PrefetchScheduler {
         static func == (a: Queued, b: Queued) -> Bool { a.sequence == b.sequence }
     }
 
+    /// The exact range: the pattern detector never repeats a range itself, and a
+    /// coarser key would swallow its next, adjacent ones.
     struct DedupKey: Hashable {
         var file: FileID
-        var chunk: UInt64
+        var offset: UInt64
+        var length: UInt64
     }
 
     public let options: Options
@@ -121,7 +124,7 @@ public final class PrefetchScheduler {
             var length = prediction.length == 0 ? available : min(prediction.length, available)
             length = min(length, options.maxRequestBytes)
             guard length > 0 else { continue }
-            let key = DedupKey(file: prediction.fileID, chunk: prediction.offset >> 20)
+            let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
             if let seen = recent[key], now &- seen < options.dedupWindowNanoseconds {
                 statistics.duplicates.add(1)
                 continue
@@ -167,15 +170,14 @@ public final class PrefetchScheduler {
                 statistics.budgetWaits.add(1)
                 return
             }
-            guard operations.take(1, now: now) else {
+            guard operations.available(1, now: now), bandwidth.available(Double(next.length), now: now) else {
                 statistics.rateWaits.add(1)
                 return
             }
-            guard bandwidth.take(Double(next.length), now: now) else {
-                statistics.rateWaits.add(1)
-                return
-            }
+            // Tokens are spent only on what the executor took.
             guard submit(next) else { return }
+            _ = operations.take(1, now: now)
+            _ = bandwidth.take(Double(next.length), now: now)
             pop()
             reserve(next.fileID, bytes: next.length, now: now)
             statistics.released.add(1)

@@ -12,6 +12,13 @@ public struct TokenBucket: Sendable {
         updated = now
     }
 
+    /// Whether `amount` tokens could be taken now.
+    public mutating func available(_ amount: Double, now: UInt64) -> Bool {
+        guard rate > 0 else { return true }
+        refill(now)
+        return tokens >= min(amount, burst)
+    }
+
     /// Takes `amount` tokens if there are enough now.
     public mutating func take(_ amount: Double, now: UInt64) -> Bool {
         guard rate > 0 else { return true }

@@ -80,6 +80,7 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
     private func run() {
         var files: [FileRecord] = []
         var events: [TraceEvent] = []
+        var fileFailures = 0
         while true {
             _ = wakeUp.wait(timeout: .now() + .milliseconds(100))
             let (taken, stopping) = queue.withLock { queue -> ([EventBatch], Bool) in
@@ -97,6 +98,16 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
                 let end = min(start + batchSize, events.count)
                 if commit(files: files, events: events[start..<end]) {
                     files.removeAll(keepingCapacity: true)
+                    fileFailures = 0
+                } else if !files.isEmpty {
+                    // Kept for one more try (a transient failure such as a full disk); a
+                    // record that fails twice is dropped so it cannot block every later commit.
+                    fileFailures += 1
+                    if fileFailures >= 2 {
+                        statistics.droppedFiles.add(files.count)
+                        files.removeAll(keepingCapacity: true)
+                        fileFailures = 0
+                    }
                 }
                 start = end
             } while start < events.count

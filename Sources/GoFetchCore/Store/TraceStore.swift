@@ -1,5 +1,7 @@
 import Foundation
+import Glibc
 import GRDB
+import SystemPackage
 import GRDBSQLite
 
 /// Why the trace store could not do what was asked.
@@ -14,6 +16,9 @@ public struct TraceStoreError: Error, CustomStringConvertible, Sendable {
 public final class TraceStore: Sendable {
     public let path: String
     let database: any DatabaseWriter
+    /// Held for the life of a writing store: file ids are allocated in memory, so two
+    /// writing processes on one store would hand out the same ids.
+    private let lock: FileDescriptor?
 
     /// Opens (and creates or migrates) the store.
     /// - Parameters:
@@ -40,11 +45,18 @@ public final class TraceStore: Sendable {
                     throw TraceStoreError(path: path, problem: "no such file (run `gofetch trace` first, or pass --db)")
                 }
                 database = try DatabaseQueue(path: path, configuration: configuration)
+                lock = nil
             } else {
                 let directory = (path as NSString).deletingLastPathComponent
                 if !directory.isEmpty {
                     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 }
+                let lockFile = try FileDescriptor.open(path + ".lock", .readOnly, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+                guard flock(lockFile.rawValue, LOCK_EX | LOCK_NB) == 0 else {
+                    try? lockFile.close()
+                    throw TraceStoreError(path: path, problem: "another gofetch process is writing to this store; use another --db")
+                }
+                lock = lockFile
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 try StoreSchema.migrator().migrate(pool)
                 database = pool
@@ -54,6 +66,10 @@ public final class TraceStore: Sendable {
         } catch {
             throw TraceStoreError(path: path, problem: "\(error)")
         }
+    }
+
+    deinit {
+        if let lock { try? lock.close() }
     }
 
     /// Starts a run (one `trace`, `run` or daemon session) and returns its id.
@@ -141,7 +157,11 @@ public final class TraceStore: Sendable {
             var deleted = 0
             if maxAgeDays > 0 {
                 let cutoff = Int64(bitPattern: Clock.wallNanoseconds()) - Int64(maxAgeDays * 86_400 * 1e9)
-                try db.execute(sql: "DELETE FROM events WHERE time_ns < ?", arguments: [cutoff])
+                // Events are stored in time order, so the cut is an id: SQLite finds the
+                // first newer row by scanning in rowid order and deletes a rowid range.
+                try db.execute(
+                    sql: "DELETE FROM events WHERE id < COALESCE((SELECT MIN(id) FROM events WHERE time_ns >= ?), (SELECT MAX(id) + 1 FROM events))",
+                    arguments: [cutoff])
                 deleted += db.changesCount
             }
             if maxEvents > 0 {

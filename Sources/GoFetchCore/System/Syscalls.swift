@@ -147,6 +147,15 @@ enum Syscall {
         }
     }
 
+    /// Raises the soft limit on open files to the hard limit: every client is a
+    /// descriptor. The corresponding C function is `setrlimit`.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// The corresponding C function is `clock_gettime`.
     static func clockNanoseconds(_ clock: clockid_t) -> UInt64 {
         var time = timespec()
@@ -290,7 +299,9 @@ extension Syscall {
     static func residentPages(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) -> UInt64 {
         var result = CGoFetch_cachestat()
         if CGoFetch_cachestat(fd.rawValue, offset, length, &result) == 0 { return result.nr_cache }
-        guard errno == ENOSYS else { throw Errno(rawValue: errno) }
+        // No cachestat: an old kernel (ENOSYS), a seccomp filter that does not know it
+        // (EPERM), or a file system without it (EOPNOTSUPP). mincore answers the same.
+        guard errno == ENOSYS || errno == EPERM || errno == EOPNOTSUPP else { throw Errno(rawValue: errno) }
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let start = offset / page * page
         return UInt64(try valueOrErrno { CGoFetch_resident_pages_mincore(fd.rawValue, start, length + offset - start) }.get())
@@ -299,14 +310,29 @@ extension Syscall {
     /// Runs `body` with this thread's file-system identity set to `uid`/`gid`, so the
     /// kernel checks permissions as that user. The corresponding system calls are
     /// `setfsuid` and `setfsgid`.
+    ///
+    /// The thread's supplementary groups become just `gid` for the call (by the raw,
+    /// per-thread `setgroups` system call; glibc's wrapper would change every thread),
+    /// so root's own groups grant nothing. A client's other supplementary groups are
+    /// not applied: a file readable only through one of them is refused (the safe side).
+    /// A daemon that is not root can only act as itself: for another uid it refuses.
     static func asFileSystemUser<T>(uid: UInt32, gid: UInt32, _ body: () throws(Errno) -> T) throws(Errno) -> T {
         let ownUID = geteuid()
-        guard ownUID == 0, uid != ownUID else { return try body() }
+        if uid == ownUID && (ownUID != 0 || gid == getegid()) { return try body() }
+        guard ownUID == 0 else { throw Errno.permissionDenied }
+        var groups = [gid_t(gid)]
+        guard CGoFetch_set_thread_groups(1, &groups) == 0 else { throw Errno(rawValue: errno) }
         let previousGID = CGoFetch_setfsgid(gid)
         let previousUID = CGoFetch_setfsuid(uid)
         defer {
             _ = CGoFetch_setfsuid(UInt32(previousUID))
             _ = CGoFetch_setfsgid(UInt32(previousGID))
+            var none: [gid_t] = []
+            _ = CGoFetch_set_thread_groups(0, &none)
+        }
+        // setfsuid reports the previous id whether or not it changed anything: ask again.
+        guard CGoFetch_setfsuid(UInt32.max) == Int32(bitPattern: uid), CGoFetch_setfsgid(UInt32.max) == Int32(bitPattern: gid) else {
+            throw Errno.permissionDenied
         }
         return try body()
     }
