@@ -225,4 +225,32 @@ struct PredictorTests {
         ], uid: 0)
         #expect(statistics.reads.value == 2)
     }
+
+    @Test("lookahead prefetches the announced order a window ahead of the furthest file opened")
+    func lookahead() {
+        let predictor = LookaheadPredictor(window: 4)
+        let order: [FileID] = [50, 10, 40, 20, 30, 60, 70, 80]
+        for (position, file) in order.enumerated() {
+            predictor.announce(TraceEvent(
+                fileID: file, kind: .lookahead, flags: position == 0 ? [.announcementStart] : [], source: .pythonHook,
+                pid: 7, tid: 7, uid: 0, workerID: Int32(position % 2), epoch: 0, wallNanoseconds: 0, monotonicNanoseconds: 0,
+                offset: UInt64(position), length: 1_000, durationNanoseconds: 0))
+        }
+        #expect(predictor.next(announcer: 7).map(\.fileID) == [50, 10, 40, 20])
+        // A worker (another pid) opens the second file: the window moves on, nothing twice.
+        let open = openEvent(10, pid: 99)
+        predictor.observe(open)
+        #expect(predictor.predict(after: open, limit: 5).map(\.fileID) == [30, 60])  // positions 2…5
+        let later = openEvent(20, pid: 98)
+        predictor.observe(later)
+        #expect(predictor.predict(after: later, limit: 5).map(\.fileID) == [70, 80])  // positions 4…7
+        #expect(predictor.predict(after: later, limit: 5).isEmpty)
+        #expect(!predictor.covers(999))
+        // A new announcement from the same sender replaces the old list.
+        predictor.announce(TraceEvent(
+            fileID: 5, kind: .lookahead, flags: [.announcementStart], source: .pythonHook, pid: 7, tid: 7, uid: 0,
+            epoch: 1, wallNanoseconds: 0, monotonicNanoseconds: 0, offset: 0, length: 1, durationNanoseconds: 0))
+        #expect(!predictor.covers(50))
+        #expect(predictor.next(announcer: 7).map(\.fileID) == [5])
+    }
 }

@@ -32,6 +32,24 @@ struct WireDecoderTests {
         #expect(decoder.statistics.total == 0)
     }
 
+    @Test("lookahead and epoch records decode with their paths and flags")
+    func controlRecords() {
+        var encoder = WireEncoder(source: .pythonHook, pid: 5)
+        let announced = AccessEvent(kind: .lookahead, flags: [.announcementStart], source: .pythonHook, pid: 5, tid: 5, fd: -1,
+                                    workerID: 1, epoch: 3, monotonicNanoseconds: 9, device: 0, inode: 0, offset: 0,
+                                    length: 4_096, durationNanoseconds: 0, path: "/data/a.jpg")
+        let epoch = AccessEvent(kind: .epoch, source: .pythonHook, pid: 5, tid: 5, fd: -1, workerID: -1 < 0 ? nil : 0, epoch: 3,
+                                monotonicNanoseconds: 8, device: 0, inode: 0, offset: 0, length: 0, durationNanoseconds: 0)
+        encoder.append(epoch)
+        encoder.append(announced)
+        let message = encoder.finish()
+        var decoder = WireDecoder()
+        var events: [AccessEvent] = []
+        _ = message.withUnsafeBytes { decoder.decode($0, into: &events) }
+        #expect(events == [epoch, announced])
+        #expect(decoder.statistics.total == 0)
+    }
+
     @Test("each kind of damage is rejected and counted under its reason")
     func damage() throws {
         var encoder = WireEncoder(pid: 1)

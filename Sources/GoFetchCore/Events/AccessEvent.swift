@@ -4,6 +4,10 @@ public enum AccessKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case read = 2
     case mmap = 3
     case close = 4
+    /// The sender starts an epoch (Python hook). Not a file access: not stored.
+    case epoch = 5
+    /// One upcoming file, in order, from the data loader's sampler (Python hook). Not stored.
+    case lookahead = 6
 
     /// The seed's `access_type` column.
     public var description: String {
@@ -12,8 +16,16 @@ public enum AccessKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .read: "read"
         case .mmap: "mmap"
         case .close: "close"
+        case .epoch: "epoch"
+        case .lookahead: "lookahead"
         }
     }
+
+    /// The kinds that are file accesses (stored, counted as such).
+    public static let accesses: [AccessKind] = [.open, .read, .mmap, .close]
+
+    /// Open and lookahead records carry a path.
+    public var hasPath: Bool { self == .open || self == .lookahead }
 }
 
 /// Which trace source produced an event.
@@ -46,6 +58,8 @@ public struct AccessFlags: OptionSet, Sendable, Hashable {
     public static let vectored = AccessFlags(rawValue: 1 << 2)
     /// `pread` family: the offset was explicit.
     public static let positional = AccessFlags(rawValue: 1 << 3)
+    /// Lookahead: the first record of a new announcement (earlier lists of the sender are void).
+    public static let announcementStart = AccessFlags(rawValue: 1 << 4)
 }
 
 /// One access event as a trace source reports it, before ingest resolves its file.

@@ -65,17 +65,21 @@ public struct FileRecord: Sendable, Hashable {
     }
 }
 
-/// What ingest hands on at once: files new or changed since the last batch, then events.
+/// What ingest hands on at once: files new or changed since the last batch, then
+/// events. Control records (epoch starts, lookahead announcements) travel beside
+/// the events: predictors use them, the store does not keep them.
 public struct EventBatch: Sendable {
     public var files: [FileRecord]
     public var events: [TraceEvent]
+    public var control: [TraceEvent]
 
-    public init(files: [FileRecord] = [], events: [TraceEvent] = []) {
+    public init(files: [FileRecord] = [], events: [TraceEvent] = [], control: [TraceEvent] = []) {
         self.files = files
         self.events = events
+        self.control = control
     }
 
-    public var isEmpty: Bool { files.isEmpty && events.isEmpty }
+    public var isEmpty: Bool { files.isEmpty && events.isEmpty && control.isEmpty }
 }
 
 /// A consumer of ingested events (the store writer, later the predictors).

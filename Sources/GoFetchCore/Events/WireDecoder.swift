@@ -111,7 +111,7 @@ public struct WireDecoder: Sendable {
             offset: bytes.u64(base + 40),
             length: bytes.u64(base + 48),
             durationNanoseconds: bytes.u32(base + 56))
-        if kind == .open {
+        if kind.hasPath {
             let tail = WireFormat.recordSize
             guard size >= tail + 2 else {
                 statistics.record(.badPath)

@@ -17,8 +17,8 @@ public struct WireEncoder: Sendable {
 
     /// Appends one event; the path is written for open events.
     public mutating func append(_ event: AccessEvent) {
-        let pathBytes = event.kind == .open ? Array((event.path ?? "").utf8.prefix(WireFormat.maxPathLength)) : []
-        let tail = event.kind == .open ? 2 + pathBytes.count : 0
+        let pathBytes = event.kind.hasPath ? Array((event.path ?? "").utf8.prefix(WireFormat.maxPathLength)) : []
+        let tail = event.kind.hasPath ? 2 + pathBytes.count : 0
         let size = (WireFormat.recordSize + tail + 7) & ~7
         records.reserveCapacity(records.count + size)
         put16(UInt16(size))
@@ -34,7 +34,7 @@ public struct WireEncoder: Sendable {
         put64(event.length)
         put32(event.durationNanoseconds)
         put32(event.epoch ?? WireFormat.unknownEpoch)
-        if event.kind == .open {
+        if event.kind.hasPath {
             put16(UInt16(pathBytes.count))
             records.append(contentsOf: pathBytes)
             records.append(contentsOf: repeatElement(0, count: size - WireFormat.recordSize - tail))

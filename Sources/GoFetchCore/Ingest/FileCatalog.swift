@@ -59,6 +59,18 @@ public struct FileCatalog: Sendable {
         return .recorded(record)
     }
 
+    /// Finds or adds a file named before it is opened (a lookahead announcement):
+    /// a known file keeps its identity; a new one gets none until its open.
+    public mutating func registerAnnounced(path: String, size: UInt64, wallNanoseconds: Int64) -> Registration {
+        if let id = byPath[path] { return .known(id) }
+        guard records.count < capacity else { return .full }
+        let record = FileRecord(id: nextID, path: path, device: 0, inode: 0, size: size, firstSeenWallNanoseconds: wallNanoseconds)
+        nextID += 1
+        records[record.id] = record
+        byPath[path] = record.id
+        return .recorded(record)
+    }
+
     public func id(device: UInt64, inode: UInt64) -> FileID? {
         byIdentity[Identity(device: device, inode: inode)]
     }

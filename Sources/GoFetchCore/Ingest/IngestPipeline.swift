@@ -9,6 +9,7 @@ public final class IngestPipeline: @unchecked Sendable {
     private let wallOffset: Int64
     private var pendingFiles: [FileRecord] = []
     private var pendingEvents: [TraceEvent] = []
+    private var pendingControl: [TraceEvent] = []
 
     public init(catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics) {
         self.catalog = catalog
@@ -42,6 +43,30 @@ public final class IngestPipeline: @unchecked Sendable {
                 if !table.open(pid: event.pid, fd: event.fd, file: fileID) {
                     statistics.tableFull.add(1)
                 }
+            case .epoch:
+                pendingControl.append(TraceEvent(
+                    fileID: 0, kind: .epoch, source: event.source, pid: event.pid, tid: event.tid, uid: uid, gid: gid,
+                    workerID: event.workerID, epoch: event.epoch, wallNanoseconds: wall,
+                    monotonicNanoseconds: event.monotonicNanoseconds, offset: 0, length: 0, durationNanoseconds: 0))
+                continue
+            case .lookahead:
+                guard let path = event.path else { unresolved += 1; continue }
+                switch catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall) {
+                case .known(let id):
+                    fileID = id
+                case .recorded(let record):
+                    fileID = record.id
+                    pendingFiles.append(record)
+                case .full:
+                    statistics.catalogFull.add(1)
+                    continue
+                }
+                pendingControl.append(TraceEvent(
+                    fileID: fileID, kind: .lookahead, flags: event.flags, source: event.source, pid: event.pid, tid: event.tid,
+                    uid: uid, gid: gid, workerID: event.workerID, epoch: event.epoch, wallNanoseconds: wall,
+                    monotonicNanoseconds: event.monotonicNanoseconds, offset: event.offset, length: event.length,
+                    durationNanoseconds: 0))
+                continue
             case .read, .mmap, .close:
                 if event.kind == .read {
                     reads += 1
@@ -93,10 +118,11 @@ public final class IngestPipeline: @unchecked Sendable {
 
     /// Hands everything resolved so far to the sinks.
     public func flush() {
-        guard !pendingEvents.isEmpty || !pendingFiles.isEmpty else { return }
-        let batch = EventBatch(files: pendingFiles, events: pendingEvents)
+        guard !pendingEvents.isEmpty || !pendingFiles.isEmpty || !pendingControl.isEmpty else { return }
+        let batch = EventBatch(files: pendingFiles, events: pendingEvents, control: pendingControl)
         pendingFiles.removeAll(keepingCapacity: true)
         pendingEvents.removeAll(keepingCapacity: true)
+        pendingControl.removeAll(keepingCapacity: true)
         for sink in sinks { sink.consume(batch) }
     }
 }

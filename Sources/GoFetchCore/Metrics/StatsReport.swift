@@ -6,7 +6,7 @@ public enum StatsReport {
         var lines = ["trace store \(database)"]
         func row(_ name: String, _ value: String) { lines.append("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0))\(value)") }
         row("files", "\(summary.files) known, \(summary.filesRead) with events")
-        let kinds = AccessKind.allCases.map { "\($0) \(summary.eventsByKind[$0.description] ?? 0)" }.joined(separator: ", ")
+        let kinds = AccessKind.accesses.map { "\($0) \(summary.eventsByKind[$0.description] ?? 0)" }.joined(separator: ", ")
         row("events", "\(summary.events) (\(kinds))")
         row("bytes read", Format.bytes(summary.bytesRead))
         row("time in reads", Format.duration(nanoseconds: summary.readWaitNanoseconds))

@@ -107,7 +107,7 @@ public final class PatternDetector: Predictor {
             opened(file: event.fileID, pid: event.pid, size: event.length, path: pathOf(event.fileID))
         case .read, .mmap:
             record(file: event.fileID, pid: event.pid, offset: event.offset, length: event.length, time: event.monotonicNanoseconds)
-        case .close:
+        case .close, .epoch, .lookahead:
             break
         }
     }

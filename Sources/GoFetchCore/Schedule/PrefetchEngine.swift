@@ -11,6 +11,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let remaining: EpochRemainingSet
     public let patterns: PatternDetector
     public let hybrid: HybridPredictor
+    public let lookahead = LookaheadPredictor()
     public let scheduler: PrefetchScheduler
     public let executor: PrefetchExecutor
     /// Events refused because the engine's inbox was full.
@@ -114,16 +115,17 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     }
 
     public func consume(_ batch: EventBatch) {
+        let count = batch.events.count + batch.control.count
         let accepted = inbox.withLock { inbox -> Bool in
-            guard inbox.events + batch.events.count <= capacity || batch.events.isEmpty else { return false }
+            guard inbox.events + count <= capacity || count == 0 else { return false }
             inbox.batches.append(batch)
-            inbox.events += batch.events.count
+            inbox.events += count
             return true
         }
         if accepted {
             wakeUp.signal()
         } else {
-            droppedEvents.add(batch.events.count)
+            droppedEvents.add(count)
             // File records are never dropped: later events name them.
             if !batch.files.isEmpty { inbox.withLock { $0.batches.append(EventBatch(files: batch.files)) } }
         }
@@ -157,6 +159,16 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             for record in batch.files { files[record.id] = (record.path, record.size) }
         }
         let now = Clock.monotonicNanoseconds()
+        for control in batch.control {
+            if control.kind == .lookahead { lookahead.announce(control) }
+        }
+        for announcer in lookahead.announcers(in: batch.control) {
+            let first = lookahead.next(announcer: announcer)
+            if let client = batch.control.first(where: { $0.pid == announcer }), !first.isEmpty {
+                predictions.add(first.count)
+                scheduler.offer(first, uid: client.uid, gid: client.gid, now: now) { files[$0] }
+            }
+        }
         for event in batch.events {
             var made: [Prediction] = []
             switch event.kind {
@@ -164,12 +176,18 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 scheduler.consumed(event.fileID)
                 patterns.observe(event)
                 hybrid.observe(event)
-                made = hybrid.predict(after: event, limit: topK)
+                if lookahead.covers(event.fileID) {
+                    // The sampler said exactly what comes next: no guessing needed.
+                    lookahead.observe(event)
+                    made = lookahead.predict(after: event, limit: topK)
+                } else {
+                    made = hybrid.predict(after: event, limit: topK)
+                }
             case .read, .mmap:
                 scheduler.consumed(event.fileID)
                 patterns.observe(event)
                 made = patterns.predict(after: event, limit: topK)
-            case .close:
+            case .close, .epoch, .lookahead:
                 continue
             }
             guard !made.isEmpty else { continue }
