@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/fsuid.h>
+#include <sys/vfs.h>
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <sys/fanotify.h>
@@ -145,3 +146,11 @@ int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len) {
 int CGoFetch_set_thread_groups(size_t count, const gid_t *groups) {
     return (int)syscall(SYS_setgroups, count, groups);
 }
+
+int64_t CGoFetch_fs_type(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -1;
+    return (int64_t)info.f_type;
+}
+
+const int64_t CGoFetch_FUSE_SUPER_MAGIC = 0x65735546;

@@ -97,6 +97,13 @@ int CGoFetch_set_thread_groups(size_t count, const gid_t *groups);
 /// returns the count or -1 with errno set. The corresponding C function is `mincore`.
 int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len);
 
+// MARK: - File-system type
+
+/// The `f_type` magic of the file system holding `fd`, or -1 with errno set.
+/// The corresponding C function is `fstatfs`.
+int64_t CGoFetch_fs_type(int fd);
+extern const int64_t CGoFetch_FUSE_SUPER_MAGIC;
+
 // MARK: - O_NOATIME, SOCK_* flags as constants (macros do not import as values)
 
 extern const int CGoFetch_O_NOATIME;

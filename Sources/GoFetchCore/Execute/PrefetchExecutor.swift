@@ -17,6 +17,9 @@ public final class ExecutorStatistics: Sendable {
     public let bytesLoaded = Atomic<Int>(0)
     /// Devices where hints did not make pages resident and warming fell back to reads.
     public let hintsIgnoredDevices = Atomic<Int>(0)
+    public let cannotLast = Atomic<Int>(0)
+    /// FUSE mounts found to drop the page cache on every open.
+    public let volatileMounts = Atomic<Int>(0)
 
     public init() {}
 
@@ -27,6 +30,7 @@ public final class ExecutorStatistics: Sendable {
         case .denied: denied.add(1)
         case .missing: missing.add(1)
         case .failed: failed.add(1)
+        case .cannotLast: cannotLast.add(1)
         }
     }
 }
@@ -58,6 +62,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
     private let available = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private let devices = Mutex([UInt64: PrefetchMethod]())
+    /// FUSE devices checked for whether warmed pages survive an open: true = they do not.
+    private let volatileDevices = Mutex([UInt64: Bool]())
     private let windows = Mutex([UInt64: UInt64]())
     private var started = 0
 
@@ -162,6 +168,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         do {
             let status = try Syscall.fileStatus(fd)
             guard status.isRegular else { return result(.failed) }
+            if volatileDevices.withLock({ $0[status.device] }) == true { return result(.cannotLast) }
             guard request.offset < status.size else { return result(.skipped) }
             let end = request.length == 0 ? status.size : min(status.size, request.offset + request.length)
             let length = end - request.offset
@@ -190,11 +197,40 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 }
                 devices.withLock { $0[status.device] = method }
             }
+            if volatileDevices.withLock({ $0[status.device] }) == nil && Syscall.isFUSE(fd) {
+                if !warmedPagesSurviveOpen(request, offset: request.offset, length: length, resident: residentAfter) {
+                    // Several threads may find out at once; the mount is counted (and logged) once.
+                    let first = volatileDevices.withLock { devices in
+                        defer { devices[status.device] = true }
+                        return devices[status.device] != true
+                    }
+                    if first {
+                        statistics.volatileMounts.add(1)
+                    }
+                    if first { logger.warning(
+                        "this FUSE mount drops the page cache whenever a file is opened (no keep_cache): warming cannot last until the job opens a file, so gofetch stops prefetching on it",
+                        metadata: ["device": "\(status.device)", "path": "\(request.path)"]) }
+                    return result(.cannotLast, method: method)
+                }
+                volatileDevices.withLock { $0[status.device] = false }
+            }
             return result(.completed, bytes: (residentAfter - min(residentAfter, residentBefore)) * page, method: method)
         } catch {
             logger.debug("prefetch failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
             return result(error == .noSuchFileOrDirectory ? .missing : .failed)
         }
+    }
+
+    /// Opens the file once more, as the job will, and checks the warmed pages are
+    /// still there: FUSE invalidates a file's cache at open unless the file system
+    /// replies with keep_cache (FOPEN_KEEP_CACHE).
+    private func warmedPagesSurviveOpen(_ request: PrefetchRequest, offset: UInt64, length: UInt64, resident: UInt64) -> Bool {
+        guard resident > 0,
+              let again = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, { () throws(Errno) in try Syscall.openReadOnly(request.path) })
+        else { return true }
+        defer { try? again.close() }
+        let after = (try? Syscall.residentPages(again, offset: offset, length: length)) ?? resident
+        return after * 2 >= resident
     }
 
     private func warm(_ fd: FileDescriptor, offset: UInt64, length: UInt64, method: PrefetchMethod, device: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(Errno) {

@@ -59,6 +59,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
+            if prefetch.volatileMounts > 0 {
+                row("cannot last", "\(prefetch.volatileMounts) FUSE mount(s) drop the page cache at every open (no keep_cache): \(prefetch.cannotLast) requests not warmed")
+            }
             row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
         }
@@ -83,6 +86,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var denied: Int
     public var missing: Int
     public var failed: Int
+    public var cannotLast: Int
+    public var volatileMounts: Int
     public var bytesLoaded: Int
     public var budgetWaits: Int
     public var rateWaits: Int
@@ -107,6 +112,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         denied = executor.denied.value
         missing = executor.missing.value
         failed = executor.failed.value
+        cannotLast = executor.cannotLast.value
+        volatileMounts = executor.volatileMounts.value
         bytesLoaded = executor.bytesLoaded.value
         budgetWaits = scheduler.budgetWaits.value
         rateWaits = scheduler.rateWaits.value

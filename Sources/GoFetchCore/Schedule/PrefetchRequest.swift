@@ -42,6 +42,9 @@ public enum PrefetchOutcome: String, Sendable, Codable, CaseIterable {
     case missing
     /// Another error (I/O); counted, never fatal.
     case failed
+    /// The file system drops its page cache whenever a file is opened (a FUSE mount
+    /// without keep_cache): warmed pages could not last until the job's open.
+    case cannotLast
 }
 
 /// The executor's report on one request.

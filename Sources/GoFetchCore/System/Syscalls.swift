@@ -271,6 +271,11 @@ extension Syscall {
         return (UInt64(status.st_size), UInt64(status.st_dev), UInt64(status.st_ino), (status.st_mode & S_IFMT) == S_IFREG)
     }
 
+    /// Whether the file lives on a FUSE file system. The corresponding C function is `fstatfs`.
+    static func isFUSE(_ fd: FileDescriptor) -> Bool {
+        CGoFetch_fs_type(fd.rawValue) == CGoFetch_FUSE_SUPER_MAGIC
+    }
+
     /// The corresponding C function is `posix_fadvise`.
     static func adviseWillNeed(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) {
         let result = posix_fadvise(fd.rawValue, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
