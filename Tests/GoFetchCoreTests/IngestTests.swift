@@ -80,7 +80,7 @@ struct IngestTests {
                 bytes[2] = UInt8(2 + generator.next() % 200)  // a version this daemon does not speak
             default:
                 bytes = template
-                bytes[WireFormat.headerSize + 2] = UInt8(5 + generator.next() % 200)  // unknown kind in the first record
+                bytes[WireFormat.headerSize + 2] = UInt8(7 + generator.next() % 200)  // unknown kind in the first record (1…6 are known)
                 good += 3
             }
             try client.send(bytes)

@@ -809,6 +809,7 @@ STEPPER = py("""
         with open(p, "rb") as f:
             f.read()                    # open, read, EOF read, close: 4 events
         print("done", flush=True)
+    sys.stdin.readline()                # stay alive until the test closes stdin
     """)
 
 
@@ -837,6 +838,7 @@ def test_daemon_started_late_is_found_after_backoff(shim, tmp_path):
         lst = Listener(sock)
         time.sleep(0.3)
         step()
+        proc.stdin.close()
         assert proc.wait(timeout=10) == 0
         lst.wait_quiet()
     finally:
@@ -871,6 +873,7 @@ def test_daemon_restart_reconnects_on_the_same_fd(shim, tmp_path):
         sockets = [fd for fd in os.listdir(f"/proc/{proc.pid}/fd")
                    if os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith("socket:")]
         assert sockets == [sock_fd], "the new connection took over the old fd number, nothing leaked"
+        proc.stdin.close()
         assert proc.wait(timeout=10) == 0
         second.wait_quiet()
     finally:

@@ -12,6 +12,9 @@ public struct TraceEvent: Sendable, Hashable {
     public var uid: UInt32
     /// The client's gid (not stored; the executor opens files as uid/gid).
     public var gid: UInt32
+    /// The sending process's parent when it connected (not stored): data-loader
+    /// workers of one job share it, workers of two ranks or jobs do not.
+    public var parentPID: UInt32 = 0
     public var workerID: Int32?
     public var epoch: UInt32?
     /// Wall-clock nanoseconds since the Unix epoch.

@@ -21,7 +21,7 @@ public final class IngestPipeline: @unchecked Sendable {
     }
 
     /// Resolves a batch of events from one client; call ``flush()`` to hand them on.
-    public func ingest(_ events: [AccessEvent], uid: UInt32, gid: UInt32 = 0) {
+    public func ingest(_ events: [AccessEvent], uid: UInt32, gid: UInt32 = 0, parentPID: UInt32 = 0) {
         var opens = 0, reads = 0, mmaps = 0, closes = 0, bytes = 0, wait = 0, unresolved = 0, accepted = 0
         for event in events {
             let wall = Int64(bitPattern: event.monotonicNanoseconds) &+ wallOffset
@@ -84,11 +84,13 @@ public final class IngestPipeline: @unchecked Sendable {
                 fileID = id
                 if event.kind == .close { table.close(pid: event.pid, fd: event.fd) }
             }
-            pendingEvents.append(TraceEvent(
+            var resolved = TraceEvent(
                 fileID: fileID, kind: event.kind, flags: event.flags, source: event.source,
                 pid: event.pid, tid: event.tid, uid: uid, gid: gid, workerID: event.workerID, epoch: event.epoch,
                 wallNanoseconds: wall, monotonicNanoseconds: event.monotonicNanoseconds,
-                offset: event.offset, length: event.length, durationNanoseconds: event.durationNanoseconds))
+                offset: event.offset, length: event.length, durationNanoseconds: event.durationNanoseconds)
+            resolved.parentPID = parentPID
+            pendingEvents.append(resolved)
             accepted += 1
         }
         statistics.opens.add(opens)

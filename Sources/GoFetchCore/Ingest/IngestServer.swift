@@ -33,6 +33,7 @@ public final class IngestServer: @unchecked Sendable {
         var pid: UInt32
         var uid: UInt32
         var gid: UInt32
+        var parentPID: UInt32
         var privileged: Bool
         var droppedTotal: UInt32 = 0
         /// Pids this client sent events for (a privileged client may speak for others).
@@ -201,7 +202,8 @@ public final class IngestServer: @unchecked Sendable {
                 try? fd.close()
                 continue
             }
-            clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, gid: credentials.gid, privileged: credentials.uid == 0)
+            clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, gid: credentials.gid,
+                parentPID: Self.parentPID(of: credentials.pid), privileged: credentials.uid == 0)
             statistics.connectionsAccepted.add(1)
             statistics.connectionsOpen.add(1)
         }
@@ -254,7 +256,7 @@ public final class IngestServer: @unchecked Sendable {
                     statistics.clientDropped.add(Int(header.droppedTotal - client.droppedTotal))
                     client.droppedTotal = header.droppedTotal
                 }
-                pipeline.ingest(events, uid: client.uid, gid: client.gid)
+                pipeline.ingest(events, uid: client.uid, gid: client.gid, parentPID: client.parentPID)
             }
             clients[token] = client
             if gotEOF {
@@ -265,6 +267,15 @@ public final class IngestServer: @unchecked Sendable {
         }
         clients[token] = client
         return true
+    }
+
+    /// The parent of a process, from `/proc/<pid>/stat` (0 when it cannot be read).
+    static func parentPID(of pid: pid_t) -> UInt32 {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        // "pid (comm) state ppid ..."; comm may contain spaces and parentheses.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? UInt32(fields[1]) ?? 0 : 0
     }
 
     private func peerHungUp(_ fd: FileDescriptor) -> Bool {

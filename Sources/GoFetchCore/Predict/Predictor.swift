@@ -41,10 +41,11 @@ public struct StreamKey: Hashable, Sendable {
         self.worker = worker
     }
 
-    /// Worker id when known (stable across epochs, whose worker pids change), else the pid.
+    /// Worker id when known (stable across epochs, whose worker pids change) within its
+    /// parent (the rank's or job's main process), else the pid.
     public init(_ event: TraceEvent) {
         if let worker = event.workerID {
-            self.init(pid: 0, worker: worker)
+            self.init(pid: event.parentPID, worker: worker)
         } else {
             self.init(pid: event.pid, worker: -1)
         }
