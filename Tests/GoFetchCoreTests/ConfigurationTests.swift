@@ -57,6 +57,17 @@ struct ConfigurationTests {
                 max_events: 1_000_000
             ingest:
               max_files: 5000
+            predictor:
+              baseline:
+                max_order: 2
+              pattern:
+                strided_min_repeats: 4
+                max_gap_kb: 16
+              lookahead:
+                window: 128
+            prefetcher:
+              method: read
+              executor_threads: 8
             """)
         #expect(config.daemon.socketPath == "/tmp/x/gofetch.sock")
         #expect(config.daemon.socketMode == 0o660)
@@ -67,6 +78,12 @@ struct ConfigurationTests {
         #expect(config.storage.retentionMaxAgeDays == 7)
         #expect(config.storage.retentionMaxEvents == 1_000_000)
         #expect(config.ingest.maxFiles == 5000)
+        #expect(config.predictor.baselineMaxOrder == 2)
+        #expect(config.predictor.patternStridedMinRepeats == 4)
+        #expect(config.predictor.patternMaxGapKB == 16)
+        #expect(config.predictor.lookaheadWindow == 128)
+        #expect(config.prefetcher.method == .read)
+        #expect(config.prefetcher.executorThreads == 8)
     }
 
     /// The error text a user sees for `yaml`.

@@ -57,6 +57,18 @@ extension Configuration {
                 try baseline.int("max_order", into: &config.predictor.baselineMaxOrder, in: 1...3)
                 try baseline.finish()
             }
+            if let pattern = try node.section("pattern") {
+                try pattern.double("min_file_size_mb", into: &config.predictor.patternMinFileSizeMB, in: 0...1_048_576)
+                try pattern.int("sequential_threshold", into: &config.predictor.patternSequentialThreshold, in: 1...1_000)
+                try pattern.double("max_gap_kb", into: &config.predictor.patternMaxGapKB, in: 0...1_048_576)
+                try pattern.int("strided_min_repeats", into: &config.predictor.patternStridedMinRepeats, in: 2...1_000)
+                try pattern.double("lookahead_seconds", into: &config.predictor.patternLookaheadSeconds, in: 0.01...60)
+                try pattern.finish()
+            }
+            if let lookahead = try node.section("lookahead") {
+                try lookahead.int("window", into: &config.predictor.lookaheadWindow, in: 1...1_000_000)
+                try lookahead.finish()
+            }
             if let ml = try node.section("ml") {
                 try ml.bool("enabled", into: &config.predictor.mlEnabled)
                 try ml.string("model_path", into: &config.predictor.mlModelPath, nonEmpty: true)

@@ -64,6 +64,18 @@ public struct Configuration: Sendable, Equatable {
         public var baselineModelPath = "models/markov.gfmk"
         /// Longest Markov context, 1 to 3.
         public var baselineMaxOrder = 3
+        /// Intra-file pattern detector: files below this size are left to the file-level predictors.
+        public var patternMinFileSizeMB = 1.0
+        /// Sequential reads in a row before a sequential pattern counts.
+        public var patternSequentialThreshold = 3
+        /// A gap up to this many KiB between reads is still sequential.
+        public var patternMaxGapKB = 64.0
+        /// Equal strides in a row before a strided pattern counts.
+        public var patternStridedMinRepeats = 3
+        /// How far ahead of a reader to warm, in seconds of its read rate.
+        public var patternLookaheadSeconds = 0.5
+        /// Files the lookahead warms ahead of the job's position in the announced order.
+        public var lookaheadWindow = 64
         /// GRU predictor (seed: `predictor.ml.enabled`).
         public var mlEnabled = false
         /// Where the GRU's weights live (seed: `predictor.ml.model_path`).

@@ -26,9 +26,14 @@ public final class HybridPredictor: Predictor {
 
     /// How many files ahead Markov looks (its most likely path).
     public let markovDepth: Int
+    /// Remaining-set files handed out per open: in a shuffled epoch the job may read
+    /// any of them next, so the frontier must run far ahead (the scheduler's budget
+    /// and rates pace the actual I/O).
+    public let remainingBatch: Int
 
-    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, minimumAccuracy: Double = 0.3, markovDepth: Int = 1, maxStreams: Int = 65_536) {
+    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, minimumAccuracy: Double = 0.3, markovDepth: Int = 1, remainingBatch: Int = 32, maxStreams: Int = 65_536) {
         self.markovDepth = markovDepth
+        self.remainingBatch = remainingBatch
         self.markov = markov
         self.remaining = remaining
         self.minimumAccuracy = minimumAccuracy
@@ -82,11 +87,11 @@ public final class HybridPredictor: Predictor {
         }
         if remainingGood, let remaining {
             choices[.remainingSet, default: 0] += 1
-            return remaining.next(limit: limit).map {
-                var prediction = $0
-                prediction.confidence = state.remainingAccuracy
-                return prediction
-            }
+            // Its own confidence stands: how much of the last epoch's data set the last
+            // epoch read again, the chance an unread file is read before this one ends.
+            // (The measured accuracy only decides whether to use it: files handed out
+            // are not handed out again, so they must not be lost below a threshold.)
+            return remaining.next(limit: max(limit, remainingBatch))
         }
         return []
     }

@@ -11,7 +11,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let remaining: EpochRemainingSet
     public let patterns: PatternDetector
     public let hybrid: HybridPredictor
-    public let lookahead = LookaheadPredictor()
+    public let lookahead: LookaheadPredictor
     public let scheduler: PrefetchScheduler
     public let executor: PrefetchExecutor
     /// Events refused because the engine's inbox was full.
@@ -53,11 +53,18 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         // The detector's window may not exceed what the scheduler issues in one request,
         // or it would believe it is further ahead than anything warmed.
         var patternOptions = PatternDetector.Options()
+        let predictor = configuration.predictor
+        patternOptions.minFileSize = UInt64(predictor.patternMinFileSizeMB * 1_048_576)
+        patternOptions.sequentialThreshold = predictor.patternSequentialThreshold
+        patternOptions.maxGap = UInt64(predictor.patternMaxGapKB * 1024)
+        patternOptions.stridedMinRepeats = predictor.patternStridedMinRepeats
+        patternOptions.lookaheadSeconds = predictor.patternLookaheadSeconds
         let maxRequest = UInt64(configuration.prefetcher.maxPrefetchSizeMB * 1_048_576)
         patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequest)
         patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequest)
         patterns = PatternDetector(options: patternOptions, pathOf: { pathIndex.path($0) })
         hybrid = HybridPredictor(markov: markov, remaining: remaining, markovDepth: 8)
+        lookahead = LookaheadPredictor(window: configuration.predictor.lookaheadWindow, maxFiles: configuration.ingest.maxFiles)
         scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
         let results = ResultForwarder()
         executor = PrefetchExecutor(
