@@ -10,18 +10,26 @@ import random
 import time
 
 
-def load(path):
+def load(path, evict):
     try:
         from PIL import Image
     except ImportError:
-        with open(path, "rb") as f:
-            return len(f.read())
-    with Image.open(path) as image:
-        return len(image.convert("RGB").tobytes())
+        Image = None
+    with open(path, "rb") as f:
+        if Image is None:
+            size = len(f.read())
+        else:
+            with Image.open(f) as image:
+                size = len(image.convert("RGB").tobytes())
+        if evict:
+            # Stand in for a page cache smaller than the data set: this file will not
+            # still be cached when the next epoch comes to it.
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return size
 
 
-def worker(paths, results):
-    results.put(sum(load(p) for p in paths))
+def worker(paths, evict, results):
+    results.put(sum(load(p, evict) for p in paths))
 
 
 def main():
@@ -30,6 +38,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evict", action="store_true", help="drop each file from the page cache after loading it")
     args = parser.parse_args()
     paths = sorted(
         os.path.join(d, f) for d, _, files in os.walk(args.root) for f in files
@@ -41,7 +50,7 @@ def main():
         start = time.monotonic()
         results = context.Queue()
         procs = [
-            context.Process(target=worker, args=(order[w :: args.workers], results))
+            context.Process(target=worker, args=(order[w :: args.workers], args.evict, results))
             for w in range(args.workers)
         ]
         for p in procs:

@@ -77,7 +77,7 @@ public final class HybridPredictor: Predictor {
         let remainingGood = remaining != nil && state.remainingAccuracy >= minimumAccuracy
         // Markov is exact about the order, so it wins ties (within 0.05).
         if markovGood && (!remainingGood || state.markovAccuracy + 0.05 >= state.remainingAccuracy) {
-            choices[.markov, default: 0] += 1
+            if !markovPredictions.isEmpty { choices[.markov, default: 0] += 1 }
             // A transition seen once has probability 1; the stream's measured accuracy caps it.
             return markovPredictions.map {
                 var prediction = $0
@@ -86,12 +86,13 @@ public final class HybridPredictor: Predictor {
             }
         }
         if remainingGood, let remaining {
-            choices[.remainingSet, default: 0] += 1
             // Its own confidence stands: how much of the last epoch's data set the last
             // epoch read again, the chance an unread file is read before this one ends.
             // (The measured accuracy only decides whether to use it: files handed out
             // are not handed out again, so they must not be lost below a threshold.)
-            return remaining.next(limit: max(limit, remainingBatch))
+            let handed = remaining.next(limit: max(limit, remainingBatch))
+            if !handed.isEmpty { choices[.remainingSet, default: 0] += 1 }
+            return handed
         }
         return []
     }
