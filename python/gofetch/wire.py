@@ -2,7 +2,13 @@
 
 The format is specified in ``docs/wire-format.md``: one message per
 ``SOCK_SEQPACKET`` packet, a 24-byte header and ``record_count`` records of
-64 bytes each (open records carry a path tail). Standard library only.
+64 bytes each (open and lookahead records carry a path tail). Standard library
+only.
+
+Kinds 1-4 are file accesses; kind 5 (``epoch``) and kind 6 (``lookahead``) are
+announcements from the Python hook: a process starting an epoch, and the ordered
+list of the sample files a data loader will read (``epoch_record``,
+``lookahead_records`` and ``split_messages`` build them).
 
 ``decode_message`` is strict: any malformed input raises ``ValueError``
 naming the reason (the daemon's decoder instead counts and skips; this
@@ -39,6 +45,12 @@ class Kind(enum.IntEnum):
     READ = 2
     MMAP = 3
     CLOSE = 4
+    EPOCH = 5
+    LOOKAHEAD = 6
+
+
+# Kinds whose record carries the path tail (u16 path_len, path bytes, padding).
+PATH_KINDS = frozenset((Kind.OPEN, Kind.LOOKAHEAD))
 
 
 class Flag(enum.IntFlag):
@@ -46,6 +58,9 @@ class Flag(enum.IntFlag):
     PATH_TRUNCATED = 1 << 1
     VECTORED = 1 << 2
     POSITIONAL = 1 << 3
+    # Lookahead: the first record (offset 0) of a new announcement; the daemon
+    # drops any earlier list from the same sender.
+    ANNOUNCEMENT_START = 1 << 4
 
 
 _HEADER = struct.Struct("<2sBBHHIIQ")
@@ -79,8 +94,8 @@ class Record:
     length: int = 0
     duration_ns: int = 0
     epoch: int = UNKNOWN_EPOCH
-    # Open records only: the absolute path, decoded with os.fsdecode (undecodable
-    # bytes survive as surrogate escapes; os.fsencode gives the bytes back).
+    # Open and lookahead records only: the absolute path, decoded with os.fsdecode
+    # (undecodable bytes survive as surrogate escapes; os.fsencode gives the bytes back).
     path: Optional[str] = None
 
 
@@ -103,19 +118,22 @@ def encode_header(header: Header) -> bytes:
     )
 
 
+def _path_tail(raw: bytes) -> bytes:
+    if not 0 < len(raw) <= MAX_PATH:
+        raise ValueError(f"path length {len(raw)} outside 1..{MAX_PATH}")
+    tail = _PATH_LEN.pack(len(raw)) + raw
+    return tail + b"\0" * (-(RECORD_SIZE + len(tail)) % 8)
+
+
 def encode_record(record: Record) -> bytes:
     """One record with its tail and padding; ``size`` is computed."""
     tail = b""
-    if record.kind == Kind.OPEN:
+    if record.kind in PATH_KINDS:
         if record.path is None:
-            raise ValueError("an open record needs a path")
-        raw = os.fsencode(record.path)
-        if not 0 < len(raw) <= MAX_PATH:
-            raise ValueError(f"path length {len(raw)} outside 1..{MAX_PATH}")
-        tail = _PATH_LEN.pack(len(raw)) + raw
-        tail += b"\0" * (-(RECORD_SIZE + len(tail)) % 8)
+            raise ValueError(f"a {Kind(record.kind).name.lower()} record needs a path")
+        tail = _path_tail(os.fsencode(record.path))
     elif record.path is not None:
-        raise ValueError("only open records carry a path")
+        raise ValueError("only open and lookahead records carry a path")
     if not -(1 << 31) <= record.fd < (1 << 31) or not -(1 << 31) <= record.worker_id < (1 << 31):
         raise ValueError("fd and worker_id are i32")
     head = _RECORD.pack(
@@ -134,6 +152,68 @@ def encode_record(record: Record) -> bytes:
         _u(record.epoch, 32, "epoch"),
     )
     return head + tail
+
+
+def pack_record(
+    kind: int, tid: int, fd: int, flags: int, worker_id: int, time_ns: int, dev: int, ino: int,
+    offset: int, length: int, duration_ns: int, epoch: int, path: Optional[bytes] = None,
+) -> bytes:
+    """The fast path of ``encode_record`` for senders: plain values, ``path`` as bytes.
+
+    Values are not range-checked beyond what ``struct`` enforces (``struct.error``).
+    """
+    if path is None:
+        return _RECORD.pack(RECORD_SIZE, kind, flags, tid, fd, worker_id, time_ns, dev, ino, offset, length,
+                            duration_ns, epoch)
+    tail = _path_tail(path)
+    return _RECORD.pack(RECORD_SIZE + len(tail), kind, flags, tid, fd, worker_id, time_ns, dev, ino, offset,
+                        length, duration_ns, epoch) + tail
+
+
+def epoch_record(epoch: int, worker_id: int = UNKNOWN_WORKER) -> Record:
+    """Kind 5: the sending process starts ``epoch``; ``worker_id`` -1 is the main process."""
+    return Record(kind=Kind.EPOCH, fd=-1, worker_id=worker_id, epoch=epoch)
+
+
+def lookahead_records(
+    entries: Iterable[Tuple[str, int, int]], epoch: int, start: int = 0
+) -> List[Record]:
+    """Kind 6 records for ``entries`` = (absolute path, worker id, size or 0), in read order.
+
+    ``start`` is the position of the first entry in the announcement; the record at
+    position 0 carries ``Flag.ANNOUNCEMENT_START``.
+    """
+    out = []
+    for position, (path, worker_id, size) in enumerate(entries, start):
+        out.append(Record(
+            kind=Kind.LOOKAHEAD, fd=-1, flags=Flag.ANNOUNCEMENT_START if position == 0 else 0,
+            worker_id=worker_id, offset=position, length=size, epoch=epoch, path=path,
+        ))
+    return out
+
+
+def split_messages(
+    records: Iterable[Record], *, pid: int, dropped: int = 0, sent_ns: int = 0, source: int = Source.PYTHON_HOOK,
+) -> List[bytes]:
+    """As many messages as ``records`` need (each at most ``MAX_MESSAGE`` bytes), in order."""
+    messages: List[bytes] = []
+    body: List[bytes] = []
+    size = HEADER_SIZE
+    for record in records:
+        encoded = encode_record(record)
+        if body and (size + len(encoded) > MAX_MESSAGE or len(body) == 0xFFFF):
+            messages.append(_assemble(body, pid, dropped, sent_ns, source))
+            body, size = [], HEADER_SIZE
+        body.append(encoded)
+        size += len(encoded)
+    if body:
+        messages.append(_assemble(body, pid, dropped, sent_ns, source))
+    return messages
+
+
+def _assemble(body: List[bytes], pid: int, dropped: int, sent_ns: int, source: int) -> bytes:
+    header = Header(source=source, record_count=len(body), pid=pid, dropped=dropped, sent_ns=sent_ns)
+    return encode_header(header) + b"".join(body)
 
 
 def encode_message(
@@ -188,9 +268,9 @@ def decode_message(data: bytes) -> Tuple[Header, List[Record]]:
         if kind not in Kind._value2member_map_:
             raise ValueError(f"record {index}: unknown kind {kind}")
         path = None
-        if kind == Kind.OPEN:
+        if kind in PATH_KINDS:
             if size < RECORD_SIZE + _PATH_LEN.size:
-                raise ValueError(f"record {index}: open record without a path")
+                raise ValueError(f"record {index}: {Kind(kind).name.lower()} record without a path")
             (path_len,) = _PATH_LEN.unpack_from(data, pos + RECORD_SIZE)
             start = pos + RECORD_SIZE + _PATH_LEN.size
             if not 0 < path_len <= MAX_PATH or start + path_len > pos + size:

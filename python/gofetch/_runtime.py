@@ -1,0 +1,1127 @@
+"""The hook's runtime: sees the reads, queues them, and a background thread
+(the pump) ships them — to the daemon over its socket, and into SQLite.
+
+Reads are observed by replacing ``builtins.open`` / ``io.open``: for a read-only
+open of a wanted path, the file object stack is built the way ``io.open`` builds
+it, but on a subclass of ``io.FileIO`` whose ``readinto``/``read``/``readall``/
+``seek``/``close`` note what happened. The buffered and text layers above it are
+the real ``io.BufferedReader`` / ``io.TextIOWrapper``, so ``with``, ``isinstance``
+and ``type(f)`` checks see exactly what they would without the hook; the events
+are the raw reads that reach the kernel (as the preload shim sees them).
+``mmap.mmap`` of a traced file is recorded too.
+
+Processes: the process that calls ``enable_hook`` first is the *root*. It alone
+writes SQLite (one connection in its pump thread, so file ids are allocated in
+one place). Its children — forked DataLoader workers, spawned processes that
+call ``enable_hook`` with the same database — are *clients*: their pump sends
+their events to the root over a ``SOCK_SEQPACKET`` socket in the abstract
+namespace (address in ``GOFETCH_HOOK_COLLECTOR``). Every process streams its own
+events to the daemon on its own connection, as the wire format wants.
+
+Nothing here raises into the application: every failure is caught and counted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import collections
+import ctypes
+import io
+import marshal
+import mmap as _mmap_module
+import os
+import stat
+import struct
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from . import wire
+from ._filter import PathFilter
+from ._links import CollectorServer, Link, default_socket_path
+
+OPEN, READ, MMAP, CLOSE, EPOCH = 1, 2, 3, 4, 5
+MAP = 0  # internal item: (MAP, dataset key, index, path) — which file a sample index opened
+ANNOUNCE = 16  # internal item: (ANNOUNCE, Announcement, delay); EPOCH items are (EPOCH, epoch, worker)
+UNKNOWN_EPOCH = wire.UNKNOWN_EPOCH
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+ENV_COLLECTOR = "GOFETCH_HOOK_COLLECTOR"
+ENV_DB = "GOFETCH_HOOK_DB"
+
+_orig_open = io.open
+_fallback_open = io.open  # what untraced opens go to: builtins.open as enable() found it
+_orig_os_exit = os._exit
+_orig_mmap = _mmap_module.mmap
+_FileIO = io.FileIO
+_fio_readinto = io.FileIO.readinto
+_fio_read = io.FileIO.read
+_fio_readall = io.FileIO.readall
+_fio_seek = io.FileIO.seek
+_fio_close = io.FileIO.close
+_mono = time.monotonic_ns
+_tid = threading.get_native_id
+_READ_MODES = frozenset(("r", "rb", "rt", "br", "tr"))
+_BINARY_MODES = frozenset(("rb", "br"))
+
+_HEADER = struct.Struct("<2sBBHHIIQ")
+
+
+class Counters:
+    """Per-process counters (``gofetch.stats()``)."""
+
+    FIELDS = (
+        "recorded", "queue_dropped", "internal_errors", "bad_paths",
+        "db_written", "db_errors", "db_dropped", "db_skipped_locked", "db_lock_busy",
+        "daemon_sent", "daemon_dropped", "daemon_unconnected", "daemon_messages", "daemon_connects",
+        "collector_sent", "collector_dropped", "collector_received", "collector_messages",
+        "lookahead_announced", "lookahead_records", "lookahead_dropped", "learned",
+    )
+    __slots__ = FIELDS
+
+    def __init__(self):
+        for name in self.FIELDS:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> Dict[str, int]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hot state, module globals (read on every event)
+
+_active = False          # interception on
+_q: "collections.deque" = collections.deque()
+_cap = 1 << 17
+_C = Counters()
+_worker: Optional[int] = -1   # None: a forked child that has not learnt its worker id yet
+_epoch_cell = _orig_mmap(-1, _mmap_module.PAGESIZE)  # MAP_SHARED|MAP_ANONYMOUS: shared with forked children
+_epoch = memoryview(_epoch_cell).cast("I")
+_epoch[0] = UNKNOWN_EPOCH
+_fd_table: Dict[int, tuple] = {}
+_scope = threading.local()   # .v = (dataset key, index) while a sample is being fetched
+_learn_sink: Optional[Callable[[int, Any, str], None]] = None
+_shim: Optional[Callable[[int, int], None]] = None
+_shim_applied = (None, None)
+_filter: Optional[PathFilter] = None
+_rt: Optional["Runtime"] = None
+_last_rt: Optional["Runtime"] = None
+_rt_lock = threading.Lock()
+_explicit_epoch_generation = 0
+_explicit_epoch: Optional[int] = None
+
+
+def _current_worker() -> int:
+    w = _worker
+    if w is None:
+        w = _resolve_worker()
+    return w
+
+
+def _resolve_worker() -> int:
+    """A child not yet identified: ask torch (only if the application imported it)."""
+    global _worker
+    data = sys.modules.get("torch.utils.data")
+    if data is not None:
+        try:
+            info = data.get_worker_info()
+        except Exception:
+            info = None
+        if info is not None:
+            try:
+                _worker = int(info.id)
+                _sync_shim()
+                return _worker
+            except Exception:
+                pass
+    return -1
+
+
+def _sync_shim() -> None:
+    """Tells the preload shim (when loaded) the current worker and epoch."""
+    global _shim_applied
+    if _shim is None:
+        return
+    state = (_worker if _worker is not None else -1, _epoch[0])
+    if state != _shim_applied:
+        _shim_applied = state
+        try:
+            _shim(state[0], state[1])
+        except Exception:
+            _C.internal_errors += 1
+
+
+def _emit(kind: int, raw: "FileIO", offset: int, length: int, t0: int) -> None:
+    try:
+        if len(_q) >= _cap:
+            _C.queue_dropped += 1
+            return
+        w = _worker
+        _q.append((kind, raw._gf, raw._gf_fd, offset, length, t0, _mono() - t0, _tid(),
+                   w if w is not None else -1, _epoch[0], 0))
+        _C.recorded += 1
+    except Exception:
+        _C.internal_errors += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Interception
+
+
+class FileIO(_FileIO):
+    """``io.FileIO`` that records its reads. Named FileIO so that its repr reads the same."""
+
+    # Class-level defaults (instances get their own values in their __dict__ once traced):
+    # no Python-level __init__ on the open path.
+    _gf = None        # (path, dev, ino, size) while traced
+    _gf_fd = -1
+    _gf_pos = 0       # file position, kept from the reads and seeks
+
+    def _gf_start(self, path: str, st, t0: int, positioned: bool) -> None:
+        fd = self.fileno()
+        self._gf = (path, st.st_dev, st.st_ino, st.st_size)
+        self._gf_fd = fd
+        self._gf_pos = os.lseek(fd, 0, os.SEEK_CUR) if positioned else 0
+        _fd_table[fd] = self._gf
+        if _worker is None:
+            _resolve_worker()
+        elif _shim is not None:
+            _sync_shim()
+        _emit(OPEN, self, OPEN_FLAGS, st.st_size, t0)
+        scope = getattr(_scope, "v", None)
+        if scope is not None:
+            _learn(scope[0], scope[1], path)
+
+    def readinto(self, b):
+        if self._gf is None:
+            return _fio_readinto(self, b)
+        t0 = _mono()
+        n = _fio_readinto(self, b)
+        if n is not None:
+            pos = self._gf_pos
+            self._gf_pos = pos + n
+            _emit(READ, self, pos, n, t0)
+        return n
+
+    def read(self, size=-1):
+        if self._gf is None:
+            return _fio_read(self, size)
+        t0 = _mono()
+        data = _fio_read(self, size)
+        if data is not None:
+            pos = self._gf_pos
+            self._gf_pos = pos + len(data)
+            _emit(READ, self, pos, len(data), t0)
+        return data
+
+    def readall(self):
+        if self._gf is None:
+            return _fio_readall(self)
+        t0 = _mono()
+        data = _fio_readall(self)
+        if data is not None:
+            pos = self._gf_pos
+            self._gf_pos = pos + len(data)
+            _emit(READ, self, pos, len(data), t0)
+        return data
+
+    def seek(self, pos, whence=0):
+        result = _fio_seek(self, pos, whence)
+        self._gf_pos = result
+        return result
+
+    def close(self):
+        gf = self._gf
+        if gf is None or self.closed:
+            return _fio_close(self)
+        t0 = _mono()
+        try:
+            return _fio_close(self)
+        finally:
+            try:
+                if _fd_table.get(self._gf_fd) is gf:
+                    del _fd_table[self._gf_fd]
+                _emit(CLOSE, self, 0, 0, t0)
+                self._gf = None
+            except Exception:
+                _C.internal_errors += 1
+
+
+def _wanted_path(file) -> Optional[str]:
+    path = os.fspath(file)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        return None
+    if path[0] != "/":
+        cwd = os.getcwd()
+        if path.startswith("./"):
+            path = path[2:]
+        path = (cwd if cwd != "/" else "") + "/" + path
+    if _filter is None or not _filter.wanted(path):
+        return None
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            _C.bad_paths += 1  # the store and the daemon keep paths as UTF-8 text
+            return None
+    return path
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _build(raw, mode, buffering, encoding, errors, newline, regular):
+    """What io.open does after creating the raw file, for read-only modes (a regular file
+    is never a terminal: no isatty() for it)."""
+    binary = mode in _BINARY_MODES
+    if binary and (encoding is not None or errors is not None or newline is not None):
+        raise _Fallback
+    line_buffering = False
+    if buffering == 1 or (not regular and buffering < 0 and raw.isatty()):
+        if binary:
+            raise _Fallback  # io.open warns and ignores it: let it
+        buffering = -1
+        line_buffering = True
+    if buffering < 0:
+        buffering = getattr(raw, "_blksize", 0)
+        if buffering <= 1:
+            buffering = io.DEFAULT_BUFFER_SIZE
+    if buffering == 0:
+        if binary:
+            return raw
+        raise _Fallback
+    buffer = io.BufferedReader(raw, buffering)
+    if binary:
+        return buffer
+    text = io.TextIOWrapper(buffer, encoding, errors, newline, line_buffering)
+    text.mode = mode
+    return text
+
+
+def _traced_open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True, opener=None):
+    if _active and type(mode) is str and mode in _READ_MODES and not isinstance(file, int):
+        try:
+            path = _wanted_path(file)
+        except Exception:
+            path = None
+        if path is not None:
+            t0 = _mono()
+            try:
+                raw = FileIO(os.fspath(file), "r", closefd, opener)
+            except OSError:
+                raise  # exactly what io.open raises
+            except Exception:
+                return _fallback_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+            try:
+                st = os.fstat(raw.fileno())
+                regular = stat.S_ISREG(st.st_mode)
+            except Exception:
+                st, regular = None, False
+            try:
+                result = _build(raw, mode, buffering, encoding, errors, newline, regular)
+            except Exception:
+                try:
+                    raw.close()
+                except Exception:
+                    pass
+                if not regular:
+                    raise  # never open a FIFO or a device twice; io.open fails the same way
+                return _fallback_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+            if regular:  # FIFOs, devices...: not data, not traced
+                try:
+                    raw._gf_start(path, st, t0, opener is not None)
+                except Exception:
+                    raw._gf = None
+                    _C.internal_errors += 1
+            return result
+    return _fallback_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+
+
+_traced_open.__doc__ = _orig_open.__doc__
+_traced_open.__name__ = "open"
+_traced_open.__qualname__ = "open"
+
+
+class mmap(_orig_mmap):  # noqa: N801  (stands in for mmap.mmap)
+    """``mmap.mmap`` that records a mapping of a traced file."""
+
+    def __new__(cls, *args, **kwargs):
+        m = _orig_mmap.__new__(cls, *args, **kwargs)
+        if _active:
+            try:
+                fileno = args[0] if args else kwargs.get("fileno", -1)
+                info = _fd_table.get(fileno) if fileno >= 0 else None
+                if info is not None:
+                    st = os.fstat(fileno)
+                    if (st.st_dev, st.st_ino) == (info[1], info[2]):
+                        offset = kwargs.get("offset", args[5] if len(args) >= 6 else 0)
+                        _record_mmap(info, fileno, offset, len(m))
+            except Exception:
+                _C.internal_errors += 1
+        return m
+
+
+def _record_mmap(info, fd, offset, length) -> None:
+    if len(_q) >= _cap:
+        _C.queue_dropped += 1
+        return
+    w = _worker
+    _q.append((MMAP, info, fd, offset, length, _mono(), 0, _tid(), w if w is not None else -1, _epoch[0], 0))
+    _C.recorded += 1
+
+
+def _learn(key, index, path) -> None:
+    """The sample ``index`` of dataset ``key`` opened ``path`` (lookahead learns the mapping)."""
+    try:
+        sink = _learn_sink
+        if sink is not None:
+            sink(key, index, path)
+        elif len(_q) < _cap:
+            _q.append((MAP, key, index, path))
+    except Exception:
+        _C.internal_errors += 1
+
+
+class sample_scope:  # noqa: N801
+    """Context: files opened inside belong to sample ``index`` of the dataset with key ``key``."""
+
+    __slots__ = ("value", "saved")
+
+    def __init__(self, key, index):
+        self.value = (key, index)
+
+    def __enter__(self):
+        self.saved = getattr(_scope, "v", None)
+        _scope.v = self.value
+        return self
+
+    def __exit__(self, *exc):
+        _scope.v = self.saved
+        rt = _rt
+        if rt is not None and rt.role == Runtime.CLIENT and _q:
+            rt.wake.set()  # the root may need this mapping for the next epoch's announcement
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The runtime of one process
+
+
+def _find_shim() -> Optional[Callable[[int, int], None]]:
+    try:
+        function = ctypes.CDLL(None).gofetch_preload_set_worker
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_uint]
+    function.restype = None
+    return function
+
+
+class Announcement:
+    """A lookahead list for the daemon; ``messages(pid)`` encodes it lazily (in the pump)."""
+
+    def __init__(self, epoch: int, worker: int, entries: Callable[[], Any]):
+        self.epoch = epoch
+        self.worker = worker
+        self.entries = entries  # () -> iterable of (path str, worker, size)
+        self.records = 0
+        try:
+            self.cwd = os.getcwd()  # relative paths are relative to it now, not when encoded
+        except OSError:
+            self.cwd = "/"
+
+    def messages(self, pid: int, sizes: Dict[str, int]):
+        cwd = self.cwd
+        body: List[bytes] = [wire.pack_record(EPOCH, 0, -1, 0, self.worker, 0, 0, 0, 0, 0, 0, self.epoch)]
+        size = wire.HEADER_SIZE + wire.RECORD_SIZE
+        position = 0
+        for path, worker, known in self.entries():
+            path = os.fsdecode(os.fspath(path))
+            if not path.startswith("/"):
+                path = cwd.rstrip("/") + "/" + (path[2:] if path.startswith("./") else path)
+            raw = os.fsencode(path)
+            if len(raw) > wire.MAX_PATH:
+                continue
+            length = known or sizes.get(path, 0)
+            record = wire.pack_record(6, 0, -1, wire.Flag.ANNOUNCEMENT_START if position == 0 else 0, worker, 0,
+                                      0, 0, position, length, 0, self.epoch, raw)
+            position += 1
+            if size + len(record) > wire.MAX_MESSAGE or len(body) == 0xFFFF:
+                yield _message(body, pid)
+                body, size = [], wire.HEADER_SIZE
+            body.append(record)
+            size += len(record)
+        if body:
+            yield _message(body, pid)
+        self.records = position
+
+
+def _message(body: List[bytes], pid: int, dropped: int = 0) -> bytes:
+    return _HEADER.pack(wire.MAGIC, wire.VERSION, wire.Source.PYTHON_HOOK, len(body), wire.HEADER_SIZE,
+                        pid & 0xFFFFFFFF, min(dropped, 0xFFFFFFFF), _mono()) + b"".join(body)
+
+
+class Runtime:
+    ROOT, CLIENT, LITE = "root", "client", "lite"
+
+    def __init__(self, *, role: str, db: Optional[str], socket_path: Optional[str], stream: bool,
+                 flush_interval: float, db_interval: float, busy_timeout_ms: int, collector_address: Optional[str]):
+        self.role = role
+        self.db = db
+        self.socket_path = socket_path
+        self.stream = stream
+        self.flush_interval = flush_interval
+        self.db_interval = db_interval
+        self.busy_timeout_ms = busy_timeout_ms
+        self.pid = os.getpid()
+        self.uid = os.getuid()
+        self.daemon = Link(socket_path) if (stream and socket_path) else None
+        self.collector: Optional[CollectorServer] = None
+        self.collector_link: Optional[Link] = None
+        self.collector_address = collector_address
+        self.store = None
+        self.pending: List[tuple] = []      # root: (pid, uid, events) batches not yet written
+        self.pending_events = 0
+        self.backlog: "collections.deque" = collections.deque()  # client: encoded messages not yet sent
+        self.backlog_events = 0
+        self.last_db_write = 0.0
+        self.last_epoch_sent: Optional[int] = None
+        self.announcement: Optional[Announcement] = None
+        self.announce_iter = None
+        self.announce_generation = -1
+        self.announce_not_before = 0.0
+        self.known_sizes: Dict[str, int] = {}
+        self._held: Optional[bytes] = None
+        self.seen_generation = 0
+        self.final_deadline: Optional[float] = None
+        self.ticks = 0
+        self.force_write = False
+        self.forward_events = True  # client: the root keeps a store (else only learned mappings go up)
+        self.wake = threading.Event()
+        self.stopping = False
+        self.stopped = False
+        self.thread: Optional[threading.Thread] = None
+        self.graveyard: list = []
+        self.shutdown_lock = threading.Lock()
+        if role == self.ROOT:
+            try:
+                self.collector = CollectorServer()
+                self.collector_address = self.collector.address
+            except OSError:
+                _C.internal_errors += 1  # children then keep their events (and stream them only)
+            if db is not None:
+                from ._store import StoreWriter
+                self.store = StoreWriter(db, _C, busy_timeout_ms=busy_timeout_ms)
+        elif role == self.CLIENT and collector_address:
+            self.collector_link = Link(collector_address, sndbuf=4 << 20)
+
+    # -- thread ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="gofetch-hook", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping:
+            self.wake.wait(self.flush_interval)
+            self.wake.clear()
+            if self.stopping:
+                break
+            try:
+                self.tick(final=False)
+            except Exception:
+                _C.internal_errors += 1
+            self.ticks += 1
+        try:
+            self.tick(final=True)
+        except Exception:
+            _C.internal_errors += 1
+        finally:
+            self.stopped = True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Final flush (from atexit, os._exit, disable_hook). Idempotent."""
+        with self.shutdown_lock:
+            if self.stopped:
+                return
+            thread = self.thread
+            self.stopping = True
+            self.wake.set()
+            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout)
+            elif not self.stopped:
+                try:
+                    self.tick(final=True)
+                except Exception:
+                    _C.internal_errors += 1
+                self.stopped = True
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def _final_wait(self, final: bool) -> float:
+        """How long a send may wait: never during the run; at exit, within one overall deadline."""
+        if not final:
+            return 0.0
+        if self.final_deadline is None:
+            self.final_deadline = time.monotonic() + 1.5
+        return max(0.0, min(0.5, self.final_deadline - time.monotonic()))
+
+    def tick(self, final: bool) -> None:
+        items: List[tuple] = []
+        events: List[tuple] = []
+        maps: List[tuple] = []
+        q = _q
+        for _ in range(len(q)):
+            try:
+                item = q.popleft()
+            except IndexError:
+                break
+            kind = item[0]
+            items.append(item)
+            if kind == MAP:
+                maps.append(item)
+            elif OPEN <= kind <= CLOSE:
+                events.append(item)
+        if _shim is not None:
+            if _worker is None:
+                _resolve_worker()
+            _sync_shim()
+        if self.role == self.ROOT:
+            # Children's data first: an announcement built below may need the mappings they learnt.
+            for _, key, index, path in maps:
+                _learn(key, index, path)
+            self._receive(events, final)
+        if self.daemon is not None:
+            self._stream(items, final)
+        else:
+            for item in items:
+                if item[0] == ANNOUNCE:
+                    _C.lookahead_dropped += 1
+        if self.role == self.ROOT:
+            self._write_store(final)
+        elif self.role == self.CLIENT:
+            self._forward(events, maps, final)
+
+    # -- daemon ------------------------------------------------------------------------------
+
+    def _dropped_total(self) -> int:
+        return _C.queue_dropped + _C.daemon_dropped + _C.daemon_unconnected
+
+    def _stream(self, items: List[tuple], final: bool) -> None:
+        """Sends this process's items in queue order: events, epoch records, announcements."""
+        link = self.daemon
+        send_events = _shim is None  # with the shim loaded, it reports the accesses itself
+        if not link.connect(force=final):
+            for item in items:
+                kind = item[0]
+                if kind == ANNOUNCE:
+                    self._start_announcement(item[1], item[2])  # the latest is sent once connected
+                elif send_events and OPEN <= kind <= CLOSE:
+                    _C.daemon_unconnected += 1
+            return
+        generation = link.generation
+        if generation != self.seen_generation:
+            self.seen_generation = generation
+            _C.daemon_connects += 1
+            self.last_epoch_sent = None
+        self._announce(link, generation, final)  # one in progress, or the latest again on a new connection
+        records: List[bytes] = []
+        for item in items:
+            kind = item[0]
+            if kind == MAP:
+                continue
+            if kind == EPOCH:
+                records.append(wire.pack_record(EPOCH, 0, -1, 0, item[2], 0, 0, 0, 0, 0, 0, item[1]))
+                self.last_epoch_sent = item[1]
+                continue
+            if kind == ANNOUNCE:
+                announcement = item[1]
+                if item[2] > 0 and not final:
+                    # Its list comes a little later: the epoch starts here, in order.
+                    records.append(wire.pack_record(EPOCH, 0, -1, 0, announcement.worker, 0, 0, 0, 0, 0, 0,
+                                                    announcement.epoch))
+                self._send_records(records, final)
+                records = []
+                self._start_announcement(announcement, item[2])
+                self._announce(link, generation, final)
+                continue
+            if not send_events:
+                continue
+            _, info, fd, offset, length, t0, duration, tid, worker, epoch, flags = item
+            if epoch != self.last_epoch_sent:
+                self.last_epoch_sent = epoch
+                if epoch != UNKNOWN_EPOCH:
+                    records.append(wire.pack_record(EPOCH, 0, -1, 0, worker, 0, 0, 0, 0, 0, 0, epoch))
+            if duration > 0xFFFFFFFF:
+                duration = 0xFFFFFFFF
+            if kind == OPEN:
+                records.append(wire.pack_record(OPEN, tid, fd, flags, worker, t0, info[1], info[2], offset,
+                                                length, duration, epoch, os.fsencode(info[0])))
+            else:
+                records.append(wire.pack_record(kind, tid, fd, flags, worker, t0, info[1], info[2], offset,
+                                                length, duration, epoch))
+        self._send_records(records, final)
+
+    def _send_records(self, records: List[bytes], final: bool) -> None:
+        body: List[bytes] = []
+        size = wire.HEADER_SIZE
+        for record in records:
+            if size + len(record) > wire.MAX_MESSAGE or len(body) == 0xFFFF:
+                self._send_daemon(body, self._final_wait(final))
+                body, size = [], wire.HEADER_SIZE
+            body.append(record)
+            size += len(record)
+        if body:
+            self._send_daemon(body, self._final_wait(final))
+
+    def _send_daemon(self, body: List[bytes], wait: float) -> None:
+        result = self.daemon.send(_message(body, self.pid, self._dropped_total()), wait)
+        if result:
+            _C.daemon_messages += 1
+            _C.daemon_sent += len(body)
+        else:
+            _C.daemon_dropped += len(body)
+
+    def announce(self, announcement: Announcement, delay: float = 0.0) -> None:
+        """Queues ``announcement`` behind what this process queued before (it replaces one in
+        progress; the latest is re-sent on every new connection). ``delay``: build its list
+        that much later (a learned mapping may still be arriving)."""
+        _q.append((ANNOUNCE, announcement, delay))  # never refused: it is one item
+        _C.lookahead_announced += 1
+        self.wake.set()
+
+    def _start_announcement(self, announcement: Announcement, delay: float) -> None:
+        if self.announcement is not None and (self.announce_iter is not None
+                                              or self.announce_generation != self.seen_generation):
+            _C.lookahead_dropped += 1  # replaced (its epoch is over) before it was sent whole
+        self.announcement = announcement
+        self.announce_iter = None
+        self._held = None
+        self.announce_generation = -1
+        self.announce_not_before = time.monotonic() + delay
+
+    def _announce(self, link: Link, generation: int, final: bool) -> None:
+        announcement = self.announcement
+        if announcement is None or (not final and time.monotonic() < self.announce_not_before):
+            return
+        if self.announce_generation != generation:
+            # New announcement, or a new connection: (re)send it from the start.
+            self.announce_generation = generation
+            self.announce_iter = announcement.messages(self.pid, self.known_sizes)
+            self._held = None
+            self.last_epoch_sent = announcement.epoch  # its first message starts with the epoch record
+        it = self.announce_iter
+        if it is None:
+            return
+        for _ in range(256):  # at most ~16 MB a pass; the rest on the next ticks
+            message = self._held
+            if message is None:
+                try:
+                    message = next(it)
+                except StopIteration:
+                    _C.lookahead_records += announcement.records
+                    self.announce_iter = None
+                    return
+                except Exception:
+                    _C.internal_errors += 1
+                    self.announce_iter = None
+                    return
+            result = link.send(message, self._final_wait(final))
+            if result:
+                self._held = None
+                continue
+            if result is False:
+                self._held = message  # full: try again on the next tick, nothing lost
+                return
+            self._held = None  # connection lost: it restarts on the next connection
+            return
+
+    # -- root: children and SQLite -----------------------------------------------------------
+
+    def _receive(self, events: List[tuple], final: bool) -> None:
+        if events:
+            self._pend(self.pid, self.uid, events)
+        collector = self.collector
+        if collector is None:
+            return
+        rounds = 0
+        while True:
+            messages = collector.receive()
+            for data in messages:
+                try:
+                    pid, uid, child_events, maps, _dropped = marshal.loads(data)
+                except Exception:
+                    _C.internal_errors += 1
+                    continue
+                _C.collector_messages += 1
+                _C.collector_received += len(child_events)
+                for key, index, path in maps:
+                    _learn(key, index, path)
+                if child_events:
+                    self._pend(pid, uid, child_events)
+            rounds += 1
+            if not messages or not final or rounds > 100:
+                break
+
+    def _write_store(self, final: bool) -> None:
+        now = time.monotonic()
+        force, self.force_write = self.force_write, False
+        if self.pending and (final or force or now - self.last_db_write >= self.db_interval
+                             or self.pending_events >= 20000):
+            batches, self.pending, self.pending_events = self.pending, [], 0
+            self.last_db_write = now
+            if self.store is not None:
+                self.store.write(batches)
+
+    def _pend(self, pid: int, uid: int, events: List[tuple]) -> None:
+        sizes = self.known_sizes
+        for event in events:
+            if event[0] == OPEN:
+                info = event[1]
+                sizes[info[0]] = info[3]
+        if self.store is None:
+            return
+        if self.pending_events + len(events) > 4 * _cap:
+            _C.db_dropped += len(events)
+            return
+        self.pending.append((pid, uid, events))
+        self.pending_events += len(events)
+
+    # -- client: to the root -----------------------------------------------------------------
+
+    def _forward(self, events: List[tuple], maps: List[tuple], final: bool) -> None:
+        link = self.collector_link
+        if link is None:
+            return
+        maps = [m[1:] for m in maps]
+        if not self.forward_events:
+            events = []
+        chunk = 512
+        start = 0
+        while start < len(events) or (start == 0 and maps):
+            part = events[start:start + chunk]
+            data = marshal.dumps((self.pid, self.uid, part, maps if start == 0 else [], _C.queue_dropped))
+            if len(data) > 60000 and len(part) > 1:
+                chunk = max(1, chunk // 2)
+                continue
+            self.backlog.append((data, len(part)))
+            self.backlog_events += len(part)
+            start += len(part)
+            if not part:
+                break
+        while self.backlog_events > _cap and self.backlog:
+            _, n = self.backlog.popleft()
+            self.backlog_events -= n
+            _C.collector_dropped += n
+        if not self.backlog:
+            return
+        if not link.connect(force=final):
+            if final:
+                for _, n in self.backlog:
+                    _C.collector_dropped += n
+                self.backlog.clear()
+                self.backlog_events = 0
+            return
+        deadline = time.monotonic() + (2.0 if final else 0.0)
+        while self.backlog:
+            data, n = self.backlog[0]
+            wait = max(0.0, deadline - time.monotonic()) if final else 0.0
+            result = link.send(data, wait)
+            if result:
+                self.backlog.popleft()
+                self.backlog_events -= n
+                _C.collector_sent += n
+                continue
+            if final or result is None:
+                # At exit nothing can wait any longer; a broken channel loses what it held.
+                for _, m in self.backlog:
+                    _C.collector_dropped += m
+                self.backlog.clear()
+                self.backlog_events = 0
+            return  # full: the rest on the next tick
+
+    # -- fork --------------------------------------------------------------------------------
+
+    def after_fork_in_child(self) -> None:
+        self.pid = os.getpid()
+        self.thread = None
+        self.wake = threading.Event()
+        self.shutdown_lock = threading.Lock()
+        self.stopping = False
+        self.stopped = False
+        self.pending = []
+        self.pending_events = 0
+        self.backlog = collections.deque()
+        self.backlog_events = 0
+        self.last_epoch_sent = None
+        self.announcement = None
+        self.announce_iter = None
+        self._held = None
+        self.seen_generation = 0
+        self.final_deadline = None
+        if self.daemon is not None:
+            self.daemon.forget_after_fork()
+        if self.role == self.ROOT:
+            self.forward_events = self.store is not None
+        if self.store is not None:
+            self.store.abandon_after_fork(self.graveyard)
+            self.store = None
+        if self.collector is not None:
+            self.collector.close()
+            self.collector = None
+        if self.collector_link is not None:
+            self.collector_link.forget_after_fork()
+        if self.role == self.ROOT or (self.role == self.CLIENT and self.collector_address):
+            self.role = self.CLIENT
+            if self.collector_link is None:
+                self.collector_link = Link(self.collector_address, sndbuf=4 << 20)
+        if self.role != self.LITE:
+            self.start()
+
+
+def _after_fork_in_child() -> None:
+    global _q, _C, _worker, _rt_lock, _learn_sink, _shim_applied
+    _q = collections.deque()
+    _C = Counters()
+    _worker = None
+    _shim_applied = (None, None)
+    _rt_lock = threading.Lock()
+    rt = _rt
+    if rt is None:
+        return
+    if rt.role != Runtime.LITE:
+        _learn_sink = None  # the root learns; a child forwards
+    try:
+        rt.after_fork_in_child()
+    except Exception:
+        _C.internal_errors += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public operations (wrapped by gofetch/__init__.py)
+
+
+def _finish(timeout: float) -> None:
+    """Final flush of this process: the pump's last pass, then the store closed (root)."""
+    rt = _rt
+    if rt is None or rt.pid != os.getpid():
+        return
+    rt.shutdown(timeout=timeout)
+    if rt.stopped and rt.store is not None:  # never while the pump might still use the connection
+        try:
+            rt.store.close()
+        except Exception:
+            _C.internal_errors += 1
+
+
+def _atexit() -> None:
+    try:
+        _finish(10.0)
+    except BaseException:
+        pass
+
+
+def _patched_os_exit(status):
+    try:
+        _finish(2.0)
+    except BaseException:
+        pass
+    _orig_os_exit(status)
+
+
+def _register_atexit() -> None:
+    """Our final flush must run after multiprocessing's (which joins or ends the children)."""
+    util = sys.modules.get("multiprocessing.util")
+    exit_function = getattr(util, "_exit_function", None) if util is not None else None
+    if exit_function is not None:
+        atexit.unregister(exit_function)
+        atexit.register(_atexit)
+        atexit.register(exit_function)
+    else:
+        atexit.register(_atexit)
+
+
+_atexit_registered = False
+
+
+def _ensure_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        _atexit_registered = True
+        _register_atexit()
+
+
+def ensure_runtime() -> "Runtime":
+    """The process's runtime; a LITE one (announcements to the daemon only) when the hook is off."""
+    global _rt
+    with _rt_lock:
+        if _rt is None or _rt.pid != os.getpid():
+            _rt = Runtime(role=Runtime.LITE, db=None, socket_path=default_socket_path(), stream=True,
+                          flush_interval=0.02, db_interval=0.1, busy_timeout_ms=1000, collector_address=None)
+            _rt.start()
+            _ensure_atexit()
+        return _rt
+
+
+def _env_address(value: str) -> str:
+    # Environment variables cannot hold NUL: an abstract address travels as "@name".
+    return "\0" + value[1:] if value.startswith("@") else value
+
+
+def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True, flush_interval=0.02,
+           db_interval=0.1, busy_timeout_ms=1000, queue_capacity=1 << 17, trace_mmap=True) -> "Runtime":
+    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker
+    with _rt_lock:
+        if _active:
+            return _rt
+        db_path = os.path.abspath(os.fspath(db)) if db is not None else None
+        env_collector = os.environ.get(ENV_COLLECTOR) or ""
+        env_db = os.environ.get(ENV_DB)
+        joins = bool(env_collector) and env_db == (db_path or "")
+        if socket_path is None:
+            socket_path = default_socket_path()
+        _filter = PathFilter(include=include, exclude=exclude)
+        _cap = max(1024, int(queue_capacity))
+        _shim = _find_shim()
+        env_worker = os.environ.get("GOFETCH_WORKER_ID")
+        if env_worker:
+            try:
+                _worker = int(env_worker)
+            except ValueError:
+                pass
+        old = _rt
+        if old is not None and old.pid == os.getpid():
+            old.shutdown(timeout=2.0)
+        if joins:
+            rt = Runtime(role=Runtime.CLIENT, db=None, socket_path=socket_path, stream=stream,
+                         flush_interval=flush_interval, db_interval=db_interval, busy_timeout_ms=busy_timeout_ms,
+                         collector_address=_env_address(env_collector))
+            rt.forward_events = bool(env_db)
+        else:
+            rt = Runtime(role=Runtime.ROOT, db=db_path, socket_path=socket_path, stream=stream,
+                         flush_interval=flush_interval, db_interval=db_interval, busy_timeout_ms=busy_timeout_ms,
+                         collector_address=None)
+            if rt.collector_address:
+                os.environ[ENV_COLLECTOR] = "@" + rt.collector_address[1:]
+                os.environ[ENV_DB] = db_path or ""
+            from . import _lookahead
+            _learn_sink = _lookahead._learned_sink
+        _rt = rt
+        rt.start()
+        global _fallback_open
+        _fallback_open = builtins.open if builtins.open is not _traced_open else _orig_open
+        builtins.open = _traced_open
+        io.open = _traced_open
+        if trace_mmap:
+            _mmap_module.mmap = mmap
+        os._exit = _patched_os_exit
+        _active = True
+        _ensure_atexit()
+        _sync_shim()
+        return rt
+
+
+def disable() -> None:
+    """Restores open/mmap/os._exit, flushes, closes the store and the sockets."""
+    global _active, _rt, _learn_sink, _last_rt
+    with _rt_lock:
+        if not _active:
+            return
+        _active = False
+        if builtins.open is _traced_open:
+            builtins.open = _fallback_open
+        if io.open is _traced_open:
+            io.open = _orig_open
+        if _mmap_module.mmap is mmap:
+            _mmap_module.mmap = _orig_mmap
+        if os._exit is _patched_os_exit:
+            os._exit = _orig_os_exit
+        rt = _rt
+        if rt is not None and rt.pid == os.getpid():
+            _finish(10.0)
+            if rt.collector is not None:
+                rt.collector.close()
+            if rt.daemon is not None:
+                rt.daemon.disconnect()
+            if rt.role == Runtime.ROOT:
+                for name in (ENV_COLLECTOR, ENV_DB):
+                    os.environ.pop(name, None)
+        _learn_sink = None
+        _rt = None
+        _last_rt = rt  # stats() still describes it
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Waits until what this process queued so far has been handed on (root: written to SQLite)."""
+    rt = _rt
+    if rt is None or rt.thread is None or not rt.thread.is_alive():
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        start = rt.ticks
+        rt.force_write = True
+        rt.wake.set()
+        while rt.ticks < start + 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+            rt.wake.set()
+        if not _q and not rt.backlog and not rt.pending:
+            return True
+    return False
+
+
+def set_worker(worker_id: Optional[int]) -> None:
+    global _worker
+    _worker = -1 if worker_id is None else int(worker_id)
+    _sync_shim()
+
+
+def set_epoch(epoch: Optional[int], *, explicit: bool = True, worker: Optional[int] = None,
+              notify: bool = True) -> None:
+    """Tags this process family's events with ``epoch`` and tells the daemon (kind-5 record)."""
+    global _explicit_epoch, _explicit_epoch_generation
+    value = UNKNOWN_EPOCH if epoch is None else int(epoch) & 0xFFFFFFFF
+    _epoch[0] = value
+    if explicit:
+        _explicit_epoch = None if epoch is None else int(epoch)
+        _explicit_epoch_generation += 1
+    _sync_shim()
+    if notify and value != UNKNOWN_EPOCH and _rt is not None and len(_q) < _cap:
+        w = _worker if worker is None else worker
+        _q.append((EPOCH, value, w if w is not None else -1))
+
+
+def get_epoch() -> Optional[int]:
+    value = _epoch[0]
+    return None if value == UNKNOWN_EPOCH else value
+
+
+def get_worker() -> int:
+    return _current_worker()
+
+
+def stats() -> Dict[str, Any]:
+    """This process's counters; ``recorded``, ``dropped`` and ``errors`` sum up the rest."""
+    c = _C
+    out: Dict[str, Any] = c.as_dict()
+    out["dropped"] = c.queue_dropped + c.daemon_dropped + c.collector_dropped + c.db_dropped
+    out["errors"] = c.internal_errors + c.db_errors
+    rt = _rt if _rt is not None else _last_rt
+    out["active"] = _active
+    out["role"] = rt.role if rt is not None else None
+    out["pid"] = os.getpid()
+    out["queued"] = len(_q)
+    out["shim"] = _shim is not None
+    out["daemon_connected"] = bool(rt is not None and rt.daemon is not None and rt.daemon.connected)
+    out["db"] = rt.db if rt is not None else None
+    out["db_locked_by_other"] = bool(rt is not None and rt.store is not None and rt.store.locked_by_other)
+    out["worker"] = _current_worker()
+    out["epoch"] = get_epoch()
+    return out

@@ -1,0 +1,45 @@
+"""The hook in a process that also has the LD_PRELOAD shim: the shim reports the
+accesses (the hook does not send them twice), the hook tells the shim the worker
+and epoch (gofetch_preload_set_worker), and still writes its own store."""
+
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+
+import pytest
+
+from gofetch_testlib import SHIM, job_env, listener, make_folder, run_job  # noqa: F401
+from gofetch import wire
+
+
+@pytest.mark.skipif(not SHIM.exists(), reason="preload shim not built (make -C preload)")
+def test_no_double_records_and_tags_reach_the_shim(tmp_path, listener):
+    files = make_folder(tmp_path / "data", classes=2, per_class=3)
+    db = str(tmp_path / "t.db")
+    lst = listener()
+    env = job_env(lst.path, LD_PRELOAD=str(SHIM),
+                  GOFETCH_INCLUDE=str(tmp_path / "data"))  # the shim then reports only the data files
+    out = run_job("read_job.py", dict(files=files, db=db, workers=2, epochs=2, styles=["full"]), env)
+    lst.wait_quiet()
+    assert out["bad"] == {}
+    assert out["stats"]["shim"] is True
+
+    by_source = collections.Counter((m.header.source, r.kind) for m, r in lst.records())
+    # the hook sent epoch records, never an access
+    assert not any(by_source[(wire.Source.PYTHON_HOOK, k)] for k in (1, 2, 3, 4)), by_source
+    assert by_source[(wire.Source.PYTHON_HOOK, wire.Kind.EPOCH)] > 0
+    # the shim's own records carry the hook's worker and epoch tags
+    shim_opens = collections.defaultdict(list)
+    for m, r in lst.records(wire.Kind.OPEN):
+        if m.header.source == wire.Source.PRELOAD and r.path in files:
+            shim_opens[(r.epoch, r.worker_id)].append(r.path)
+    for epoch in (0, 1):
+        for worker in (0, 1):
+            # each file twice: the job's own check reads it with os.open/os.read too (the shim sees that)
+            assert sorted(shim_opens[(epoch, worker)]) == sorted(files[worker::2] * 2), (epoch, worker)
+    # ... and the hook's store has the same accesses, once
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT file_path, worker_id, epoch FROM traces WHERE access_type = 'open'").fetchall()
+    assert sorted(rows) == sorted((p, i % 2, e) for e in (0, 1) for i, p in enumerate(files))
