@@ -153,6 +153,11 @@ struct SchedulerTests {
         #expect(scheduler.statistics.belowThreshold.value == 1)
         #expect(scheduler.statistics.unknownFiles.value == 1)
         #expect(scheduler.statistics.duplicates.value == 1)
+        // Once the job has read the file, the next epoch may prefetch it again at once.
+        scheduler.consumed(1)
+        scheduler.offer([Prediction(fileID: 1, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: 2, file: files)
+        #expect(drain(scheduler, now: 2).map(\.fileID) == [1])
+        #expect(scheduler.statistics.duplicates.value == 1)
         // After the de-duplication window the same file may go again.
         scheduler.offer([Prediction(fileID: 1, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: 31_000_000_000, file: files)
         #expect(drain(scheduler, now: 31_000_000_000).count == 1)

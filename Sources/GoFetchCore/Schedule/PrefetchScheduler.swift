@@ -88,6 +88,9 @@ public final class PrefetchScheduler {
     private var heap = Heap<Queued>()
     private var sequence: UInt64 = 0
     private var recent: [DedupKey: UInt64] = [:]
+    /// The de-duplication keys of each file, so a file the job has read can be
+    /// prefetched again at once (next epoch), not only after the window.
+    private var recentByFile: [FileID: [DedupKey]] = [:]
     private var lastPrune: UInt64 = 0
     private var lastExpiry: UInt64 = 0
     private var operations: TokenBucket
@@ -130,6 +133,7 @@ public final class PrefetchScheduler {
                 continue
             }
             recent[key] = now
+            recentByFile[prediction.fileID, default: []].append(key)
             enqueue(PrefetchRequest(
                 fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, offset: prediction.offset, length: length,
                 confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))
@@ -212,6 +216,9 @@ public final class PrefetchScheduler {
 
     /// The job read a file: what was prefetched of it no longer counts against the budget.
     public func consumed(_ file: FileID) {
+        if let keys = recentByFile.removeValue(forKey: file) {
+            for key in keys { recent[key] = nil }
+        }
         guard let entry = outstanding.removeValue(forKey: file) else { return }
         outstandingTotal -= entry.bytes
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
@@ -232,5 +239,9 @@ public final class PrefetchScheduler {
         guard now &- lastPrune >= 1_000_000_000 else { return }
         lastPrune = now
         recent = recent.filter { now &- $0.value < options.dedupWindowNanoseconds }
+        recentByFile = recentByFile.compactMapValues { keys in
+            let live = keys.filter { recent[$0] != nil }
+            return live.isEmpty ? nil : live
+        }
     }
 }
