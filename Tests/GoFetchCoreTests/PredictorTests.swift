@@ -185,16 +185,21 @@ struct PredictorTests {
 
         let shuffled = HybridPredictor(markov: MarkovPredictor(), remaining: EpochRemainingSet())
         var markovAfterWarmup = 0
+        var remainingFiles: [Int: Set<FileID>] = [:]
         for epoch in 0..<3 {
             for (index, file) in files.shuffled(using: &generator).enumerated() {
                 let event = openEvent(file)
                 shuffled.observe(event)
                 let predictions = shuffled.predict(after: event, limit: 3)
                 if epoch > 0 && index > 50 { markovAfterWarmup += predictions.filter { $0.predictor == .markov }.count }
+                remainingFiles[epoch, default: []].formUnion(predictions.filter { $0.predictor == .remainingSet }.map(\.fileID))
             }
         }
         #expect(markovAfterWarmup == 0)
-        #expect((shuffled.choices[.remainingSet] ?? 0) > 300)
+        // From the second epoch on, the remaining set hands out (nearly) the whole data set.
+        #expect((remainingFiles[1]?.count ?? 0) >= 290)
+        #expect((remainingFiles[2]?.count ?? 0) >= 290)
+        #expect((shuffled.choices[.remainingSet] ?? 0) > 0)
     }
 
     @Test("absurd offsets, sizes, lengths and times from a client never trap")
