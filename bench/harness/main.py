@@ -119,6 +119,30 @@ def preflight(args) -> List[str]:
     return problems
 
 
+LOCK_PATH = "/tmp/gofetch-bench.lock"
+
+
+def machine_lock():
+    """One bench/run at a time on this machine: two would drop each other's caches,
+    share the CPUs and (with the same --out-dir) delete each other's runs. Waits for
+    the other one, saying so."""
+    import fcntl
+
+    f = open(LOCK_PATH, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        other = f.read().strip() or "?"
+        log(f"another bench/run (pid {other}) is running on this machine; waiting for it to finish ...")
+        fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def scenario_params(sc: Scenario) -> dict:
     return {k: getattr(sc, k) for k in ("order", "hook", "memory_limited", "workers", "batch_size",
                                         "prefetch_factor", "step_ms", "epochs", "read_size", "workload")}
@@ -145,6 +169,7 @@ def main(argv=None) -> int:
             print(f"bench/run: cannot run: {p}", file=sys.stderr)
         return 2
 
+    lock = machine_lock()  # held until this process exits
     image_files = args.image_files or (1500 if quick else 6000)
     n_shards = args.shards or (3 if quick else 8)
     all_scenarios = build(quick, epochs=args.epochs, image_workers=args.workers, shard_workers=args.workers)
@@ -170,6 +195,17 @@ def main(argv=None) -> int:
         },
         "scenarios": {},
     }
+    try:
+        import hashlib
+
+        st = os.stat(gofetch)
+        with open(gofetch, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        results["meta"]["gofetch_binary"] = {
+            "path": gofetch, "bytes": st.st_size, "sha256": digest,
+            "modified": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(st.st_mtime))}
+    except OSError:
+        pass
     try:
         rev = subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "HEAD"], capture_output=True, text=True)
         results["meta"]["git_head"] = rev.stdout.strip() or None

@@ -159,6 +159,11 @@ def render(results: dict) -> str:
                                                                          "read_ahead_kb") and v is not None)
                  + f"; {meta['cpus']} CPUs; run took {meta.get('runtime_s', 0):.0f} s"
                  + (" (INTERRUPTED)" if meta.get("interrupted") else ""))
+    gb = meta.get("gofetch_binary")
+    if gb:
+        lines.append("")
+        lines.append(f"gofetch: {gb['path']} (built {gb['modified']}, sha256 {gb['sha256'][:12]}); "
+                     f"repository at {str(meta.get('git_head') or '?')[:12]}")
     lines.append("")
     lines.append("stall = seconds the training loop waited for batches; epoch = wall seconds of an epoch; "
                  "values per epoch as e1 / e2 / ...; ratio = stall / no-prefetch stall; "
