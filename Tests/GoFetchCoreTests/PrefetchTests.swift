@@ -163,6 +163,13 @@ struct SchedulerTests {
         #expect(drain(scheduler, now: 31_000_000_000).count == 1)
     }
 
+    @Test("a file of unknown size (announced, never opened) is still prefetched, up to the cap")
+    func unknownSize() {
+        let scheduler = PrefetchScheduler(options: options { $0.maxRequestBytes = 4 << 20 }, now: 0)
+        scheduler.offer([Prediction(fileID: 7, confidence: 1, predictor: .lookahead)], uid: 0, gid: 0, now: 1) { _ in ("/data/7", 0) }
+        #expect(drain(scheduler, now: 1).map(\.length) == [4 << 20])
+    }
+
     @Test("heap releases by confidence then deadline; fifo by arrival")
     func policies() {
         let predictions = [

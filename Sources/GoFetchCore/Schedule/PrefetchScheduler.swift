@@ -123,7 +123,9 @@ public final class PrefetchScheduler {
                 statistics.unknownFiles.add(1)
                 continue
             }
-            let available = info.size > prediction.offset ? info.size - prediction.offset : 0
+            // A size of 0 is unknown (a file announced before it was ever opened): ask
+            // for up to the cap; the executor stops at the real end of the file.
+            let available = info.size == 0 ? options.maxRequestBytes : (info.size > prediction.offset ? info.size - prediction.offset : 0)
             var length = prediction.length == 0 ? available : min(prediction.length, available)
             length = min(length, options.maxRequestBytes)
             guard length > 0 else { continue }
