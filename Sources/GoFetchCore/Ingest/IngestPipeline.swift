@@ -30,16 +30,8 @@ public final class IngestPipeline: @unchecked Sendable {
             case .open:
                 opens += 1
                 guard let path = event.path else { unresolved += 1; continue }
-                switch catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall) {
-                case .known(let id):
-                    fileID = id
-                case .recorded(let record):
-                    fileID = record.id
-                    pendingFiles.append(record)
-                case .full:
-                    statistics.catalogFull.add(1)
-                    continue
-                }
+                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall)) else { continue }
+                fileID = id
                 if !table.open(pid: event.pid, fd: event.fd, file: fileID) {
                     statistics.tableFull.add(1)
                 }
@@ -51,16 +43,8 @@ public final class IngestPipeline: @unchecked Sendable {
                 continue
             case .lookahead:
                 guard let path = event.path else { unresolved += 1; continue }
-                switch catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall) {
-                case .known(let id):
-                    fileID = id
-                case .recorded(let record):
-                    fileID = record.id
-                    pendingFiles.append(record)
-                case .full:
-                    statistics.catalogFull.add(1)
-                    continue
-                }
+                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall)) else { continue }
+                fileID = id
                 pendingControl.append(TraceEvent(
                     fileID: fileID, kind: .lookahead, flags: event.flags, source: event.source, pid: event.pid, tid: event.tid,
                     uid: uid, gid: gid, workerID: event.workerID, epoch: event.epoch, wallNanoseconds: wall,
@@ -101,6 +85,21 @@ public final class IngestPipeline: @unchecked Sendable {
         statistics.readWaitNanoseconds.add(wait)
         statistics.unresolved.add(unresolved)
         statistics.eventsAccepted.add(accepted)
+    }
+
+    /// The id of a registration; a new or changed record is queued for the store, a
+    /// full catalog is counted and gives `nil`.
+    private func accept(_ registration: FileCatalog.Registration) -> FileID? {
+        switch registration {
+        case .known(let id):
+            return id
+        case .recorded(let record):
+            pendingFiles.append(record)
+            return record.id
+        case .full:
+            statistics.catalogFull.add(1)
+            return nil
+        }
     }
 
     /// The file a read, mmap or close refers to: by (pid, fd) when the inode agrees,
