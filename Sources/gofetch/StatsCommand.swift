@@ -5,7 +5,7 @@ import GoFetchCore
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
-        abstract: "Show what the trace store holds: files, events, time span, epochs, top files."
+        abstract: "Show what the trace store holds: files, events, time span, per-epoch and per-file reads, cold reads and stall."
     )
 
     @OptionGroup var options: CommonOptions
@@ -15,6 +15,9 @@ struct StatsCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Only this run (see the runs list).", valueName: "id"))
     var run: Int64?
+
+    @Option(help: "Rank the top files by: bytes (read) or stall (time in cold reads).")
+    var sort: StoreSummary.FileOrder = .bytes
 
     @Flag(help: "Print JSON instead of tables.")
     var json = false
@@ -26,13 +29,15 @@ struct StatsCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try options.loadConfiguration()
         let store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
-        let summary = try store.summary(top: top, runID: run)
+        let summary = try store.summary(top: top, runID: run, timing: ReadTiming(configuration), order: sort)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(summary), as: UTF8.self))
         } else {
-            print(StatsReport.render(summary, database: configuration.storage.dbPath))
+            print(StatsReport.render(summary, database: configuration.storage.dbPath, order: sort))
         }
     }
 }
+
+extension StoreSummary.FileOrder: ExpressibleByArgument {}

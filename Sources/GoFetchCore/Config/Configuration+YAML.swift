@@ -48,6 +48,7 @@ extension Configuration {
             try node.int("executor_threads", into: &config.prefetcher.executorThreads, in: 1...256)
             try node.choice("method", into: &config.prefetcher.method)
             try node.double("memory_pressure_threshold", into: &config.prefetcher.memoryPressureThreshold, in: 0...100)
+            try node.double("cgroup_budget_fraction", into: &config.prefetcher.cgroupBudgetFraction, in: 0...1)
             try node.finish()
         }
         if let node = try top.section("predictor") {
@@ -92,6 +93,15 @@ extension Configuration {
         if let node = try top.section("ingest") {
             try node.int("max_open_files", into: &config.ingest.maxOpenFiles, in: 1_000...100_000_000)
             try node.int("max_files", into: &config.ingest.maxFiles, in: 1_000...1_000_000_000)
+            try node.finish()
+        }
+        if let node = try top.section("metrics") {
+            try node.bool("csv_enabled", into: &config.metrics.csvEnabled)
+            try node.string("csv_dir", into: &config.metrics.csvDirectory, nonEmpty: false)
+            try node.double("interval_seconds", into: &config.metrics.intervalSeconds, in: 0.1...86_400)
+            try node.double("cold_read_base_us", into: &config.metrics.coldReadBaseMicroseconds, in: 0...10_000_000)
+            try node.double("warm_read_mb_per_sec", into: &config.metrics.warmReadMBPerSecond, in: 1...1_000_000)
+            try node.listenAddress("prometheus_listen", into: &config.metrics.prometheusListen)
             try node.finish()
         }
         try top.finish()
@@ -230,6 +240,19 @@ private final class Section {
             prefixes.append(scalar.string.count > 1 && scalar.string.hasSuffix("/") ? String(scalar.string.dropLast()) : scalar.string)
         }
         target = prefixes
+    }
+
+    /// `""`, `unix:/absolute/path`, or `HOST:PORT` with a loopback host.
+    func listenAddress(_ key: String, into target: inout String) throws(ConfigurationError) {
+        guard let node = value(key) else { return }
+        guard case .scalar(let scalar) = node else { throw fail(key, node, "expected a string") }
+        let text = scalar.string
+        guard !text.isEmpty else { target = ""; return }
+        guard let address = ListenAddress(text) else {
+            throw fail(key, node, "allowed: \"\" (off), \"127.0.0.1:PORT\", \"localhost:PORT\", \"[::1]:PORT\" (PORT 1 to 65535) or \"unix:/absolute/path\"")
+        }
+        _ = address
+        target = text
     }
 
     func finish() throws(ConfigurationError) {

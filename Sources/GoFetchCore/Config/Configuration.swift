@@ -12,6 +12,7 @@ public struct Configuration: Sendable, Equatable {
     public var daemon = Daemon()
     public var trace = Trace()
     public var ingest = Ingest()
+    public var metrics = Metrics()
 
     public init() {}
 
@@ -51,6 +52,8 @@ public struct Configuration: Sendable, Equatable {
         public var method = Method.auto
         /// PSI memory "some avg10" percentage above which prefetching pauses.
         public var memoryPressureThreshold = 10.0
+        /// Share of a client's memory-cgroup room (limit − anonymous memory) the budget may use.
+        public var cgroupBudgetFraction = 0.5
     }
 
     public enum Method: String, Sendable, CaseIterable {
@@ -107,6 +110,21 @@ public struct Configuration: Sendable, Equatable {
         public var maxOpenFiles = 1_000_000
         /// Distinct files ingest remembers, at most.
         public var maxFiles = 2_000_000
+    }
+
+    public struct Metrics: Sendable, Equatable {
+        /// Write `metrics_<policy>.csv` (seed) every `interval_seconds` while prefetching.
+        public var csvEnabled = true
+        /// Folder of the CSV; empty means the trace store's folder.
+        public var csvDirectory = ""
+        /// Seconds per CSV row.
+        public var intervalSeconds = 5.0
+        /// A read is cold when it took longer than this many µs plus its bytes at `warm_read_mb_per_sec`.
+        public var coldReadBaseMicroseconds = 100.0
+        /// The slowest rate (MB/s) a read served from the page cache is assumed to move.
+        public var warmReadMBPerSecond = 1_000.0
+        /// Prometheus text exposition: `""` (off), `HOST:PORT` on loopback, or `unix:/path`.
+        public var prometheusListen = ""
     }
 
     /// `$XDG_RUNTIME_DIR/gofetch-<uid>/gofetch.sock`, or under `/tmp` without it.

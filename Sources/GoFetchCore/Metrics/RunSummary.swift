@@ -64,6 +64,13 @@ public struct RunSummary: Sendable, Codable, Equatable {
             }
             row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
+            let a = prefetch.accounting
+            row("accesses", "\(a.accesses) reads/mmaps: \(a.accesses - a.coldAccesses) warm, \(a.coldAccesses) cold; \(a.coveredAccesses) warm thanks to gofetch")
+            row("stall", "\(Format.duration(nanoseconds: a.stallNanoseconds)) in cold reads")
+            row("prefetch fates", "useful \(a.useful), late \(a.late), wasted \(a.wasted) (\(a.evictedBeforeUse) evicted before use, \(a.unread) never read), skipped \(a.skipped), failed \(a.failedFate)")
+            row("accuracy", "\(Format.fixed(a.accuracy * 100, 1)) % useful of issued; coverage \(Format.fixed(a.coverage * 100, 1)) %; hit rate \(Format.fixed(a.hitRate * 100, 1)) %")
+            row("latency", "prediction p50 \(Format.duration(nanoseconds: a.predictionP50)) p99 \(Format.duration(nanoseconds: a.predictionP99)); prefetch p50 \(Format.duration(nanoseconds: a.prefetchP50)) p99 \(Format.duration(nanoseconds: a.prefetchP99)); lead p50 \(Format.duration(nanoseconds: a.leadP50))")
+            row("budget", "\(Format.bytes(prefetch.effectiveBudget)) in force at the end (config, cgroup room, eviction feedback)")
         }
         return lines.joined(separator: "\n")
     }
@@ -92,6 +99,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var budgetWaits: Int
     public var rateWaits: Int
     public var pressureWaits: Int
+    public var effectiveBudget: Int
+    public var accounting: AccountingSummary
 
     public init(_ engine: PrefetchEngine) {
         let scheduler = engine.scheduler.statistics
@@ -118,6 +127,56 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         budgetWaits = scheduler.budgetWaits.value
         rateWaits = scheduler.rateWaits.value
         pressureWaits = scheduler.pressureWaits.value
+        effectiveBudget = scheduler.effectiveBudget.value
+        accounting = AccountingSummary(engine.accounting())
+    }
+}
+
+/// The ledger's figures in a summary (JSON-friendly).
+public struct AccountingSummary: Sendable, Codable, Equatable {
+    public var accesses: Int
+    public var coldAccesses: Int
+    public var coveredAccesses: Int
+    public var stallNanoseconds: UInt64
+    public var issued: Int
+    public var useful: Int
+    public var late: Int
+    public var wasted: Int
+    public var evictedBeforeUse: Int
+    public var unread: Int
+    public var skipped: Int
+    public var failedFate: Int
+    public var accuracy: Double
+    public var coverage: Double
+    public var hitRate: Double
+    public var predictionP50: UInt64
+    public var predictionP99: UInt64
+    public var prefetchP50: UInt64
+    public var prefetchP99: UInt64
+    public var leadP50: UInt64
+
+    public init(_ snapshot: AccountingSnapshot) {
+        let c = snapshot.counters, h = snapshot.histograms
+        accesses = c.accesses
+        coldAccesses = c.coldAccesses
+        coveredAccesses = c.coveredAccesses
+        stallNanoseconds = c.stallNanoseconds
+        issued = c.issued
+        useful = c.count(.useful)
+        late = c.count(.late)
+        wasted = c.count(.wasted)
+        evictedBeforeUse = c.evictedBeforeUse
+        unread = c.unreadInWindow
+        skipped = c.count(.skipped)
+        failedFate = c.count(.failed)
+        accuracy = snapshot.accuracy
+        coverage = snapshot.coverage
+        hitRate = snapshot.hitRate
+        predictionP50 = h.prediction.percentile(50)
+        predictionP99 = h.prediction.percentile(99)
+        prefetchP50 = h.prefetchLatency.percentile(50)
+        prefetchP99 = h.prefetchLatency.percentile(99)
+        leadP50 = h.leadTime.percentile(50)
     }
 }
 

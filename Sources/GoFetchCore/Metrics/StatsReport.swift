@@ -2,7 +2,7 @@ import Glibc
 
 /// The text `gofetch stats` prints.
 public enum StatsReport {
-    public static func render(_ summary: StoreSummary, database: String) -> String {
+    public static func render(_ summary: StoreSummary, database: String, order: StoreSummary.FileOrder = .bytes) -> String {
         var lines = ["trace store \(database)"]
         func row(_ name: String, _ value: String) { lines.append("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0))\(value)") }
         row("files", "\(summary.files) known, \(summary.filesRead) with events")
@@ -24,13 +24,13 @@ public enum StatsReport {
         lines.append("epochs")
         for epoch in summary.epochs {
             let name = epoch.epoch.map { "epoch \($0)" } ?? "untagged"
-            lines.append("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0))  \(epoch.events) events, \(epoch.files) files, \(Format.bytes(epoch.bytesRead)) read")
+            lines.append("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0))  \(epoch.events) events, \(epoch.files) files, \(Format.bytes(epoch.bytesRead)) read, \(Format.duration(nanoseconds: epoch.readWaitNanoseconds)) in reads, \(epoch.coldReads) of \(epoch.reads) reads cold (stall \(Format.duration(nanoseconds: epoch.stallNanoseconds)))")
         }
         if !summary.topFiles.isEmpty {
             lines.append("")
-            lines.append("top files by bytes read")
+            lines.append(order == .bytes ? "top files by bytes read" : "top files by stall (time in cold reads)")
             for file in summary.topFiles {
-                lines.append("  \(Format.bytes(file.bytesRead).padding(toLength: 10, withPad: " ", startingAt: 0))  \(file.reads) reads  \(file.opens) opens  \(Format.duration(nanoseconds: file.readWaitNanoseconds)) in reads  \(file.path)")
+                lines.append("  \(Format.bytes(file.bytesRead).padding(toLength: 10, withPad: " ", startingAt: 0))  \(file.reads) reads  \(file.opens) opens  \(Format.duration(nanoseconds: file.readWaitNanoseconds)) in reads  \(file.coldReads) cold, stall \(Format.duration(nanoseconds: file.stallNanoseconds))  \(file.path)")
             }
         }
         return lines.joined(separator: "\n")

@@ -259,3 +259,16 @@ public final class PatternDetector: Predictor {
         evicted += before - states.count
     }
 }
+
+extension PatternDetector.Options {
+    /// The detector's thresholds from `predictor.pattern` in config.
+    public init(_ configuration: Configuration) {
+        self.init()
+        let predictor = configuration.predictor
+        minFileSize = UInt64(predictor.patternMinFileSizeMB * 1_048_576)
+        sequentialThreshold = predictor.patternSequentialThreshold
+        maxGap = UInt64(predictor.patternMaxGapKB * 1024)
+        stridedMinRepeats = predictor.patternStridedMinRepeats
+        lookaheadSeconds = predictor.patternLookaheadSeconds
+    }
+}

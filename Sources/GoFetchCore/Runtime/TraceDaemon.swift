@@ -14,6 +14,9 @@ public final class TraceDaemon: @unchecked Sendable {
     private let writer: StoreWriter
     /// Prediction and prefetching; `nil` when only tracing.
     public let engine: PrefetchEngine?
+    /// The CSV and Prometheus outputs; `nil` when only tracing.
+    public let metrics: MetricsReporter?
+    public private(set) var prometheus: PrometheusServer?
     private let logger: Logger
     private var running = false
 
@@ -53,8 +56,22 @@ public final class TraceDaemon: @unchecked Sendable {
             }
             sinks.append(engine)
             self.engine = engine
+            let ingest = ingestStatistics, store = storeStatistics
+            metrics = MetricsReporter(
+                csvPath: configuration.metrics.csvEnabled ? MetricsReporter.csvPath(configuration) : nil, runID: runID,
+                intervalSeconds: configuration.metrics.intervalSeconds, logger: logger
+            ) { [unowned engine] in
+                MetricsSample(
+                    wallNanoseconds: Clock.wallNanoseconds(), accounting: engine.accounting(),
+                    outstandingBytes: engine.scheduler.statistics.outstandingBytes.value,
+                    budgetBytes: engine.scheduler.statistics.effectiveBudget.value,
+                    events: ingest.eventsAccepted.value,
+                    eventsDropped: ingest.clientDropped.value + store.dropped.value + engine.droppedEvents.value,
+                    predictions: engine.predictions.value)
+            }
         } else {
             engine = nil
+            metrics = nil
         }
         let pipeline = IngestPipeline(
             catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: sinks, statistics: ingestStatistics)
@@ -66,6 +83,10 @@ public final class TraceDaemon: @unchecked Sendable {
     public func start() throws(IngestServerError) {
         writer.start()
         engine?.start()
+        if let metrics {
+            metrics.start()
+            startPrometheus(metrics)
+        }
         do {
             try server.start()
         } catch {
@@ -83,12 +104,28 @@ public final class TraceDaemon: @unchecked Sendable {
         running = false
         server.stop()
         engine?.stop()
+        prometheus?.stop()
+        metrics?.stop()
         writer.stop()
         applyRetention()
         do {
             try store.endRun(runID)
         } catch {
             logger.error("closing the run failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Serves `metrics.prometheus_listen` when set; a failure is logged, never fatal.
+    private func startPrometheus(_ metrics: MetricsReporter) {
+        let text = configuration.metrics.prometheusListen
+        guard !text.isEmpty, let address = ListenAddress(text) else { return }
+        let server = PrometheusServer(address: address, registry: metrics.registry, logger: logger) { metrics.refreshRegistry() }
+        do {
+            try server.start()
+            prometheus = server
+            logger.info("serving Prometheus metrics", metadata: ["address": "\(address)", "port": "\(server.port)"])
+        } catch {
+            logger.warning("Prometheus metrics not served", metadata: ["address": "\(address)", "error": "\(error)"])
         }
     }
 

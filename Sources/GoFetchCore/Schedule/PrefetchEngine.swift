@@ -14,6 +14,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let lookahead: LookaheadPredictor
     public let scheduler: PrefetchScheduler
     public let executor: PrefetchExecutor
+    /// Fates of prefetches and warm/cold accesses; owned by the engine thread.
+    public let ledger: PrefetchLedger
+    /// The clients' memory cgroups: the budget never exceeds their room.
+    public let cgroups: CgroupBudget
     /// Events refused because the engine's inbox was full.
     public let droppedEvents = Atomic<Int>(0)
     public let predictions = Atomic<Int>(0)
@@ -33,6 +37,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var files: [FileID: (path: String, size: UInt64)] = [:]
     private var running = false
     private let choices = Mutex((markov: 0, remainingSet: 0, epochs: 0))
+    private let published = Mutex(AccountingSnapshot())
+    private var lastPublished: UInt64 = 0
 
     /// How often the hybrid chose each predictor, and epoch boundaries seen (published by the engine thread).
     public var choiceCounts: (markov: Int, remainingSet: Int, epochs: Int) { choices.withLock { $0 } }
@@ -52,20 +58,21 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         self.pathIndex = pathIndex
         // The detector's window may not exceed what the scheduler issues in one request,
         // or it would believe it is further ahead than anything warmed.
-        var patternOptions = PatternDetector.Options()
-        let predictor = configuration.predictor
-        patternOptions.minFileSize = UInt64(predictor.patternMinFileSizeMB * 1_048_576)
-        patternOptions.sequentialThreshold = predictor.patternSequentialThreshold
-        patternOptions.maxGap = UInt64(predictor.patternMaxGapKB * 1024)
-        patternOptions.stridedMinRepeats = predictor.patternStridedMinRepeats
-        patternOptions.lookaheadSeconds = predictor.patternLookaheadSeconds
+        var patternOptions = PatternDetector.Options(configuration)
         let maxRequest = UInt64(configuration.prefetcher.maxPrefetchSizeMB * 1_048_576)
         patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequest)
         patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequest)
         patterns = PatternDetector(options: patternOptions, pathOf: { pathIndex.path($0) })
         hybrid = HybridPredictor(markov: markov, remaining: remaining, markovDepth: 8)
         lookahead = LookaheadPredictor(window: configuration.predictor.lookaheadWindow, maxFiles: configuration.ingest.maxFiles)
-        scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
+        let scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
+        self.scheduler = scheduler
+        var ledgerOptions = PrefetchLedger.Options()
+        ledgerOptions.timing = ReadTiming(configuration)
+        ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
+        ledger = PrefetchLedger(options: ledgerOptions)
+        ledger.onFate = { fate, evicted in scheduler.feedback(fate, evicted: evicted, now: Clock.monotonicNanoseconds()) }
+        cgroups = CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction)
         let results = ResultForwarder()
         executor = PrefetchExecutor(
             threads: configuration.prefetcher.executorThreads, capacity: 256,
@@ -119,6 +126,20 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         wakeUp.signal()
         finished.wait()
         executor.stop()
+        // The engine thread is gone: settle what is left on this one.
+        for result in inbox.withLock({ $0.results }) { ledger.completed(result) }
+        ledger.finish()
+        publish(now: Clock.monotonicNanoseconds(), force: true)
+    }
+
+    /// The accounting as the engine thread last published it (at most 0.5 s old; final after ``stop()``).
+    public func accounting() -> AccountingSnapshot { published.withLock { $0 } }
+
+    private func publish(now: UInt64, force: Bool = false) {
+        guard force || now &- lastPublished >= 500_000_000 else { return }
+        lastPublished = now
+        let snapshot = ledger.snapshot()
+        published.withLock { $0 = snapshot }
     }
 
     public func consume(_ batch: EventBatch) {
@@ -152,9 +173,21 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 return (inbox.batches, inbox.results, inbox.stopping)
             }
             if stopping { return }
-            for result in results { scheduler.completed(result) }
+            for result in results {
+                scheduler.completed(result)
+                ledger.completed(result)
+            }
             for batch in batches { process(batch) }
-            scheduler.release(now: Clock.monotonicNanoseconds()) { executor.submit($0) }
+            let now = Clock.monotonicNanoseconds()
+            cgroups.refresh(now: now)
+            scheduler.setCeiling(cgroups.ceiling)
+            scheduler.release(now: now) { request in
+                guard executor.submit(request) else { return false }
+                ledger.issued(request, now: now)
+                return true
+            }
+            ledger.sweep(now: now)
+            publish(now: now)
             let counts = (hybrid.choices[.markov] ?? 0, hybrid.choices[.remainingSet] ?? 0, remaining.epochsCompleted)
             choices.withLock { $0 = counts }
         }
@@ -176,7 +209,14 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 scheduler.offer(first, uid: client.uid, gid: client.gid, now: now) { files[$0] }
             }
         }
+        var lastPID: UInt32 = 0
         for event in batch.events {
+            if event.pid != lastPID {
+                lastPID = event.pid
+                cgroups.saw(pid: event.pid, now: now)
+            }
+            ledger.observe(event)
+            let started = Clock.monotonicNanoseconds()
             var made: [Prediction] = []
             switch event.kind {
             case .open:
@@ -197,6 +237,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             case .close, .epoch, .lookahead:
                 continue
             }
+            ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started)
             guard !made.isEmpty else { continue }
             predictions.add(made.count)
             scheduler.offer(made, uid: event.uid, gid: event.gid, now: now) { files[$0] }

@@ -20,6 +20,9 @@ public final class SchedulerStatistics: Sendable {
     public let expiredBytes = Atomic<Int>(0)
     /// Prefetched-but-unread bytes now, against the memory budget.
     public let outstandingBytes = Atomic<Int>(0)
+    /// The budget in force now: the configured one, capped by the clients' memory
+    /// cgroup room and scaled down after prefetches were evicted before use.
+    public let effectiveBudget = Atomic<Int>(0)
 
     public init() {}
 }
@@ -98,12 +101,44 @@ public final class PrefetchScheduler {
     private var pressure: MemoryPressure
     private var outstanding: [FileID: (bytes: UInt64, since: UInt64)] = [:]
     private var outstandingTotal: UInt64 = 0
+    /// Budget ceiling from the clients' memory cgroups; `nil` when none is limited.
+    private var cgroupCeiling: UInt64?
+    /// 1/64…1: halves when prefetched pages are evicted before the job reads them,
+    /// grows back by 1/64 with each useful prefetch.
+    public private(set) var wasteScale = 1.0
+    private var lastShrink: UInt64 = 0
 
     public init(options: Options, now: UInt64, pressure: MemoryPressure = MemoryPressure()) {
         self.options = options
         operations = TokenBucket(rate: options.operationsPerSecond, burst: max(1, options.operationsPerSecond / 10), now: now)
         bandwidth = TokenBucket(rate: options.bytesPerSecond, burst: max(Double(options.maxRequestBytes), options.bytesPerSecond / 10), now: now)
         self.pressure = pressure
+        statistics.effectiveBudget.store(Int(clamping: options.memoryBudget), ordering: .relaxed)
+    }
+
+    /// Bytes that may be prefetched but unread now.
+    public var budget: UInt64 {
+        let base = min(options.memoryBudget, cgroupCeiling ?? .max)
+        return UInt64(Double(base) * wasteScale)
+    }
+
+    /// Caps the budget at `ceiling` bytes (the clients' memory cgroup room); `nil` lifts the cap.
+    public func setCeiling(_ ceiling: UInt64?) {
+        cgroupCeiling = ceiling
+        statistics.effectiveBudget.store(Int(clamping: budget), ordering: .relaxed)
+    }
+
+    /// Learns from the fate of a prefetch: evicted before use halves the budget (at most
+    /// once a second: one overshoot evicts many at once), useful grows it back.
+    public func feedback(_ fate: PrefetchFate, evicted: Bool, now: UInt64) {
+        if fate == .wasted && evicted {
+            guard now &- lastShrink >= 1_000_000_000 else { return }
+            lastShrink = now
+            wasteScale = max(1.0 / 64, wasteScale * 0.5)
+        } else if fate == .useful {
+            wasteScale = min(1, wasteScale + 1.0 / 64)
+        }
+        statistics.effectiveBudget.store(Int(clamping: budget), ordering: .relaxed)
     }
 
     public var queuedCount: Int { fifo.count + heap.count }
@@ -172,7 +207,7 @@ public final class PrefetchScheduler {
                 statistics.pressureWaits.add(1)
                 return
             }
-            guard outstandingTotal + next.length <= options.memoryBudget || outstandingTotal == 0 else {
+            guard outstandingTotal + next.length <= budget || outstandingTotal == 0 else {
                 statistics.budgetWaits.add(1)
                 return
             }

@@ -17,6 +17,11 @@ public struct StoreSummary: Sendable, Codable {
         public var events: Int
         public var files: Int
         public var bytesRead: Int64
+        public var reads: Int
+        public var readWaitNanoseconds: Int64
+        /// Reads slower than ``ReadTiming`` allows for the page cache, and their time: the stall.
+        public var coldReads: Int
+        public var stallNanoseconds: Int64
     }
 
     public struct TopFile: Sendable, Codable {
@@ -26,6 +31,13 @@ public struct StoreSummary: Sendable, Codable {
         public var reads: Int
         public var bytesRead: Int64
         public var readWaitNanoseconds: Int64
+        public var coldReads: Int
+        public var stallNanoseconds: Int64
+    }
+
+    /// How `topFiles` is ordered.
+    public enum FileOrder: String, Sendable, Codable, CaseIterable {
+        case bytes, stall
     }
 
     public var files: Int
@@ -44,8 +56,13 @@ public struct StoreSummary: Sendable, Codable {
 
 extension TraceStore {
     /// Summarises the store; `runID` restricts it to one run.
-    public func summary(top: Int, runID: Int64? = nil) throws(TraceStoreError) -> StoreSummary {
-        try read { db in
+    /// - Parameters:
+    ///   - timing: tells cold reads from warm ones by their measured time.
+    ///   - order: rank the top files by bytes read or by stall.
+    public func summary(top: Int, runID: Int64? = nil, timing: ReadTiming = ReadTiming(), order: StoreSummary.FileOrder = .bytes) throws(TraceStoreError) -> StoreSummary {
+        // A read is cold when duration_ns > base + length × ns per byte (ReadTiming.isCold).
+        let cold = "(kind = 2 AND duration_ns > \(timing.baseNanoseconds) + length * \(1e9 / timing.warmBytesPerSecond))"
+        return try read { db in
             let filter = runID == nil ? "" : "WHERE run_id = \(runID!)"
             let and = runID == nil ? "WHERE" : "\(filter) AND"
             let totals = try Row.fetchOne(db, sql: """
@@ -67,19 +84,27 @@ extension TraceStore {
                 StoreSummary.Run(id: $0[0], command: $0[1], source: $0[2], startedNanoseconds: $0[3], endedNanoseconds: $0[4], events: $0[5])
             }
             let epochs = try Row.fetchAll(db, sql: """
-                SELECT epoch, COUNT(*), COUNT(DISTINCT file_id), COALESCE(SUM(CASE kind WHEN 2 THEN length ELSE 0 END), 0)
+                SELECT epoch, COUNT(*), COUNT(DISTINCT file_id), COALESCE(SUM(CASE kind WHEN 2 THEN length ELSE 0 END), 0),
+                       SUM(kind = 2), COALESCE(SUM(CASE kind WHEN 2 THEN duration_ns ELSE 0 END), 0),
+                       SUM(\(cold)), COALESCE(SUM(CASE WHEN \(cold) THEN duration_ns ELSE 0 END), 0)
                 FROM events \(filter) GROUP BY epoch ORDER BY epoch
-                """).map { StoreSummary.Epoch(epoch: $0[0], events: $0[1], files: $0[2], bytesRead: $0[3]) }
+                """).map {
+                StoreSummary.Epoch(epoch: $0[0], events: $0[1], files: $0[2], bytesRead: $0[3], reads: $0[4],
+                                   readWaitNanoseconds: $0[5], coldReads: $0[6], stallNanoseconds: $0[7])
+            }
             let topFiles = try Row.fetchAll(db, sql: """
-                SELECT f.path, f.size, t.opens, t.reads, t.bytes, t.wait FROM (
+                SELECT f.path, f.size, t.opens, t.reads, t.bytes, t.wait, t.cold, t.stall FROM (
                     SELECT file_id,
                            SUM(kind = 1) AS opens, SUM(kind = 2) AS reads,
                            SUM(CASE kind WHEN 2 THEN length ELSE 0 END) AS bytes,
-                           SUM(CASE kind WHEN 2 THEN duration_ns ELSE 0 END) AS wait
-                    FROM events \(filter) GROUP BY file_id ORDER BY bytes DESC LIMIT ?
-                ) t JOIN files f ON f.id = t.file_id ORDER BY t.bytes DESC
+                           SUM(CASE kind WHEN 2 THEN duration_ns ELSE 0 END) AS wait,
+                           SUM(\(cold)) AS cold,
+                           SUM(CASE WHEN \(cold) THEN duration_ns ELSE 0 END) AS stall
+                    FROM events \(filter) GROUP BY file_id ORDER BY \(order.rawValue) DESC LIMIT ?
+                ) t JOIN files f ON f.id = t.file_id ORDER BY t.\(order.rawValue) DESC
                 """, arguments: [top]).map {
-                StoreSummary.TopFile(path: $0[0], size: $0[1], opens: $0[2], reads: $0[3], bytesRead: $0[4], readWaitNanoseconds: $0[5])
+                StoreSummary.TopFile(path: $0[0], size: $0[1], opens: $0[2], reads: $0[3], bytesRead: $0[4], readWaitNanoseconds: $0[5],
+                                     coldReads: $0[6], stallNanoseconds: $0[7])
             }
             return StoreSummary(
                 files: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM files") ?? 0,

@@ -71,6 +71,57 @@ enum Syscall {
         }
     }
 
+    /// Binds `fd` (an `AF_INET` or `AF_INET6` socket) to a numeric host and port.
+    /// The corresponding C functions are `inet_pton` and `bind`.
+    static func bind(_ fd: FileDescriptor, host: String, port: UInt16, ipv6: Bool) throws(Errno) {
+        if ipv6 {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = port.bigEndian
+            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { throw Errno.invalidArgument }
+            try bind(fd, address)
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw Errno.invalidArgument }
+            try bind(fd, address)
+        }
+    }
+
+    private static func bind<Address>(_ fd: FileDescriptor, _ address: Address) throws(Errno) {
+        _ = try withUnsafeBytes(of: address) { raw throws(Errno) in
+            try valueOrErrno { Glibc.bind(fd.rawValue, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count)) }.get()
+        }
+    }
+
+    /// The port a socket is bound to (after binding port 0). The corresponding C function is `getsockname`.
+    static func boundPort(_ fd: FileDescriptor) throws(Errno) -> UInt16 {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try withUnsafeMutableBytes(of: &storage) { raw throws(Errno) in
+            try valueOrErrno { Glibc.getsockname(fd.rawValue, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length) }.get()
+        }
+        return withUnsafeBytes(of: storage) { raw in
+            if storage.ss_family == sa_family_t(AF_INET6) {
+                return UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port)
+            }
+            return UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port)
+        }
+    }
+
+    /// Stops a socket's traffic; wakes a thread blocked in `accept`. The corresponding C function is `shutdown`.
+    static func shutdown(_ fd: FileDescriptor) {
+        _ = Glibc.shutdown(fd.rawValue, Int32(SHUT_RDWR))
+    }
+
+    /// Waits until `fd` is readable (`output: false`) or writable; `false` on timeout.
+    /// The corresponding C function is `poll`.
+    static func wait(_ fd: FileDescriptor, output: Bool, timeoutMilliseconds: Int32) throws(Errno) -> Bool {
+        var entry = pollfd(fd: fd.rawValue, events: Int16(output ? POLLOUT : POLLIN), revents: 0)
+        return try valueOrErrno { Glibc.poll(&entry, 1, timeoutMilliseconds) }.get() > 0
+    }
+
     /// Credentials of a connected Unix-socket peer. The corresponding C call is
     /// `getsockopt(SO_PEERCRED)`.
     static func peerCredentials(_ fd: FileDescriptor) throws(Errno) -> (pid: pid_t, uid: uid_t, gid: gid_t) {

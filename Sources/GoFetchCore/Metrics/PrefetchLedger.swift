@@ -1,0 +1,354 @@
+import Histogram
+
+/// What became of one issued prefetch, decided when the job first touches its bytes
+/// (or never does).
+public enum PrefetchFate: String, Sendable, CaseIterable, Codable {
+    /// Loaded before the job read those bytes, and the read was served warm.
+    case useful
+    /// Issued, but still loading when the job read those bytes.
+    case late
+    /// Loaded, then never read within its window, or evicted before the job read it
+    /// (the job's read of it was cold).
+    case wasted
+    /// Already resident: nothing was loaded.
+    case skipped
+    /// Not loaded: denied, missing, failed, or on a mount that drops pages at open.
+    case failed
+}
+
+/// Rules that tell a warm read from a cold one by the time the job spent in it (the
+/// shim times every read): cold when it took longer than `base + bytes / warmRate`.
+public struct ReadTiming: Sendable, Equatable {
+    public var baseNanoseconds: UInt64
+    /// Bytes per second a read from the page cache moves at least.
+    public var warmBytesPerSecond: Double
+
+    public init(baseNanoseconds: UInt64 = 100_000, warmBytesPerSecond: Double = 1e9) {
+        self.baseNanoseconds = baseNanoseconds
+        self.warmBytesPerSecond = warmBytesPerSecond
+    }
+
+    public init(_ configuration: Configuration) {
+        self.init(
+            baseNanoseconds: UInt64(configuration.metrics.coldReadBaseMicroseconds * 1_000),
+            warmBytesPerSecond: configuration.metrics.warmReadMBPerSecond * 1_048_576)
+    }
+
+    public func isCold(bytes: UInt64, nanoseconds: UInt64) -> Bool {
+        nanoseconds > baseNanoseconds + UInt64(Double(bytes) / warmBytesPerSecond * 1e9)
+    }
+}
+
+/// Accounting of every prefetch and every access, on the engine's thread.
+///
+/// A prefetch is entered when the scheduler hands it to the executor and gets its
+/// fate when the job first reads an overlapping range: *useful* when it had
+/// completed before the read started and the read was warm, *late* when it had not
+/// completed, *wasted* when the read was cold anyway (evicted before use) or when
+/// nothing read it within `window`. Each access is warm or cold by ``ReadTiming``;
+/// the time spent in cold reads is the stall. Entries are bounded (`capacity`):
+/// prefetches beyond it are counted as untracked, never stored.
+public final class PrefetchLedger {
+    public struct Options: Sendable {
+        public var timing = ReadTiming()
+        /// A prefetch nobody read for this long is wasted.
+        public var windowNanoseconds: UInt64 = 120_000_000_000
+        /// Prefetches tracked at once, at most.
+        public var capacity = 200_000
+        /// A hint (`fadvise`, `readahead`) returns before its I/O is done, and cachestat
+        /// counts pages still in flight: a cold read this soon after a hint "completed"
+        /// is taken as late (the I/O was still running), not as evicted.
+        public var hintSettleNanoseconds: UInt64 = 1_000_000_000
+        public init() {}
+    }
+
+    struct Entry {
+        var offset: UInt64
+        var end: UInt64
+        var issuedAt: UInt64
+        var completedAt: UInt64?
+        var loaded = false
+        /// Loaded by a hint: completion means the I/O was started, not finished.
+        var hinted = false
+        /// The job read it before the executor reported: its fate waits for the result.
+        var touchedAt: UInt64?
+        var touchedCold = false
+    }
+
+    public let options: Options
+    /// Called with each fate as it is decided, and whether the prefetch was evicted before use.
+    public var onFate: ((PrefetchFate, _ evicted: Bool) -> Void)?
+    private var entries: [FileID: [Entry]] = [:]
+    private var tracked = 0
+    /// Ranges of files whose useful prefetch the job is now reading: warm reads there count as covered.
+    private var covered: [FileID: (offset: UInt64, end: UInt64)] = [:]
+    private var lastSweep: UInt64 = 0
+    private(set) public var counters = LedgerCounters()
+    private(set) public var histograms = LedgerHistograms()
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    /// The scheduler released `request` to the executor at `now`.
+    public func issued(_ request: PrefetchRequest, now: UInt64) {
+        counters.issued += 1
+        counters.bytesIssued += request.length
+        histograms.queueDelay.record(now &- request.queuedAt)
+        guard tracked < options.capacity else {
+            counters.untracked += 1
+            return
+        }
+        entries[request.fileID, default: []].append(Entry(offset: request.offset, end: request.offset &+ request.length, issuedAt: now))
+        tracked += 1
+    }
+
+    /// The executor finished a request.
+    public func completed(_ result: PrefetchResult) {
+        let request = result.request
+        histograms.prefetchLatency.record(result.completedAt &- result.issuedAt)
+        guard var list = entries[request.fileID],
+            let index = list.firstIndex(where: { $0.offset == request.offset && $0.completedAt == nil })
+        else { return }
+        var entry = list[index]
+        entry.completedAt = result.completedAt
+        switch result.outcome {
+        case .completed:
+            entry.loaded = true
+            entry.hinted = result.method == .fadvise || result.method == .readahead
+            counters.bytesLoaded += result.bytes
+        case .skipped:
+            settle(.skipped)
+            list.remove(at: index)
+            store(list, for: request.fileID)
+            return
+        case .denied, .missing, .failed, .cannotLast:
+            settle(.failed)
+            list.remove(at: index)
+            store(list, for: request.fileID)
+            return
+        }
+        if let touchedAt = entry.touchedAt {
+            // The job got there while this request was in flight.
+            decide(entry, touchedAt: touchedAt, cold: entry.touchedCold)
+            list.remove(at: index)
+        } else {
+            list[index] = entry
+        }
+        store(list, for: request.fileID)
+    }
+
+    /// One event of the job. Reads and mmaps are accesses; a close ends coverage of the file.
+    public func observe(_ event: TraceEvent) {
+        switch event.kind {
+        case .read, .mmap:
+            access(event)
+        case .close:
+            covered[event.fileID] = nil
+        case .open, .epoch, .lookahead:
+            break
+        }
+    }
+
+    private func access(_ event: TraceEvent) {
+        let bytes = event.length
+        let cold = event.kind == .read && options.timing.isCold(bytes: bytes, nanoseconds: UInt64(event.durationNanoseconds))
+        counters.accesses += 1
+        counters.bytesAccessed += bytes
+        if cold {
+            counters.coldAccesses += 1
+            counters.stallNanoseconds += UInt64(event.durationNanoseconds)
+            histograms.coldRead.record(UInt64(event.durationNanoseconds))
+        }
+        let start = event.offset, end = event.offset &+ max(bytes, 1)
+        var warmedByUs = false
+        if var list = entries[event.fileID] {
+            var index = 0
+            while index < list.count {
+                let entry = list[index]
+                guard entry.offset < end && start < entry.end else {
+                    index += 1
+                    continue
+                }
+                if entry.completedAt == nil && entry.touchedAt == nil {
+                    // In flight (or its result is still on the way): decided on completion.
+                    list[index].touchedAt = event.monotonicNanoseconds
+                    list[index].touchedCold = cold
+                    index += 1
+                    continue
+                }
+                if entry.touchedAt != nil {
+                    index += 1
+                    continue
+                }
+                let fate = decide(entry, touchedAt: event.monotonicNanoseconds, cold: cold)
+                if fate == .useful {
+                    warmedByUs = true
+                    covered[event.fileID] = (entry.offset, entry.end)
+                }
+                list.remove(at: index)
+            }
+            store(list, for: event.fileID)
+        }
+        if !warmedByUs, !cold, let range = covered[event.fileID], range.offset < end && start < range.end {
+            warmedByUs = true
+        }
+        if warmedByUs && !cold { counters.coveredAccesses += 1 }
+        if covered.count > options.capacity { covered.removeAll(keepingCapacity: true) }
+    }
+
+    @discardableResult
+    private func decide(_ entry: Entry, touchedAt: UInt64, cold: Bool) -> PrefetchFate {
+        let fate: PrefetchFate
+        if let completedAt = entry.completedAt, completedAt <= touchedAt,
+            !(cold && entry.hinted && touchedAt &- completedAt < options.hintSettleNanoseconds) {
+            fate = cold ? .wasted : .useful
+            if cold { counters.evictedBeforeUse += 1 } else { histograms.leadTime.record(touchedAt &- completedAt) }
+        } else {
+            fate = .late
+        }
+        settle(fate, evicted: fate == .wasted)
+        return fate
+    }
+
+    private func settle(_ fate: PrefetchFate, evicted: Bool = false) {
+        counters.fates[fate, default: 0] += 1
+        onFate?(fate, evicted)
+    }
+
+    private func store(_ list: [Entry], for file: FileID) {
+        let before = entries[file]?.count ?? 0
+        tracked -= before - list.count
+        entries[file] = list.isEmpty ? nil : list
+    }
+
+    /// Loaded prefetches nobody read within the window become wasted. Checked at most once a second.
+    public func sweep(now: UInt64) {
+        guard now &- lastSweep >= 1_000_000_000 else { return }
+        lastSweep = now
+        for (file, list) in entries {
+            let kept = list.filter { entry in
+                guard let completedAt = entry.completedAt, entry.touchedAt == nil, now &- completedAt > options.windowNanoseconds else { return true }
+                counters.unreadInWindow += 1
+                settle(.wasted)
+                return false
+            }
+            if kept.count != list.count { store(kept, for: file) }
+        }
+    }
+
+    /// The run ended: whatever was loaded and never read is wasted.
+    public func finish() {
+        for (file, list) in entries {
+            for entry in list where entry.completedAt != nil {
+                counters.unreadInWindow += 1
+                settle(.wasted)
+            }
+            store([], for: file)
+        }
+    }
+
+    /// Prefetches waiting for their fate.
+    public var pending: Int { tracked }
+
+    /// Time spent predicting one event.
+    public func recordPrediction(nanoseconds: UInt64) {
+        histograms.prediction.record(nanoseconds)
+    }
+
+    public func snapshot() -> AccountingSnapshot {
+        AccountingSnapshot(counters: counters, histograms: histograms, pending: tracked)
+    }
+}
+
+/// Plain counters of the ledger.
+public struct LedgerCounters: Sendable, Equatable {
+    public init() {}
+
+    public var issued = 0
+    public var untracked = 0
+    public var bytesIssued: UInt64 = 0
+    public var bytesLoaded: UInt64 = 0
+    public var fates: [PrefetchFate: Int] = [:]
+    /// Wasted because the job's read of it was cold (evicted before use).
+    public var evictedBeforeUse = 0
+    /// Wasted because nothing read it within the window (or before the run ended).
+    public var unreadInWindow = 0
+    public var accesses = 0
+    public var coldAccesses = 0
+    /// Warm accesses of bytes gofetch had loaded.
+    public var coveredAccesses = 0
+    public var bytesAccessed: UInt64 = 0
+    /// Time the job spent in cold reads.
+    public var stallNanoseconds: UInt64 = 0
+
+    public func count(_ fate: PrefetchFate) -> Int { fates[fate] ?? 0 }
+}
+
+/// Latency distributions (nanoseconds), HdrHistogram with 3 significant digits.
+public struct LedgerHistograms: Sendable {
+    public init() {}
+
+    /// Predictors' time per event.
+    public var prediction = LatencyHistogram()
+    /// Released by the scheduler → picked by an executor thread.
+    public var queueDelay = LatencyHistogram()
+    /// Executor start → pages loaded.
+    public var prefetchLatency = LatencyHistogram()
+    /// Prefetch completed → the job read it (useful ones): how far ahead gofetch was.
+    public var leadTime = LatencyHistogram()
+    /// The job's cold reads.
+    public var coldRead = LatencyHistogram()
+}
+
+/// A nanosecond histogram from 1 ns to 1 hour; larger values are clamped.
+public struct LatencyHistogram: Sendable {
+    private static let highest: UInt64 = 3_600_000_000_000
+    public private(set) var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
+
+    public init() {}
+
+    public mutating func record(_ nanoseconds: UInt64) {
+        _ = histogram.record(min(max(nanoseconds, 1), Self.highest))
+    }
+
+    public var count: UInt64 { histogram.totalCount }
+
+    /// The value at `percentile` (0–100), 0 when empty.
+    public func percentile(_ percentile: Double) -> UInt64 {
+        count == 0 ? 0 : histogram.valueAtPercentile(percentile)
+    }
+
+    public var mean: Double { count == 0 ? 0 : histogram.mean }
+
+    public mutating func add(_ other: LatencyHistogram) { histogram.add(other.histogram) }
+}
+
+/// The ledger's figures at one moment, and the ratios derived from them.
+public struct AccountingSnapshot: Sendable {
+    public var counters: LedgerCounters
+    public var histograms: LedgerHistograms
+    public var pending: Int
+
+    public init(counters: LedgerCounters = .init(), histograms: LedgerHistograms = .init(), pending: Int = 0) {
+        self.counters = counters
+        self.histograms = histograms
+        self.pending = pending
+    }
+
+    /// useful ÷ issued (tracked ones: every fate counts, a skipped or failed one was not useful).
+    public var accuracy: Double {
+        let issued = counters.issued - counters.untracked
+        return issued <= 0 ? 0 : Double(counters.count(.useful)) / Double(issued)
+    }
+
+    /// Accesses served warm thanks to gofetch ÷ all accesses.
+    public var coverage: Double {
+        counters.accesses == 0 ? 0 : Double(counters.coveredAccesses) / Double(counters.accesses)
+    }
+
+    /// Warm accesses ÷ all accesses (the page cache's hit rate as the job saw it).
+    public var hitRate: Double {
+        counters.accesses == 0 ? 0 : Double(counters.accesses - counters.coldAccesses) / Double(counters.accesses)
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import Glibc
+import Logging
+import Prometheus
+import SystemPackage
+
+/// Where the Prometheus exposition listens: a loopback TCP port or a Unix socket.
+/// Only loopback hosts are accepted: the figures name files of the job.
+public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    case tcp(host: String, port: UInt16, ipv6: Bool)
+    case unix(path: String)
+
+    /// Parses `127.0.0.1:9464`, `localhost:9464`, `[::1]:9464` or `unix:/path`; `nil` otherwise.
+    public init?(_ text: String) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/"), path.utf8.count <= 107 else { return nil }
+            self = .unix(path: path)
+            return
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return nil }
+        switch text[..<colon] {
+        case "127.0.0.1", "localhost": self = .tcp(host: "127.0.0.1", port: port, ipv6: false)
+        case "[::1]": self = .tcp(host: "::1", port: port, ipv6: true)
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port, let ipv6): ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): "unix:\(path)"
+        }
+    }
+}
+
+/// Serves the Prometheus text exposition of a registry over HTTP/1.0 on one thread:
+/// each connection gets the current figures and is closed. Slow or silent clients
+/// are cut after a second, so a scraper can never hold the daemon.
+public final class PrometheusServer: @unchecked Sendable {
+    public let address: ListenAddress
+    /// The bound port (useful when asked for port 0).
+    public private(set) var port: UInt16 = 0
+    private let registry: PrometheusCollectorRegistry
+    private let beforeScrape: @Sendable () -> Void
+    private let logger: Logger
+    private var socket: FileDescriptor?
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// - Parameter beforeScrape: refreshes the registry's values before each answer.
+    public init(address: ListenAddress, registry: PrometheusCollectorRegistry, logger: Logger, beforeScrape: @escaping @Sendable () -> Void) {
+        self.address = address
+        self.registry = registry
+        self.logger = logger
+        self.beforeScrape = beforeScrape
+    }
+
+    public func start() throws(Errno) {
+        let fd: FileDescriptor
+        switch address {
+        case .tcp(let host, let requestedPort, let ipv6):
+            fd = try Syscall.socket(domain: ipv6 ? AF_INET6 : AF_INET, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            do {
+                try Syscall.setSocketOption(fd, level: SOL_SOCKET, option: SO_REUSEADDR, value: 1)
+                try Syscall.bind(fd, host: host, port: requestedPort, ipv6: ipv6)
+                port = try Syscall.boundPort(fd)
+            } catch {
+                try? fd.close()
+                throw error
+            }
+        case .unix(let path):
+            fd = try Syscall.socket(domain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            do {
+                try Syscall.unlinkIfPresent(path)
+                try Syscall.bind(fd, unixPath: path)
+            } catch {
+                try? fd.close()
+                throw error
+            }
+        }
+        do {
+            try Syscall.listen(fd, backlog: 16)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+        socket = fd
+        let thread = Thread { [self] in
+            serve(fd)
+            finished.signal()
+        }
+        thread.name = "gofetch-metrics"
+        thread.start()
+    }
+
+    public func stop() {
+        guard let fd = socket else { return }
+        socket = nil
+        Syscall.shutdown(fd)
+        finished.wait()
+        try? fd.close()
+        if case .unix(let path) = address { try? Syscall.unlinkIfPresent(path) }
+    }
+
+    private func serve(_ listener: FileDescriptor) {
+        while true {
+            let client: FileDescriptor?
+            do {
+                client = try Syscall.accept(listener)
+            } catch {
+                return  // shut down
+            }
+            guard let client else { continue }
+            answer(client)
+            try? client.close()
+        }
+    }
+
+    private func answer(_ client: FileDescriptor) {
+        // The request line is read (and its path ignored): every path answers the metrics.
+        var request = [UInt8](repeating: 0, count: 4_096)
+        var received = 0
+        while received < request.count, (try? Syscall.wait(client, output: false, timeoutMilliseconds: 1_000)) == true {
+            let count = (try? request.withUnsafeMutableBytes { try client.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[received...])) }) ?? 0
+            if count <= 0 { break }
+            received += count
+            if request[..<received].windowsContain([13, 10, 13, 10]) || request[..<received].windowsContain([10, 10]) { break }
+        }
+        beforeScrape()
+        let body = registry.emitToBuffer()
+        let head = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        var response = Array(head.utf8)
+        response.append(contentsOf: body)
+        var sent = 0
+        while sent < response.count {
+            guard (try? Syscall.wait(client, output: true, timeoutMilliseconds: 1_000)) == true else { return }
+            let count = (try? response.withUnsafeBytes { try client.write(UnsafeRawBufferPointer(rebasing: $0[sent...])) }) ?? 0
+            if count <= 0 { return }
+            sent += count
+        }
+    }
+}
+
+extension ArraySlice where Element == UInt8 {
+    fileprivate func windowsContain(_ pattern: [UInt8]) -> Bool {
+        guard count >= pattern.count else { return false }
+        var index = startIndex
+        while index + pattern.count <= endIndex {
+            if self[index..<(index + pattern.count)].elementsEqual(pattern) { return true }
+            index += 1
+        }
+        return false
+    }
+}

@@ -1,0 +1,33 @@
+extension OfflineEvaluation {
+    /// gofetch's predictors as the daemon configures them: Markov of each order up to
+    /// `predictor.baseline.max_order`, the epoch remaining set, the hybrid of the two
+    /// (what the daemon uses for opens) and the intra-file pattern detector (reads).
+    /// The lookahead is not replayable: the sampler's announcements are not stored.
+    /// - Parameters:
+    ///   - files: the store's files, for paths (model files, trained models) and sizes.
+    ///   - markovModel: a model saved by `gofetch train`, loaded into every Markov candidate first.
+    public static func standardCandidates(
+        _ configuration: Configuration, files: [FileRecord], markovModel: String? = nil
+    ) throws(ModelFileError) -> [Candidate] {
+        let paths = Dictionary(files.map { ($0.id, $0.path) }, uniquingKeysWith: { a, _ in a })
+        let ids = Dictionary(files.map { ($0.path, $0.id) }, uniquingKeysWith: { a, _ in a })
+        func markov(order: Int) throws(ModelFileError) -> MarkovPredictor {
+            let predictor = MarkovPredictor(options: .init(maxOrder: order))
+            if let markovModel { _ = try predictor.load(from: markovModel) { ids[$0] } }
+            return predictor
+        }
+        var candidates: [Candidate] = []
+        let maxOrder = configuration.predictor.baselineMaxOrder
+        for order in 1...maxOrder {
+            candidates.append(Candidate(name: "markov-\(order)", predictor: try markov(order: order)))
+        }
+        let maxFiles = configuration.ingest.maxFiles
+        candidates.append(Candidate(name: "remaining-set", predictor: EpochRemainingSet(options: .init(maxFiles: maxFiles))))
+        let hybrid = HybridPredictor(
+            markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)), markovDepth: 8)
+        candidates.append(Candidate(name: "hybrid", predictor: hybrid))
+        let patterns = PatternDetector(options: PatternDetector.Options(configuration), pathOf: { paths[$0] })
+        candidates.append(Candidate(name: "pattern", predictor: patterns, scope: .reads))
+        return candidates
+    }
+}

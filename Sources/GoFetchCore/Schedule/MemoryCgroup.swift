@@ -1,0 +1,102 @@
+import Foundation
+
+/// The memory limit a client's page cache lives under: its memory cgroup (v1
+/// `memory.limit_in_bytes` or v2 `memory.max`) and the anonymous memory already
+/// charged there. Prefetching more than the room left would only evict pages the
+/// job needs, so the scheduler's budget follows it.
+public struct MemoryCgroup: Sendable, Equatable {
+    /// The group's folder under the cgroup mount.
+    public var directory: String
+    public var version: Int
+
+    /// Limit and anonymous memory now; `nil` limit when unlimited or unreadable.
+    public func read() -> (limit: UInt64?, anonymous: UInt64) {
+        let limitFile = version == 1 ? "memory.limit_in_bytes" : "memory.max"
+        let text = (try? String(contentsOfFile: "\(directory)/\(limitFile)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        var limit = text.flatMap { UInt64($0) }
+        if let value = limit, value >= 1 << 60 { limit = nil }  // v1 writes "unlimited" as a huge number
+        let stat = (try? String(contentsOfFile: "\(directory)/memory.stat", encoding: .utf8)) ?? ""
+        let key = version == 1 ? "total_rss" : "anon"
+        var anonymous: UInt64 = 0
+        for line in stat.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let value = UInt64(fields[1]) else { continue }
+            if fields[0] == key { anonymous = value }
+            // v1: the smallest limit on the way up the hierarchy.
+            if fields[0] == "hierarchical_memory_limit", value < 1 << 60, value < (limit ?? .max) { limit = value }
+        }
+        return (limit, anonymous)
+    }
+
+    /// The memory cgroup of process `pid`, from `/proc/<pid>/cgroup`; `nil` when it has none
+    /// or the process is gone.
+    public static func of(pid: UInt32, procRoot: String = "/proc", cgroupRoot: String = "/sys/fs/cgroup") -> MemoryCgroup? {
+        guard let text = try? String(contentsOfFile: "\(procRoot)/\(pid)/cgroup", encoding: .utf8) else { return nil }
+        return parse(text, cgroupRoot: cgroupRoot)
+    }
+
+    /// `4:memory:/a/b` (v1) is preferred to `0::/a/b` (v2).
+    static func parse(_ text: String, cgroupRoot: String) -> MemoryCgroup? {
+        var unified: String?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            if fields[1].split(separator: ",").contains("memory") {
+                return MemoryCgroup(directory: cgroupRoot + "/memory" + (fields[2] == "/" ? "" : String(fields[2])), version: 1)
+            }
+            if fields[0] == "0" && fields[1].isEmpty { unified = String(fields[2]) }
+        }
+        guard let unified else { return nil }
+        let directory = cgroupRoot + (unified == "/" ? "" : unified)
+        guard FileManager.default.fileExists(atPath: directory + "/memory.max") else { return nil }
+        return MemoryCgroup(directory: directory, version: 2)
+    }
+}
+
+/// Tracks the memory cgroups of the clients seen recently and turns the tightest
+/// into a budget ceiling: `fraction` × (limit − anonymous memory). Bounded: at most
+/// `maxProcesses` pids are remembered.
+public final class CgroupBudget {
+    public let fraction: Double
+    private let maxProcesses: Int
+    private var groups: [UInt32: MemoryCgroup?] = [:]
+    private var lastSeen: [String: UInt64] = [:]
+    private var lastRefresh: UInt64 = 0
+    /// The current ceiling in bytes; `nil` when no client is under a limit.
+    public private(set) var ceiling: UInt64?
+    /// The tightest group's limit and anonymous memory at the last refresh.
+    public private(set) var tightest: (directory: String, limit: UInt64, anonymous: UInt64)?
+    private let lookup: (UInt32) -> MemoryCgroup?
+
+    public init(fraction: Double = 0.5, maxProcesses: Int = 4_096, lookup: @escaping (UInt32) -> MemoryCgroup? = { MemoryCgroup.of(pid: $0) }) {
+        self.fraction = fraction
+        self.maxProcesses = maxProcesses
+        self.lookup = lookup
+    }
+
+    /// A client process was active at `now`.
+    public func saw(pid: UInt32, now: UInt64) {
+        if groups[pid] == nil {
+            if groups.count >= maxProcesses { groups.removeAll(keepingCapacity: true) }
+            groups[pid] = .some(lookup(pid))
+        }
+        if let group = groups[pid] ?? nil { lastSeen[group.directory] = now }
+    }
+
+    /// Re-reads the limits of groups active in the last 10 s, at most once a second.
+    public func refresh(now: UInt64) {
+        guard now &- lastRefresh >= 1_000_000_000 || lastRefresh == 0 else { return }
+        lastRefresh = now
+        lastSeen = lastSeen.filter { now &- $0.value < 10_000_000_000 }
+        var best: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
+        for directory in lastSeen.keys {
+            let version = FileManager.default.fileExists(atPath: directory + "/memory.limit_in_bytes") ? 1 : 2
+            let (limit, anonymous) = MemoryCgroup(directory: directory, version: version).read()
+            guard let limit else { continue }
+            let room = limit > anonymous ? limit - anonymous : 0
+            if best == nil || room < best!.room { best = (directory, limit, anonymous, room) }
+        }
+        tightest = best.map { ($0.directory, $0.limit, $0.anonymous) }
+        ceiling = best.map { UInt64(Double($0.room) * fraction) }
+    }
+}

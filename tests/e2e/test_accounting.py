@@ -1,0 +1,121 @@
+"""Per-prefetch accounting, each fate constructed for real.
+
+The job announces files to the daemon the way the Python hook does (wire kind 6,
+lookahead), so gofetch prefetches exactly those, then reads some of them through
+the preload shim, which times each read. The summary's counters must show:
+
+- useful:  announced, warmed, then read (warm)
+- wasted:  announced, warmed, never read
+- skipped: already resident when announced
+- late:    announced on the slow FUSE emulator and read while the prefetch is in flight
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT, make_files
+from test_run import evict
+
+# argv: socket-less; paths are passed as JSON: {"announce": [...], "read_first": [...],
+# "read_after": [...], "wait_s": float}
+JOB = textwrap.dedent(
+    """
+    import json, os, socket, sys, time
+    sys.path.insert(0, sys.argv[2])
+    from gofetch import wire
+    plan = json.loads(sys.argv[1])
+    for path in plan["read_first"]:
+        with open(path, "rb") as f:
+            f.read()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.connect(os.environ["GOFETCH_SOCKET"])
+    entries = [(p, -1, os.path.getsize(p)) for p in plan["announce"]]
+    for message in wire.split_messages(wire.lookahead_records(entries, epoch=0), pid=os.getpid()):
+        sock.send(message)
+    time.sleep(plan["wait_s"])
+    for path in plan["read_after"]:
+        with open(path, "rb") as f:
+            while f.read(65536):
+                pass
+    time.sleep(0.3)
+    sock.close()
+    """
+)
+
+CONFIG = """
+predictor:
+  baseline:
+    enabled: false
+metrics:
+  csv_dir: {csv_dir}
+  interval_seconds: 0.2
+"""
+
+
+def run_plan(tmp_path, gofetch_bin, python_bin, plan):
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(csv_dir=tmp_path / "metrics"))
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    result = subprocess.run(
+        [gofetch_bin, "run", "--config", str(config), "--db", str(tmp_path / "t.db"), "--json", "--",
+         python_bin, str(script), json.dumps(plan), os.path.join(ROOT, "python")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stderr[result.stderr.index("{"):])["summary"]["prefetch"]
+
+
+def test_useful_wasted_and_skipped_prefetches_are_counted(tmp_path, gofetch_bin, python_bin):
+    files = sorted(make_files(str(tmp_path / "data"), 6, seed=3, min_size=150_000, max_size=250_000))
+    useful, wasted, skipped = files[:2], files[2:4], files[4:]
+    evict(useful + wasted + skipped)
+    plan = {"read_first": skipped, "announce": skipped + useful + wasted, "read_after": useful, "wait_s": 1.5}
+    summary = run_plan(tmp_path, gofetch_bin, python_bin, plan)
+    accounting = summary["accounting"]
+    print("accounting:", accounting)
+    assert accounting["useful"] == 2
+    assert accounting["wasted"] == 2 and accounting["unread"] == 2
+    assert accounting["skipped"] == 2
+    assert accounting["late"] == 0
+    assert accounting["issued"] == 6
+    assert accounting["accuracy"] == pytest.approx(2 / 6)
+    # The reads of the useful files were warm and gofetch's doing; the first reads were cold.
+    assert accounting["coveredAccesses"] >= 2
+    assert accounting["coldAccesses"] >= 1
+    assert accounting["stallNanoseconds"] > 0
+    assert accounting["prefetchP50"] > 0
+    # The seed-compatible CSV was written, its columns first, with the same totals.
+    csv = (tmp_path / "metrics" / "metrics_heap.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    assert header[:5] == ["timestamp", "cache_hits", "cache_misses", "prediction_accuracy", "prefetch_latency_ms"]
+    rows = [dict(zip(header, line.split(","))) for line in csv[1:]]
+    assert sum(int(r["useful"]) for r in rows) == 2
+    assert sum(int(r["skipped"]) for r in rows) == 2
+    assert sum(int(r["prefetches_issued"]) for r in rows) == 6
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+                    reason="the late case needs the FUSE latency emulator: /dev/fuse and root")
+def test_a_read_racing_a_slow_prefetch_is_late(tmp_path, gofetch_bin, python_bin):
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    source = tmp_path / "source"
+    make_files(str(source), 1, seed=5, min_size=200_000, max_size=200_000)
+    # 1 s per request: the prefetch is still loading when the job reads, 0.2 s after announcing.
+    with SlowMount(source, latency_ms=1000, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        evict(files)
+        plan = {"read_first": [], "announce": files, "read_after": files, "wait_s": 0.2}
+        summary = run_plan(tmp_path, gofetch_bin, python_bin, plan)
+    accounting = summary["accounting"]
+    print("accounting:", accounting)
+    assert accounting["late"] == 1
+    assert accounting["useful"] == 0 and accounting["wasted"] == 0
+    assert accounting["issued"] == 1
+    assert accounting["stallNanoseconds"] >= 500_000_000  # the job did wait for the slow read
