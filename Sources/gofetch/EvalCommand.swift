@@ -64,16 +64,22 @@ struct EvalCommand: AsyncParsableCommand {
         let evaluation = OfflineEvaluation(candidates: candidates, options: evaluationOptions)
         let kinds: [AccessKind] = [.open, .read, .mmap]
         let total = try store.eventCount(runID: run, kinds: kinds)
-        let progress = ProgressBar(total: total, label: "eval")
+        let progress = ProgressLine()
         let started = GoFetchCore.Clock.monotonicNanoseconds()
         var done = 0
         try store.replay(runID: run, kinds: kinds) { event in
             evaluation.feed(event)
             done += 1
-            if done & 1023 == 0 { progress.update(done) }
+            if done & 1023 == 0 {
+                progress.update {
+                    let elapsed = Double(GoFetchCore.Clock.monotonicNanoseconds() - started) / 1e9
+                    let filled = total == 0 ? 30 : 30 * done / total
+                    return "eval [\(String(repeating: "#", count: filled))\(String(repeating: "-", count: 30 - filled))] \(done)/\(total) events, \(Format.fixed(Double(done) / max(elapsed, 1e-9) / 1_000, 1)) k/s"
+                }
+            }
             return true
         }
-        progress.finish()
+        progress.clear()
         let seconds = Double(GoFetchCore.Clock.monotonicNanoseconds() - started) / 1e9
         let scores = evaluation.scores()
         if json {

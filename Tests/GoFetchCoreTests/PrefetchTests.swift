@@ -16,6 +16,12 @@ func coldFile(_ path: String, size: Int) throws {
     try Syscall.adviseDontNeed(fd, offset: 0, length: 0)
 }
 
+/// Writes `size` bytes and reads them back, so the file starts resident.
+func warmFile(_ path: String, size: Int) throws {
+    try coldFile(path, size: size)
+    _ = try Data(contentsOf: URL(fileURLWithPath: path))
+}
+
 /// Resident pages of a whole file, measured with cachestat.
 func residentPages(_ path: String) throws -> UInt64 {
     let fd = try FileDescriptor.open(path, .readOnly)
@@ -67,8 +73,7 @@ struct ExecutorTests {
     func outcomes() throws {
         let directory = TemporaryDirectory()
         let warm = directory.file("warm.bin")
-        try coldFile(warm, size: 64 << 10)
-        _ = try Data(contentsOf: URL(fileURLWithPath: warm))
+        try warmFile(warm, size: 64 << 10)
         #expect(executor().perform(request(warm), buffer: buffer).outcome == .skipped)
 
         let gone = directory.file("gone.bin")

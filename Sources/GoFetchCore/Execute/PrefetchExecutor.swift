@@ -39,16 +39,14 @@ public final class ExecutorStatistics: Sendable {
 ///
 /// Each request is opened read-only (O_NOATIME where permitted) with the thread's
 /// file-system identity set to the client's, so it never reads what the client
-/// could not. Ranges already resident are skipped. The method is chosen per
-/// device: a hint (`fadvise`, then `readahead`) is tried and checked with
-/// cachestat; where hints leave pages out (some FUSE and network file systems),
-/// the device falls back to reading into a reusable buffer. A hint reads at most the
-/// device's readahead window from its offset, so hints go in slices of that size.
+/// could not. Ranges already resident are skipped; the rest is loaded by a
+/// `PageCacheWarmer`, which chooses the method per device (a hint checked with
+/// cachestat, else a read into the thread's reusable buffer).
 public final class PrefetchExecutor: @unchecked Sendable {
     public let statistics = ExecutorStatistics()
     private let threads: Int
     private let capacity: Int
-    private let forcedMethod: PrefetchMethod?
+    private let warmer: PageCacheWarmer
     private let logger: Logger
     private let onResult: @Sendable (PrefetchResult) -> Void
 
@@ -61,10 +59,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
     private let queue = Mutex(Queue())
     private let available = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    private let devices = Mutex([UInt64: PrefetchMethod]())
     /// FUSE devices checked for whether warmed pages survive an open: true = they do not.
     private let volatileDevices = Mutex([UInt64: Bool]())
-    private let windows = Mutex([UInt64: UInt64]())
     private var started = 0
 
     /// - Parameters:
@@ -75,7 +71,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
     public init(threads: Int, capacity: Int, method: PrefetchMethod?, logger: Logger, onResult: @escaping @Sendable (PrefetchResult) -> Void) {
         self.threads = threads
         self.capacity = capacity
-        self.forcedMethod = method
+        self.warmer = PageCacheWarmer(method: method, logger: logger)
         self.logger = logger
         self.onResult = onResult
     }
@@ -172,30 +168,18 @@ public final class PrefetchExecutor: @unchecked Sendable {
             guard request.offset < status.size else { return result(.skipped) }
             let end = request.length == 0 ? status.size : min(status.size, request.offset + request.length)
             let length = end - request.offset
-            let page = Self.pageSize
+            let page = Syscall.pageSize
             let pages = (end + page - 1) / page - request.offset / page
             let residentBefore = try Syscall.residentPages(fd, offset: request.offset, length: length)
             if residentBefore >= pages { return result(.skipped) }
 
-            let method = forcedMethod ?? devices.withLock { $0[status.device] } ?? .fadvise
-            try warm(fd, offset: request.offset, length: length, method: method, device: status.device, buffer: buffer)
-            var residentAfter = try Syscall.residentPages(fd, offset: request.offset, length: length)
-            if forcedMethod == nil && method != .read && residentAfter <= residentBefore {
-                // Hints are asynchronous: give the device a moment before judging it.
-                for _ in 0..<20 where residentAfter <= residentBefore {
-                    usleep(2_000)
-                    residentAfter = try Syscall.residentPages(fd, offset: request.offset, length: length)
-                }
-                if residentAfter <= residentBefore {
-                    let fallback: PrefetchMethod = method == .fadvise ? .readahead : .read
-                    devices.withLock { $0[status.device] = fallback }
-                    if fallback == .read { statistics.hintsIgnoredDevices.add(1) }
-                    logger.notice("hints left pages out; switching method", metadata: ["device": "\(status.device)", "method": "\(fallback)"])
-                    try warm(fd, offset: request.offset, length: length, method: fallback, device: status.device, buffer: buffer)
-                    residentAfter = try Syscall.residentPages(fd, offset: request.offset, length: length)
-                    return result(.completed, bytes: (residentAfter - min(residentAfter, residentBefore)) * page, method: fallback)
-                }
-                devices.withLock { $0[status.device] = method }
+            let warming = try warmer.warm(
+                fd, device: status.device, offset: request.offset, length: length, residentBefore: residentBefore, buffer: buffer)
+            let residentAfter = warming.residentAfter
+            let method = warming.method
+            if warming.switchedMethod {
+                if method == .read { statistics.hintsIgnoredDevices.add(1) }
+                return result(.completed, bytes: (residentAfter - min(residentAfter, residentBefore)) * page, method: method)
             }
             if volatileDevices.withLock({ $0[status.device] }) == nil && Syscall.isFUSE(fd) {
                 if !warmedPagesSurviveOpen(request, offset: request.offset, length: length, resident: residentAfter) {
@@ -231,49 +215,5 @@ public final class PrefetchExecutor: @unchecked Sendable {
         defer { try? again.close() }
         let after = (try? Syscall.residentPages(again, offset: offset, length: length)) ?? resident
         return after * 2 >= resident
-    }
-
-    private func warm(_ fd: FileDescriptor, offset: UInt64, length: UInt64, method: PrefetchMethod, device: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
-        switch method {
-        case .fadvise, .readahead:
-            let slice = windows.withLock { cache in
-                if let known = cache[device] { return known }
-                let window = Self.readaheadWindow(device: device)
-                cache[device] = window
-                return window
-            }
-            var position = offset
-            while position < offset + length {
-                let size = min(slice, offset + length - position)
-                if method == .fadvise {
-                    try Syscall.adviseWillNeed(fd, offset: position, length: size)
-                } else {
-                    try Syscall.readahead(fd, offset: position, length: size)
-                }
-                position += size
-            }
-        case .read:
-            var position = offset
-            while position < offset + length {
-                let count = try Syscall.pread(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(min(UInt64(buffer.count), offset + length - position))]), offset: position)
-                if count <= 0 { break }
-                position += UInt64(count)
-            }
-        }
-    }
-
-    static let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
-
-    /// The most one hint reads: the device's readahead window (`read_ahead_kb` of its
-    /// bdi), 128 KiB when unknown, as on FUSE and network file systems.
-    static func readaheadWindow(device: UInt64) -> UInt64 {
-        let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
-        let minor = device & 0xff | (device >> 12) & ~0xff
-        let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
-        if let text = try? String(contentsOfFile: path, encoding: .utf8),
-           let kib = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)), kib > 0 {
-            return kib * 1024
-        }
-        return 128 * 1024
     }
 }
