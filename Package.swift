@@ -20,8 +20,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
-        // C shims for what Glibc's module map lacks (cachestat, fanotify, SO_PEERCRED, recvmmsg).
-        .target(name: "CGoFetchLinux"),
+        // C shims for what Glibc's module map lacks (cachestat, fanotify, SO_PEERCRED, recvmmsg),
+        // and the BLAS calls of the GRU predictor (OpenBLAS, Debian's libopenblas-dev).
+        .target(name: "CGoFetchLinux", linkerSettings: [.linkedLibrary("openblas")]),
         .target(
             name: "GoFetchCore",
             dependencies: [
@@ -58,6 +59,12 @@ let package = Package(
             name: "gofetch-bench-predict",
             dependencies: ["GoFetchCore"],
             path: "bench/predict"
+        ),
+        // GRU training throughput and inference latency: `swift run -c release gofetch-bench-gru`.
+        .executableTarget(
+            name: "gofetch-bench-gru",
+            dependencies: ["GoFetchCore"],
+            path: "bench/gru"
         ),
         .testTarget(
             name: "GoFetchCoreTests",

@@ -19,18 +19,7 @@ func residentHighWater() -> String {
     return status.split(separator: "\n").first { $0.hasPrefix("VmHWM") }.map { String($0.dropFirst(6)).trimmingCharacters(in: .whitespaces) } ?? "?"
 }
 
-struct Generator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-var generator = Generator(state: 42)
+var generator = SplitMix64(seed: 42)
 var order = (1...files).map { FileID($0) }
 let markov = MarkovPredictor()
 print("before training: VmHWM \(residentHighWater())")

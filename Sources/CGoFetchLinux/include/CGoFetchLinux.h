@@ -1,8 +1,10 @@
 // C shims for what Swift's Glibc module does not give us.
 //
 // Swift imports Glibc without _GNU_SOURCE, and it knows nothing of system calls
-// newer than its headers. Each shim below exists for one of those two reasons;
-// every symbol is prefixed `CGoFetch_` so it can never collide with libc.
+// newer than its headers. Each shim below exists for one of those two reasons,
+// except the BLAS wrappers at the end, which keep OpenBLAS's headers out of
+// Swift's view; every symbol is prefixed `CGoFetch_` so it can never collide with
+// libc.
 #pragma once
 
 // The header includes only what it needs for its own types: the system headers
@@ -111,3 +113,20 @@ extern const int CGoFetch_SOCK_SEQPACKET;
 extern const int CGoFetch_SOCK_NONBLOCK;
 extern const int CGoFetch_SOCK_CLOEXEC;
 extern const short CGoFetch_POLLRDHUP;
+
+// MARK: - BLAS (OpenBLAS, Debian's libopenblas-dev)
+//
+// The GRU predictor's matrix products. cblas.h stays in the .c file: it pulls in
+// OpenBLAS's configuration headers, which this module's users need not see.
+// Matrices are row-major; `transpose_*` is 0 or 1.
+
+/// C = alpha·op(A)·op(B) + beta·C for an m×k op(A) and a k×n op(B). The
+/// corresponding C function is `cblas_sgemm`.
+void CGoFetch_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                    const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/// y = alpha·op(A)·x + beta·y for an m×n A. The corresponding C function is `cblas_sgemv`.
+void CGoFetch_sgemv(int transpose, int m, int n, float alpha, const float *a, int lda,
+                    const float *x, float beta, float *y);
+/// Threads OpenBLAS may use for one call. The corresponding C function is
+/// `openblas_set_num_threads`.
+void CGoFetch_blas_set_threads(int count);

@@ -1,12 +1,5 @@
 import Foundation
 
-/// Why a model file could not be read or written.
-public struct ModelFileError: Error, CustomStringConvertible, Sendable {
-    public var path: String
-    public var problem: String
-    public var description: String { "model \(path): \(problem)" }
-}
-
 extension MarkovPredictor {
     private static let magic: [UInt8] = Array("GFMK".utf8)
     private static let version: UInt32 = 1
@@ -41,26 +34,14 @@ extension MarkovPredictor {
                 writer.u32(successor.count)
             }
         }
-        do {
-            let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            try Data(writer.data).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw ModelFileError(path: path, problem: "cannot write: \(error.localizedDescription)")
-        }
+        try ModelFileError.write(writer.data, to: path)
     }
 
     /// Loads a saved model, mapping its files to this store's ids by path. Contexts
     /// that name a file `idOf` does not know are skipped; the count is returned.
     @discardableResult
     public func load(from path: String, idOf: (String) -> FileID?) throws(ModelFileError) -> (contexts: Int, skipped: Int) {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw ModelFileError(path: path, problem: "cannot read: \(error.localizedDescription)")
-        }
-        var reader = ByteReader(Array(data))
+        var reader = ByteReader(try ModelFileError.read(path))
         do {
             guard try reader.bytes(4) == Self.magic else { throw ModelFileError(path: path, problem: "not a gofetch Markov model") }
             let version = try reader.u32()

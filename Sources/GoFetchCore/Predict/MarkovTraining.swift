@@ -8,15 +8,14 @@ public enum MarkovTraining {
         public var seconds: Double
     }
 
-    /// Replays every stored open, in order, per stream (worker when tagged, else process).
+    /// Replays every stored open, in order, per stream (``TraceStore/forEachOpen(runID:_:)``).
     public static func train(_ markov: MarkovPredictor, from store: TraceStore, runID: Int64? = nil, progress: ((Int) -> Void)? = nil) throws(TraceStoreError) -> Report {
         let start = Clock.monotonicNanoseconds()
         var opens = 0
-        try store.replay(runID: runID, kinds: [.open]) { event in
-            markov.observe(file: event.fileID, stream: StreamKey(event))
+        try store.forEachOpen(runID: runID) { open in
+            markov.observe(file: open.file, stream: open.stream)
             opens += 1
             if opens % 1_000_000 == 0 { progress?(opens) }
-            return true
         }
         return Report(
             opens: opens, transitions: markov.transitionsLearned, contexts: markov.contextCount,
