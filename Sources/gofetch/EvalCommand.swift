@@ -19,7 +19,8 @@ struct EvalCommand: AsyncParsableCommand {
 
             File-level predictors are scored on opens, the pattern detector on reads.
             --model loads a Markov model saved by `gofetch train` (from another trace)
-            into every Markov candidate first.
+            into every Markov candidate first. The GRU (and a hybrid using it) is scored
+            when its model exists: --gru-model, or predictor.ml.model_path.
             """
     )
 
@@ -39,6 +40,9 @@ struct EvalCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("A Markov model saved by `gofetch train`, loaded first.", valueName: "path"))
     var model: String?
+
+    @Option(help: ArgumentHelp("A GRU saved by `gofetch train --model gru`; default predictor.ml.model_path when it exists.", valueName: "path"))
+    var gruModel: String?
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -60,7 +64,13 @@ struct EvalCommand: AsyncParsableCommand {
         evaluationOptions.window = window
         evaluationOptions.topK = topK ?? configuration.prefetcher.topKPredictions
         evaluationOptions.confidenceThreshold = threshold ?? configuration.prefetcher.confidenceThreshold
-        let candidates = try OfflineEvaluation.standardCandidates(configuration, files: files, markovModel: model)
+        let gruPath = gruModel ?? configuration.predictor.mlModelPath
+        if let gruModel, !FileManager.default.fileExists(atPath: gruModel) {
+            throw ValidationError("--gru-model \(gruModel): no such file; train one with `gofetch train --model gru`")
+        }
+        let candidates = try OfflineEvaluation.standardCandidates(
+            configuration, files: files, markovModel: model,
+            gruModel: FileManager.default.fileExists(atPath: gruPath) ? gruPath : nil)
         let evaluation = OfflineEvaluation(candidates: candidates, options: evaluationOptions)
         let kinds: [AccessKind] = [.open, .read, .mmap]
         let total = try store.eventCount(runID: run, kinds: kinds)

@@ -81,3 +81,39 @@ struct EvaluationTests {
         #expect(score.coverage > 0.9)
     }
 }
+
+@Suite("eval with the GRU")
+struct GRUEvaluationTests {
+    func scores(_ order: [FileID], passes: Int, model: String) throws -> [String: PredictorScore] {
+        let evaluation = OfflineEvaluation(candidates: try OfflineEvaluation.standardCandidates(
+            Configuration(), files: folderDataSet(directories: 300), gruModel: model))
+        var time: UInt64 = 0
+        for _ in 0..<passes {
+            for file in order {
+                time += 1_000_000
+                evaluation.feed(openEvent(file, time: time))
+            }
+        }
+        return Dictionary(uniqueKeysWithValues: evaluation.scores().map { ($0.name, $0) })
+    }
+
+    @Test("a first strided pass over unseen folders: the GRU (trained on other folders) beats Markov; a repeated order: close to it")
+    func gruAgainstMarkov() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("gru.safetensors")
+        try stridedTraining.model.save(to: path)
+
+        let unseen = try scores(stridedPass(150..<300), passes: 1, model: path)
+        let gru = unseen["gru"]!, markov = unseen["markov-3"]!
+        print("strided first pass: gru top-1 \(gru.topOneAccuracy) coverage \(gru.coverage); markov top-1 \(markov.topOneAccuracy) coverage \(markov.coverage); hybrid+gru coverage \(unseen["hybrid+gru"]!.coverage)")
+        #expect(gru.topOneAccuracy > 0.85)
+        #expect(gru.coverage > 0.85)
+        #expect(markov.coverage < 0.05)
+        #expect(unseen["hybrid+gru"]!.coverage > 0.8)  // the hybrid switches to the GRU where it measures better
+
+        let repeated = try scores(stridedPass(0..<60), passes: 2, model: path)
+        let gruRepeated = repeated["gru"]!, markovRepeated = repeated["markov-3"]!
+        print("repeated: gru top-1 \(gruRepeated.topOneAccuracy) coverage \(gruRepeated.coverage); markov top-1 \(markovRepeated.topOneAccuracy) coverage \(markovRepeated.coverage)")
+        #expect(gruRepeated.coverage > markovRepeated.coverage - 0.1)
+    }
+}

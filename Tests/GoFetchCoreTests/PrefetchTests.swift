@@ -233,3 +233,24 @@ struct SchedulerTests {
         #expect(MemoryPressure.parse("") == 0)
     }
 }
+
+@Suite("scheduler: stale requests")
+struct StaleRequestTests {
+    @Test("a whole-file request is dropped when the job opened the file after it was queued; a range request is kept")
+    func staleWholeFile() {
+        var options = PrefetchScheduler.Options()
+        options.operationsPerSecond = 1_000_000
+        let scheduler = PrefetchScheduler(options: options, now: 0)
+        let info: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
+        scheduler.offer([Prediction(fileID: 1, confidence: 1, predictor: .remainingSet)], uid: 0, gid: 0, now: 100, file: info)
+        scheduler.offer([Prediction(fileID: 2, confidence: 1, predictor: .remainingSet)], uid: 0, gid: 0, now: 100, file: info)
+        scheduler.offer([Prediction(fileID: 3, offset: 4096, length: 4096, confidence: 1, predictor: .pattern)], uid: 0, gid: 0, now: 100, file: info)
+        scheduler.opened(1, now: 200)  // after it was queued: stale
+        scheduler.opened(2, now: 50)   // before: still wanted
+        scheduler.opened(3, now: 200)  // a range of a file being read: still wanted
+        var released: [FileID] = []
+        scheduler.release(now: 300) { released.append($0.fileID); return true }
+        #expect(Set(released) == [2, 3])
+        #expect(scheduler.statistics.staleDropped.value == 1)
+    }
+}

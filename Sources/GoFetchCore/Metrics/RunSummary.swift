@@ -56,13 +56,13 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
         row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files")
         if let prefetch {
-            row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
+            row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
             if prefetch.volatileMounts > 0 {
                 row("cannot last", "\(prefetch.volatileMounts) FUSE mount(s) drop the page cache at every open (no keep_cache): \(prefetch.cannotLast) requests not warmed")
             }
-            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
+            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
             let a = prefetch.accounting
             row("accesses", "\(a.accesses) reads/mmaps: \(a.accesses - a.coldAccesses) warm, \(a.coldAccesses) cold; \(a.coveredAccesses) warm thanks to gofetch")
@@ -81,11 +81,13 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var predictions: Int
     public var markovChoices: Int
     public var remainingSetChoices: Int
+    public var gruChoices: Int
     public var epochs: Int
     public var belowThreshold: Int
     public var duplicates: Int
     public var unknownFiles: Int
     public var queueDropped: Int
+    public var staleDropped: Int
     public var droppedEvents: Int
     public var released: Int
     public var completed: Int
@@ -109,11 +111,13 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         let choices = engine.choiceCounts
         markovChoices = choices.markov
         remainingSetChoices = choices.remainingSet
+        gruChoices = choices.gru
         epochs = choices.epochs
         belowThreshold = scheduler.belowThreshold.value
         duplicates = scheduler.duplicates.value
         unknownFiles = scheduler.unknownFiles.value
         queueDropped = scheduler.queueDropped.value + executor.queueFull.value
+        staleDropped = scheduler.staleDropped.value
         droppedEvents = engine.droppedEvents.value
         released = scheduler.released.value
         completed = executor.completed.value

@@ -11,6 +11,9 @@ public final class HybridPredictor: Predictor {
     public let kind = PredictorKind.markov
     public let markov: MarkovPredictor?
     public let remaining: EpochRemainingSet?
+    /// The GRU over directory moves (`predictor.ml`), scored like Markov and used
+    /// where it measures better: regular orders over files never seen before.
+    public let gru: GRUPredictor?
     /// Below this measured accuracy a predictor is not used.
     public let minimumAccuracy: Double
     private var streams: [StreamKey: StreamState] = [:]
@@ -20,6 +23,8 @@ public final class HybridPredictor: Predictor {
     struct StreamState {
         var markovPending: Set<FileID> = []
         var markovAccuracy = 0.5
+        var gruPending: Set<FileID> = []
+        var gruAccuracy = 0.5
         var remainingAccuracy = 0.5
         var opens = 0
     }
@@ -31,7 +36,8 @@ public final class HybridPredictor: Predictor {
     /// and rates pace the actual I/O).
     public let remainingBatch: Int
 
-    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, minimumAccuracy: Double = 0.3, markovDepth: Int = 1, remainingBatch: Int = 32, maxStreams: Int = 65_536) {
+    public init(markov: MarkovPredictor?, remaining: EpochRemainingSet?, gru: GRUPredictor? = nil, minimumAccuracy: Double = 0.3, markovDepth: Int = 1, remainingBatch: Int = 32, maxStreams: Int = 65_536) {
+        self.gru = gru
         self.markovDepth = markovDepth
         self.remainingBatch = remainingBatch
         self.markov = markov
@@ -54,6 +60,10 @@ public final class HybridPredictor: Predictor {
             let hit = state.markovPending.contains(event.fileID)
             state.markovAccuracy = 0.9 * state.markovAccuracy + (hit ? 0.1 : 0)
         }
+        if !state.gruPending.isEmpty {
+            let hit = state.gruPending.contains(event.fileID)
+            state.gruAccuracy = 0.9 * state.gruAccuracy + (hit ? 0.1 : 0)
+        }
         if let remaining, remaining.remaining > 0 {
             let hit = remaining.expects(event.fileID)
             state.remainingAccuracy = 0.9 * state.remainingAccuracy + (hit ? 0.1 : 0)
@@ -61,6 +71,7 @@ public final class HybridPredictor: Predictor {
         state.opens += 1
         streams[key] = state
         markov?.observe(event)
+        gru?.observe(event)
         remaining?.observe(event)
     }
 
@@ -69,19 +80,25 @@ public final class HybridPredictor: Predictor {
         let key = StreamKey(event)
         guard var state = streams[key] else { return [] }
         let markovPredictions = markov?.predict(stream: key, limit: limit, depth: markovDepth) ?? []
+        let gruPredictions = gru?.predict(stream: key, limit: limit, depth: markovDepth) ?? []
         // Scored on the next file only: what the top-k said comes right after this one.
         state.markovPending = Set(markovPredictions.prefix(limit).map(\.fileID))
+        state.gruPending = Set(gruPredictions.prefix(limit).map(\.fileID))
         streams[key] = state
 
-        let markovGood = state.markovAccuracy >= minimumAccuracy
+        // The order predictor: Markov, unless the GRU measures clearly better (by 0.05).
+        let useGRU = gru != nil && state.gruAccuracy > state.markovAccuracy + 0.05
+        let (ordered, orderedAccuracy, orderedKind) = useGRU
+            ? (gruPredictions, state.gruAccuracy, PredictorKind.gru) : (markovPredictions, state.markovAccuracy, PredictorKind.markov)
+        let orderedGood = orderedAccuracy >= minimumAccuracy
         let remainingGood = remaining != nil && state.remainingAccuracy >= minimumAccuracy
-        // Markov is exact about the order, so it wins ties (within 0.05).
-        if markovGood && (!remainingGood || state.markovAccuracy + 0.05 >= state.remainingAccuracy) {
-            if !markovPredictions.isEmpty { choices[.markov, default: 0] += 1 }
+        // An order predictor is exact about the order, so it wins ties (within 0.05).
+        if orderedGood && (!remainingGood || orderedAccuracy + 0.05 >= state.remainingAccuracy) {
+            if !ordered.isEmpty { choices[orderedKind, default: 0] += 1 }
             // A transition seen once has probability 1; the stream's measured accuracy caps it.
-            return markovPredictions.map {
+            return ordered.map {
                 var prediction = $0
-                prediction.confidence = min(prediction.confidence, state.markovAccuracy)
+                prediction.confidence = min(prediction.confidence, orderedAccuracy)
                 return prediction
             }
         }

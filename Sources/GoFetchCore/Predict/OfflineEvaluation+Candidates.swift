@@ -6,8 +6,10 @@ extension OfflineEvaluation {
     /// - Parameters:
     ///   - files: the store's files, for paths (model files, trained models) and sizes.
     ///   - markovModel: a model saved by `gofetch train`, loaded into every Markov candidate first.
+    ///   - gruModel: a GRU saved by `gofetch train --model gru`: adds `gru` and a hybrid that uses it.
+    ///     Its directory listing is the store's files (as a daemon that lists folders would know them).
     public static func standardCandidates(
-        _ configuration: Configuration, files: [FileRecord], markovModel: String? = nil
+        _ configuration: Configuration, files: [FileRecord], markovModel: String? = nil, gruModel: String? = nil
     ) throws(ModelFileError) -> [Candidate] {
         let paths = Dictionary(files.map { ($0.id, $0.path) }, uniquingKeysWith: { a, _ in a })
         let ids = Dictionary(files.map { ($0.path, $0.id) }, uniquingKeysWith: { a, _ in a })
@@ -26,6 +28,13 @@ extension OfflineEvaluation {
         let hybrid = HybridPredictor(
             markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)), markovDepth: 8)
         candidates.append(Candidate(name: "hybrid", predictor: hybrid))
+        if let gruModel {
+            candidates.append(Candidate(name: "gru", predictor: try GRUPredictor(contentsOf: gruModel, files: files)))
+            let withGRU = HybridPredictor(
+                markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)),
+                gru: try GRUPredictor(contentsOf: gruModel, files: files), markovDepth: 8)
+            candidates.append(Candidate(name: "hybrid+gru", predictor: withGRU))
+        }
         let patterns = PatternDetector(options: PatternDetector.Options(configuration), pathOf: { paths[$0] })
         candidates.append(Candidate(name: "pattern", predictor: patterns, scope: .reads))
         return candidates

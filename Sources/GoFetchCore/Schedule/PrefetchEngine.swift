@@ -11,6 +11,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let remaining: EpochRemainingSet
     public let patterns: PatternDetector
     public let hybrid: HybridPredictor
+    /// The GRU (`predictor.ml.enabled` with a trained model), inside the hybrid.
+    public let gru: GRUPredictor?
     public let lookahead: LookaheadPredictor
     public let scheduler: PrefetchScheduler
     public let executor: PrefetchExecutor
@@ -36,12 +38,12 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var files: [FileID: (path: String, size: UInt64)] = [:]
     private var running = false
-    private let choices = Mutex((markov: 0, remainingSet: 0, epochs: 0))
+    private let choices = Mutex((markov: 0, remainingSet: 0, gru: 0, epochs: 0))
     private let published = Mutex(AccountingSnapshot())
     private var lastPublished: UInt64 = 0
 
     /// How often the hybrid chose each predictor, and epoch boundaries seen (published by the engine thread).
-    public var choiceCounts: (markov: Int, remainingSet: Int, epochs: Int) { choices.withLock { $0 } }
+    public var choiceCounts: (markov: Int, remainingSet: Int, gru: Int, epochs: Int) { choices.withLock { $0 } }
 
     public init(configuration: Configuration, knownFiles: [FileRecord], logger: Logger) {
         self.logger = logger
@@ -63,7 +65,18 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequest)
         patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequest)
         patterns = PatternDetector(options: patternOptions, pathOf: { pathIndex.path($0) })
-        hybrid = HybridPredictor(markov: markov, remaining: remaining, markovDepth: 8)
+        var gru: GRUPredictor?
+        let modelPath = configuration.predictor.mlModelPath
+        if configuration.predictor.mlEnabled {
+            do {
+                gru = try GRUPredictor(contentsOf: modelPath, files: knownFiles)
+                logger.info("loaded GRU model", metadata: ["path": "\(modelPath)"])
+            } catch {
+                logger.warning("GRU not used: its model did not load (train one with `gofetch train --model gru`)", metadata: ["path": "\(modelPath)", "error": "\(error)"])
+            }
+        }
+        self.gru = gru
+        hybrid = HybridPredictor(markov: markov, remaining: remaining, gru: gru, markovDepth: 8)
         lookahead = LookaheadPredictor(window: configuration.predictor.lookaheadWindow, maxFiles: configuration.ingest.maxFiles)
         let scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
         self.scheduler = scheduler
@@ -188,7 +201,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             }
             ledger.sweep(now: now)
             publish(now: now)
-            let counts = (hybrid.choices[.markov] ?? 0, hybrid.choices[.remainingSet] ?? 0, remaining.epochsCompleted)
+            let counts = (hybrid.choices[.markov] ?? 0, hybrid.choices[.remainingSet] ?? 0, hybrid.choices[.gru] ?? 0, remaining.epochsCompleted)
             choices.withLock { $0 = counts }
         }
     }
@@ -196,7 +209,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private func process(_ batch: EventBatch) {
         if !batch.files.isEmpty {
             pathIndex.add(batch.files)
-            for record in batch.files { files[record.id] = (record.path, record.size) }
+            for record in batch.files {
+                files[record.id] = (record.path, record.size)
+                gru?.directories.add(record)
+            }
         }
         let now = Clock.monotonicNanoseconds()
         for control in batch.control {
@@ -221,6 +237,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             switch event.kind {
             case .open:
                 scheduler.consumed(event.fileID)
+                scheduler.opened(event.fileID, now: event.monotonicNanoseconds)
                 patterns.observe(event)
                 hybrid.observe(event)
                 if lookahead.covers(event.fileID) {

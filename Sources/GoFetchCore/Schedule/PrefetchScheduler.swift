@@ -13,6 +13,8 @@ public final class SchedulerStatistics: Sendable {
     /// Requests dropped because the policy queue was full (the least urgent go).
     public let queueDropped = Atomic<Int>(0)
     public let released = Atomic<Int>(0)
+    /// Queued whole-file requests dropped because the job opened the file meanwhile.
+    public let staleDropped = Atomic<Int>(0)
     public let budgetWaits = Atomic<Int>(0)
     public let rateWaits = Atomic<Int>(0)
     public let pressureWaits = Atomic<Int>(0)
@@ -107,6 +109,10 @@ public final class PrefetchScheduler {
     /// grows back by 1/64 with each useful prefetch.
     public private(set) var wasteScale = 1.0
     private var lastShrink: UInt64 = 0
+    /// When the job last opened each file (bounded): a whole-file request queued
+    /// before that is stale, the job is already reading the file.
+    private var openedAt: [FileID: UInt64] = [:]
+    private let maxOpened = 1_000_000
 
     public init(options: Options, now: UInt64, pressure: MemoryPressure = MemoryPressure()) {
         self.options = options
@@ -203,6 +209,11 @@ public final class PrefetchScheduler {
     public func release(now: UInt64, submit: (PrefetchRequest) -> Bool) {
         expire(now)
         while let next = peek() {
+            if next.offset == 0, next.predictor != .pattern, let opened = openedAt[next.fileID], opened >= next.queuedAt {
+                pop()
+                statistics.staleDropped.add(1)
+                continue
+            }
             if pressure.current(now: now) > options.pressureThreshold {
                 statistics.pressureWaits.add(1)
                 return
@@ -249,6 +260,12 @@ public final class PrefetchScheduler {
         outstandingTotal -= released
         outstanding[result.request.fileID] = entry.bytes == 0 ? nil : entry
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    /// The job opened a file at `now`: whole-file requests for it queued before are stale.
+    public func opened(_ file: FileID, now: UInt64) {
+        if openedAt.count >= maxOpened { openedAt.removeAll(keepingCapacity: true) }
+        openedAt[file] = now
     }
 
     /// The job read a file: what was prefetched of it no longer counts against the budget.
