@@ -90,6 +90,9 @@ struct TrainCommand: AsyncParsableCommand {
         let opens = try store.opens(runID: run)
         guard opens.count >= 2 else { throw ValidationError("the trace store \(store.path) holds \(opens.count) opens; the GRU needs a trace to learn from (gofetch trace -- CMD)") }
         let directories = DirectoryIndex(files: try store.files(limit: configuration.ingest.maxFiles))
+        // Indices within the real listings, files never opened included (where the folders still exist).
+        let listed = directories.addListings()
+        if listed > 0 { FileHandle.standardError.write(Data("listed \(listed) files in the traced folders that the trace never opened\n".utf8)) }
         var training = GRUTraining.Options()
         training.hyperparameters.hidden = hidden
         training.hyperparameters.transitions = moves

@@ -7,7 +7,7 @@ extension OfflineEvaluation {
     ///   - files: the store's files, for paths (model files, trained models) and sizes.
     ///   - markovModel: a model saved by `gofetch train`, loaded into every Markov candidate first.
     ///   - gruModel: a GRU saved by `gofetch train --model gru`: adds `gru` and a hybrid that uses it.
-    ///     Its directory listing is the store's files (as a daemon that lists folders would know them).
+    ///     Its directory index is the store's files plus what their folders list on disk now.
     public static func standardCandidates(
         _ configuration: Configuration, files: [FileRecord], markovModel: String? = nil, gruModel: String? = nil
     ) throws(ModelFileError) -> [Candidate] {
@@ -29,10 +29,15 @@ extension OfflineEvaluation {
             markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)), markovDepth: 8)
         candidates.append(Candidate(name: "hybrid", predictor: hybrid))
         if let gruModel {
-            candidates.append(Candidate(name: "gru", predictor: try GRUPredictor(contentsOf: gruModel, files: files)))
+            func gru() throws(ModelFileError) -> GRUPredictor {
+                let predictor = try GRUPredictor(contentsOf: gruModel, files: files)
+                predictor.directories.addListings()  // as `gofetch train` indexed them
+                return predictor
+            }
+            candidates.append(Candidate(name: "gru", predictor: try gru()))
             let withGRU = HybridPredictor(
                 markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)),
-                gru: try GRUPredictor(contentsOf: gruModel, files: files), markovDepth: 8)
+                gru: try gru(), markovDepth: 8)
             candidates.append(Candidate(name: "hybrid+gru", predictor: withGRU))
         }
         let patterns = PatternDetector(options: PatternDetector.Options(configuration), pathOf: { paths[$0] })

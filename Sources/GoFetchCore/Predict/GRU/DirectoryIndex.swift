@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where each known file stands in its directory's sorted listing, and which file
 /// stands at a given place: the GRU predicts moves ("two files on", "the first
 /// file of the next directory"), and this turns a move back into a file, also one
@@ -110,6 +112,27 @@ public final class DirectoryIndex {
     }
 
     public func add(_ file: FileRecord) { add(id: file.id, path: file.path) }
+
+    /// Lists every known directory on disk and adds the names the index lacks, so
+    /// listing indices are those of the real directory, files never opened included.
+    /// Added files get ids below `firstID` (negative ids name no catalog file: a
+    /// prediction of one is never an access). At most `maxPerDirectory` names are
+    /// read from one directory; unreadable directories are skipped.
+    /// - Returns: the number of names added.
+    @discardableResult
+    public func addListings(maxPerDirectory: Int = 100_000, firstID: FileID = -1) -> Int {
+        var next = firstID
+        var added = 0
+        for directory in directories {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { continue }
+            for name in names.prefix(maxPerDirectory) where !name.hasPrefix(".") && directory.position(of: name).found == false {
+                add(id: next, path: directory.path == "/" ? "/\(name)" : "\(directory.path)/\(name)")
+                next -= 1
+                added += 1
+            }
+        }
+        return added
+    }
 
     /// Where `id` stands, or `nil` for a file this index does not know.
     public func location(of id: FileID) -> Location? {
