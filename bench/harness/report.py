@@ -211,6 +211,21 @@ def render(results: dict) -> str:
             f"| {p.get('budgetWaits', '–')} / {p.get('rateWaits', '–')} / {p.get('pressureWaits', '–')} "
             f"| {s.get('events', '–')} ({dropped}) | {_bytes((rec.get('cgroup') or {}).get('max_usage_bytes'))} |")
     lines.append("")
+    lines.append("Fates of gofetch's prefetches and the job's reads as gofetch measured them (docs/metrics.md):")
+    lines.append("")
+    lines.append("| scenario | useful | late | wasted (evicted / never read) | skipped | accuracy | coverage | job's reads warm | stall in cold reads | budget at end |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for sid in [s for s in REPORT_ORDER if s in scen] + [s for s in scen if s not in REPORT_ORDER]:
+        rec = scen[sid]["modes"].get("gofetch")
+        p = ((rec or {}).get("gofetch") or {}).get("prefetch") or {}
+        a = p.get("accounting")
+        if not a:
+            continue
+        lines.append(
+            f"| {sid} | {a['useful']} | {a['late']} | {a['wasted']} ({a['evictedBeforeUse']} / {a['unread']}) | {a['skipped']} "
+            f"| {a['accuracy']:.3f} | {a['coverage']:.3f} | {a['hitRate']:.3f} | {a['stallNanoseconds'] / 1e9:.2f} s "
+            f"| {_bytes(p.get('effectiveBudget'))} |")
+    lines.append("")
 
     lines.append("## Goals")
     lines.append("")

@@ -1,0 +1,70 @@
+"""The GRU live: trained by `gofetch train --model gru` on one job's trace, loaded by
+`gofetch run` (predictor.ml.enabled), chosen by the hybrid where it measures better,
+and its prefetches really used."""
+import json
+import os
+import subprocess
+import textwrap
+
+from test_run import evict
+
+# Folders in listing order; in folder d every (1 + d mod 3)-th file: regular moves.
+JOB = textwrap.dedent(
+    """
+    import os, sys, time
+    root = sys.argv[1]
+    for d, folder in enumerate(sorted(os.listdir(root))):
+        names = sorted(os.listdir(os.path.join(root, folder)))
+        for name in names[::1 + d % 3]:
+            with open(os.path.join(root, folder, name), "rb") as f:
+                f.read()
+            time.sleep(0.002)
+    """
+)
+
+
+def make_folders(root, folders, seed):
+    paths = []
+    for d in range(folders):
+        folder = os.path.join(root, f"d{d:03d}")
+        os.makedirs(folder)
+        for k in range(20 + (d * 7 + seed) % 13):
+            path = os.path.join(folder, f"img{k:04d}.jpg")
+            with open(path, "wb") as f:
+                f.write(os.urandom(16_384))
+            paths.append(path)
+    return paths
+
+
+def test_a_trained_gru_is_used_live_on_folders_it_never_saw(tmp_path, gofetch_bin, python_bin):
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    train_root, job_root = tmp_path / "train", tmp_path / "job"
+    make_folders(str(train_root), 60, seed=1)
+    job_files = make_folders(str(job_root), 40, seed=5)
+    db, model = tmp_path / "t.db", tmp_path / "gru.safetensors"
+
+    subprocess.run([gofetch_bin, "trace", "--db", str(db), "--", python_bin, str(script), str(train_root)],
+                   check=True, capture_output=True, timeout=120)
+    trained = subprocess.run([gofetch_bin, "train", "--model", "gru", "--db", str(db), "--output", str(model)],
+                             capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    # The catalog must know the job's files for the GRU to name them: a listing pass
+    # (stat only, no reads) registers them, as a daemon that saw earlier runs would know them.
+    subprocess.run([gofetch_bin, "trace", "--db", str(db), "--", python_bin, "-c",
+                    f"import os\nfor d, _, names in os.walk({str(job_root)!r}):\n for n in names: open(os.path.join(d, n), 'rb').close()"],
+                   check=True, capture_output=True, timeout=120)
+    evict(job_files)
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"predictor:\n  ml:\n    enabled: true\n    model_path: {model}\n  baseline:\n    model_path: {tmp_path / 'none.gfmk'}\n")
+    result = subprocess.run(
+        [gofetch_bin, "run", "--config", str(config), "--db", str(db), "--json", "--", python_bin, str(script), str(job_root)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    prefetch = json.loads(result.stderr[result.stderr.index("{"):])["summary"]["prefetch"]
+    print("GRU run:", {k: prefetch[k] for k in ("gruChoices", "markovChoices", "remainingSetChoices")}, prefetch["accounting"])
+    assert prefetch["gruChoices"] > 100
+    # Its prefetches were read by the job: most of the job's files were covered.
+    assert prefetch["accounting"]["useful"] + prefetch["accounting"]["late"] > 0.5 * prefetch["accounting"]["issued"]
+    assert prefetch["accounting"]["useful"] > 100
