@@ -119,3 +119,29 @@ def test_a_read_racing_a_slow_prefetch_is_late(tmp_path, gofetch_bin, python_bin
     assert accounting["useful"] == 0 and accounting["wasted"] == 0
     assert accounting["issued"] == 1
     assert accounting["stallNanoseconds"] >= 500_000_000  # the job did wait for the slow read
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+                    reason="needs the FUSE latency emulator: /dev/fuse and root")
+def test_trace_counts_cold_reads_and_their_stall(tmp_path, gofetch_bin, python_bin):
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    source = tmp_path / "source"
+    make_files(str(source), 10, seed=7, min_size=30_000, max_size=60_000)
+    reader = "import sys\nfor p in sys.argv[1:]:\n    with open(p, 'rb') as f:\n        f.read()\n"
+    with SlowMount(source, latency_ms=20, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        evict(files)
+        summaries = []
+        for _ in range(2):  # cold, then warm (the mount keeps its cache)
+            result = subprocess.run([gofetch_bin, "trace", "--db", str(tmp_path / "t.db"), "--json", "--",
+                                     python_bin, "-c", reader, *files], capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            summaries.append(json.loads(result.stderr[result.stderr.index("{"):])["summary"])
+    cold, warm = summaries
+    print("cold pass:", cold["coldReads"], "of", cold["reads"], cold["stallNanoseconds"] / 1e6, "ms; warm pass:", warm["coldReads"])
+    # Each file's first read waits on the emulator (≥ 20 ms); the read that finds EOF does not.
+    assert cold["coldReads"] >= 10
+    assert cold["stallNanoseconds"] >= 10 * 20_000_000
+    assert warm["coldReads"] == 0 and warm["reads"] >= 10

@@ -5,13 +5,16 @@ public final class IngestPipeline: @unchecked Sendable {
     public private(set) var table: OpenFileTable
     private let sinks: [any EventSink]
     private let statistics: IngestStatistics
+    /// Tells the job's cold reads (page-cache misses) from warm ones by their time.
+    private let timing: ReadTiming
     /// Wall clock minus monotonic clock, fixed at start, so event times are comparable.
     private let wallOffset: Int64
     private var pendingFiles: [FileRecord] = []
     private var pendingEvents: [TraceEvent] = []
     private var pendingControl: [TraceEvent] = []
 
-    public init(catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics) {
+    public init(catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics, timing: ReadTiming = ReadTiming()) {
+        self.timing = timing
         self.catalog = catalog
         self.table = OpenFileTable(capacity: tableCapacity)
         self.sinks = sinks
@@ -22,7 +25,7 @@ public final class IngestPipeline: @unchecked Sendable {
 
     /// Resolves a batch of events from one client; call ``flush()`` to hand them on.
     public func ingest(_ events: [AccessEvent], uid: UInt32, gid: UInt32 = 0, parentPID: UInt32 = 0) {
-        var opens = 0, reads = 0, mmaps = 0, closes = 0, bytes = 0, wait = 0, unresolved = 0, accepted = 0
+        var opens = 0, reads = 0, mmaps = 0, closes = 0, bytes = 0, wait = 0, unresolved = 0, accepted = 0, cold = 0, stall = 0
         for event in events {
             let wall = Int64(bitPattern: event.monotonicNanoseconds) &+ wallOffset
             let fileID: FileID
@@ -56,6 +59,10 @@ public final class IngestPipeline: @unchecked Sendable {
                     reads += 1
                     bytes &+= Int(truncatingIfNeeded: event.length)
                     wait &+= Int(event.durationNanoseconds)
+                    if timing.isCold(bytes: event.length, nanoseconds: UInt64(event.durationNanoseconds)) {
+                        cold += 1
+                        stall &+= Int(event.durationNanoseconds)
+                    }
                 } else if event.kind == .mmap {
                     mmaps += 1
                 } else {
@@ -83,6 +90,8 @@ public final class IngestPipeline: @unchecked Sendable {
         statistics.closes.add(closes)
         statistics.bytesRead.add(bytes)
         statistics.readWaitNanoseconds.add(wait)
+        statistics.coldReads.add(cold)
+        statistics.stallNanoseconds.add(stall)
         statistics.unresolved.add(unresolved)
         statistics.eventsAccepted.add(accepted)
     }

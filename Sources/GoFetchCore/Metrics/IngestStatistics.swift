@@ -16,6 +16,9 @@ public final class IngestStatistics: Sendable {
     public let bytesRead = Atomic<Int>(0)
     /// Time the traced processes spent inside reads, as the sources measured it.
     public let readWaitNanoseconds = Atomic<Int>(0)
+    /// Reads slower than the page cache (``ReadTiming``), and their time: the job's stall.
+    public let coldReads = Atomic<Int>(0)
+    public let stallNanoseconds = Atomic<Int>(0)
     /// Events the clients dropped themselves (socket full, no daemon), from their headers.
     public let clientDropped = Atomic<Int>(0)
     /// Reads whose descriptor and inode match no known open.

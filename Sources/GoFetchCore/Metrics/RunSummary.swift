@@ -7,6 +7,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var closes: Int
     public var bytesRead: Int
     public var readWaitNanoseconds: Int
+    public var coldReads: Int
+    public var stallNanoseconds: Int
     public var clients: Int
     public var refusedClients: Int
     public var clientDropped: Int
@@ -28,6 +30,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
         closes = ingest.closes.value
         bytesRead = ingest.bytesRead.value
         readWaitNanoseconds = ingest.readWaitNanoseconds.value
+        coldReads = ingest.coldReads.value
+        stallNanoseconds = ingest.stallNanoseconds.value
         clients = ingest.connectionsAccepted.value
         refusedClients = ingest.connectionsRefused.value
         clientDropped = ingest.clientDropped.value
@@ -51,6 +55,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("files recorded", "\(committedFiles)")
         row("bytes read", Format.bytes(bytesRead))
         row("time in reads", Format.duration(nanoseconds: readWaitNanoseconds))
+        row("cold reads", "\(coldReads) of \(reads) (page-cache misses by their time), stall \(Format.duration(nanoseconds: stallNanoseconds))")
         row("processes", "\(clients)" + (refusedClients > 0 ? " (\(refusedClients) refused)" : ""))
         row("committed", "\(committedEvents) events in \(committedBatches) transactions")
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")

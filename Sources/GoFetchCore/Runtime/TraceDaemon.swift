@@ -74,7 +74,8 @@ public final class TraceDaemon: @unchecked Sendable {
             metrics = nil
         }
         let pipeline = IngestPipeline(
-            catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: sinks, statistics: ingestStatistics)
+            catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: sinks, statistics: ingestStatistics,
+            timing: ReadTiming(configuration))
         server = IngestServer(
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
             maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
