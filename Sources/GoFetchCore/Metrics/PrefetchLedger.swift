@@ -35,7 +35,8 @@ public struct ReadTiming: Sendable, Equatable {
     }
 
     public func isCold(bytes: UInt64, nanoseconds: UInt64) -> Bool {
-        nanoseconds > baseNanoseconds + UInt64(Double(bytes) / warmBytesPerSecond * 1e9)
+        // In floating point: a client may send any length, and the sum must never trap.
+        Double(nanoseconds) > Double(baseNanoseconds) + Double(bytes) / warmBytesPerSecond * 1e9
     }
 }
 

@@ -125,7 +125,7 @@ public final class PrefetchScheduler {
     /// Bytes that may be prefetched but unread now.
     public var budget: UInt64 {
         let base = min(options.memoryBudget, cgroupCeiling ?? .max)
-        return UInt64(Double(base) * wasteScale)
+        return UInt64(min(Double(base) * wasteScale, Double(UInt64.max >> 1)))
     }
 
     /// Caps the budget at `ceiling` bytes (the clients' memory cgroup room); `nil` lifts the cap.
