@@ -83,7 +83,7 @@ struct EvalCommand: AsyncParsableCommand {
             if done & 1023 == 0 {
                 progress.update {
                     let elapsed = Double(GoFetchCore.Clock.monotonicNanoseconds() - started) / 1e9
-                    let filled = total == 0 ? 30 : 30 * done / total
+                    let filled = total == 0 ? 30 : min(30, 30 * done / total)  // a live daemon may add events meanwhile
                     return "eval [\(String(repeating: "#", count: filled))\(String(repeating: "-", count: 30 - filled))] \(done)/\(total) events, \(Format.fixed(Double(done) / max(elapsed, 1e-9) / 1_000, 1)) k/s"
                 }
             }

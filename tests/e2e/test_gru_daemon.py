@@ -18,7 +18,7 @@ JOB = textwrap.dedent(
         for name in names[::1 + d % 3]:
             with open(os.path.join(root, folder, name), "rb") as f:
                 f.read()
-            time.sleep(0.002)
+            time.sleep(0.005)
     """
 )
 
@@ -66,5 +66,6 @@ def test_a_trained_gru_is_used_live_on_folders_it_never_saw(tmp_path, gofetch_bi
     print("GRU run:", {k: prefetch[k] for k in ("gruChoices", "markovChoices", "remainingSetChoices")}, prefetch["accounting"])
     assert prefetch["gruChoices"] > 100
     # Its prefetches were read by the job: most of the job's files were covered.
-    assert prefetch["accounting"]["useful"] + prefetch["accounting"]["late"] > 0.5 * prefetch["accounting"]["issued"]
-    assert prefetch["accounting"]["useful"] > 100
+    accounting = prefetch["accounting"]
+    assert accounting["useful"] + accounting["late"] > 0.8 * accounting["issued"]
+    assert accounting["useful"] > 0.3 * accounting["issued"]

@@ -94,7 +94,7 @@ public final class PrefetchLedger {
     /// The scheduler released `request` to the executor at `now`.
     public func issued(_ request: PrefetchRequest, now: UInt64) {
         counters.issued += 1
-        counters.bytesIssued += request.length
+        counters.bytesIssued &+= request.length
         histograms.queueDelay.record(now &- request.queuedAt)
         guard tracked < options.capacity else {
             counters.untracked += 1
@@ -117,7 +117,7 @@ public final class PrefetchLedger {
         case .completed:
             entry.loaded = true
             entry.hinted = result.method == .fadvise || result.method == .readahead
-            counters.bytesLoaded += result.bytes
+            counters.bytesLoaded &+= result.bytes
         case .skipped:
             settle(.skipped)
             list.remove(at: index)
@@ -155,10 +155,10 @@ public final class PrefetchLedger {
         let bytes = event.length
         let cold = event.kind == .read && options.timing.isCold(bytes: bytes, nanoseconds: UInt64(event.durationNanoseconds))
         counters.accesses += 1
-        counters.bytesAccessed += bytes
+        counters.bytesAccessed &+= bytes
         if cold {
             counters.coldAccesses += 1
-            counters.stallNanoseconds += UInt64(event.durationNanoseconds)
+            counters.stallNanoseconds &+= UInt64(event.durationNanoseconds)
             histograms.coldRead.record(UInt64(event.durationNanoseconds))
         }
         let start = event.offset, end = event.offset &+ max(bytes, 1)
@@ -179,6 +179,12 @@ public final class PrefetchLedger {
                     continue
                 }
                 if entry.touchedAt != nil {
+                    index += 1
+                    continue
+                }
+                // A cold read that only partly lies in the prefetch (a window's edge, a larger
+                // read) says nothing of eviction: wait for a read inside it.
+                if cold && !(entry.offset <= start && end <= entry.end) {
                     index += 1
                     continue
                 }
@@ -241,9 +247,15 @@ public final class PrefetchLedger {
     /// The run ended: whatever was loaded and never read is wasted.
     public func finish() {
         for (file, list) in entries {
-            for entry in list where entry.completedAt != nil {
-                counters.unreadInWindow += 1
-                settle(.wasted)
+            for entry in list {
+                if entry.completedAt != nil {
+                    counters.unreadInWindow += 1
+                    settle(.wasted)
+                } else if entry.touchedAt != nil {
+                    settle(.late)  // the job read it while it was in flight; its result never came
+                } else {
+                    settle(.failed)  // never completed before the run ended
+                }
             }
             store([], for: file)
         }

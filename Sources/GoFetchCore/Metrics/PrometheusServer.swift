@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import Prometheus
+import Synchronization
 import SystemPackage
 
 /// Where the Prometheus exposition listens: a loopback TCP port or a Unix socket.
@@ -45,6 +46,7 @@ public final class PrometheusServer: @unchecked Sendable {
     private let beforeScrape: @Sendable () -> Void
     private let logger: Logger
     private var socket: FileDescriptor?
+    private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
     /// - Parameter beforeScrape: refreshes the registry's values before each answer.
@@ -96,6 +98,7 @@ public final class PrometheusServer: @unchecked Sendable {
     public func stop() {
         guard let fd = socket else { return }
         socket = nil
+        stopping.store(true, ordering: .relaxed)
         Syscall.shutdown(fd)
         finished.wait()
         try? fd.close()
@@ -103,12 +106,16 @@ public final class PrometheusServer: @unchecked Sendable {
     }
 
     private func serve(_ listener: FileDescriptor) {
-        while true {
+        while !stopping.load(ordering: .relaxed) {
             let client: FileDescriptor?
             do {
                 client = try Syscall.accept(listener)
             } catch {
-                return  // shut down
+                if stopping.load(ordering: .relaxed) { return }
+                // Out of descriptors or buffers: a scrape is lost, the server is not.
+                logger.warning("metrics: accept failed; retrying", metadata: ["error": "\(error)"])
+                Thread.sleep(forTimeInterval: 0.1)
+                continue
             }
             guard let client else { continue }
             answer(client)
@@ -116,13 +123,26 @@ public final class PrometheusServer: @unchecked Sendable {
         }
     }
 
+    /// Reads the request and writes the figures, all within one second: a slow or
+    /// silent client is cut, so the single server thread is never held.
     private func answer(_ client: FileDescriptor) {
-        // The request line is read (and its path ignored): every path answers the metrics.
+        let deadline = Clock.monotonicNanoseconds() + 1_000_000_000
+        func remainingMilliseconds() -> Int32 {
+            let now = Clock.monotonicNanoseconds()
+            return now >= deadline ? 0 : Int32((deadline - now) / 1_000_000)
+        }
+        // The request is read (its path ignored: every path answers the metrics).
         var request = [UInt8](repeating: 0, count: 4_096)
         var received = 0
-        while received < request.count, (try? Syscall.wait(client, output: false, timeoutMilliseconds: 1_000)) == true {
-            let count = (try? request.withUnsafeMutableBytes { try client.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[received...])) }) ?? 0
-            if count <= 0 { break }
+        while received < request.count {
+            guard remainingMilliseconds() > 0, (try? Syscall.wait(client, output: false, timeoutMilliseconds: remainingMilliseconds())) == true else { return }
+            let count: Int
+            do {
+                count = try request.withUnsafeMutableBytes { try client.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[received...])) }
+            } catch {
+                return  // reset by the peer: nobody to answer
+            }
+            if count == 0 { break }
             received += count
             if request[..<received].windowsContain([13, 10, 13, 10]) || request[..<received].windowsContain([10, 10]) { break }
         }
@@ -133,9 +153,8 @@ public final class PrometheusServer: @unchecked Sendable {
         response.append(contentsOf: body)
         var sent = 0
         while sent < response.count {
-            guard (try? Syscall.wait(client, output: true, timeoutMilliseconds: 1_000)) == true else { return }
-            let count = (try? response.withUnsafeBytes { try client.write(UnsafeRawBufferPointer(rebasing: $0[sent...])) }) ?? 0
-            if count <= 0 { return }
+            guard remainingMilliseconds() > 0, (try? Syscall.wait(client, output: true, timeoutMilliseconds: remainingMilliseconds())) == true else { return }
+            guard let count = try? response.withUnsafeBytes({ bytes throws(Errno) in try Syscall.sendSome(client, UnsafeRawBufferPointer(rebasing: bytes[sent...])) }) else { return }
             sent += count
         }
     }

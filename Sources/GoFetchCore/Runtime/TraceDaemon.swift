@@ -92,6 +92,8 @@ public final class TraceDaemon: @unchecked Sendable {
             try server.start()
         } catch {
             engine?.stop()
+            prometheus?.stop()
+            metrics?.stop()
             writer.stop()
             throw error
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The memory limit a client's page cache lives under: its memory cgroup (v1
 /// `memory.limit_in_bytes` or v2 `memory.max`) and the anonymous memory already
@@ -67,8 +68,13 @@ public final class CgroupBudget {
     /// The tightest group's limit and anonymous memory at the last refresh.
     public private(set) var tightest: (directory: String, limit: UInt64, anonymous: UInt64)?
     private let lookup: (UInt32) -> MemoryCgroup?
+    /// The daemon's own memory cgroup.
+    private let own: MemoryCgroup?
 
-    public init(fraction: Double = 0.5, maxProcesses: Int = 4_096, lookup: @escaping (UInt32) -> MemoryCgroup? = { MemoryCgroup.of(pid: $0) }) {
+    /// - Parameter own: the daemon's own group; `nil` to leave it out (tests).
+    public init(fraction: Double = 0.5, maxProcesses: Int = 4_096, own: MemoryCgroup? = MemoryCgroup.of(pid: UInt32(getpid())),
+                lookup: @escaping (UInt32) -> MemoryCgroup? = { MemoryCgroup.of(pid: $0) }) {
+        self.own = own
         self.fraction = fraction
         self.maxProcesses = maxProcesses
         self.lookup = lookup
@@ -84,12 +90,14 @@ public final class CgroupBudget {
     }
 
     /// Re-reads the limits of groups active in the last 10 s, at most once a second.
+    /// The daemon's own group always counts: prefetched pages are charged to it (the
+    /// executor loads them), so its limit evicts them too.
     public func refresh(now: UInt64) {
         guard now &- lastRefresh >= 1_000_000_000 || lastRefresh == 0 else { return }
         lastRefresh = now
         lastSeen = lastSeen.filter { now &- $0.value < 10_000_000_000 }
         var best: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
-        for directory in lastSeen.keys {
+        for directory in Set(lastSeen.keys).union(own.map { [$0.directory] } ?? []) {
             let version = FileManager.default.fileExists(atPath: directory + "/memory.limit_in_bytes") ? 1 : 2
             let (limit, anonymous) = MemoryCgroup(directory: directory, version: version).read()
             guard let limit else { continue }

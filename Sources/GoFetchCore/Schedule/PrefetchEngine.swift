@@ -185,12 +185,14 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 }
                 return (inbox.batches, inbox.results, inbox.stopping)
             }
-            if stopping { return }
             for result in results {
                 scheduler.completed(result)
                 ledger.completed(result)
             }
+            // The last batches (ingest flushes right before stopping) still count: the
+            // job's last reads decide fates. Nothing new is released after them.
             for batch in batches { process(batch) }
+            if stopping { return }
             let now = Clock.monotonicNanoseconds()
             cgroups.refresh(now: now)
             scheduler.setCeiling(cgroups.ceiling)

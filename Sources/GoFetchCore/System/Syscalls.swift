@@ -152,6 +152,17 @@ enum Syscall {
         }
     }
 
+    /// Sends what the socket takes now of `bytes`, without blocking and without SIGPIPE
+    /// (a peer that went away is an error, not a signal); `0` when it takes nothing.
+    /// The corresponding C function is `send`.
+    static func sendSome(_ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        switch valueOrErrno({ Glibc.send(fd.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }) {
+        case .success(let count): return count
+        case .failure(let error) where error == .wouldBlock || error == .resourceTemporarilyUnavailable: return 0
+        case .failure(let error): throw error
+        }
+    }
+
     /// The corresponding C function is `setsockopt`.
     static func setSocketOption(_ fd: FileDescriptor, level: Int32, option: Int32, value: Int32) throws(Errno) {
         var value = value
