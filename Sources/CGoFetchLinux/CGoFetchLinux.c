@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <sys/fanotify.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,6 +77,22 @@ int CGoFetch_fanotify_init(unsigned int flags, unsigned int event_f_flags) {
 int CGoFetch_fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path) {
     return fanotify_mark(fd, flags, mask, dirfd, path);
 }
+
+_Static_assert(sizeof(CGoFetch_fanotify_event) == sizeof(struct fanotify_event_metadata), "fanotify_event_metadata size");
+_Static_assert(offsetof(CGoFetch_fanotify_event, mask) == offsetof(struct fanotify_event_metadata, mask), "mask offset");
+_Static_assert(offsetof(CGoFetch_fanotify_event, fd) == offsetof(struct fanotify_event_metadata, fd), "fd offset");
+_Static_assert(offsetof(CGoFetch_fanotify_event, pid) == offsetof(struct fanotify_event_metadata, pid), "pid offset");
+
+const unsigned int CGoFetch_FAN_CLASS_NOTIF = FAN_CLASS_NOTIF;
+const unsigned int CGoFetch_FAN_CLOEXEC = FAN_CLOEXEC;
+const unsigned int CGoFetch_FAN_NONBLOCK = FAN_NONBLOCK;
+const unsigned int CGoFetch_FAN_MARK_ADD = FAN_MARK_ADD;
+const unsigned int CGoFetch_FAN_MARK_FILESYSTEM = FAN_MARK_FILESYSTEM;
+const uint64_t CGoFetch_FAN_OPEN = FAN_OPEN;
+const uint64_t CGoFetch_FAN_ACCESS = FAN_ACCESS;
+const uint64_t CGoFetch_FAN_CLOSE_NOWRITE = FAN_CLOSE_NOWRITE;
+const uint64_t CGoFetch_FAN_Q_OVERFLOW = FAN_Q_OVERFLOW;
+const uint8_t CGoFetch_FANOTIFY_METADATA_VERSION = FANOTIFY_METADATA_VERSION;
 
 const int CGoFetch_O_NOATIME = O_NOATIME;
 const int CGoFetch_SOCK_SEQPACKET = SOCK_SEQPACKET;

@@ -23,6 +23,17 @@ struct DaemonCommand: AsyncParsableCommand {
     @Flag(help: "Print a line on standard output after every committed transaction.")
     var reportCommits = false
 
+    @OptionGroup var source: TraceSourceOptions
+
+    @Option(name: .customLong("trace-pid"), help: ArgumentHelp("fanotify: trace this process and its descendants (repeatable).", valueName: "pid"))
+    var tracePIDs: [Int32] = []
+
+    func validate() throws {
+        if source.backend == .fanotify && tracePIDs.isEmpty {
+            throw ValidationError("--backend fanotify needs at least one --trace-pid PID: fanotify sees every process, gofetch traces only the trees you name")
+        }
+    }
+
     func run() async throws {
         let configuration = try options.loadConfiguration()
         let logger = options.makeLogger(label: "gofetch.daemon")
@@ -33,9 +44,11 @@ struct DaemonCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             }
         }
+        let kernelSource = try source.makeKernelSource(configuration)
+        for pid in tracePIDs { kernelSource?.trace(pid: UInt32(bitPattern: pid)) }
         let daemon = try TraceDaemon(
-            configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", prefetch: true, logger: logger,
-            onCommit: onCommit)
+            configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", prefetch: true,
+            kernelSource: kernelSource, logger: logger, onCommit: onCommit)
         let group = ServiceGroup(
             services: [DaemonService(daemon: daemon)],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -18,6 +18,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
 
+    @OptionGroup var source: TraceSourceOptions
+
     @Option(help: ArgumentHelp("Socket for this run (default: a private one beside daemon.socket_path).", valueName: "path"))
     var socket: String?
 
@@ -34,6 +36,6 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, socket: socket, json: json, prefetch: true, title: "run")
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, title: "run")
     }
 }

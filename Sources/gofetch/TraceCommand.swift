@@ -16,14 +16,9 @@ struct TraceCommand: AsyncParsableCommand {
             """
     )
 
-    enum Backend: String, ExpressibleByArgument, CaseIterable {
-        case preload
-    }
-
     @OptionGroup var options: CommonOptions
 
-    @Option(help: "Trace source: preload (the LD_PRELOAD shim; no root needed).")
-    var backend: Backend = .preload
+    @OptionGroup var source: TraceSourceOptions
 
     @Option(help: ArgumentHelp("Socket for this trace (default: a private one beside daemon.socket_path).", valueName: "path"))
     var socket: String?
@@ -41,25 +36,28 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, socket: socket, json: json, prefetch: false, title: "trace")
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: false, title: "trace")
     }
 }
 
 /// Runs `command` under an in-process daemon (trace only, or with prefetching),
 /// prints the summary on standard error, and exits with the command's exit code.
-func runJob(_ command: [String], options: CommonOptions, socket: String?, json: Bool, prefetch: Bool, title: String) async throws {
+func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, title: String) async throws {
     let configuration = try options.loadConfiguration()
     let logger = options.makeLogger(label: "gofetch.\(title)")
-    let library = try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary)
+    let kernelSource = try source.makeKernelSource(configuration)
+    let library = kernelSource == nil ? try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary) : ""
+
     let socketDirectory = (configuration.daemon.socketPath as NSString).deletingLastPathComponent
     let socketPath = socket ?? "\(socketDirectory.isEmpty ? "." : socketDirectory)/\(title)-\(getpid()).sock"
 
     let daemon = try TraceDaemon(
         configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
-        source: title, prefetch: prefetch, logger: logger)
+        source: title, prefetch: prefetch, kernelSource: kernelSource, logger: logger)
     try daemon.start()
 
-    let environment = PreloadLibrary.environment(
+    // A kernel source traces the job untouched: no LD_PRELOAD.
+    let environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(
         base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
     let child: ChildProcess
     do {
@@ -68,6 +66,7 @@ func runJob(_ command: [String], options: CommonOptions, socket: String?, json: 
         daemon.stop()
         throw error
     }
+    kernelSource?.trace(pid: UInt32(bitPattern: child.pid))
     let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
     let exitCode = await child.exitCode()
     forwarding.cancel()
@@ -115,5 +114,26 @@ final class SignalForwarding {
 
     func cancel() {
         for source in sources { source.cancel() }
+    }
+}
+
+/// Which trace source records the job.
+struct TraceSourceOptions: ParsableArguments {
+    enum Backend: String, ExpressibleByArgument, CaseIterable {
+        case preload, fanotify
+    }
+
+    @Option(help: "Trace source: preload (the LD_PRELOAD shim; no root needed, byte ranges and timings) or fanotify (kernel marks; root; the job untouched; opens and reads without byte counts).")
+    var backend: Backend = .preload
+
+    @Option(name: .customLong("mark"), help: ArgumentHelp("fanotify: watch the file system holding this path (repeatable; default: trace.include_prefixes, else the current folder).", valueName: "path"))
+    var marks: [String] = []
+
+    func makeKernelSource(_ configuration: Configuration) throws -> FanotifySource? {
+        guard backend == .fanotify else { return nil }
+        var paths = marks.isEmpty ? configuration.trace.includePrefixes : marks
+        if paths.isEmpty { paths = [FileManager.default.currentDirectoryPath] }
+        return try FanotifySource(
+            paths: paths, filter: .init(include: configuration.trace.includePrefixes, exclude: configuration.trace.excludePrefixes))
     }
 }

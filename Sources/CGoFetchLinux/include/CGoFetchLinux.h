@@ -63,6 +63,28 @@ int CGoFetch_fanotify_init(unsigned int flags, unsigned int event_f_flags);
 /// The corresponding C function is `fanotify_mark`.
 int CGoFetch_fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path);
 
+/// `struct fanotify_event_metadata`, mirrored (checked with _Static_assert in the .c).
+typedef struct {
+    uint32_t event_len;
+    uint8_t vers;
+    uint8_t reserved;
+    uint16_t metadata_len;
+    uint64_t mask;
+    int32_t fd;
+    int32_t pid;
+} CGoFetch_fanotify_event;
+
+extern const unsigned int CGoFetch_FAN_CLASS_NOTIF;
+extern const unsigned int CGoFetch_FAN_CLOEXEC;
+extern const unsigned int CGoFetch_FAN_NONBLOCK;
+extern const unsigned int CGoFetch_FAN_MARK_ADD;
+extern const unsigned int CGoFetch_FAN_MARK_FILESYSTEM;
+extern const uint64_t CGoFetch_FAN_OPEN;
+extern const uint64_t CGoFetch_FAN_ACCESS;
+extern const uint64_t CGoFetch_FAN_CLOSE_NOWRITE;
+extern const uint64_t CGoFetch_FAN_Q_OVERFLOW;
+extern const uint8_t CGoFetch_FANOTIFY_METADATA_VERSION;
+
 // MARK: - epoll and accept4 (not in Swift's Glibc module)
 
 /// The corresponding C function is `epoll_create1(EPOLL_CLOEXEC)`.

@@ -44,6 +44,9 @@ public final class IngestServer: @unchecked Sendable {
     private var decoder = WireDecoder()
     private var reportedFailures = WireDecodeStatistics()
     private static let listenerToken = UInt64.max
+    private static let kernelSourceToken = UInt64.max - 1
+    /// A kernel trace source read on the receive thread beside the clients; set before ``start()``.
+    public var kernelSource: FanotifySource?
     private static let batch = 64
 
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, pipeline: IngestPipeline, statistics: IngestStatistics, logger: Logger) {
@@ -74,6 +77,7 @@ public final class IngestServer: @unchecked Sendable {
             let epoll = try Syscall.epollCreate()
             poller = epoll
             try Syscall.epollAdd(epoll, socket, events: CGoFetch_EPOLLIN, token: Self.listenerToken)
+            if let kernelSource { try Syscall.epollAdd(epoll, kernelSource.fd, events: CGoFetch_EPOLLIN, token: Self.kernelSourceToken) }
         } catch {
             try? fd?.close()
             try? poller?.close()
@@ -152,6 +156,8 @@ public final class IngestServer: @unchecked Sendable {
                 let token = tokens[i]
                 if token == Self.listenerToken {
                     acceptClients()
+                } else if token == Self.kernelSourceToken {
+                    drainKernelSource()
                 } else {
                     drain(token, slots: slots, events: &events)
                 }
@@ -165,8 +171,16 @@ public final class IngestServer: @unchecked Sendable {
         for token in Array(clients.keys) {
             while drain(token, slots: slots, events: &events) { pipeline.flush() }
         }
+        drainKernelSource()
         pipeline.flush()
         publishDecodeFailures()
+    }
+
+    private func drainKernelSource() {
+        kernelSource?.drain { events, uid, gid, parent in
+            statistics.messagesReceived.add(1)
+            pipeline.ingest(events, uid: uid, gid: gid, parentPID: parent)
+        }
     }
 
     private func acceptClients() {

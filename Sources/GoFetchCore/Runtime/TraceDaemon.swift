@@ -25,10 +25,12 @@ public final class TraceDaemon: @unchecked Sendable {
     ///   - socketPath: overrides `daemon.socket_path`.
     ///   - command: recorded with the run.
     ///   - prefetch: predict and warm the page cache, not only record.
+    ///   - kernelSource: a kernel trace source (fanotify) ingested beside the socket's clients.
     ///   - onCommit: called on the writer thread after each committed transaction.
     public init(
         configuration: Configuration, socketPath: String? = nil, command: String, source: String,
-        prefetch: Bool = false, logger: Logger, onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
+        prefetch: Bool = false, kernelSource: FanotifySource? = nil, logger: Logger,
+        onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
     ) throws(TraceStoreError) {
         self.configuration = configuration
         self.logger = logger
@@ -79,6 +81,7 @@ public final class TraceDaemon: @unchecked Sendable {
         server = IngestServer(
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
             maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
+        server.kernelSource = kernelSource
     }
 
     public func start() throws(IngestServerError) {

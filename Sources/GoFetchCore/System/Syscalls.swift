@@ -163,6 +163,26 @@ enum Syscall {
         }
     }
 
+    /// A fanotify group for notifications only, non-blocking; events carry read-only descriptors.
+    /// The corresponding C function is `fanotify_init`.
+    static func fanotifyInit() throws(Errno) -> FileDescriptor {
+        let flags = CGoFetch_FAN_CLASS_NOTIF | CGoFetch_FAN_CLOEXEC | CGoFetch_FAN_NONBLOCK
+        return FileDescriptor(rawValue: try valueOrErrno { CGoFetch_fanotify_init(flags, UInt32(O_RDONLY | O_CLOEXEC)) }.get())
+    }
+
+    /// Marks the whole file system holding `path` for `mask`. The corresponding C function is `fanotify_mark`.
+    static func fanotifyMarkFileSystem(_ fd: FileDescriptor, path: String, mask: UInt64) throws(Errno) {
+        _ = try valueOrErrno { CGoFetch_fanotify_mark(fd.rawValue, CGoFetch_FAN_MARK_ADD | CGoFetch_FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path) }.get()
+    }
+
+    /// The path a descriptor names. The corresponding C function is `readlink` on `/proc/self/fd/N`.
+    static func path(of fd: FileDescriptor) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4_097)
+        let count = readlink("/proc/self/fd/\(fd.rawValue)", &buffer, 4_096)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// The corresponding C function is `setsockopt`.
     static func setSocketOption(_ fd: FileDescriptor, level: Int32, option: Int32, value: Int32) throws(Errno) {
         var value = value

@@ -1,0 +1,184 @@
+import CGoFetchLinux
+import Foundation
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// Why the fanotify source cannot start.
+public struct FanotifySourceError: Error, CustomStringConvertible, Sendable {
+    public var problem: String
+    public var description: String { problem }
+}
+
+/// Counters of the fanotify source.
+public final class FanotifyStatistics: Sendable {
+    public let events = Atomic<Int>(0)
+    /// Events of processes outside the traced process trees.
+    public let otherProcesses = Atomic<Int>(0)
+    /// Events of files under an excluded prefix (or outside the included ones).
+    public let filtered = Atomic<Int>(0)
+    /// The kernel's queue overflowed: events were lost (counted once per overflow).
+    public let overflows = Atomic<Int>(0)
+    public init() {}
+}
+
+/// A kernel trace source for jobs that cannot be wrapped (statically linked,
+/// containers): fanotify marks on whole file systems report every open, read and
+/// close, with the process and a descriptor for the file, without touching the job.
+///
+/// Only processes in the traced trees count (a root pid and its descendants, by
+/// `/proc/PID/stat`). Paths come from the event's descriptor, device, inode and size
+/// from `fstat`. fanotify reports no offsets or lengths: reads arrive with length 0
+/// (the kernel also merges repeated reads of one file into one event), so this
+/// source gives the file set, the order and the timing of opens, not byte counts —
+/// the preload shim or the Python hook give those. Needs CAP_SYS_ADMIN.
+///
+/// Confined to the ingest thread but for ``trace(pid:)``.
+public final class FanotifySource: @unchecked Sendable {
+    public let fd: FileDescriptor
+    public let statistics = FanotifyStatistics()
+    private let roots = Mutex(Set<UInt32>())
+    private let filter: PathFilter
+    private var verdicts: [UInt32: (traced: Bool, uid: UInt32, gid: UInt32, parent: UInt32)] = [:]
+    private var lastRoots = Set<UInt32>()
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
+
+    /// Include and exclude prefixes, as the shim applies them.
+    public struct PathFilter: Sendable {
+        public var include: [String]
+        public var exclude: [String]
+
+        public init(include: [String], exclude: [String]) {
+            self.include = include
+            self.exclude = exclude
+        }
+
+        public func admits(_ path: String) -> Bool {
+            func under(_ prefix: String) -> Bool { path == prefix || path.hasPrefix(prefix.hasSuffix("/") ? prefix : prefix + "/") }
+            if exclude.contains(where: under) { return false }
+            if path.contains("/site-packages/") || path.contains("/dist-packages/") || path.contains("/__pycache__/") { return false }
+            return include.isEmpty || include.contains(where: under)
+        }
+    }
+
+    /// Marks the file systems holding `paths` for opens, reads and closes.
+    public init(paths: [String], filter: PathFilter) throws(FanotifySourceError) {
+        do {
+            fd = try Syscall.fanotifyInit()
+        } catch {
+            buffer.deallocate()
+            throw FanotifySourceError(problem: error == .notPermitted
+                ? "the fanotify backend needs root (CAP_SYS_ADMIN): run gofetch as root, or use --backend preload, which needs no privileges"
+                : "fanotify is not available (\(error)); use --backend preload")
+        }
+        self.filter = filter
+        for path in paths {
+            do {
+                try Syscall.fanotifyMarkFileSystem(fd, path: path, mask: CGoFetch_FAN_OPEN | CGoFetch_FAN_ACCESS | CGoFetch_FAN_CLOSE_NOWRITE)
+            } catch {
+                try? fd.close()
+                buffer.deallocate()
+                throw FanotifySourceError(problem: "cannot mark the file system of \(path) for fanotify: \(error)")
+            }
+        }
+    }
+
+    deinit {
+        try? fd.close()
+        buffer.deallocate()
+    }
+
+    /// Traces `pid` and every process it starts from now on.
+    public func trace(pid: UInt32) {
+        roots.withLock { _ = $0.insert(pid) }
+    }
+
+    /// Reads every queued event and hands the traced ones on, grouped per process.
+    public func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void) {
+        let roots = self.roots.withLock { $0 }
+        if roots != lastRoots {
+            // A new root: processes judged untraced may now be in a traced tree.
+            verdicts = verdicts.filter { $0.value.traced }
+            lastRoots = roots
+        }
+        while true {
+            let count: Int
+            do {
+                count = try fd.read(into: buffer)
+            } catch {
+                return  // EAGAIN: nothing more now
+            }
+            guard count > 0 else { return }
+            var offset = 0
+            while offset + MemoryLayout<CGoFetch_fanotify_event>.size <= count {
+                let event = buffer.loadUnaligned(fromByteOffset: offset, as: CGoFetch_fanotify_event.self)
+                guard event.event_len >= MemoryLayout<CGoFetch_fanotify_event>.size, event.vers == CGoFetch_FANOTIFY_METADATA_VERSION else { return }
+                offset += Int(event.event_len)
+                handle(event, roots: roots, deliver: deliver)
+            }
+        }
+    }
+
+    private func handle(_ event: CGoFetch_fanotify_event, roots: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
+        if event.mask & CGoFetch_FAN_Q_OVERFLOW != 0 {
+            statistics.overflows.add(1)
+            return
+        }
+        guard event.fd >= 0 else { return }
+        let file = FileDescriptor(rawValue: event.fd)
+        defer { try? file.close() }
+        statistics.events.add(1)
+        let pid = UInt32(bitPattern: event.pid)
+        let process = verdict(pid, roots: roots)
+        guard process.traced else {
+            statistics.otherProcesses.add(1)
+            return
+        }
+        guard let path = Syscall.path(of: file), filter.admits(path), let status = try? Syscall.fileStatus(file) else {
+            statistics.filtered.add(1)
+            return
+        }
+        let now = Clock.monotonicNanoseconds()
+        func access(_ kind: AccessKind) -> AccessEvent {
+            AccessEvent(kind: kind, source: .fanotify, pid: pid, tid: pid, fd: -1, monotonicNanoseconds: now,
+                        device: status.device, inode: status.inode, offset: 0,
+                        length: kind == .open ? status.size : 0, durationNanoseconds: 0, path: kind == .open ? path : nil)
+        }
+        var events: [AccessEvent] = []
+        if event.mask & CGoFetch_FAN_OPEN != 0 { events.append(access(.open)) }
+        if event.mask & CGoFetch_FAN_ACCESS != 0 { events.append(access(.read)) }
+        if event.mask & CGoFetch_FAN_CLOSE_NOWRITE != 0 { events.append(access(.close)) }
+        deliver(events, process.uid, process.gid, process.parent)
+    }
+
+    /// Whether `pid` descends from a traced root, with its uid, gid and parent (cached, bounded).
+    private func verdict(_ pid: UInt32, roots: Set<UInt32>) -> (traced: Bool, uid: UInt32, gid: UInt32, parent: UInt32) {
+        if let known = verdicts[pid] { return known }
+        var traced = false
+        var current = pid
+        for _ in 0..<64 {
+            if roots.contains(current) { traced = true; break }
+            if let known = verdicts[current], known.traced { traced = true; break }
+            let parent = IngestServer.parentPID(of: pid_t(bitPattern: current))
+            guard parent > 1 else { break }
+            current = parent
+        }
+        let (uid, gid) = Self.credentials(of: pid)
+        let result = (traced, uid, gid, IngestServer.parentPID(of: pid_t(bitPattern: pid)))
+        if verdicts.count >= 65_536 { verdicts.removeAll(keepingCapacity: true) }
+        verdicts[pid] = result
+        return result
+    }
+
+    /// Real uid and gid from `/proc/PID/status`.
+    static func credentials(of pid: UInt32) -> (UInt32, UInt32) {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+        var uid: UInt32 = 0, gid: UInt32 = 0
+        for line in status.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            if fields.first == "Uid:", fields.count > 1 { uid = UInt32(fields[1]) ?? 0 }
+            if fields.first == "Gid:", fields.count > 1 { gid = UInt32(fields[1]) ?? 0 }
+        }
+        return (uid, gid)
+    }
+}
