@@ -22,7 +22,7 @@ let package = Package(
     targets: [
         // C shims for what Glibc's module map lacks (cachestat, fanotify, SO_PEERCRED, recvmmsg),
         // and the BLAS calls of the GRU predictor (OpenBLAS, Debian's libopenblas-dev).
-        .target(name: "CGoFetchLinux", linkerSettings: [.linkedLibrary("openblas")]),
+        .target(name: "CGoFetchLinux", linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("bpf")]),
         .target(
             name: "GoFetchCore",
             dependencies: [

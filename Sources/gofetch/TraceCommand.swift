@@ -75,10 +75,17 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
     await daemon.waitForClientsToLeave(timeout: 2)
     daemon.stop()
     let summary = daemon.summary()
+    let ebpf = (kernelSource as? EBPFSource).map {
+        EBPFReport(records: $0.statistics.records.value, filtered: $0.statistics.filtered.value, kernelDropped: $0.kernelDropped,
+                   missedPages: $0.statistics.missedPages.value, missedPagesByFile: $0.missedPagesByPath())
+    }
     if json {
-        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary))
+        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary, ebpf: ebpf))
     } else {
         var text = summary.render(title: title)
+        if let ebpf {
+            text += "\n  \("page-cache misses".padding(toLength: 22, withPad: " ", startingAt: 0))\(ebpf.missedPages) pages in \(ebpf.missedPagesByFile.count) files (eBPF; \(ebpf.kernelDropped) records dropped in the kernel)"
+        }
         text += "\n  \("store".padding(toLength: 22, withPad: " ", startingAt: 0))\(configuration.storage.dbPath) (run \(daemon.runID))"
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
@@ -90,6 +97,16 @@ struct TraceReport: Codable {
     var database: String
     var exitCode: Int32
     var summary: RunSummary
+    var ebpf: EBPFReport?
+}
+
+/// What the eBPF source saw besides the events: the pages each file brought in.
+struct EBPFReport: Codable {
+    var records: Int
+    var filtered: Int
+    var kernelDropped: Int
+    var missedPages: Int
+    var missedPagesByFile: [String: Int]
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
@@ -120,20 +137,25 @@ final class SignalForwarding {
 /// Which trace source records the job.
 struct TraceSourceOptions: ParsableArguments {
     enum Backend: String, ExpressibleByArgument, CaseIterable {
-        case preload, fanotify
+        case preload, fanotify, ebpf
     }
 
-    @Option(help: "Trace source: preload (the LD_PRELOAD shim; no root needed, byte ranges and timings) or fanotify (kernel marks; root; the job untouched; opens and reads without byte counts).")
+    @Option(help: "Trace source: preload (the LD_PRELOAD shim; no root needed, byte ranges and timings), fanotify (kernel marks; root; the job untouched; opens and reads without byte counts) or ebpf (tracepoints; root and BTF; the job untouched; byte counts, read timings and page-cache misses).")
     var backend: Backend = .preload
 
     @Option(name: .customLong("mark"), help: ArgumentHelp("fanotify: watch the file system holding this path (repeatable; default: trace.include_prefixes, else the current folder).", valueName: "path"))
     var marks: [String] = []
 
-    func makeKernelSource(_ configuration: Configuration) throws -> FanotifySource? {
-        guard backend == .fanotify else { return nil }
-        var paths = marks.isEmpty ? configuration.trace.includePrefixes : marks
-        if paths.isEmpty { paths = [FileManager.default.currentDirectoryPath] }
-        return try FanotifySource(
-            paths: paths, filter: .init(include: configuration.trace.includePrefixes, exclude: configuration.trace.excludePrefixes))
+    func makeKernelSource(_ configuration: Configuration) throws -> (any KernelTraceSource)? {
+        switch backend {
+        case .preload:
+            return nil
+        case .fanotify:
+            var paths = marks.isEmpty ? configuration.trace.includePrefixes : marks
+            if paths.isEmpty { paths = [FileManager.default.currentDirectoryPath] }
+            return try FanotifySource(paths: paths, filter: TracePathFilter(configuration))
+        case .ebpf:
+            return try EBPFSource(filter: TracePathFilter(configuration))
+        }
     }
 }

@@ -152,3 +152,37 @@ void CGoFetch_sgemv(int transpose, int m, int n, float alpha, const float *a, in
 /// Threads OpenBLAS may use for one call. The corresponding C function is
 /// `openblas_set_num_threads`.
 void CGoFetch_blas_set_threads(int count);
+
+// MARK: - eBPF trace source (libbpf, Debian's libbpf-dev)
+//
+// Loads bpf/gofetch.bpf.o, attaches its tracepoints and drains its ring buffer.
+// libbpf's headers stay in BPF.c.
+
+/// One ring-buffer record; mirrors `struct gofetch_record` in bpf/gofetch.bpf.c.
+typedef struct {
+    uint32_t kind;
+    uint32_t pid;
+    uint32_t tid;
+    int32_t fd;
+    uint64_t time_ns;
+    uint64_t duration_ns;
+    uint64_t offset;
+    uint64_t length;
+    uint64_t device;
+    uint64_t inode;
+    char path[256];
+} CGoFetch_bpf_record;
+
+typedef struct CGoFetch_bpf CGoFetch_bpf;
+
+/// Opens, loads and attaches the object at `path`; NULL with a message in `error` on failure.
+CGoFetch_bpf *CGoFetch_bpf_open(const char *path, char *error, size_t error_length);
+/// Traces process `pid` and the processes it forks from now on.
+int CGoFetch_bpf_trace_pid(CGoFetch_bpf *bpf, uint32_t pid);
+/// A descriptor that polls readable when records wait.
+int CGoFetch_bpf_fd(CGoFetch_bpf *bpf);
+/// Takes every waiting record; `*count` of them are at the returned pointer, valid until the next call.
+const CGoFetch_bpf_record *CGoFetch_bpf_consume(CGoFetch_bpf *bpf, size_t *count);
+/// Records the kernel side dropped because the ring buffer was full.
+uint64_t CGoFetch_bpf_dropped(CGoFetch_bpf *bpf);
+void CGoFetch_bpf_close(CGoFetch_bpf *bpf);

@@ -46,7 +46,7 @@ public final class IngestServer: @unchecked Sendable {
     private static let listenerToken = UInt64.max
     private static let kernelSourceToken = UInt64.max - 1
     /// A kernel trace source read on the receive thread beside the clients; set before ``start()``.
-    public var kernelSource: FanotifySource?
+    public var kernelSource: (any KernelTraceSource)?
     private static let batch = 64
 
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, pipeline: IngestPipeline, statistics: IngestStatistics, logger: Logger) {
@@ -77,7 +77,7 @@ public final class IngestServer: @unchecked Sendable {
             let epoll = try Syscall.epollCreate()
             poller = epoll
             try Syscall.epollAdd(epoll, socket, events: CGoFetch_EPOLLIN, token: Self.listenerToken)
-            if let kernelSource { try Syscall.epollAdd(epoll, kernelSource.fd, events: CGoFetch_EPOLLIN, token: Self.kernelSourceToken) }
+            if let kernelSource { try Syscall.epollAdd(epoll, kernelSource.pollDescriptor, events: CGoFetch_EPOLLIN, token: Self.kernelSourceToken) }
         } catch {
             try? fd?.close()
             try? poller?.close()

@@ -29,7 +29,7 @@ public final class TraceDaemon: @unchecked Sendable {
     ///   - onCommit: called on the writer thread after each committed transaction.
     public init(
         configuration: Configuration, socketPath: String? = nil, command: String, source: String,
-        prefetch: Bool = false, kernelSource: FanotifySource? = nil, logger: Logger,
+        prefetch: Bool = false, kernelSource: (any KernelTraceSource)? = nil, logger: Logger,
         onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
     ) throws(TraceStoreError) {
         self.configuration = configuration

@@ -183,6 +183,13 @@ enum Syscall {
         return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Mounts tracefs at /sys/kernel/tracing when it is not there (tracepoints are
+    /// attached through it). The corresponding C function is `mount`.
+    static func mountTraceFileSystem() throws(Errno) {
+        guard !FileManager.default.fileExists(atPath: "/sys/kernel/tracing/events") else { return }
+        _ = try valueOrErrno { Glibc.mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nil) }.get()
+    }
+
     /// The corresponding C function is `setsockopt`.
     static func setSocketOption(_ fd: FileDescriptor, level: Int32, option: Int32, value: Int32) throws(Errno) {
         var value = value

@@ -34,35 +34,17 @@ public final class FanotifyStatistics: Sendable {
 /// the preload shim or the Python hook give those. Needs CAP_SYS_ADMIN.
 ///
 /// Confined to the ingest thread but for ``trace(pid:)``.
-public final class FanotifySource: @unchecked Sendable {
+public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     public let fd: FileDescriptor
     public let statistics = FanotifyStatistics()
     private let roots = Mutex(Set<UInt32>())
-    private let filter: PathFilter
+    private let filter: TracePathFilter
     private var verdicts: [UInt32: (traced: Bool, uid: UInt32, gid: UInt32, parent: UInt32)] = [:]
     private var lastRoots = Set<UInt32>()
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
 
-    /// Include and exclude prefixes, as the shim applies them.
-    public struct PathFilter: Sendable {
-        public var include: [String]
-        public var exclude: [String]
-
-        public init(include: [String], exclude: [String]) {
-            self.include = include
-            self.exclude = exclude
-        }
-
-        public func admits(_ path: String) -> Bool {
-            func under(_ prefix: String) -> Bool { path == prefix || path.hasPrefix(prefix.hasSuffix("/") ? prefix : prefix + "/") }
-            if exclude.contains(where: under) { return false }
-            if path.contains("/site-packages/") || path.contains("/dist-packages/") || path.contains("/__pycache__/") { return false }
-            return include.isEmpty || include.contains(where: under)
-        }
-    }
-
     /// Marks the file systems holding `paths` for opens, reads and closes.
-    public init(paths: [String], filter: PathFilter) throws(FanotifySourceError) {
+    public init(paths: [String], filter: TracePathFilter) throws(FanotifySourceError) {
         do {
             fd = try Syscall.fanotifyInit()
         } catch {
@@ -82,6 +64,8 @@ public final class FanotifySource: @unchecked Sendable {
             }
         }
     }
+
+    public var pollDescriptor: FileDescriptor { fd }
 
     deinit {
         try? fd.close()

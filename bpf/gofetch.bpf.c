@@ -1,0 +1,192 @@
+// gofetch's eBPF trace source: file opens, reads and closes of the traced process
+// trees, and the pages they add to the page cache (misses), through a ring buffer.
+// Tracepoints only (stable across kernels); CO-RE against the running kernel's BTF.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define PATH_MAX_BYTES 256
+
+enum gofetch_kind {
+    GOFETCH_OPEN = 1,
+    GOFETCH_READ = 2,
+    GOFETCH_CLOSE = 4,
+    GOFETCH_MISS = 7,
+};
+
+// One record of the ring buffer; mirrored by CGoFetch_bpf_record in the C shim.
+struct gofetch_record {
+    __u32 kind;
+    __u32 pid;
+    __u32 tid;
+    __s32 fd;
+    __u64 time_ns;
+    __u64 duration_ns;
+    __u64 offset;
+    __u64 length;
+    __u64 device;
+    __u64 inode;
+    char path[PATH_MAX_BYTES];
+};
+
+struct pending {
+    __u64 start_ns;
+    __u64 arg;      // open: the user pointer to the path; read: the fd
+    __u64 offset;   // pread: the offset; read: (u64)-1
+};
+
+// Processes (tgids) being traced; children join at fork.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, __u8);
+} traced SEC(".maps");
+
+// Calls in flight, by thread.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct pending);
+} inflight SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} records SEC(".maps");
+
+// Records the ring buffer had no room for (the job is never made to wait).
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} dropped SEC(".maps");
+
+static __always_inline int is_traced(__u32 tgid) {
+    return bpf_map_lookup_elem(&traced, &tgid) != 0;
+}
+
+static __always_inline struct gofetch_record *reserve(void) {
+    struct gofetch_record *record = bpf_ringbuf_reserve(&records, sizeof(*record), 0);
+    if (!record) {
+        __u32 zero = 0;
+        __u64 *count = bpf_map_lookup_elem(&dropped, &zero);
+        if (count) __sync_fetch_and_add(count, 1);
+    }
+    return record;
+}
+
+SEC("tracepoint/sched/sched_process_fork")
+int on_fork(struct trace_event_raw_sched_process_fork *ctx) {
+    __u32 parent = ctx->parent_pid;
+    if (!is_traced(parent)) return 0;
+    __u32 child = ctx->child_pid;
+    __u8 one = 1;
+    bpf_map_update_elem(&traced, &child, &one, BPF_ANY);
+    return 0;
+}
+
+static __always_inline void fill(struct gofetch_record *record, __u32 kind, __u64 id, __s32 fd, __u64 start_ns,
+                                 __u64 duration_ns, __u64 offset, __u64 length) {
+    record->kind = kind;
+    record->pid = id >> 32;
+    record->tid = (__u32)id;
+    record->fd = fd;
+    record->time_ns = start_ns;
+    record->duration_ns = duration_ns;
+    record->offset = offset;
+    record->length = length;
+    record->device = 0;
+    record->inode = 0;
+    record->path[0] = 0;
+}
+
+static __always_inline int enter(__u64 arg, __u64 offset) {
+    __u64 id = bpf_get_current_pid_tgid();
+    if (!is_traced(id >> 32)) return 0;
+    __u32 tid = (__u32)id;
+    struct pending call = { .start_ns = bpf_ktime_get_ns(), .arg = arg, .offset = offset };
+    bpf_map_update_elem(&inflight, &tid, &call, BPF_ANY);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int on_enter_openat(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[1], 0); }
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int on_exit_openat(struct trace_event_raw_sys_exit *ctx) {
+    __u64 id = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)id;
+    struct pending *call = bpf_map_lookup_elem(&inflight, &tid);
+    if (!call) return 0;
+    long ret = ctx->ret;
+    if (ret >= 0) {
+        struct gofetch_record *record = reserve();
+        if (record) {
+            fill(record, GOFETCH_OPEN, id, (__s32)ret, call->start_ns, bpf_ktime_get_ns() - call->start_ns, 0, 0);
+            bpf_probe_read_user_str(record->path, sizeof(record->path), (const void *)call->arg);
+            bpf_ringbuf_submit(record, 0);
+        }
+    }
+    bpf_map_delete_elem(&inflight, &tid);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int on_enter_read(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[0], (__u64)-1); }
+
+SEC("tracepoint/syscalls/sys_enter_pread64")
+int on_enter_pread64(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[0], ctx->args[3]); }
+
+static __always_inline int exit_read(struct trace_event_raw_sys_exit *ctx) {
+    __u64 id = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)id;
+    struct pending *call = bpf_map_lookup_elem(&inflight, &tid);
+    if (!call) return 0;
+    long ret = ctx->ret;
+    if (ret >= 0) {
+        struct gofetch_record *record = reserve();
+        if (record) {
+            fill(record, GOFETCH_READ, id, (__s32)call->arg, call->start_ns, bpf_ktime_get_ns() - call->start_ns,
+                 call->offset, (__u64)ret);
+            bpf_ringbuf_submit(record, 0);
+        }
+    }
+    bpf_map_delete_elem(&inflight, &tid);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int on_exit_read(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_pread64")
+int on_exit_pread64(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int on_enter_close(struct trace_event_raw_sys_enter *ctx) {
+    __u64 id = bpf_get_current_pid_tgid();
+    if (!is_traced(id >> 32)) return 0;
+    struct gofetch_record *record = reserve();
+    if (!record) return 0;
+    fill(record, GOFETCH_CLOSE, id, (__s32)ctx->args[0], bpf_ktime_get_ns(), 0, 0, 0);
+    bpf_ringbuf_submit(record, 0);
+    return 0;
+}
+
+// A page (folio) entering the page cache on behalf of a traced process: a miss.
+SEC("tracepoint/filemap/mm_filemap_add_to_page_cache")
+int on_add_to_page_cache(struct trace_event_raw_mm_filemap_op_page_cache *ctx) {
+    __u64 id = bpf_get_current_pid_tgid();
+    if (!is_traced(id >> 32)) return 0;
+    struct gofetch_record *record = reserve();
+    if (!record) return 0;
+    fill(record, GOFETCH_MISS, id, -1, bpf_ktime_get_ns(), 0, ctx->index, 1ULL << ctx->order);  // length: pages
+    record->device = ctx->s_dev;
+    record->inode = ctx->i_ino;
+    bpf_ringbuf_submit(record, 0);
+    return 0;
+}
