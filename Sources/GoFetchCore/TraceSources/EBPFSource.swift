@@ -130,18 +130,17 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
                 path = cwd + "/" + path
             }
             path = (path as NSString).standardizingPath
-            var status = stat()
-            guard filter.admits(path), stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            guard filter.admits(path), let status = try? Syscall.fileStatus(path, followSymlinks: true), status.mode & S_IFMT == S_IFREG else {
                 statistics.filtered.add(1)
                 return nil
             }
             if open.count >= 65_536 { open.removeAll(keepingCapacity: true) }
             open[record.pid, default: []].insert(record.fd)
-            let key = FileKey(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+            let key = FileKey(device: status.device, inode: status.inode)
             if paths.count < Self.maxFiles { paths[key] = path }
             return AccessEvent(
                 kind: .open, source: .ebpf, pid: record.pid, tid: record.tid, fd: record.fd, monotonicNanoseconds: record.time_ns,
-                device: key.device, inode: key.inode, offset: 0, length: UInt64(status.st_size),
+                device: key.device, inode: key.inode, offset: 0, length: status.size,
                 durationNanoseconds: UInt32(clamping: record.duration_ns), path: path)
         case 2:  // read, pread64
             guard open[record.pid]?.contains(record.fd) == true else { return nil }
