@@ -2,6 +2,7 @@
 // trees, and the pages they add to the page cache (misses), through a ring buffer.
 // Tracepoints only (stable across kernels); CO-RE against the running kernel's BTF.
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
@@ -14,7 +15,12 @@ enum gofetch_kind {
     GOFETCH_READ = 2,
     GOFETCH_CLOSE = 4,
     GOFETCH_MISS = 7,
+    GOFETCH_EXIT = 8,
 };
+
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+#define AT_FDCWD -100
 
 // One record of the ring buffer; mirrored by CGoFetch_bpf_record in the C shim.
 struct gofetch_record {
@@ -22,6 +28,8 @@ struct gofetch_record {
     __u32 pid;
     __u32 tid;
     __s32 fd;
+    __u32 uid;
+    __u32 gid;
     __u64 time_ns;
     __u64 duration_ns;
     __u64 offset;
@@ -34,7 +42,9 @@ struct gofetch_record {
 struct pending {
     __u64 start_ns;
     __u64 arg;      // open: the user pointer to the path; read: the fd
-    __u64 offset;   // pread: the offset; read: (u64)-1
+    __u64 offset;   // open: the dirfd; read: the file position (pread: its offset)
+    __u64 device;   // read: the file's device and inode, from the kernel's struct file
+    __u64 inode;
 };
 
 // Processes (tgids) being traced; children join at fork.
@@ -45,9 +55,17 @@ struct {
     __type(value, __u8);
 } traced SEC(".maps");
 
-// Calls in flight, by thread.
+// Processes whose children are traced, but not themselves (gofetch, while it spawns the job).
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u8);
+} spawners SEC(".maps");
+
+// Calls in flight, by thread (LRU: a thread killed mid-call leaves no entry for good).
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 65536);
     __type(key, __u32);
     __type(value, struct pending);
@@ -80,22 +98,15 @@ static __always_inline struct gofetch_record *reserve(void) {
     return record;
 }
 
-SEC("tracepoint/sched/sched_process_fork")
-int on_fork(struct trace_event_raw_sched_process_fork *ctx) {
-    __u32 parent = ctx->parent_pid;
-    if (!is_traced(parent)) return 0;
-    __u32 child = ctx->child_pid;
-    __u8 one = 1;
-    bpf_map_update_elem(&traced, &child, &one, BPF_ANY);
-    return 0;
-}
-
 static __always_inline void fill(struct gofetch_record *record, __u32 kind, __u64 id, __s32 fd, __u64 start_ns,
                                  __u64 duration_ns, __u64 offset, __u64 length) {
+    __u64 credentials = bpf_get_current_uid_gid();
     record->kind = kind;
     record->pid = id >> 32;
     record->tid = (__u32)id;
     record->fd = fd;
+    record->uid = (__u32)credentials;
+    record->gid = credentials >> 32;
     record->time_ns = start_ns;
     record->duration_ns = duration_ns;
     record->offset = offset;
@@ -103,6 +114,42 @@ static __always_inline void fill(struct gofetch_record *record, __u32 kind, __u6
     record->device = 0;
     record->inode = 0;
     record->path[0] = 0;
+}
+
+// A new process (not a thread) of a traced process, or of a spawner, is traced.
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
+    __u32 child_tgid = child->tgid;
+    if (child_tgid != (__u32)child->pid) return 0;  // a thread: its process is what counts
+    __u32 parent_tgid = parent->tgid;
+    if (!is_traced(parent_tgid) && !bpf_map_lookup_elem(&spawners, &parent_tgid)) return 0;
+    __u8 one = 1;
+    bpf_map_update_elem(&traced, &child_tgid, &one, BPF_ANY);
+    return 0;
+}
+
+// A traced process ended: forget it (the map stays small in a long-running daemon).
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task) {
+    __u32 tgid = task->tgid;
+    if (tgid != (__u32)task->pid || !is_traced(tgid)) return 0;
+    bpf_map_delete_elem(&traced, &tgid);
+    struct gofetch_record *record = reserve();
+    if (!record) return 0;
+    fill(record, GOFETCH_EXIT, ((__u64)tgid << 32) | tgid, -1, bpf_ktime_get_ns(), 0, 0, 0);
+    bpf_ringbuf_submit(record, 0);
+    return 0;
+}
+
+// The open file behind descriptor `fd` of the current task (NULL when there is none).
+static __always_inline struct file *file_of(__u32 fd) {
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct file **table = BPF_CORE_READ(task, files, fdt, fd);
+    unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+    if (!table || fd >= max) return 0;
+    struct file *file = 0;
+    bpf_probe_read_kernel(&file, sizeof(file), &table[fd]);
+    return file;
 }
 
 static __always_inline int enter(__u64 arg, __u64 offset) {
@@ -114,8 +161,28 @@ static __always_inline int enter(__u64 arg, __u64 offset) {
     return 0;
 }
 
+// Reads of regular files only (not pipes or sockets), with the file's identity and,
+// for read(2), its position.
+static __always_inline int enter_read(__u32 fd, __u64 offset, int positional) {
+    __u64 id = bpf_get_current_pid_tgid();
+    if (!is_traced(id >> 32)) return 0;
+    struct file *file = file_of(fd);
+    if (!file) return 0;
+    umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+    if ((mode & S_IFMT) != S_IFREG) return 0;
+    __u32 tid = (__u32)id;
+    struct pending call = {
+        .start_ns = bpf_ktime_get_ns(), .arg = fd,
+        .offset = positional ? offset : (__u64)BPF_CORE_READ(file, f_pos),
+        .device = BPF_CORE_READ(file, f_inode, i_sb, s_dev),
+        .inode = BPF_CORE_READ(file, f_inode, i_ino),
+    };
+    bpf_map_update_elem(&inflight, &tid, &call, BPF_ANY);
+    return 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_openat")
-int on_enter_openat(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[1], 0); }
+int on_enter_openat(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[1], ctx->args[0]); }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
 int on_exit_openat(struct trace_event_raw_sys_exit *ctx) {
@@ -127,8 +194,15 @@ int on_exit_openat(struct trace_event_raw_sys_exit *ctx) {
     if (ret >= 0) {
         struct gofetch_record *record = reserve();
         if (record) {
-            fill(record, GOFETCH_OPEN, id, (__s32)ret, call->start_ns, bpf_ktime_get_ns() - call->start_ns, 0, 0);
-            bpf_probe_read_user_str(record->path, sizeof(record->path), (const void *)call->arg);
+            // offset: the dirfd a relative path is relative to; length: the path's bytes read (256: cut).
+            fill(record, GOFETCH_OPEN, id, (__s32)ret, call->start_ns, bpf_ktime_get_ns() - call->start_ns, call->offset, 0);
+            long copied = bpf_probe_read_user_str(record->path, sizeof(record->path), (const void *)call->arg);
+            record->length = copied > 0 ? copied : 0;
+            struct file *file = file_of((__u32)ret);
+            if (file) {
+                record->device = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+                record->inode = BPF_CORE_READ(file, f_inode, i_ino);
+            }
             bpf_ringbuf_submit(record, 0);
         }
     }
@@ -137,10 +211,10 @@ int on_exit_openat(struct trace_event_raw_sys_exit *ctx) {
 }
 
 SEC("tracepoint/syscalls/sys_enter_read")
-int on_enter_read(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[0], (__u64)-1); }
+int on_enter_read(struct trace_event_raw_sys_enter *ctx) { return enter_read(ctx->args[0], 0, 0); }
 
 SEC("tracepoint/syscalls/sys_enter_pread64")
-int on_enter_pread64(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[0], ctx->args[3]); }
+int on_enter_pread64(struct trace_event_raw_sys_enter *ctx) { return enter_read(ctx->args[0], ctx->args[3], 1); }
 
 static __always_inline int exit_read(struct trace_event_raw_sys_exit *ctx) {
     __u64 id = bpf_get_current_pid_tgid();
@@ -153,6 +227,8 @@ static __always_inline int exit_read(struct trace_event_raw_sys_exit *ctx) {
         if (record) {
             fill(record, GOFETCH_READ, id, (__s32)call->arg, call->start_ns, bpf_ktime_get_ns() - call->start_ns,
                  call->offset, (__u64)ret);
+            record->device = call->device;
+            record->inode = call->inode;
             bpf_ringbuf_submit(record, 0);
         }
     }
@@ -173,6 +249,11 @@ int on_enter_close(struct trace_event_raw_sys_enter *ctx) {
     struct gofetch_record *record = reserve();
     if (!record) return 0;
     fill(record, GOFETCH_CLOSE, id, (__s32)ctx->args[0], bpf_ktime_get_ns(), 0, 0, 0);
+    struct file *file = file_of((__u32)ctx->args[0]);
+    if (file) {
+        record->device = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+        record->inode = BPF_CORE_READ(file, f_inode, i_ino);
+    }
     bpf_ringbuf_submit(record, 0);
     return 0;
 }

@@ -15,21 +15,30 @@ struct CGoFetch_bpf {
     int link_count;
     struct ring_buffer *ring;
     int traced_fd;
+    int spawners_fd;
     int dropped_fd;
+    uint64_t lost;
     CGoFetch_bpf_record *staged;
     size_t staged_count;
     size_t staged_capacity;
 };
 
-_Static_assert(sizeof(CGoFetch_bpf_record) == 4 * 4 + 6 * 8 + 256, "gofetch_record layout");
+_Static_assert(sizeof(CGoFetch_bpf_record) == 6 * 4 + 6 * 8 + 256, "gofetch_record layout");
+
+// At most this many records per drain: the rest stay in the ring for the next one.
+#define STAGED_MAX 65536
 
 static int stage(void *context, void *data, size_t size) {
     struct CGoFetch_bpf *bpf = context;
     if (size < sizeof(CGoFetch_bpf_record)) return 0;
+    if (bpf->staged_count == STAGED_MAX) {
+        bpf->lost++;  // libbpf has consumed this one already; stop here, the rest waits
+        return -1;
+    }
     if (bpf->staged_count == bpf->staged_capacity) {
         size_t capacity = bpf->staged_capacity ? bpf->staged_capacity * 2 : 1024;
         CGoFetch_bpf_record *grown = realloc(bpf->staged, capacity * sizeof(*grown));
-        if (!grown) return 0;  // the record is lost, not the source
+        if (!grown) { bpf->lost++; return 0; }  // the record is lost, not the source
         bpf->staged = grown;
         bpf->staged_capacity = capacity;
     }
@@ -70,6 +79,7 @@ CGoFetch_bpf *CGoFetch_bpf_open(const char *path, char *error, size_t error_leng
         bpf->links[bpf->link_count++] = link;
     }
     bpf->traced_fd = bpf_object__find_map_fd_by_name(bpf->object, "traced");
+    bpf->spawners_fd = bpf_object__find_map_fd_by_name(bpf->object, "spawners");
     bpf->dropped_fd = bpf_object__find_map_fd_by_name(bpf->object, "dropped");
     int records = bpf_object__find_map_fd_by_name(bpf->object, "records");
     bpf->ring = records >= 0 ? ring_buffer__new(records, stage, bpf, NULL) : NULL;
@@ -85,6 +95,13 @@ int CGoFetch_bpf_trace_pid(CGoFetch_bpf *bpf, uint32_t pid) {
     uint8_t one = 1;
     return bpf_map_update_elem(bpf->traced_fd, &pid, &one, BPF_ANY);
 }
+
+int CGoFetch_bpf_trace_children(CGoFetch_bpf *bpf, uint32_t pid) {
+    uint8_t one = 1;
+    return bpf_map_update_elem(bpf->spawners_fd, &pid, &one, BPF_ANY);
+}
+
+uint64_t CGoFetch_bpf_lost(CGoFetch_bpf *bpf) { return bpf->lost; }
 
 int CGoFetch_bpf_fd(CGoFetch_bpf *bpf) { return ring_buffer__epoll_fd(bpf->ring); }
 

@@ -25,12 +25,12 @@ struct DaemonCommand: AsyncParsableCommand {
 
     @OptionGroup var source: TraceSourceOptions
 
-    @Option(name: .customLong("trace-pid"), help: ArgumentHelp("fanotify: trace this process and its descendants (repeatable).", valueName: "pid"))
+    @Option(name: .customLong("trace-pid"), help: ArgumentHelp("fanotify, ebpf: trace this process and the processes it starts from now on (repeatable).", valueName: "pid"))
     var tracePIDs: [Int32] = []
 
     func validate() throws {
-        if source.backend == .fanotify && tracePIDs.isEmpty {
-            throw ValidationError("--backend fanotify needs at least one --trace-pid PID: fanotify sees every process, gofetch traces only the trees you name")
+        if source.backend != .preload && tracePIDs.isEmpty {
+            throw ValidationError("--backend \(source.backend.rawValue) needs at least one --trace-pid PID: the kernel sees every process, gofetch traces only the trees you name")
         }
     }
 

@@ -59,6 +59,8 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
     // A kernel source traces the job untouched: no LD_PRELOAD.
     let environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(
         base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
+    // The job's first opens happen before spawn returns: trace gofetch's children from now on.
+    kernelSource?.traceChildren(of: UInt32(bitPattern: getpid()))
     let child: ChildProcess
     do {
         child = try ChildProcess.spawn(command, environment: environment)

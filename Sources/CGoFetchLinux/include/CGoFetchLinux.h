@@ -164,6 +164,8 @@ typedef struct {
     uint32_t pid;
     uint32_t tid;
     int32_t fd;
+    uint32_t uid;
+    uint32_t gid;
     uint64_t time_ns;
     uint64_t duration_ns;
     uint64_t offset;
@@ -179,6 +181,10 @@ typedef struct CGoFetch_bpf CGoFetch_bpf;
 CGoFetch_bpf *CGoFetch_bpf_open(const char *path, char *error, size_t error_length);
 /// Traces process `pid` and the processes it forks from now on.
 int CGoFetch_bpf_trace_pid(CGoFetch_bpf *bpf, uint32_t pid);
+/// Traces the processes `pid` forks from now on (and theirs), not `pid` itself.
+int CGoFetch_bpf_trace_children(CGoFetch_bpf *bpf, uint32_t pid);
+/// Records lost in user space (more waiting than one drain takes).
+uint64_t CGoFetch_bpf_lost(CGoFetch_bpf *bpf);
 /// A descriptor that polls readable when records wait.
 int CGoFetch_bpf_fd(CGoFetch_bpf *bpf);
 /// Takes every waiting record; `*count` of them are at the returned pointer, valid until the next call.

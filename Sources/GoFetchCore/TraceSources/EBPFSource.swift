@@ -32,9 +32,10 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
     public let statistics = EBPFStatistics()
     private let handle: OpaquePointer
     private let filter: TracePathFilter
-    /// Descriptors of admitted opens per process: reads of other descriptors are not data.
-    private var open: [UInt32: Set<Int32>] = [:]
-    private var credentials: [UInt32: (uid: UInt32, gid: UInt32, parent: UInt32)] = [:]
+    /// Files whose opens were admitted, with the device `stat` gives them: reads and
+    /// closes of other files are not data.
+    private var admitted: [FileKey: UInt64] = [:]
+    private var parents: [UInt32: UInt32] = [:]
     /// Pages missed per file (device, inode), and the path of each admitted file (bounded).
     private let misses = Mutex([FileKey: Int]())
     private var paths: [FileKey: String] = [:]
@@ -73,7 +74,8 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
     deinit { CGoFetch_bpf_close(handle) }
 
     static func locate() -> String? {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let self_ = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let executable = URL(fileURLWithPath: self_).resolvingSymlinksInPath().deletingLastPathComponent().path
         var candidates = [executable + "/gofetch.bpf.o"]
         var folder = URL(fileURLWithPath: executable)
         for _ in 0..<6 {
@@ -87,8 +89,12 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
         _ = CGoFetch_bpf_trace_pid(handle, pid)
     }
 
-    /// Records the kernel side could not queue.
-    public var kernelDropped: Int { Int(CGoFetch_bpf_dropped(handle)) }
+    public func traceChildren(of pid: UInt32) {
+        _ = CGoFetch_bpf_trace_children(handle, pid)
+    }
+
+    /// Records lost: the kernel side's ring buffer was full, or more waited than one drain takes.
+    public var kernelDropped: Int { Int(CGoFetch_bpf_dropped(handle) + CGoFetch_bpf_lost(handle)) }
 
     /// Pages each admitted file brought into the page cache, by path.
     public func missedPagesByPath() -> [String: Int] {
@@ -103,18 +109,18 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
         guard let records = CGoFetch_bpf_consume(handle, &count), count > 0 else { return }
         statistics.records.add(count)
         var batch: [AccessEvent] = []
-        var batchPID: UInt32 = 0
+        var batchOwner = (pid: UInt32(0), uid: UInt32(0), gid: UInt32(0))
         func flush() {
             guard !batch.isEmpty else { return }
-            let process = identity(batchPID)
-            deliver(batch, process.uid, process.gid, process.parent)
+            // The uid and gid are the kernel's, of the very task that made the call.
+            deliver(batch, batchOwner.uid, batchOwner.gid, parent(of: batchOwner.pid))
             batch.removeAll(keepingCapacity: true)
         }
         for index in 0..<count {
             let record = records[index]
-            if record.pid != batchPID {
+            if (record.pid, record.uid, record.gid) != batchOwner {
                 flush()
-                batchPID = record.pid
+                batchOwner = (record.pid, record.uid, record.gid)
             }
             if let event = event(record) { batch.append(event) }
         }
@@ -124,36 +130,46 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
     private func event(_ record: CGoFetch_bpf_record) -> AccessEvent? {
         switch record.kind {
         case 1:  // open
+            // offset: the dirfd a relative path is relative to; length: bytes of the path with its NUL.
+            guard record.length > 0, record.length < 256, record.inode != 0 else {
+                statistics.filtered.add(1)  // no path, a path longer than the record holds, or no file
+                return nil
+            }
             var path = withUnsafeBytes(of: record.path) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
             if !path.hasPrefix("/") {
-                guard let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(record.pid)/cwd") else { return nil }
-                path = cwd + "/" + path
+                let dirfd = Int32(truncatingIfNeeded: record.offset)
+                let base = dirfd == AT_FDCWD ? "/proc/\(record.pid)/cwd" : "/proc/\(record.pid)/fd/\(dirfd)"
+                guard let directory = try? FileManager.default.destinationOfSymbolicLink(atPath: base) else {
+                    statistics.filtered.add(1)
+                    return nil
+                }
+                path = directory + "/" + path
             }
             path = (path as NSString).standardizingPath
-            guard filter.admits(path), let status = try? Syscall.fileStatus(path, followSymlinks: true), status.mode & S_IFMT == S_IFREG else {
+            let key = FileKey(device: Self.userDevice(record.device), inode: record.inode)
+            // The path must still name the file the kernel opened (a rename or chdir since would mislead).
+            guard filter.admits(path), let status = try? Syscall.fileStatus(path, followSymlinks: true),
+                  status.mode & S_IFMT == S_IFREG, status.inode == key.inode else {
                 statistics.filtered.add(1)
                 return nil
             }
-            if open.count >= 65_536 { open.removeAll(keepingCapacity: true) }
-            open[record.pid, default: []].insert(record.fd)
-            let key = FileKey(device: status.device, inode: status.inode)
+            if admitted.count >= Self.maxFiles { admitted.removeAll(keepingCapacity: true) }
+            admitted[key] = status.device
             if paths.count < Self.maxFiles { paths[key] = path }
             return AccessEvent(
                 kind: .open, source: .ebpf, pid: record.pid, tid: record.tid, fd: record.fd, monotonicNanoseconds: record.time_ns,
-                device: key.device, inode: key.inode, offset: 0, length: status.size,
+                device: status.device, inode: key.inode, offset: 0, length: status.size,
                 durationNanoseconds: UInt32(clamping: record.duration_ns), path: path)
-        case 2:  // read, pread64
-            guard open[record.pid]?.contains(record.fd) == true else { return nil }
-            let positional = record.offset != UInt64.max
+        case 2, 4:  // read or pread64 (offset: the file position), close
+            let key = FileKey(device: Self.userDevice(record.device), inode: record.inode)
+            guard let device = admitted[key] else { return nil }
             return AccessEvent(
-                kind: .read, flags: positional ? .positional : [], source: .ebpf, pid: record.pid, tid: record.tid, fd: record.fd,
-                monotonicNanoseconds: record.time_ns, device: 0, inode: 0, offset: positional ? record.offset : 0,
-                length: record.length, durationNanoseconds: UInt32(clamping: record.duration_ns))
-        case 4:  // close
-            guard open[record.pid]?.remove(record.fd) != nil else { return nil }
-            return AccessEvent(
-                kind: .close, source: .ebpf, pid: record.pid, tid: record.tid, fd: record.fd, monotonicNanoseconds: record.time_ns,
-                device: 0, inode: 0, offset: 0, length: 0, durationNanoseconds: 0)
+                kind: record.kind == 2 ? .read : .close, source: .ebpf, pid: record.pid, tid: record.tid, fd: record.fd,
+                monotonicNanoseconds: record.time_ns, device: device, inode: key.inode, offset: record.kind == 2 ? record.offset : 0,
+                length: record.kind == 2 ? record.length : 0, durationNanoseconds: UInt32(clamping: record.duration_ns))
+        case 8:  // a traced process ended
+            parents[record.pid] = nil
+            return nil
         case 7:  // pages added to the page cache: a miss
             let key = FileKey(device: Self.userDevice(record.device), inode: record.inode)
             statistics.missedPages.add(Int(record.length))
@@ -172,12 +188,11 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
         return (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & ~0xFF) << 12) | ((major & ~0xFFF) << 32)
     }
 
-    private func identity(_ pid: UInt32) -> (uid: UInt32, gid: UInt32, parent: UInt32) {
-        if let known = credentials[pid] { return known }
-        let (uid, gid) = FanotifySource.credentials(of: pid)
-        let result = (uid, gid, IngestServer.parentPID(of: pid_t(bitPattern: pid)))
-        if credentials.count >= 65_536 { credentials.removeAll(keepingCapacity: true) }
-        credentials[pid] = result
-        return result
+    private func parent(of pid: UInt32) -> UInt32 {
+        if let known = parents[pid] { return known }
+        let parent = IngestServer.parentPID(of: pid_t(bitPattern: pid))
+        if parents.count >= 65_536 { parents.removeAll(keepingCapacity: true) }
+        parents[pid] = parent
+        return parent
     }
 }

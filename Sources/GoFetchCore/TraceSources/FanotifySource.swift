@@ -38,8 +38,11 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     public let fd: FileDescriptor
     public let statistics = FanotifyStatistics()
     private let roots = Mutex(Set<UInt32>())
+    private let spawners = Mutex(Set<UInt32>())
     private let filter: TracePathFilter
-    private var verdicts: [UInt32: (traced: Bool, uid: UInt32, gid: UInt32, parent: UInt32)] = [:]
+    /// Per pid: traced or not, and its credentials (`nil` when its /proc entry was gone:
+    /// its events are dropped, never attributed to root).
+    private var verdicts: [UInt32: (traced: Bool, uid: UInt32?, gid: UInt32?, parent: UInt32)] = [:]
     private var lastRoots = Set<UInt32>()
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
 
@@ -77,8 +80,13 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
         roots.withLock { _ = $0.insert(pid) }
     }
 
+    public func traceChildren(of pid: UInt32) {
+        spawners.withLock { _ = $0.insert(pid) }
+    }
+
     /// Reads every queued event and hands the traced ones on, grouped per process.
     public func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void) {
+        let spawners = self.spawners.withLock { $0 }
         let roots = self.roots.withLock { $0 }
         if roots != lastRoots {
             // A new root: processes judged untraced may now be in a traced tree.
@@ -96,14 +104,18 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
             var offset = 0
             while offset + MemoryLayout<CGoFetch_fanotify_event>.size <= count {
                 let event = buffer.loadUnaligned(fromByteOffset: offset, as: CGoFetch_fanotify_event.self)
-                guard event.event_len >= MemoryLayout<CGoFetch_fanotify_event>.size, event.vers == CGoFetch_FANOTIFY_METADATA_VERSION else { return }
+                guard event.event_len >= MemoryLayout<CGoFetch_fanotify_event>.size, event.vers == CGoFetch_FANOTIFY_METADATA_VERSION else {
+                    // Not a record this code understands: close its descriptor and give up on this read.
+                    if event.fd >= 0 { try? FileDescriptor(rawValue: event.fd).close() }
+                    break
+                }
                 offset += Int(event.event_len)
-                handle(event, roots: roots, deliver: deliver)
+                handle(event, roots: roots, spawners: spawners, deliver: deliver)
             }
         }
     }
 
-    private func handle(_ event: CGoFetch_fanotify_event, roots: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
+    private func handle(_ event: CGoFetch_fanotify_event, roots: Set<UInt32>, spawners: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
         if event.mask & CGoFetch_FAN_Q_OVERFLOW != 0 {
             statistics.overflows.add(1)
             return
@@ -113,8 +125,8 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
         defer { try? file.close() }
         statistics.events.add(1)
         let pid = UInt32(bitPattern: event.pid)
-        let process = verdict(pid, roots: roots)
-        guard process.traced else {
+        let process = verdict(pid, roots: roots, spawners: spawners)
+        guard process.traced, let uid = process.uid, let gid = process.gid else {
             statistics.otherProcesses.add(1)
             return
         }
@@ -132,11 +144,11 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
         if event.mask & CGoFetch_FAN_OPEN != 0 { events.append(access(.open)) }
         if event.mask & CGoFetch_FAN_ACCESS != 0 { events.append(access(.read)) }
         if event.mask & CGoFetch_FAN_CLOSE_NOWRITE != 0 { events.append(access(.close)) }
-        deliver(events, process.uid, process.gid, process.parent)
+        deliver(events, uid, gid, process.parent)
     }
 
     /// Whether `pid` descends from a traced root, with its uid, gid and parent (cached, bounded).
-    private func verdict(_ pid: UInt32, roots: Set<UInt32>) -> (traced: Bool, uid: UInt32, gid: UInt32, parent: UInt32) {
+    private func verdict(_ pid: UInt32, roots: Set<UInt32>, spawners: Set<UInt32>) -> (traced: Bool, uid: UInt32?, gid: UInt32?, parent: UInt32) {
         if let known = verdicts[pid] { return known }
         var traced = false
         var current = pid
@@ -144,25 +156,27 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
             if roots.contains(current) { traced = true; break }
             if let known = verdicts[current], known.traced { traced = true; break }
             let parent = IngestServer.parentPID(of: pid_t(bitPattern: current))
+            if spawners.contains(parent) { traced = true; break }
             guard parent > 1 else { break }
             current = parent
         }
-        let (uid, gid) = Self.credentials(of: pid)
-        let result = (traced, uid, gid, IngestServer.parentPID(of: pid_t(bitPattern: pid)))
+        let credentials = Self.credentials(of: pid)
+        let result = (traced, credentials?.0, credentials?.1, IngestServer.parentPID(of: pid_t(bitPattern: pid)))
         if verdicts.count >= 65_536 { verdicts.removeAll(keepingCapacity: true) }
         verdicts[pid] = result
         return result
     }
 
     /// Real uid and gid from `/proc/PID/status`.
-    static func credentials(of pid: UInt32) -> (UInt32, UInt32) {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
-        var uid: UInt32 = 0, gid: UInt32 = 0
+    static func credentials(of pid: UInt32) -> (UInt32, UInt32)? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        var uid: UInt32?, gid: UInt32?
         for line in status.split(separator: "\n") {
             let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-            if fields.first == "Uid:", fields.count > 1 { uid = UInt32(fields[1]) ?? 0 }
-            if fields.first == "Gid:", fields.count > 1 { gid = UInt32(fields[1]) ?? 0 }
+            if fields.first == "Uid:", fields.count > 1 { uid = UInt32(fields[1]) }
+            if fields.first == "Gid:", fields.count > 1 { gid = UInt32(fields[1]) }
         }
+        guard let uid, let gid else { return nil }
         return (uid, gid)
     }
 }

@@ -7,6 +7,9 @@ public protocol KernelTraceSource: AnyObject, Sendable {
     var pollDescriptor: FileDescriptor { get }
     /// Traces `pid` and the processes it starts from now on (any thread).
     func trace(pid: UInt32)
+    /// Traces the processes `pid` starts from now on, not `pid` itself (gofetch
+    /// before it spawns the job, so the job's first opens are not missed).
+    func traceChildren(of pid: UInt32)
     /// Hands every waiting event on, grouped per process (ingest thread).
     func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void)
 }
