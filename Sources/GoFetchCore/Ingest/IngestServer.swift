@@ -177,10 +177,13 @@ public final class IngestServer: @unchecked Sendable {
     }
 
     private func drainKernelSource() {
-        kernelSource?.drain { events, uid, gid, parent in
+        kernelSource?.drain({ events, uid, gid, parent in
             statistics.messagesReceived.add(1)
             pipeline.ingest(events, uid: uid, gid: gid, parentPID: parent)
-        }
+        }, ended: { pid in
+            pipeline.flush()  // its last events first
+            pipeline.processEnded(pid)
+        })
     }
 
     private func acceptClients() {

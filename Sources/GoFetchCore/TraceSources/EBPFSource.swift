@@ -104,7 +104,7 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
         return result
     }
 
-    public func drain(_ deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
+    public func drain(_ deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void, ended: (UInt32) -> Void) {
         var count = 0
         guard let records = CGoFetch_bpf_consume(handle, &count), count > 0 else { return }
         statistics.records.add(count)
@@ -123,6 +123,10 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
                 batchOwner = (record.pid, record.uid, record.gid)
             }
             if let event = event(record) { batch.append(event) }
+            if record.kind == 8 {
+                flush()
+                ended(record.pid)
+            }
         }
         flush()
     }

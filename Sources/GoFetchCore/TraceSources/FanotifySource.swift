@@ -85,7 +85,8 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     }
 
     /// Reads every queued event and hands the traced ones on, grouped per process.
-    public func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void) {
+    /// fanotify reports no process exits: `ended` is not called.
+    public func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void, ended: (UInt32) -> Void) {
         let spawners = self.spawners.withLock { $0 }
         let roots = self.roots.withLock { $0 }
         if roots != lastRoots {

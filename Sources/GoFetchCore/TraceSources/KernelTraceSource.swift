@@ -10,8 +10,9 @@ public protocol KernelTraceSource: AnyObject, Sendable {
     /// Traces the processes `pid` starts from now on, not `pid` itself (gofetch
     /// before it spawns the job, so the job's first opens are not missed).
     func traceChildren(of pid: UInt32)
-    /// Hands every waiting event on, grouped per process (ingest thread).
-    func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void)
+    /// Hands every waiting event on, grouped per process, and reports processes that
+    /// ended (so ingest forgets their descriptors) (ingest thread).
+    func drain(_ deliver: (_ events: [AccessEvent], _ uid: UInt32, _ gid: UInt32, _ parentPID: UInt32) -> Void, ended: (UInt32) -> Void)
 }
 
 /// Include and exclude prefixes, as the shim applies them (it also skips Python's packages).
