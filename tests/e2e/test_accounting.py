@@ -9,6 +9,7 @@ the preload shim, which times each read. The summary's counters must show:
 - skipped: already resident when announced
 - late:    announced on the slow FUSE emulator and read while the prefetch is in flight
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -99,18 +100,28 @@ def test_useful_wasted_and_skipped_prefetches_are_counted(tmp_path, gofetch_bin,
     assert sum(int(r["prefetches_issued"]) for r in rows) == 6
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
-                    reason="the late case needs the FUSE latency emulator: /dev/fuse and root")
-def test_a_read_racing_a_slow_prefetch_is_late(tmp_path, gofetch_bin, python_bin):
+needs_fuse = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+                                reason="needs the FUSE latency emulator: /dev/fuse and root")
+
+
+@contextlib.contextmanager
+def slow_files(source, latency_ms):
+    """The files of `source` through the latency emulator (keeping its cache), evicted."""
     sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
     from mount import SlowMount
 
+    with SlowMount(source, latency_ms=latency_ms, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        evict(files)
+        yield files
+
+
+@needs_fuse
+def test_a_read_racing_a_slow_prefetch_is_late(tmp_path, gofetch_bin, python_bin):
     source = tmp_path / "source"
     make_files(str(source), 1, seed=5, min_size=200_000, max_size=200_000)
     # 1 s per request: the prefetch is still loading when the job reads, 0.2 s after announcing.
-    with SlowMount(source, latency_ms=1000, keep_cache=True) as mount:
-        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
-        evict(files)
+    with slow_files(source, latency_ms=1000) as files:
         plan = {"read_first": [], "announce": files, "read_after": files, "wait_s": 0.2}
         summary = run_plan(tmp_path, gofetch_bin, python_bin, plan)
     accounting = summary["accounting"]
@@ -121,18 +132,12 @@ def test_a_read_racing_a_slow_prefetch_is_late(tmp_path, gofetch_bin, python_bin
     assert accounting["stallNanoseconds"] >= 500_000_000  # the job did wait for the slow read
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
-                    reason="needs the FUSE latency emulator: /dev/fuse and root")
+@needs_fuse
 def test_trace_counts_cold_reads_and_their_stall(tmp_path, gofetch_bin, python_bin):
-    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
-    from mount import SlowMount
-
     source = tmp_path / "source"
     make_files(str(source), 10, seed=7, min_size=30_000, max_size=60_000)
     reader = "import sys\nfor p in sys.argv[1:]:\n    with open(p, 'rb') as f:\n        f.read()\n"
-    with SlowMount(source, latency_ms=20, keep_cache=True) as mount:
-        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
-        evict(files)
+    with slow_files(source, latency_ms=20) as files:
         summaries = []
         for _ in range(2):  # cold, then warm (the mount keeps its cache)
             result = subprocess.run([gofetch_bin, "trace", "--db", str(tmp_path / "t.db"), "--json", "--",
