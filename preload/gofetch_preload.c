@@ -436,6 +436,15 @@ static inline bool link_try(void)
     return link_connect_slow();
 }
 
+/*
+ * Whether a new event is worth buffering: the link is up, or another thread is
+ * opening it right now (its events are held until it is up, see flush_mode).
+ */
+static inline bool link_accepting(void)
+{
+    return link_try() || atomic_load_explicit(&g_link, memory_order_acquire) == LINK_CONNECTING;
+}
+
 /* The daemon went away (or our fd was taken): reconnect after a back-off. */
 static void link_lost(void)
 {
@@ -464,14 +473,33 @@ static void buf_reset(struct tbuf *b)
     atomic_store_explicit(&b->count, 0, memory_order_relaxed);
 }
 
-/* Sends b's message, or drops and counts it. Caller holds b->lock. */
-static void flush_locked(struct tbuf *b)
+/*
+ * How a flush treats a connection that another thread is still opening: that
+ * thread may be descheduled for milliseconds on a busy machine, and its
+ * neighbours' events must not be lost meanwhile.
+ */
+enum flush_mode {
+    FLUSH_HOLD,     /* keep the events buffered; a later flush sends them */
+    FLUSH_FINAL,    /* the buffer's thread or process is ending: give the opener a moment, then drop */
+};
+
+/* Sends b's message, or keeps it (see flush_mode), or drops and counts it. Caller holds b->lock. */
+static void flush_locked(struct tbuf *b, enum flush_mode mode)
 {
     uint32_t n = atomic_load_explicit(&b->count, memory_order_relaxed);
     if (n == 0)
         return;
+    bool up = link_try();
+    if (!up && mode == FLUSH_FINAL) {
+        /* A local connect() never blocks: the opener only needs the CPU back. Bounded. */
+        for (int spins = 0; spins < 1000 && atomic_load(&g_link) == LINK_CONNECTING; spins++)
+            sched_yield();
+        up = link_try();
+    }
+    if (!up && mode == FLUSH_HOLD && atomic_load(&g_link) == LINK_CONNECTING)
+        return;
     bool sent = false;
-    if (link_try()) {
+    if (up) {
         int fd = atomic_load(&g_sock_fd);
         /* Cheap insurance against writing events into a file that reuses our fd number. */
         if (fd_is_socket(fd, atomic_load(&g_sock_dev), atomic_load(&g_sock_ino))) {
@@ -515,7 +543,7 @@ static void flush_own(struct tstate *t)
 {
     struct tbuf *b = t->buf;
     if (b && atomic_load_explicit(&b->count, memory_order_relaxed) && buf_trylock(b)) {
-        flush_locked(b);
+        flush_locked(b, FLUSH_HOLD);
         buf_unlock(b);
     }
 }
@@ -525,7 +553,7 @@ static void flush_all(void)
 {
     for (struct tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
         if (atomic_load_explicit(&b->count, memory_order_relaxed) && buf_trylock(b)) {
-            flush_locked(b);
+            flush_locked(b, FLUSH_FINAL);
             buf_unlock(b);
         }
     }
@@ -567,7 +595,7 @@ static void thread_exit(void *p)
             goto out;          /* a flusher never lets go: leak the buffer rather than hang */
         sched_yield();
     }
-    flush_locked(b);
+    flush_locked(b, FLUSH_FINAL);
     buf_unlock(b);
     atomic_store(&b->in_use, 0);
 out:
@@ -583,7 +611,8 @@ static void emit(struct tstate *t, struct gf_record *r, const char *path, size_t
     size_t size = sizeof *r;
     if (r->kind == GF_KIND_OPEN)
         size = (sizeof *r + 2 + plen + 7) & ~(size_t)7;
-    if (!link_try()) {
+    /* No daemon (or backing off from one): the cheap path. A connect under way: buffer. */
+    if (!link_accepting()) {
         drop(1);
         return;
     }
@@ -592,8 +621,14 @@ static void emit(struct tstate *t, struct gf_record *r, const char *path, size_t
         drop(1);
         return;
     }
-    if (b->used + size > MSG_CAP)
-        flush_locked(b);
+    if (b->used + size > MSG_CAP) {
+        flush_locked(b, FLUSH_HOLD);
+        if (b->used + size > MSG_CAP) {
+            /* Full while the connection is still being opened: make room, counting the loss. */
+            drop(atomic_load_explicit(&b->count, memory_order_relaxed));
+            buf_reset(b);
+        }
+    }
     if (!t->tid)
         t->tid = (uint32_t)syscall(SYS_gettid);
     r->size = (uint16_t)size;
@@ -615,7 +650,7 @@ static void emit(struct tstate *t, struct gf_record *r, const char *path, size_t
     b->used += (uint32_t)size;
     atomic_store_explicit(&b->count, n + 1, memory_order_relaxed);
     if (g_flush_ns == 0)
-        flush_locked(b);
+        flush_locked(b, FLUSH_HOLD);
     buf_unlock(b);
 }
 
@@ -631,7 +666,7 @@ static bool age_flush_at(struct tstate *t, struct tbuf *b, uint64_t now)
     int saved = errno;
     guard_on(t);
     if (buf_trylock(b)) {
-        flush_locked(b);
+        flush_locked(b, FLUSH_HOLD);
         buf_unlock(b);
     }
     guard_off(t);
@@ -906,7 +941,7 @@ static inline struct tstate *enter_fd(int fd, struct fdinfo *fi, uint64_t *t0)
         age_check(t);
         return NULL;
     }
-    if (!link_try()) {
+    if (!link_accepting()) {
         age_check(t);
         drop(1);
         return NULL;
@@ -1499,7 +1534,7 @@ static struct tstate *enter_stdio(FILE *f, int *fd, struct fdinfo *fi, uint64_t 
         errno = saved;
         return NULL;
     }
-    if (!link_try()) {
+    if (!link_accepting()) {
         drop(1);
         errno = saved;
         return NULL;

@@ -520,7 +520,9 @@ def test_threads_all_arrive_with_their_tids(shim, listener, tmp_path):
         import json, threading
         paths = {paths!r}
         owner = {{}}
+        start = threading.Barrier(8)
         def work(chunk):
+            start.wait()  # all eight race to the first event, while the connection is being opened
             for p in chunk:
                 with open(p, "rb") as f:
                     f.read()
