@@ -152,6 +152,75 @@ struct IngestTests {
         }
     }
 
+    @Test("folders of opened files are listed once, as the client: regular files only, bounded, then known before their open")
+    func folderListing() throws {
+        let directory = TemporaryDirectory()
+        let data = directory.file("data")
+        try FileManager.default.createDirectory(atPath: data + "/sub", withIntermediateDirectories: true)
+        for name in ["a.jpg", "b.jpg", "c.jpg", "d.jpg", ".hidden"] {
+            #expect(FileManager.default.createFile(atPath: "\(data)/\(name)", contents: Data([1, 2, 3])))
+        }
+        try FileManager.default.createSymbolicLink(atPath: data + "/e.jpg", withDestinationPath: data + "/a.jpg")
+        try FileManager.default.createSymbolicLink(atPath: data + "/dangling", withDestinationPath: data + "/nowhere")
+        #expect(try DirectoryListing.regularFileNames(in: data, limit: 100).sorted() == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"])
+        #expect(try DirectoryListing.regularFileNames(in: data, limit: 2).count == 2)
+
+        final class Collector: EventSink, @unchecked Sendable {
+            var files: [FileRecord] = []
+            func consume(_ batch: EventBatch) { files += batch.files }
+        }
+        let collector = Collector()
+        let statistics = IngestStatistics()
+        // Room for 8 files: at most 4 may come from listings.
+        let pipeline = IngestPipeline(catalog: FileCatalog(capacity: 8), tableCapacity: 10, sinks: [collector], statistics: statistics)
+        let lister = DirectoryLister()
+        pipeline.lister = lister
+        lister.start()
+        defer { lister.stop() }
+        func open(_ path: String, inode: UInt64, uid: UInt32 = 0) {
+            pipeline.ingest([AccessEvent(kind: .open, pid: 100, tid: 100, fd: 3, monotonicNanoseconds: 1, device: 8, inode: inode,
+                                         offset: 0, length: 3, durationNanoseconds: 1, path: path)], uid: uid)
+            pipeline.flush()
+        }
+        open(data + "/b.jpg", inode: 2)
+        open(data + "/c.jpg", inode: 3)  // the same folder: not listed twice
+        #expect(waitUntil { lister.statistics.listed == 1 })
+        pipeline.registerListings()
+        pipeline.flush()
+        // a, d and e became known before any open; b and c were known already.
+        let listed = Set(collector.files.dropFirst(2).map(\.path))
+        #expect(listed == [data + "/a.jpg", data + "/d.jpg", data + "/e.jpg"])
+        #expect(statistics.filesListed.value == 3)
+        #expect(collector.files.dropFirst(2).allSatisfy { $0.inode == 0 && $0.size == 0 })
+        // Its first open gives a listed file its identity under the same id.
+        let idOfA = try #require(pipeline.catalog.id(path: data + "/a.jpg"))
+        open(data + "/a.jpg", inode: 1)
+        #expect(pipeline.catalog.id(path: data + "/a.jpg") == idOfA)
+        #expect(pipeline.catalog.id(device: 8, inode: 1) == idOfA)
+
+        // Another folder: only one more listed file fits in half the catalog.
+        let more = directory.file("more")
+        try FileManager.default.createDirectory(atPath: more, withIntermediateDirectories: true)
+        for i in 0..<5 { #expect(FileManager.default.createFile(atPath: "\(more)/f\(i)", contents: Data([1]))) }
+        open(more + "/f0", inode: 10)
+        #expect(waitUntil { lister.statistics.listed == 2 })
+        pipeline.registerListings()
+        #expect(statistics.filesListed.value == 4)
+        #expect(statistics.listingsSkipped.value == 3)
+        #expect(statistics.catalogFull.value == 0)
+
+        // A folder the client may not read is not listed for it (root may; uid 65534 may not).
+        if geteuid() == 0 {
+            let closed = directory.file("closed")
+            try FileManager.default.createDirectory(atPath: closed, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+            #expect(FileManager.default.createFile(atPath: closed + "/x", contents: Data([1])))
+            #expect(FileManager.default.createFile(atPath: closed + "/y", contents: Data([1])))
+            open(closed + "/x", inode: 20, uid: 65534)
+            #expect(waitUntil { lister.statistics.failed == 1 })
+            #expect(lister.statistics.listed == 2)
+        }
+    }
+
     @Test("retention keeps the newest events and a reopened store keeps its file ids")
     func retentionAndReopen() throws {
         let directory = TemporaryDirectory()

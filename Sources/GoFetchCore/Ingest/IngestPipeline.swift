@@ -12,6 +12,11 @@ public final class IngestPipeline: @unchecked Sendable {
     private var pendingFiles: [FileRecord] = []
     private var pendingEvents: [TraceEvent] = []
     private var pendingControl: [TraceEvent] = []
+    /// Lists the folders of files the job opens (set when the GRU runs: it needs a
+    /// folder's files known before they are opened). Set before events flow.
+    public var lister: DirectoryLister?
+    /// Catalog entries made from listings alone; at most half the catalog.
+    private var listedFiles = 0
 
     public init(catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics, timing: ReadTiming = ReadTiming()) {
         self.timing = timing
@@ -33,7 +38,7 @@ public final class IngestPipeline: @unchecked Sendable {
             case .open:
                 opens += 1
                 guard let path = event.path else { unresolved += 1; continue }
-                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall)) else { continue }
+                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid) else { continue }
                 fileID = id
                 if !table.open(pid: event.pid, fd: event.fd, file: fileID) {
                     statistics.tableFull.add(1)
@@ -46,7 +51,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 continue
             case .lookahead:
                 guard let path = event.path else { unresolved += 1; continue }
-                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall)) else { continue }
+                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid) else { continue }
                 fileID = id
                 pendingControl.append(TraceEvent(
                     fileID: fileID, kind: .lookahead, flags: event.flags, source: event.source, pid: event.pid, tid: event.tid,
@@ -96,18 +101,41 @@ public final class IngestPipeline: @unchecked Sendable {
         statistics.eventsAccepted.add(accepted)
     }
 
-    /// The id of a registration; a new or changed record is queued for the store, a
-    /// full catalog is counted and gives `nil`.
-    private func accept(_ registration: FileCatalog.Registration) -> FileID? {
+    /// The id of a registration; a new or changed record is queued for the store (and
+    /// its folder for the lister, as the client `uid`/`gid`), a full catalog is counted
+    /// and gives `nil`.
+    private func accept(_ registration: FileCatalog.Registration, uid: UInt32? = nil, gid: UInt32 = 0) -> FileID? {
         switch registration {
         case .known(let id):
             return id
         case .recorded(let record):
             pendingFiles.append(record)
+            if let uid { lister?.request(folderOf: record.path, uid: uid, gid: gid) }
             return record.id
         case .full:
             statistics.catalogFull.add(1)
             return nil
+        }
+    }
+
+    /// Registers the files the lister found: the catalog learns their paths; their
+    /// identity and size come with their first open. Files known only from listings
+    /// fill at most half the catalog, so the files the job opens always find room.
+    public func registerListings() {
+        guard let lister else { return }
+        let wall = Int64(bitPattern: Clock.wallNanoseconds())
+        for listing in lister.takeListings() {
+            for name in listing.names {
+                let path = listing.directory + "/" + name
+                guard catalog.id(path: path) == nil else { continue }
+                guard listedFiles < catalog.capacity / 2, catalog.count < catalog.capacity else {
+                    statistics.listingsSkipped.add(1)
+                    continue
+                }
+                guard accept(catalog.registerAnnounced(path: path, size: 0, wallNanoseconds: wall)) != nil else { continue }
+                listedFiles += 1
+                statistics.filesListed.add(1)
+            }
         }
     }
 

@@ -162,6 +162,7 @@ public final class IngestServer: @unchecked Sendable {
                     drain(token, slots: slots, events: &events)
                 }
             }
+            pipeline.registerListings()
             pipeline.flush()
             publishDecodeFailures()
         }

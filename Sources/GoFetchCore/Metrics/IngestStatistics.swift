@@ -24,6 +24,10 @@ public final class IngestStatistics: Sendable {
     /// Reads whose descriptor and inode match no known open.
     public let unresolved = Atomic<Int>(0)
     public let catalogFull = Atomic<Int>(0)
+    /// Files the catalog learned from folder listings (for the GRU) before any open.
+    public let filesListed = Atomic<Int>(0)
+    /// Listed files left out: listings may fill at most half the catalog.
+    public let listingsSkipped = Atomic<Int>(0)
     public let tableFull = Atomic<Int>(0)
     /// Messages whose header pid differs from the connection's credentials.
     public let pidMismatch = Atomic<Int>(0)

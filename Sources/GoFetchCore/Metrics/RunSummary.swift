@@ -19,10 +19,15 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var committedEvents: Int
     public var committedFiles: Int
     public var committedBatches: Int
+    /// Files the catalog learned from folder listings before their first open (for the GRU).
+    public var filesListed: Int
+    /// Folders listed, and folders not listed (unreadable for the client, gone, or over a bound).
+    public var foldersListed: Int
+    public var foldersNotListed: Int
     /// Present when gofetch prefetched (`run`, `daemon`).
     public var prefetch: PrefetchSummary?
 
-    public init(ingest: IngestStatistics, store: StoreStatistics, engine: PrefetchEngine? = nil) {
+    public init(ingest: IngestStatistics, store: StoreStatistics, engine: PrefetchEngine? = nil, listing: DirectoryLister.Statistics? = nil) {
         events = ingest.eventsAccepted.value
         opens = ingest.opens.value
         reads = ingest.reads.value
@@ -42,6 +47,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
         committedEvents = store.committedEvents.value
         committedFiles = store.committedFiles.value
         committedBatches = store.committedBatches.value
+        filesListed = ingest.filesListed.value
+        foldersListed = listing?.listed ?? 0
+        foldersNotListed = (listing?.failed ?? 0) + (listing?.skipped ?? 0)
         prefetch = engine.map(PrefetchSummary.init)
     }
 
@@ -60,6 +68,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("committed", "\(committedEvents) events in \(committedBatches) transactions")
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
         row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files")
+        if foldersListed + foldersNotListed > 0 {
+            row("folders listed", "\(foldersListed) (\(foldersNotListed) not listed): \(filesListed) files known before their first open")
+        }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")

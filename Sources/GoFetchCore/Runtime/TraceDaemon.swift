@@ -17,6 +17,8 @@ public final class TraceDaemon: @unchecked Sendable {
     /// The CSV and Prometheus outputs; `nil` when only tracing.
     public let metrics: MetricsReporter?
     public private(set) var prometheus: PrometheusServer?
+    /// Lists the folders the job uses, for the GRU; `nil` when it does not run.
+    public private(set) var lister: DirectoryLister?
     private let logger: Logger
     private var running = false
 
@@ -82,11 +84,18 @@ public final class TraceDaemon: @unchecked Sendable {
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
             maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
         server.kernelSource = kernelSource
+        if engine?.gru != nil {
+            // The GRU names files by their place in their folder: list the folders the job uses.
+            let lister = DirectoryLister()
+            pipeline.lister = lister
+            self.lister = lister
+        }
     }
 
     public func start() throws(IngestServerError) {
         writer.start()
         engine?.start()
+        lister?.start()
         if let metrics {
             metrics.start()
             startPrometheus(metrics)
@@ -94,6 +103,7 @@ public final class TraceDaemon: @unchecked Sendable {
         do {
             try server.start()
         } catch {
+            lister?.stop()
             engine?.stop()
             prometheus?.stop()
             metrics?.stop()
@@ -109,6 +119,7 @@ public final class TraceDaemon: @unchecked Sendable {
         guard running else { return }
         running = false
         server.stop()
+        lister?.stop()
         engine?.stop()
         prometheus?.stop()
         metrics?.stop()
@@ -155,6 +166,6 @@ public final class TraceDaemon: @unchecked Sendable {
     }
 
     public func summary() -> RunSummary {
-        RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine)
+        RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine, listing: lister?.statistics)
     }
 }

@@ -113,8 +113,9 @@ public final class DirectoryIndex {
 
     public func add(_ file: FileRecord) { add(id: file.id, path: file.path) }
 
-    /// Lists every known directory on disk and adds the names the index lacks, so
-    /// listing indices are those of the real directory, files never opened included.
+    /// Lists every known directory on disk (its regular files, ``DirectoryListing``,
+    /// as the live daemon lists them) and adds the names the index lacks, so listing
+    /// indices are those of the real directory, files never opened included.
     /// Added files get ids below `firstID` (negative ids name no catalog file: a
     /// prediction of one is never an access). At most `maxPerDirectory` names are
     /// read from one directory; unreadable directories are skipped.
@@ -124,8 +125,8 @@ public final class DirectoryIndex {
         var next = firstID
         var added = 0
         for directory in directories {
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { continue }
-            for name in names.prefix(maxPerDirectory) where !name.hasPrefix(".") && directory.position(of: name).found == false {
+            guard let names = try? DirectoryListing.regularFileNames(in: directory.path, limit: maxPerDirectory) else { continue }
+            for name in names where directory.position(of: name).found == false {
                 add(id: next, path: directory.path == "/" ? "/\(name)" : "\(directory.path)/\(name)")
                 next -= 1
                 added += 1
