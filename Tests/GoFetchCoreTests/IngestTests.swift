@@ -221,6 +221,18 @@ struct IngestTests {
         }
     }
 
+    @Test("/proc/PID/stat: parent and start time, whatever the command name holds")
+    func processStat() throws {
+        let line = "4242 (a) (b c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 0"
+        #expect(ProcessStat.parse(line) == ProcessStat(parent: 17, startTicks: 987_654))
+        #expect(ProcessStat.parse("4242 (cut) S 17") == nil)
+        let own = try #require(ProcessStat.of(UInt32(getpid())))
+        #expect(own.parent == UInt32(getppid()))
+        #expect(own.startTicks > 0)
+        #expect(ProcessStat.of(UInt32(getpid())) == own)  // the same process: the same start time
+        #expect(ProcessStat.of(UInt32(Int32.max)) == nil)
+    }
+
     @Test("retention keeps the newest events and a reopened store keeps its file ids")
     func retentionAndReopen() throws {
         let directory = TemporaryDirectory()

@@ -289,11 +289,7 @@ public final class IngestServer: @unchecked Sendable {
 
     /// The parent of a process, from `/proc/<pid>/stat` (0 when it cannot be read).
     static func parentPID(of pid: pid_t) -> UInt32 {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
-        // "pid (comm) state ppid ..."; comm may contain spaces and parentheses.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? UInt32(fields[1]) ?? 0 : 0
+        ProcessStat.of(UInt32(bitPattern: pid))?.parent ?? 0
     }
 
     private func peerHungUp(_ fd: FileDescriptor) -> Bool {

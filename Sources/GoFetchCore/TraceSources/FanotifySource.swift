@@ -19,6 +19,8 @@ public final class FanotifyStatistics: Sendable {
     public let filtered = Atomic<Int>(0)
     /// The kernel's queue overflowed: events were lost (counted once per overflow).
     public let overflows = Atomic<Int>(0)
+    /// Pids found to belong to a later process than the one judged (judged again).
+    public let pidsReused = Atomic<Int>(0)
     public init() {}
 }
 
@@ -37,13 +39,24 @@ public final class FanotifyStatistics: Sendable {
 public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     public let fd: FileDescriptor
     public let statistics = FanotifyStatistics()
-    private let roots = Mutex(Set<UInt32>())
+    /// Traced roots with their start time, so a later process given a root's pid is not traced.
+    private let roots = Mutex([UInt32: UInt64]())
     private let spawners = Mutex(Set<UInt32>())
     private let filter: TracePathFilter
     /// Per pid: traced or not, and its credentials (`nil` when its /proc entry was gone:
-    /// its events are dropped, never attributed to root).
-    private var verdicts: [UInt32: (traced: Bool, uid: UInt32?, gid: UInt32?, parent: UInt32)] = [:]
-    private var lastRoots = Set<UInt32>()
+    /// its events are dropped, never attributed to root); with the process's start
+    /// time, checked again after a second, so a later process that got the pid is
+    /// judged afresh.
+    private var verdicts: [UInt32: Verdict] = [:]
+    private struct Verdict {
+        var traced: Bool
+        var uid: UInt32?
+        var gid: UInt32?
+        var parent: UInt32
+        var startTicks: UInt64?
+        var checkedAt: UInt64
+    }
+    private var lastRoots = [UInt32: UInt64]()
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
 
     /// Marks the file systems holding `paths` for opens, reads and closes.
@@ -77,7 +90,8 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
 
     /// Traces `pid` and every process it starts from now on.
     public func trace(pid: UInt32) {
-        roots.withLock { _ = $0.insert(pid) }
+        guard let stat = ProcessStat.of(pid) else { return }  // gone already: nothing of it to trace
+        roots.withLock { $0[pid] = stat.startTicks }
     }
 
     public func traceChildren(of pid: UInt32) {
@@ -116,7 +130,7 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
         }
     }
 
-    private func handle(_ event: CGoFetch_fanotify_event, roots: Set<UInt32>, spawners: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
+    private func handle(_ event: CGoFetch_fanotify_event, roots: [UInt32: UInt64], spawners: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
         if event.mask & CGoFetch_FAN_Q_OVERFLOW != 0 {
             statistics.overflows.add(1)
             return
@@ -149,12 +163,24 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     }
 
     /// Whether `pid` descends from a traced root, with its uid, gid and parent (cached, bounded).
-    private func verdict(_ pid: UInt32, roots: Set<UInt32>, spawners: Set<UInt32>) -> (traced: Bool, uid: UInt32?, gid: UInt32?, parent: UInt32) {
-        if let known = verdicts[pid] { return known }
+    private func verdict(_ pid: UInt32, roots: [UInt32: UInt64], spawners: Set<UInt32>) -> Verdict {
+        let now = Clock.monotonicNanoseconds()
+        if var known = verdicts[pid] {
+            if now &- known.checkedAt < 1_000_000_000 { return known }
+            let stat = ProcessStat.of(pid)
+            // Gone: its last queued events are still its own.
+            if stat == nil || stat?.startTicks == known.startTicks {
+                known.checkedAt = now
+                verdicts[pid] = known
+                return known
+            }
+            verdicts[pid] = nil
+            statistics.pidsReused.add(1)
+        }
         var traced = false
         var current = pid
         for _ in 0..<64 {
-            if roots.contains(current) { traced = true; break }
+            if let started = roots[current], ProcessStat.of(current)?.startTicks == started { traced = true; break }
             if let known = verdicts[current], known.traced { traced = true; break }
             let parent = IngestServer.parentPID(of: pid_t(bitPattern: current))
             if spawners.contains(parent) { traced = true; break }
@@ -162,7 +188,9 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
             current = parent
         }
         let credentials = Self.credentials(of: pid)
-        let result = (traced, credentials?.0, credentials?.1, IngestServer.parentPID(of: pid_t(bitPattern: pid)))
+        let stat = ProcessStat.of(pid)
+        let result = Verdict(
+            traced: traced, uid: credentials?.0, gid: credentials?.1, parent: stat?.parent ?? 0, startTicks: stat?.startTicks, checkedAt: now)
         if verdicts.count >= 65_536 { verdicts.removeAll(keepingCapacity: true) }
         verdicts[pid] = result
         return result
