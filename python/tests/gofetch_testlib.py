@@ -9,14 +9,8 @@ import json
 import os
 import pathlib
 import random
-import selectors
-import socket
-import struct
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import pytest
@@ -31,123 +25,15 @@ if str(PYTHON_DIR) not in sys.path:
 
 from gofetch import wire  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from seqpacket_listener import Listener, Message, listener_fixture  # noqa: E402,F401
+
 PYTHON = sys.executable  # a venv's interpreter path (its realpath would lose the venv's packages)
-
-
-@dataclass
-class Message:
-    conn: int
-    peer_pid: int
-    header: wire.Header
-    records: List[wire.Record]
-
-
-class Listener:
-    """Accepts SOCK_SEQPACKET connections like the daemon and decodes every message with wire.py."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.messages: List[Message] = []
-        self.errors: List[str] = []
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._open: Dict[int, socket.socket] = {}
-        self._peer: Dict[int, int] = {}
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._sock.bind(path)
-        self._sock.listen(128)
-        self._sock.setblocking(False)
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self._sock, selectors.EVENT_READ, None)
-        next_id = 0
-        while not self._stop.is_set():
-            for key, _ in sel.select(timeout=0.01):
-                if key.data is None:
-                    try:
-                        conn, _ = self._sock.accept()
-                    except OSError:
-                        continue
-                    conn.setblocking(False)
-                    pid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-                    with self._lock:
-                        self._open[next_id] = conn
-                        self._peer[next_id] = pid
-                        self.connections += 1
-                    sel.register(conn, selectors.EVENT_READ, next_id)
-                    next_id += 1
-                    continue
-                cid = key.data
-                conn = self._open[cid]
-                while True:
-                    try:
-                        data = conn.recv(wire.MAX_MESSAGE + 1)
-                    except BlockingIOError:
-                        break
-                    except OSError:
-                        data = b""
-                    with self._lock:
-                        if not data:
-                            sel.unregister(conn)
-                            conn.close()
-                            del self._open[cid]
-                            break
-                        try:
-                            header, records = wire.decode_message(data)
-                        except ValueError as error:
-                            self.errors.append(f"{error}: {data[:64]!r}")
-                            continue
-                        self.messages.append(Message(cid, self._peer[cid], header, records))
-        sel.close()
-
-    def records(self, kind: Optional[int] = None, pid: Optional[int] = None) -> List[tuple]:
-        """(message, record) pairs in arrival order."""
-        with self._lock:
-            return [(m, r) for m in self.messages for r in m.records
-                    if (kind is None or r.kind == kind) and (pid is None or m.peer_pid == pid)]
-
-    def wait_quiet(self, quiet: float = 0.2, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = -1
-        since = time.monotonic()
-        while time.monotonic() < deadline:
-            with self._lock:
-                count = len(self.messages)
-            if count != last:
-                last, since = count, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-        for conn in list(self._open.values()):
-            conn.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
 
 
 @pytest.fixture
 def listener(tmp_path):
-    made: List[Listener] = []
-
-    def make(name: str = "gofetch.sock") -> Listener:
-        lst = Listener(str(tmp_path / name))
-        made.append(lst)
-        return lst
-
-    yield make
-    for lst in made:
-        lst.close()
-        assert not lst.errors, lst.errors
+    yield from listener_fixture(tmp_path)
 
 
 def make_folder(root: pathlib.Path, classes: int = 3, per_class: int = 8, seed: int = 0,

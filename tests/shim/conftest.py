@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import os
 import pathlib
-import selectors
-import socket
-import struct
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
-from gofetch import wire  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from seqpacket_listener import Listener, Message, listener_fixture  # noqa: E402,F401
 
 SHIM = ROOT / "preload" / "build" / "libgofetch_preload.so"
 
@@ -42,131 +37,6 @@ def _real_python() -> str:
 PYTHON = _real_python()
 
 
-@dataclass
-class Message:
-    conn: int
-    peer_pid: int  # SO_PEERCRED of the connection
-    header: wire.Header
-    records: List[wire.Record]
-
-
-class Listener:
-    """A stand-in for the daemon: accepts SOCK_SEQPACKET connections and decodes every message.
-
-    With reading=False it accepts but never reads, so senders fill their socket
-    buffers; start_reading() drains from then on.
-    """
-
-    def __init__(self, path: str, reading: bool = True):
-        self.path = path
-        self.messages: List[Message] = []
-        self.errors: List[str] = []
-        self.connections = 0
-        self._lock = threading.RLock()
-        self._reading = threading.Event()
-        if reading:
-            self._reading.set()
-        self._stop = threading.Event()
-        self._open: Dict[int, socket.socket] = {}
-        self._peer: Dict[int, int] = {}
-        self._registered: set = set()
-        self._last_activity = time.monotonic()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._sock.bind(path)
-        self._sock.listen(128)
-        self._sock.setblocking(False)
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self._sock, selectors.EVENT_READ, None)
-        next_id = 0
-        while not self._stop.is_set():
-            if self._reading.is_set():
-                for cid, conn in list(self._open.items()):
-                    if cid not in self._registered:
-                        sel.register(conn, selectors.EVENT_READ, cid)
-                        self._registered.add(cid)
-            for key, _ in sel.select(timeout=0.01):
-                if key.data is None:
-                    try:
-                        conn, _ = self._sock.accept()
-                    except BlockingIOError:
-                        continue
-                    conn.setblocking(False)
-                    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-                    with self._lock:
-                        self._open[next_id] = conn
-                        self._peer[next_id] = struct.unpack("3i", cred)[0]
-                        self.connections += 1
-                        self._last_activity = time.monotonic()
-                    next_id += 1
-                    continue
-                cid = key.data
-                conn = self._open[cid]
-                while True:
-                    try:
-                        data = conn.recv(wire.MAX_MESSAGE + 1)
-                    except BlockingIOError:
-                        break
-                    except ConnectionError:
-                        data = b""
-                    with self._lock:
-                        self._last_activity = time.monotonic()
-                        if not data:
-                            sel.unregister(conn)
-                            conn.close()
-                            del self._open[cid]
-                            break
-                        try:
-                            header, records = wire.decode_message(data)
-                        except ValueError as e:
-                            self.errors.append(f"{e}: {data[:64]!r}")
-                            continue
-                        self.messages.append(Message(cid, self._peer[cid], header, records))
-        sel.close()
-
-    def start_reading(self) -> None:
-        self._reading.set()
-
-    def wait_quiet(self, timeout: float = 10.0, quiet: float = 0.15) -> None:
-        """Waits until every connection reached EOF and nothing happened for `quiet` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                idle = time.monotonic() - self._last_activity
-                done = not self._open or not self._reading.is_set()
-            if done and idle >= quiet:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"listener not quiet after {timeout}s ({len(self._open)} connections open)")
-
-    def wait_for(self, predicate, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if predicate(self):
-                    return True
-            time.sleep(0.01)
-        return False
-
-    def records(self, kind: Optional[int] = None) -> List[tuple]:
-        """(message, record) pairs in arrival order."""
-        with self._lock:
-            return [(m, r) for m in self.messages for r in m.records if kind is None or r.kind == kind]
-
-    def opens(self) -> List[wire.Record]:
-        return [r for _, r in self.records(wire.Kind.OPEN)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-        for conn in self._open.values():
-            conn.close()
-
-
 @pytest.fixture(scope="session")
 def shim() -> str:
     result = subprocess.run(["make", "-C", str(ROOT / "preload")], capture_output=True, text=True)
@@ -178,17 +48,7 @@ def shim() -> str:
 
 @pytest.fixture
 def listener(tmp_path):
-    made: List[Listener] = []
-
-    def make(reading: bool = True, name: str = "gofetch.sock") -> Listener:
-        lst = Listener(str(tmp_path / name), reading=reading)
-        made.append(lst)
-        return lst
-
-    yield make
-    for lst in made:
-        lst.close()
-        assert not lst.errors, lst.errors
+    yield from listener_fixture(tmp_path)
 
 
 def traced_env(shim: Optional[str], socket_path: Optional[str], **extra: str) -> Dict[str, str]:

@@ -864,8 +864,7 @@ def test_daemon_restart_reconnects_on_the_same_fd(shim, tmp_path):
         fds = {fd: os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")}
         (sock_fd,) = [fd for fd, target in fds.items() if target.startswith("socket:")]
         old_inode = fds[sock_fd]
-        first.close()                   # the daemon goes away...
-        os.unlink(sock)
+        first.close()                   # the daemon goes away (its socket file too)...
         second = Listener(sock)         # ...and comes back
         step()                          # send fails (EPIPE): 4 events dropped, reconnect backs off
         time.sleep(0.3)

@@ -41,7 +41,13 @@ extension MarkovPredictor {
     /// that name a file `idOf` does not know are skipped; the count is returned.
     @discardableResult
     public func load(from path: String, idOf: (String) -> FileID?) throws(ModelFileError) -> (contexts: Int, skipped: Int) {
-        var reader = ByteReader(try ModelFileError.read(path))
+        try load(bytes: try ModelFileError.read(path), readFrom: path, idOf: idOf)
+    }
+
+    /// Loads a model already read from `path` (several predictors from one read).
+    @discardableResult
+    public func load(bytes: [UInt8], readFrom path: String, idOf: (String) -> FileID?) throws(ModelFileError) -> (contexts: Int, skipped: Int) {
+        var reader = ByteReader(bytes)
         do {
             guard try reader.bytes(4) == Self.magic else { throw ModelFileError(path: path, problem: "not a gofetch Markov model") }
             let version = try reader.u32()

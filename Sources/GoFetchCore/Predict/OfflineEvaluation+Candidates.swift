@@ -13,9 +13,10 @@ extension OfflineEvaluation {
     ) throws(ModelFileError) -> [Candidate] {
         let paths = Dictionary(files.map { ($0.id, $0.path) }, uniquingKeysWith: { a, _ in a })
         let ids = Dictionary(files.map { ($0.path, $0.id) }, uniquingKeysWith: { a, _ in a })
+        let markovBytes = try markovModel.map { path throws(ModelFileError) in try ModelFileError.read(path) }
         func markov(order: Int) throws(ModelFileError) -> MarkovPredictor {
             let predictor = MarkovPredictor(options: .init(maxOrder: order))
-            if let markovModel { _ = try predictor.load(from: markovModel) { ids[$0] } }
+            if let markovModel, let markovBytes { try predictor.load(bytes: markovBytes, readFrom: markovModel) { ids[$0] } }
             return predictor
         }
         var candidates: [Candidate] = []
@@ -29,15 +30,14 @@ extension OfflineEvaluation {
             markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)), markovDepth: 8)
         candidates.append(Candidate(name: "hybrid", predictor: hybrid))
         if let gruModel {
-            func gru() throws(ModelFileError) -> GRUPredictor {
-                let predictor = try GRUPredictor(contentsOf: gruModel, files: files)
-                predictor.directories.addListings()  // as `gofetch train` indexed them
-                return predictor
-            }
-            candidates.append(Candidate(name: "gru", predictor: try gru()))
+            // One model and one index (eval only reads it) for both candidates; each keeps its own states.
+            let model = try GRUModel.load(from: gruModel).model
+            let directories = DirectoryIndex(files: files)
+            directories.addListings()  // as `gofetch train` indexed them
+            candidates.append(Candidate(name: "gru", predictor: GRUPredictor(model: model, directories: directories)))
             let withGRU = HybridPredictor(
                 markov: try markov(order: maxOrder), remaining: EpochRemainingSet(options: .init(maxFiles: maxFiles)),
-                gru: try gru(), markovDepth: 8)
+                gru: GRUPredictor(model: model, directories: directories), markovDepth: 8)
             candidates.append(Candidate(name: "hybrid+gru", predictor: withGRU))
         }
         let patterns = PatternDetector(options: PatternDetector.Options(configuration), pathOf: { paths[$0] })

@@ -64,7 +64,8 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
         }
         var message = [CChar](repeating: 0, count: 512)
         guard let handle = CGoFetch_bpf_open(path, &message, message.count) else {
-            throw EBPFSourceError(problem: "the ebpf backend cannot start: \(String(cString: message)); use --backend preload")
+            let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw EBPFSourceError(problem: "the ebpf backend cannot start: \(text); use --backend preload")
         }
         self.handle = handle
         pollDescriptor = FileDescriptor(rawValue: CGoFetch_bpf_fd(handle))
