@@ -28,9 +28,15 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("trace-pid"), help: ArgumentHelp("fanotify, ebpf: trace this process and the processes it starts from now on (repeatable).", valueName: "pid"))
     var tracePIDs: [Int32] = []
 
+    @Option(name: .customLong("trace-cgroup"), help: ArgumentHelp("fanotify, ebpf: trace the processes of this cgroup folder and of the cgroups below it, and what they start (v1 or v2; repeatable; processes moved in later are traced too).", valueName: "path"))
+    var traceCgroups: [String] = []
+
     func validate() throws {
-        if source.backend != .preload && tracePIDs.isEmpty {
-            throw ValidationError("--backend \(source.backend.rawValue) needs at least one --trace-pid PID: the kernel sees every process, gofetch traces only the trees you name")
+        if source.backend != .preload && tracePIDs.isEmpty && traceCgroups.isEmpty {
+            throw ValidationError("--backend \(source.backend.rawValue) needs --trace-pid PID or --trace-cgroup PATH: the kernel sees every process, gofetch traces only the trees and cgroups you name")
+        }
+        if source.backend == .preload && !(tracePIDs.isEmpty && traceCgroups.isEmpty) {
+            throw ValidationError("--trace-pid and --trace-cgroup choose processes for --backend fanotify or ebpf; with preload, the processes that load the shim are traced")
         }
     }
 
@@ -46,6 +52,12 @@ struct DaemonCommand: AsyncParsableCommand {
         }
         let kernelSource = try source.makeKernelSource(configuration)
         for pid in tracePIDs { kernelSource?.trace(pid: UInt32(bitPattern: pid)) }
+        var cgroups: CgroupTracer?
+        if let kernelSource, !traceCgroups.isEmpty {
+            cgroups = try CgroupTracer(paths: traceCgroups, source: kernelSource)
+            cgroups?.start()
+        }
+        defer { cgroups?.stop() }
         let daemon = try TraceDaemon(
             configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", prefetch: true,
             kernelSource: kernelSource, logger: logger, onCommit: onCommit)

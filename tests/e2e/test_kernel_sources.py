@@ -5,9 +5,11 @@ eBPF: the same files, opens, reads and bytes per file as the shim, and the pages
 each file brought into the page cache (misses) match the reads that were cold."""
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -126,3 +128,87 @@ def test_without_privileges_each_kernel_backend_says_why_and_how_to_fall_back(tm
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode != 0
     assert "needs root" in result.stderr and "--backend preload" in result.stderr
+
+
+WAITER = textwrap.dedent(
+    """
+    import os, subprocess, sys
+    root, child = sys.argv[1], sys.argv[2:]
+    sys.stdin.readline()  # go
+    for name in sorted(os.listdir(root)):
+        with open(os.path.join(root, name), "rb") as f:
+            f.read()
+    if child:
+        subprocess.run([sys.executable, __file__] + child, input=b"\\n", check=True)
+    """
+)
+
+
+def make_cgroup():
+    """A fresh cgroup: v2 where it is mounted, else v1's pids hierarchy."""
+    for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/pids"):
+        if os.path.exists(os.path.join(base, "cgroup.procs")) and os.access(base, os.W_OK):
+            path = os.path.join(base, f"gofetch-test-{os.getpid()}")
+            os.mkdir(path)
+            return path
+    pytest.skip("no writable cgroup hierarchy (cgroup.procs) under /sys/fs/cgroup")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kernel sources and cgroup moves need root")
+@pytest.mark.parametrize("backend", ["fanotify", "ebpf"])
+def test_daemon_traces_the_processes_of_a_cgroup_and_what_they_start_not_others(tmp_path, gofetch_bin, python_bin, backend):
+    if backend == "ebpf" and not os.path.exists(os.path.join(os.path.dirname(gofetch_bin), "gofetch.bpf.o")):
+        pytest.skip("the eBPF program did not compile for this kernel (see .build/bpf.log)")
+    folders = {}
+    for name in ("inside", "child", "outside"):
+        folders[name] = tmp_path / name
+        make_files(str(folders[name]), 20, seed=len(name), min_size=1_000, max_size=5_000)
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    cgroup = make_cgroup()
+    db, sock = tmp_path / "t.db", tmp_path / "gofetch.sock"
+    inside = outside = daemon = None
+    try:
+        # Started before the daemon: only its cgroup makes it traced; a moved-in process too.
+        inside = subprocess.Popen([python_bin, str(script), str(folders["inside"] / "class_0"), str(folders["child"] / "class_0")],
+                                  stdin=subprocess.PIPE)
+        outside = subprocess.Popen([python_bin, str(script), str(folders["outside"] / "class_0")], stdin=subprocess.PIPE)
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(inside.pid))
+        daemon = subprocess.Popen(
+            [gofetch_bin, "daemon", "--backend", backend, "--mark", str(tmp_path), "--trace-cgroup", cgroup,
+             "--db", str(db), "--socket", str(sock), "--log-level", "info"],
+            stderr=subprocess.PIPE, text=True)
+        for line in daemon.stderr:
+            if "listening" in line:
+                break
+        else:
+            raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
+        for process in (inside, outside):
+            process.stdin.write(b"\n")
+            process.stdin.close()
+        assert inside.wait(timeout=60) == 0 and outside.wait(timeout=60) == 0
+        time.sleep(0.5)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0, daemon.stderr.read()
+    finally:
+        for process in (inside, outside, daemon):
+            if process and process.poll() is None:
+                process.kill()
+                process.wait()
+        os.rmdir(cgroup)
+    files = {name: traced(db, str(folder))[0] for name, folder in folders.items()}
+    print({name: len(paths) for name, paths in files.items()})
+    assert len(files["inside"]) == 4   # make_files puts every 5th file in each class folder
+    assert len(files["child"]) == 4    # started by a member: followed
+    assert files["outside"] == set()   # not a member
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fanotify backend needs root before the cgroup is looked at")
+def test_a_bad_cgroup_or_a_missing_choice_of_processes_is_a_clear_error(tmp_path, gofetch_bin):
+    base = [gofetch_bin, "daemon", "--backend", "fanotify", "--db", str(tmp_path / "t.db"), "--socket", str(tmp_path / "s")]
+    for extra, expected in ((["--trace-cgroup", str(tmp_path)], "no readable cgroup.procs"),
+                            (["--trace-cgroup", "/sys/fs/cgroup/no-such-group"], "no such folder"),
+                            ([], "needs --trace-pid PID or --trace-cgroup PATH")):
+        result = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and expected in result.stderr, result.stderr

@@ -91,7 +91,11 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     /// Traces `pid` and every process it starts from now on.
     public func trace(pid: UInt32) {
         guard let stat = ProcessStat.of(pid) else { return }  // gone already: nothing of it to trace
-        roots.withLock { $0[pid] = stat.startTicks }
+        roots.withLock { roots in
+            // Many roots (a cgroup's processes come and go): forget the ended ones.
+            if roots.count >= 4_096 { roots = roots.filter { ProcessStat.of($0.key)?.startTicks == $0.value } }
+            roots[pid] = stat.startTicks
+        }
     }
 
     public func traceChildren(of pid: UInt32) {
