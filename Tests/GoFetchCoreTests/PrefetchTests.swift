@@ -9,7 +9,7 @@ import Testing
 func coldFile(_ path: String, size: Int) throws {
     var generator = SplitMix64(seed: UInt64(size))
     let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
     let fd = try FileDescriptor.open(path, .readOnly)
     defer { try? fd.close() }
     fsync(fd.rawValue)

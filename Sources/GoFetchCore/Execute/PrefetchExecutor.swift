@@ -58,10 +58,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
     }
     private let queue = Mutex(Queue())
     private let available = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var workers: [JoinableThread] = []
     /// FUSE devices checked for whether warmed pages survive an open: true = they do not.
     private let volatileDevices = Mutex([UInt64: Bool]())
-    private var started = 0
 
     /// - Parameters:
     ///   - threads: I/O threads.
@@ -77,15 +76,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
     }
 
     public func start() {
-        for index in 0..<threads {
-            let thread = Thread { [self] in
-                work()
-                finished.signal()
-            }
-            thread.name = "gofetch-io-\(index)"
-            thread.start()
-        }
-        started = threads
+        guard workers.isEmpty else { return }
+        workers = (0..<threads).map { index in JoinableThread(name: "gofetch-io-\(index)") { [self] in work() } }
     }
 
     /// Requests waiting for a thread.
@@ -114,11 +106,11 @@ public final class PrefetchExecutor: @unchecked Sendable {
 
     /// Finishes what is queued, then stops the threads.
     public func stop() {
-        guard started > 0 else { return }
+        guard !workers.isEmpty else { return }
         queue.withLock { $0.stopping = true }
-        for _ in 0..<started { available.signal() }
-        for _ in 0..<started { finished.wait() }
-        started = 0
+        for _ in workers { available.signal() }
+        for worker in workers { worker.join() }
+        workers = []
     }
 
     private func work() {

@@ -83,7 +83,7 @@ public final class DirectoryLister: @unchecked Sendable {
     public let options: Options
     private let state = Mutex(State())
     private let wakeUp = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
     /// Folders asked for so far (caller's thread only).
     private var requested: Set<String> = []
     private var running = false
@@ -97,12 +97,7 @@ public final class DirectoryLister: @unchecked Sendable {
     public func start() {
         guard !running else { return }
         running = true
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        thread.name = "gofetch-list"
-        thread.start()
+        thread = JoinableThread(name: "gofetch-list") { [self] in run() }
     }
 
     /// Stops after the folder being listed; folders still pending are not listed.
@@ -111,7 +106,7 @@ public final class DirectoryLister: @unchecked Sendable {
         running = false
         state.withLock { $0.stopping = true }
         wakeUp.signal()
-        finished.wait()
+        thread?.join()
     }
 
     /// Asks for the folder of `path` to be listed, once, as `uid`/`gid`. Never blocks.

@@ -23,7 +23,7 @@ public final class IngestServer: @unchecked Sendable {
     private let statistics: IngestStatistics
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
     private var listener: FileDescriptor?
     private var epoll: FileDescriptor?
 
@@ -87,12 +87,7 @@ public final class IngestServer: @unchecked Sendable {
         listener = fd
         epoll = poller
         Syscall.raiseOpenFileLimit()
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        thread.name = "gofetch-ingest"
-        thread.start()
+        thread = JoinableThread(name: "gofetch-ingest") { [self] in run() }
     }
 
     /// The socket's folder must be ours and closed to others: in a shared folder such
@@ -124,7 +119,7 @@ public final class IngestServer: @unchecked Sendable {
     /// Stops receiving after draining what the clients already sent; returns when the thread is gone.
     public func stop() {
         guard listener != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        finished.wait()
+        thread?.join()
         for client in clients.values { try? client.fd.close() }
         clients.removeAll()
         try? epoll?.close()

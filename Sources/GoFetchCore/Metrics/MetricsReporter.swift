@@ -47,7 +47,7 @@ public final class MetricsReporter: @unchecked Sendable {
     private var handle: FileHandle?
     private var previous: MetricsSample?
     private let wakeUp = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
     private var stopping = false
     private var running = false
     private let lock = NSLock()
@@ -80,7 +80,7 @@ public final class MetricsReporter: @unchecked Sendable {
     public func start() {
         if let csvPath { openCSV(csvPath) }
         running = true
-        let thread = Thread { [self] in
+        thread = JoinableThread(name: "gofetch-metrics-csv") { [self] in
             while true {
                 _ = wakeUp.wait(timeout: .now() + interval)
                 // Read before reporting: once stopping is set, the engine's last figures are in.
@@ -88,10 +88,7 @@ public final class MetricsReporter: @unchecked Sendable {
                 report()
                 if stop { break }
             }
-            finished.signal()
         }
-        thread.name = "gofetch-metrics-csv"
-        thread.start()
     }
 
     /// Writes the last row and stops.
@@ -100,7 +97,7 @@ public final class MetricsReporter: @unchecked Sendable {
         running = false
         lock.withLock { stopping = true }
         wakeUp.signal()
-        finished.wait()
+        thread?.join()
         try? handle?.close()
         handle = nil
     }

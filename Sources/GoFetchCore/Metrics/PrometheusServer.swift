@@ -47,7 +47,7 @@ public final class PrometheusServer: @unchecked Sendable {
     private let logger: Logger
     private var socket: FileDescriptor?
     private let stopping = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
 
     /// - Parameter beforeScrape: refreshes the registry's values before each answer.
     public init(address: ListenAddress, registry: PrometheusCollectorRegistry, logger: Logger, beforeScrape: @escaping @Sendable () -> Void) {
@@ -87,12 +87,7 @@ public final class PrometheusServer: @unchecked Sendable {
             throw error
         }
         socket = fd
-        let thread = Thread { [self] in
-            serve(fd)
-            finished.signal()
-        }
-        thread.name = "gofetch-metrics"
-        thread.start()
+        thread = JoinableThread(name: "gofetch-metrics") { [self] in serve(fd) }
     }
 
     public func stop() {
@@ -100,7 +95,7 @@ public final class PrometheusServer: @unchecked Sendable {
         socket = nil
         stopping.store(true, ordering: .relaxed)
         Syscall.shutdown(fd)
-        finished.wait()
+        thread?.join()
         try? fd.close()
         if case .unix(let path) = address { try? Syscall.unlinkIfPresent(path) }
     }

@@ -35,7 +35,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     }
     private let inbox = Mutex(Inbox())
     private let wakeUp = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
     private var files: [FileID: (path: String, size: UInt64)] = [:]
     private var running = false
     private let choices = Mutex((markov: 0, remainingSet: 0, gru: 0, epochs: 0))
@@ -124,12 +124,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public func start() {
         executor.start()
         running = true
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        thread.name = "gofetch-predict"
-        thread.start()
+        thread = JoinableThread(name: "gofetch-predict") { [self] in run() }
     }
 
     public func stop() {
@@ -137,7 +132,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         running = false
         inbox.withLock { $0.stopping = true }
         wakeUp.signal()
-        finished.wait()
+        thread?.join()
         executor.stop()
         // The engine thread is gone: settle what is left on this one.
         for result in inbox.withLock({ $0.results }) { ledger.completed(result) }

@@ -23,7 +23,7 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
     }
     private let queue = Mutex(Queue())
     private let wakeUp = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
     private var started = false
 
     public init(
@@ -41,12 +41,7 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
 
     public func start() {
         started = true
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        thread.name = "gofetch-store"
-        thread.start()
+        thread = JoinableThread(name: "gofetch-store") { [self] in run() }
     }
 
     /// Queues a batch without waiting; events beyond the capacity are dropped and counted.
@@ -74,7 +69,7 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
         started = false
         queue.withLock { $0.stopping = true }
         wakeUp.signal()
-        finished.wait()
+        thread?.join()
     }
 
     private func run() {

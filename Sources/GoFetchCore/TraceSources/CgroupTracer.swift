@@ -25,7 +25,7 @@ public final class CgroupTracer: @unchecked Sendable {
     private let interval: Double
     private let stopping = Atomic<Bool>(false)
     private let wakeUp = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
     private var running = false
     /// Pids handed to the source and still members at the last pass (tracer thread only).
     private var traced: Set<UInt32> = []
@@ -56,12 +56,9 @@ public final class CgroupTracer: @unchecked Sendable {
         guard !running else { return }
         running = true
         scan()
-        let thread = Thread { [self] in
+        thread = JoinableThread(name: "gofetch-cgroups") { [self] in
             while wakeUp.wait(timeout: .now() + interval) == .timedOut, !stopping.load(ordering: .acquiring) { scan() }
-            finished.signal()
         }
-        thread.name = "gofetch-cgroups"
-        thread.start()
     }
 
     public func stop() {
@@ -69,7 +66,7 @@ public final class CgroupTracer: @unchecked Sendable {
         running = false
         stopping.store(true, ordering: .releasing)
         wakeUp.signal()
-        finished.wait()
+        thread?.join()
     }
 
     /// One pass: the members of every cgroup at or below `paths`; new ones are traced.

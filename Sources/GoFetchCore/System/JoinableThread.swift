@@ -1,0 +1,21 @@
+import Foundation
+
+/// A named thread of gofetch's own (ingest, store, engine, I/O, metrics…): it runs
+/// `body` once, and ``join()`` waits until `body` has returned.
+final class JoinableThread: Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(name: String, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread { [finished] in
+            body()
+            finished.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Waits for `body` to return (once).
+    func join() {
+        finished.wait()
+    }
+}
