@@ -12,8 +12,10 @@ public struct CgroupTracerError: Error, CustomStringConvertible, Sendable {
 /// every process listed in `cgroup.procs` of each folder and of the cgroups below
 /// it is handed to a kernel source's ``KernelTraceSource/trace(pid:)``, which also
 /// follows what those processes start. Membership is read again twice a second, so
-/// a process moved into the cgroup later is traced from then on. A process that
-/// leaves the cgroup stays traced, with what it starts, until it ends.
+/// a process moved into the cgroup later, or started there by a process outside it
+/// (as `docker exec` does), is traced from the next reading on: its events of the
+/// half second before are not seen. A process that leaves the cgroup stays traced,
+/// with what it starts, until it ends.
 ///
 /// Works with cgroup v1 and v2 folders alike. Bounded: at most `maxGroups` cgroups
 /// are read per pass and `maxProcesses` pids remembered; what is over is counted.
