@@ -173,7 +173,7 @@ struct IngestTests {
         let statistics = IngestStatistics()
         // Room for 8 files: at most 4 may come from listings.
         let pipeline = IngestPipeline(catalog: FileCatalog(capacity: 8), tableCapacity: 10, sinks: [collector], statistics: statistics)
-        let lister = DirectoryLister()
+        let lister = DirectoryLister(options: .init(nextSibling: false))  // siblings: the next test
         pipeline.lister = lister
         lister.start()
         defer { lister.stop() }
@@ -219,6 +219,31 @@ struct IngestTests {
             #expect(waitUntil { lister.statistics.failed == 1 })
             #expect(lister.statistics.listed == 2)
         }
+    }
+
+    @Test("the lister stays one folder ahead: each folder the job enters, and the next sibling, listed once")
+    func siblingListing() throws {
+        let directory = TemporaryDirectory()
+        for folder in ["c0", "c1", "c2"] {
+            try FileManager.default.createDirectory(atPath: directory.file(folder), withIntermediateDirectories: true)
+            for name in ["x", "y"] { #expect(FileManager.default.createFile(atPath: directory.file("\(folder)/\(name)"), contents: Data([1]))) }
+        }
+        #expect(FileManager.default.createFile(atPath: directory.file("c10"), contents: Data([1])))  // a file, not a folder
+        let lister = DirectoryLister()
+        lister.start()
+        defer { lister.stop() }
+        func listedFolders() -> Set<String> { Set(lister.takeListings().map { $0.directory }) }
+        lister.request(folderOf: directory.file("c0/x"), uid: 0, gid: 0)
+        #expect(waitUntil { lister.statistics.listed == 2 })
+        #expect(listedFolders() == [directory.file("c0"), directory.file("c1")])
+        lister.request(folderOf: directory.file("c1/x"), uid: 0, gid: 0)  // c1 was listed ahead: only c2 is new
+        #expect(waitUntil { lister.statistics.listed == 3 })
+        #expect(listedFolders() == [directory.file("c2")])
+        lister.request(folderOf: directory.file("c2/y"), uid: 0, gid: 0)  // the last folder: nothing after it
+        lister.request(folderOf: directory.file("c0/y"), uid: 0, gid: 0)  // entered before: not again
+        usleep(100_000)
+        #expect(lister.statistics.listed == 3 && lister.statistics.names == 6)
+        #expect(listedFolders().isEmpty)
     }
 
     @Test("/proc/PID/stat: parent and start time, whatever the command name holds")

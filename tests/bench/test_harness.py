@@ -213,6 +213,10 @@ def test_cleanup_after_an_exception_leaves_no_mount_cgroup_or_process(tmp_path):
             cleanup.push("remove cgroup", group.remove)
             proc = subprocess.Popen(cgroups.wrapper_command([group], ["sleep", "60"]))
             seen.update(path=st.path, group=group.path, pid=proc.pid)
+            deadline = time.monotonic() + 5  # a member, so clean-up must kill it (not merely outrun it)
+            while proc.pid not in group.procs() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proc.pid in group.procs()
             with open(st.files()[0], "rb") as f:  # the mount works
                 assert len(f.read()) == ds.sizes[0]
             raise RuntimeError("boom")

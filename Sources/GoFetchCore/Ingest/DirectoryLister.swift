@@ -11,6 +11,12 @@ public enum DirectoryListing {
     /// included; hidden names, sub-folders and other kinds left out), at most `limit`,
     /// in the order the file system returns them.
     public static func regularFileNames(in path: String, limit: Int) throws(Errno) -> [String] {
+        try names(in: path, of: .regular, limit: limit)
+    }
+
+    /// The names in `path` of one kind (`.regular` or `.directory`; a symbolic link
+    /// counts as what it points to), hidden ones left out, at most `limit`.
+    static func names(in path: String, of wanted: DirectoryEntry.Kind, limit: Int) throws(Errno) -> [String] {
         let stream = try Syscall.openDirectory(path, followSymlinks: true)
         defer { Syscall.closeDirectory(stream) }
         var names: [String] = []
@@ -20,7 +26,7 @@ public enum DirectoryListing {
             if kind == .unknown || kind == .symbolicLink {
                 kind = (try? Syscall.fileStatus(entry.name, in: stream.descriptor, followSymlinks: true))?.kind ?? .other
             }
-            guard kind == .regular else { continue }
+            guard kind == wanted else { continue }
             names.append(String(decoding: entry.name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return names
@@ -30,7 +36,9 @@ public enum DirectoryListing {
 /// Lists, on its own thread, the folders of files the job opens, so the catalog
 /// knows their neighbours before the job opens them: the GRU predicts moves within
 /// a folder's listing ("two files on", "the first file of the next folder"), and
-/// only files the catalog knows can be prefetched.
+/// only files the catalog knows can be prefetched. It also lists the folder's next
+/// sibling (the next sub-folder of its parent, in sorted order), so the move into
+/// the next folder lands too: the lister stays one folder ahead of the job.
 ///
 /// A folder is listed once, as the client whose open led to it (its file-system
 /// uid and gid), so gofetch never learns names the job could not list itself.
@@ -44,11 +52,14 @@ public final class DirectoryLister: @unchecked Sendable {
         public var maxNamesPerDirectory = 100_000
         /// Folders waiting to be listed, at most.
         public var maxPending = 4_096
+        /// Also list the next sibling of each folder the job opens a file in.
+        public var nextSibling = true
 
-        public init(maxDirectories: Int = 65_536, maxNamesPerDirectory: Int = 100_000, maxPending: Int = 4_096) {
+        public init(maxDirectories: Int = 65_536, maxNamesPerDirectory: Int = 100_000, maxPending: Int = 4_096, nextSibling: Bool = true) {
             self.maxDirectories = maxDirectories
             self.maxNamesPerDirectory = maxNamesPerDirectory
             self.maxPending = maxPending
+            self.nextSibling = nextSibling
         }
     }
 
@@ -86,6 +97,9 @@ public final class DirectoryLister: @unchecked Sendable {
     private var thread: JoinableThread?
     /// Folders asked for so far (caller's thread only).
     private var requested: Set<String> = []
+    /// Folders listed so far, and each parent's sub-folders in sorted order (lister thread only).
+    private var listed: Set<String> = []
+    private var subfolders: [String: [String]] = [:]
     private var running = false
 
     public init(options: Options = Options()) {
@@ -144,22 +158,59 @@ public final class DirectoryLister: @unchecked Sendable {
             while let request = state.withLock({ state -> Request? in
                 state.stopping ? nil : state.pending.popFirst()
             }) {
-                let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid) { () throws(Errno) in
-                    try DirectoryListing.regularFileNames(in: request.directory, limit: options.maxNamesPerDirectory)
-                }
-                state.withLock { state in
-                    if let names, state.results.count < options.maxPending {
-                        state.results.append(Listing(directory: request.directory, names: names))
-                        state.statistics.listed += 1
-                        state.statistics.names += names.count
-                    } else if names == nil {
-                        state.statistics.failed += 1
-                    } else {
-                        state.statistics.skipped += 1  // nobody took the listings: never hoard them
-                    }
+                list(request.directory, as: request)
+                if options.nextSibling, let sibling = nextSibling(of: request.directory, as: request) {
+                    list(sibling, as: request)
                 }
             }
             if state.withLock({ $0.stopping }) { return }
         }
+    }
+
+    /// Lists `directory` unless it was already, as the request's client.
+    private func list(_ directory: String, as request: Request) {
+        guard !listed.contains(directory) else { return }
+        guard listed.count < options.maxDirectories else {
+            state.withLock { $0.statistics.skipped += 1 }
+            return
+        }
+        listed.insert(directory)
+        let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid) { () throws(Errno) in
+            try DirectoryListing.regularFileNames(in: directory, limit: options.maxNamesPerDirectory)
+        }
+        state.withLock { state in
+            if let names, state.results.count < options.maxPending {
+                state.results.append(Listing(directory: directory, names: names))
+                state.statistics.listed += 1
+                state.statistics.names += names.count
+            } else if names == nil {
+                state.statistics.failed += 1
+            } else {
+                state.statistics.skipped += 1  // nobody took the listings: never hoard them
+            }
+        }
+    }
+
+    /// The sub-folder of `directory`'s parent that sorts right after it (as the
+    /// GRU's ``DirectoryIndex`` ranks folders), listed as the request's client.
+    private func nextSibling(of directory: String, as request: Request) -> String? {
+        guard let slash = directory.lastIndex(of: "/") else { return nil }
+        let parent = slash == directory.startIndex ? "/" : String(directory[..<slash])
+        let name = String(directory[directory.index(after: slash)...])
+        if subfolders[parent] == nil {
+            guard subfolders.count < options.maxDirectories else { return nil }
+            let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid) { () throws(Errno) in
+                try DirectoryListing.names(in: parent, of: .directory, limit: options.maxNamesPerDirectory)
+            }
+            subfolders[parent] = (names ?? []).sorted()
+        }
+        let siblings = subfolders[parent]!
+        var low = 0, high = siblings.count
+        while low < high {
+            let middle = (low + high) / 2
+            if siblings[middle] <= name { low = middle + 1 } else { high = middle }
+        }
+        guard low < siblings.count else { return nil }
+        return parent == "/" ? "/" + siblings[low] : parent + "/" + siblings[low]
     }
 }

@@ -101,15 +101,8 @@ public final class CgroupTracer: @unchecked Sendable {
         traced = members
     }
 
-    /// The cgroups right below `group` (its sub-folders; cgroupfs gives entry types).
+    /// The cgroups right below `group` (its sub-folders).
     static func subgroups(of group: String) -> [String] {
-        guard let stream = try? Syscall.openDirectory(group, followSymlinks: false) else { return [] }
-        defer { Syscall.closeDirectory(stream) }
-        var children: [String] = []
-        while let entry = try? Syscall.readDirectory(stream) {
-            guard entry.kind == .directory else { continue }
-            children.append(group + "/" + String(decoding: entry.name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        }
-        return children
+        ((try? DirectoryListing.names(in: group, of: .directory, limit: Int.max)) ?? []).map { group + "/" + $0 }
     }
 }
