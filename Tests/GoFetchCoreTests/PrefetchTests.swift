@@ -93,6 +93,49 @@ struct ExecutorTests {
         buffer.deallocate()
     }
 
+    @Test("a file the client reads through a supplementary group is warmed with that group, and only with it")
+    func supplementaryGroups() throws {
+        guard geteuid() == 0 else {
+            print("skipped: acting as another user and group needs root")
+            return
+        }
+        let directory = TemporaryDirectory()
+        let shared = directory.file("shared.bin")
+        try coldFile(shared, size: 64 << 10)
+        let project: UInt32 = 4_242  // the data set's group; the client `nobody` is in it only as a supplementary group
+        chown(shared, 0, project)
+        chmod(shared, 0o640)
+        chmod(directory.path, 0o755)
+        var refused = request(shared, uid: 65_534, gid: 65_534)
+        refused.groups = [65_533]
+        #expect(executor().perform(refused, buffer: buffer).outcome == .denied)
+        #expect(try residentPages(shared) == 0)
+        var allowed = refused
+        allowed.groups = [65_533, project]
+        #expect(executor().perform(allowed, buffer: buffer).outcome == .completed)
+        #expect(try residentPages(shared) == 16)
+        // The group was lent for that request only.
+        #expect(executor().perform(refused, buffer: buffer).outcome == .denied)
+        buffer.deallocate()
+    }
+
+    @Test("client groups come from /proc/PID/status, and only while the pid runs as the events' user")
+    func clientGroups() throws {
+        let status = "Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\nGroups:\t4 24 4242 \nNgid:\t0\n"
+        #expect(ProcessCredentials.parse(status) == ProcessCredentials(uids: [1000, 1000, 1000, 1000], gids: [100, 100, 100, 100], groups: [4, 24, 4242]))
+        #expect(ProcessCredentials.parse("Name:\tx\n") == nil)
+        let own = try #require(ProcessCredentials.of(UInt32(getpid())))
+        #expect(own.uids.first == getuid() && own.gids.first == getgid())
+        let count = Int(getgroups(0, nil))
+        var mine = [gid_t](repeating: 0, count: count)
+        _ = getgroups(Int32(count), &mine)
+        let cache = ClientGroups()
+        #expect(Set(cache.groups(pid: UInt32(getpid()), uid: getuid(), gid: getgid(), now: 1)) == Set(mine.map { UInt32($0) }))
+        // Another uid than the process runs as: it is not that client (a reused pid): no groups.
+        let other = ClientGroups()
+        #expect(other.groups(pid: UInt32(getpid()), uid: getuid() &+ 1, gid: getgid(), now: 1).isEmpty)
+    }
+
     @Test("requests run on the pool and report through the callback")
     func pool() throws {
         let directory = TemporaryDirectory()

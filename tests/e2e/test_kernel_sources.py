@@ -5,9 +5,12 @@ eBPF: the same files, opens, reads and bytes per file as the shim, and the pages
 each file brought into the page cache (misses) match the reads that were cold."""
 import json
 import os
+import pathlib
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import textwrap
 import time
 
@@ -212,3 +215,60 @@ def test_a_bad_cgroup_or_a_missing_choice_of_processes_is_a_clear_error(tmp_path
                             ([], "needs --trace-pid PID or --trace-cgroup PATH")):
         result = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
         assert result.returncode != 0 and expected in result.stderr, result.stderr
+
+
+GROUP_JOB = textwrap.dedent(
+    """
+    import os, sys, time
+    root = sys.argv[1]
+    names = sorted(os.listdir(root))
+    for rounds in range(3):
+        for name in names:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            os.read(fd, 1 << 20)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # cold again next round
+            os.close(fd)
+            time.sleep(0.01)
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running the job as another user with a supplementary group needs root")
+def test_a_data_set_readable_through_a_supplementary_group_is_prefetched_as_the_job(gofetch_bin):
+    # The data set belongs to root and a project group; the job runs as nobody with
+    # that group as a supplementary one only. gofetch (root) must warm it with the
+    # job's groups (with its uid and gid alone every prefetch would be denied; the
+    # executor's own test shows that refusal).
+    project = 4242
+    # Somewhere nobody can reach (pytest's own folders are root's alone), and the
+    # system's interpreter (pyenv's lives under /root).
+    python_bin = "/usr/bin/python3"
+    if not os.access(python_bin, os.X_OK):
+        pytest.skip("no /usr/bin/python3 for the job that runs as nobody")
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="gofetch-groups-", dir="/var/tmp"))
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(20):
+        path = data / f"s{i:02d}.bin"
+        path.write_bytes(os.urandom(32_768))
+        os.chown(path, 0, project)
+        os.chmod(path, 0o640)
+    os.chown(data, 0, project)
+    os.chmod(data, 0o750)
+    os.chmod(tmp_path, 0o755)
+    script = tmp_path / "job.py"
+    script.write_text(GROUP_JOB)
+    os.chmod(script, 0o644)
+    try:
+        result = subprocess.run(
+            [gofetch_bin, "run", "--backend", "fanotify", "--mark", str(tmp_path), "--db", str(tmp_path / "t.db"), "--json", "--",
+             "setpriv", "--reuid=65534", "--regid=65534", f"--groups={project}", python_bin, str(script), str(data)],
+            capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    prefetch = json.loads(result.stderr[result.stderr.index("{"):])["summary"]["prefetch"]
+    print({k: prefetch[k] for k in ("released", "completed", "skipped", "denied")}, prefetch["accounting"]["useful"])
+    assert prefetch["denied"] == 0
+    assert prefetch["completed"] > 10
+    assert prefetch["accounting"]["useful"] > 10

@@ -82,6 +82,7 @@ public final class DirectoryLister: @unchecked Sendable {
         var directory: String
         var uid: UInt32
         var gid: UInt32
+        var pid: UInt32
     }
 
     private struct State {
@@ -100,6 +101,7 @@ public final class DirectoryLister: @unchecked Sendable {
     /// Folders listed so far, and each parent's sub-folders in sorted order (lister thread only).
     private var listed: Set<String> = []
     private var subfolders: [String: [String]] = [:]
+    private let clientGroups = ClientGroups()
     private var running = false
 
     public init(options: Options = Options()) {
@@ -123,8 +125,9 @@ public final class DirectoryLister: @unchecked Sendable {
         thread?.join()
     }
 
-    /// Asks for the folder of `path` to be listed, once, as `uid`/`gid`. Never blocks.
-    public func request(folderOf path: String, uid: UInt32, gid: UInt32) {
+    /// Asks for the folder of `path` to be listed, once, as `uid`/`gid` (with the
+    /// supplementary groups of `pid` while it runs as them). Never blocks.
+    public func request(folderOf path: String, uid: UInt32, gid: UInt32, pid: UInt32 = 0) {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
         let directory = String(path[..<slash])
         guard !requested.contains(directory) else { return }
@@ -138,7 +141,7 @@ public final class DirectoryLister: @unchecked Sendable {
                 state.statistics.skipped += 1
                 return false
             }
-            state.pending.append(Request(directory: directory, uid: uid, gid: gid))
+            state.pending.append(Request(directory: directory, uid: uid, gid: gid, pid: pid))
             return true
         }
         if queued { wakeUp.signal() }
@@ -167,6 +170,10 @@ public final class DirectoryLister: @unchecked Sendable {
         }
     }
 
+    private func groups(of request: Request) -> [UInt32] {
+        request.pid == 0 ? [] : clientGroups.groups(pid: request.pid, uid: request.uid, gid: request.gid, now: Clock.monotonicNanoseconds())
+    }
+
     /// Lists `directory` unless it was already, as the request's client.
     private func list(_ directory: String, as request: Request) {
         guard !listed.contains(directory) else { return }
@@ -175,7 +182,7 @@ public final class DirectoryLister: @unchecked Sendable {
             return
         }
         listed.insert(directory)
-        let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid) { () throws(Errno) in
+        let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups(of: request)) { () throws(Errno) in
             try DirectoryListing.regularFileNames(in: directory, limit: options.maxNamesPerDirectory)
         }
         state.withLock { state in
@@ -199,7 +206,7 @@ public final class DirectoryLister: @unchecked Sendable {
         let name = String(directory[directory.index(after: slash)...])
         if subfolders[parent] == nil {
             guard subfolders.count < options.maxDirectories else { return nil }
-            let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid) { () throws(Errno) in
+            let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups(of: request)) { () throws(Errno) in
                 try DirectoryListing.names(in: parent, of: .directory, limit: options.maxNamesPerDirectory)
             }
             subfolders[parent] = (names ?? []).sorted()

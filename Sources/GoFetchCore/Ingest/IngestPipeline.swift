@@ -38,7 +38,7 @@ public final class IngestPipeline: @unchecked Sendable {
             case .open:
                 opens += 1
                 guard let path = event.path else { unresolved += 1; continue }
-                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid) else { continue }
+                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid, pid: event.pid) else { continue }
                 fileID = id
                 if !table.open(pid: event.pid, fd: event.fd, file: fileID) {
                     statistics.tableFull.add(1)
@@ -51,7 +51,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 continue
             case .lookahead:
                 guard let path = event.path else { unresolved += 1; continue }
-                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid) else { continue }
+                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid, pid: event.pid) else { continue }
                 fileID = id
                 pendingControl.append(TraceEvent(
                     fileID: fileID, kind: .lookahead, flags: event.flags, source: event.source, pid: event.pid, tid: event.tid,
@@ -104,13 +104,13 @@ public final class IngestPipeline: @unchecked Sendable {
     /// The id of a registration; a new or changed record is queued for the store (and
     /// its folder for the lister, as the client `uid`/`gid`), a full catalog is counted
     /// and gives `nil`.
-    private func accept(_ registration: FileCatalog.Registration, uid: UInt32? = nil, gid: UInt32 = 0) -> FileID? {
+    private func accept(_ registration: FileCatalog.Registration, uid: UInt32? = nil, gid: UInt32 = 0, pid: UInt32 = 0) -> FileID? {
         switch registration {
         case .known(let id):
             return id
         case .recorded(let record):
             pendingFiles.append(record)
-            if let uid { lister?.request(folderOf: record.path, uid: uid, gid: gid) }
+            if let uid { lister?.request(folderOf: record.path, uid: uid, gid: gid, pid: pid) }
             return record.id
         case .full:
             statistics.catalogFull.add(1)

@@ -39,6 +39,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var files: [FileID: (path: String, size: UInt64)] = [:]
     private var running = false
     private let choices = Mutex((markov: 0, remainingSet: 0, gru: 0, epochs: 0))
+    /// The clients' supplementary groups, for the executor's permission checks (engine thread).
+    private let clientGroups = ClientGroups()
     private let published = Mutex(AccountingSnapshot())
     private var lastPublished: UInt64 = 0
 
@@ -219,7 +221,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             let first = lookahead.next(announcer: announcer)
             if let client = batch.control.first(where: { $0.pid == announcer }), !first.isEmpty {
                 predictions.add(first.count)
-                scheduler.offer(first, uid: client.uid, gid: client.gid, now: now) { files[$0] }
+                let groups = clientGroups.groups(pid: client.pid, uid: client.uid, gid: client.gid, now: now)
+                scheduler.offer(first, uid: client.uid, gid: client.gid, groups: groups, now: now) { files[$0] }
             }
         }
         var lastPID: UInt32 = 0
@@ -254,7 +257,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started)
             guard !made.isEmpty else { continue }
             predictions.add(made.count)
-            scheduler.offer(made, uid: event.uid, gid: event.gid, now: now) { files[$0] }
+            let groups = clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: now)
+            scheduler.offer(made, uid: event.uid, gid: event.gid, groups: groups, now: now) { files[$0] }
         }
     }
 }

@@ -5,6 +5,8 @@ public struct PrefetchRequest: Sendable, Hashable {
     /// The client's uid and gid: the executor reads only what they could read.
     public var uid: UInt32
     public var gid: UInt32
+    /// The client's supplementary groups (besides `gid`), as far as known.
+    public var groups: [UInt32]
     public var offset: UInt64
     public var length: UInt64
     public var confidence: Double
@@ -14,9 +16,10 @@ public struct PrefetchRequest: Sendable, Hashable {
     public var queuedAt: UInt64
 
     public init(
-        fileID: FileID, path: String, uid: UInt32, gid: UInt32, offset: UInt64, length: UInt64,
+        fileID: FileID, path: String, uid: UInt32, gid: UInt32, groups: [UInt32] = [], offset: UInt64, length: UInt64,
         confidence: Double, deadline: UInt64?, predictor: PredictorKind, queuedAt: UInt64
     ) {
+        self.groups = groups
         self.fileID = fileID
         self.path = path
         self.uid = uid

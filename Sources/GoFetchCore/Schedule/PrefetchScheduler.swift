@@ -152,7 +152,7 @@ public final class PrefetchScheduler {
 
     /// Considers predictions for one client.
     /// - Parameter file: the path and size of a file id, `nil` when unknown.
-    public func offer(_ predictions: [Prediction], uid: UInt32, gid: UInt32, now: UInt64, file: (FileID) -> (path: String, size: UInt64)?) {
+    public func offer(_ predictions: [Prediction], uid: UInt32, gid: UInt32, groups: [UInt32] = [], now: UInt64, file: (FileID) -> (path: String, size: UInt64)?) {
         // top-k is applied by the predictors (`limit`); a Markov path adds steps beyond it.
         for prediction in predictions {
             statistics.offered.add(1)
@@ -178,7 +178,7 @@ public final class PrefetchScheduler {
             recent[key] = now
             recentByFile[prediction.fileID, default: []].append(key)
             enqueue(PrefetchRequest(
-                fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, offset: prediction.offset, length: length,
+                fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: prediction.offset, length: length,
                 confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))
         }
         pruneRecent(now)

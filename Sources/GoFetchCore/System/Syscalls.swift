@@ -443,17 +443,16 @@ extension Syscall {
     /// kernel checks permissions as that user. The corresponding system calls are
     /// `setfsuid` and `setfsgid`.
     ///
-    /// The thread's supplementary groups become just `gid` for the call (by the raw,
-    /// per-thread `setgroups` system call; glibc's wrapper would change every thread),
-    /// so root's own groups grant nothing. A client's other supplementary groups are
-    /// not applied: a file readable only through one of them is refused (the safe side).
-    /// A daemon that is not root can only act as itself: for another uid it refuses.
-    static func asFileSystemUser<T>(uid: UInt32, gid: UInt32, _ body: () throws(Errno) -> T) throws(Errno) -> T {
+    /// The thread's supplementary groups become `gid` and `groups` (the client's own,
+    /// ``ProcessCredentials``) for the call, by the raw, per-thread `setgroups` system
+    /// call (glibc's wrapper would change every thread), so root's own groups grant
+    /// nothing. A daemon that is not root can only act as itself: for another uid it refuses.
+    static func asFileSystemUser<T>(uid: UInt32, gid: UInt32, groups extra: [UInt32] = [], _ body: () throws(Errno) -> T) throws(Errno) -> T {
         let ownUID = geteuid()
         if uid == ownUID && (ownUID != 0 || gid == getegid()) { return try body() }
         guard ownUID == 0 else { throw Errno.permissionDenied }
-        var groups = [gid_t(gid)]
-        guard CGoFetch_set_thread_groups(1, &groups) == 0 else { throw Errno(rawValue: errno) }
+        var groups = [gid_t(gid)] + extra.prefix(Int(NGROUPS_MAX)).map { gid_t($0) }
+        guard CGoFetch_set_thread_groups(groups.count, &groups) == 0 else { throw Errno(rawValue: errno) }
         let previousGID = CGoFetch_setfsgid(gid)
         let previousUID = CGoFetch_setfsuid(uid)
         defer {
@@ -599,5 +598,37 @@ struct ProcessStat: Equatable, Sendable {
         // fields[0] is the state (field 3), so field N is fields[N - 3].
         guard fields.count > 19, let parent = UInt32(fields[1]), let start = UInt64(fields[19]) else { return nil }
         return ProcessStat(parent: parent, startTicks: start)
+    }
+}
+
+/// What `/proc/PID/status` tells of a process's credentials.
+struct ProcessCredentials: Equatable, Sendable {
+    /// Real, effective, saved and file-system ids.
+    var uids: [UInt32]
+    var gids: [UInt32]
+    /// Supplementary groups.
+    var groups: [UInt32]
+
+    /// `nil` when the process is gone.
+    static func of(_ pid: UInt32) -> ProcessCredentials? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        return parse(text)
+    }
+
+    static func parse(_ text: String) -> ProcessCredentials? {
+        var uids: [UInt32]?, gids: [UInt32]?, groups: [UInt32] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            guard let key = fields.first else { continue }
+            let values = fields.dropFirst().compactMap { UInt32($0) }
+            switch key {
+            case "Uid:": uids = values
+            case "Gid:": gids = values
+            case "Groups:": groups = values
+            default: continue
+            }
+        }
+        guard let uids, let gids, !uids.isEmpty, !gids.isEmpty else { return nil }
+        return ProcessCredentials(uids: uids, gids: gids, groups: groups)
     }
 }

@@ -1,0 +1,39 @@
+/// The supplementary groups of client processes, so a prefetch may read what the
+/// job may read through any of its groups (a data set shared with a project's
+/// group, say), and nothing more.
+///
+/// Read from `/proc/PID/status` when a pid is first seen and again after
+/// `refreshNanoseconds`; used only while that process still has the uid and gid
+/// its events carry (else the pid is another process's now: no groups). At most
+/// `capacity` pids are remembered (all are dropped when it is reached, counted).
+final class ClientGroups {
+    private struct Entry {
+        var groups: [UInt32]
+        var checkedAt: UInt64
+    }
+
+    private var entries: [UInt32: Entry] = [:]
+    private let capacity: Int
+    private let refreshNanoseconds: UInt64
+    private(set) var resets = 0
+
+    init(capacity: Int = 4_096, refreshNanoseconds: UInt64 = 10_000_000_000) {
+        self.capacity = capacity
+        self.refreshNanoseconds = refreshNanoseconds
+    }
+
+    /// The supplementary groups of `pid` if it runs as `uid`/`gid`, else none.
+    func groups(pid: UInt32, uid: UInt32, gid: UInt32, now: UInt64) -> [UInt32] {
+        if let entry = entries[pid], now &- entry.checkedAt < refreshNanoseconds { return entry.groups }
+        if entries.count >= capacity {
+            entries.removeAll(keepingCapacity: true)
+            resets += 1
+        }
+        var groups: [UInt32] = []
+        if let status = ProcessCredentials.of(pid), status.uids.contains(uid), status.gids.contains(gid) {
+            groups = status.groups
+        }
+        entries[pid] = Entry(groups: groups, checkedAt: now)
+        return groups
+    }
+}
