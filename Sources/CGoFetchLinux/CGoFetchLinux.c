@@ -83,6 +83,62 @@ _Static_assert(offsetof(CGoFetch_fanotify_event, mask) == offsetof(struct fanoti
 _Static_assert(offsetof(CGoFetch_fanotify_event, fd) == offsetof(struct fanotify_event_metadata, fd), "fd offset");
 _Static_assert(offsetof(CGoFetch_fanotify_event, pid) == offsetof(struct fanotify_event_metadata, pid), "pid offset");
 
+const unsigned int CGoFetch_FAN_REPORT_DFID_NAME = FAN_REPORT_DFID_NAME;
+
+static uint64_t fsid_bits(const __kernel_fsid_t *fsid)
+{
+    uint64_t bits;
+    memcpy(&bits, fsid, sizeof bits);
+    return bits;
+}
+
+const void *CGoFetch_fanotify_dfid_name(const void *event, uint32_t event_len, uint64_t *fsid, const char **name) {
+    const struct fanotify_event_metadata *m = event;
+    const unsigned char *end = (const unsigned char *)event + event_len;
+    const unsigned char *p = (const unsigned char *)event + m->metadata_len;
+    while (p + sizeof(struct fanotify_event_info_header) <= end) {
+        const struct fanotify_event_info_header *h = (const void *)p;
+        if (h->len < sizeof *h || p + h->len > end)
+            return NULL;
+        if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            const struct fanotify_event_info_fid *fid = (const void *)p;
+            const unsigned char *handle = fid->handle;
+            if (handle + sizeof(struct file_handle) > p + h->len)
+                return NULL;
+            uint32_t bytes = ((const struct file_handle *)handle)->handle_bytes;
+            const unsigned char *text = handle + sizeof(struct file_handle) + bytes;
+            if (bytes > MAX_HANDLE_SZ || text >= p + h->len || memchr(text, 0, (size_t)(p + h->len - text)) == NULL)
+                return NULL;
+            *fsid = fsid_bits(&fid->fsid);
+            *name = (const char *)text;
+            return handle;
+        }
+        p += h->len;
+    }
+    return NULL;
+}
+
+uint32_t CGoFetch_file_handle_size(const void *handle) {
+    return (uint32_t)sizeof(struct file_handle) + ((const struct file_handle *)handle)->handle_bytes;
+}
+
+int CGoFetch_open_folder_by_handle(int mount_fd, const void *handle) {
+    /* open_by_handle_at takes a non-const handle; it does not write to it. */
+    return open_by_handle_at(mount_fd, (struct file_handle *)(uintptr_t)handle, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+int CGoFetch_open_mount_reference(const char *path) {
+    return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+}
+
+int CGoFetch_fsid(int fd, uint64_t *fsid) {
+    struct statfs s;
+    if (fstatfs(fd, &s) != 0)
+        return -1;
+    memcpy(fsid, &s.f_fsid, sizeof *fsid);
+    return 0;
+}
+
 const unsigned int CGoFetch_FAN_CLASS_NOTIF = FAN_CLASS_NOTIF;
 const unsigned int CGoFetch_FAN_CLOEXEC = FAN_CLOEXEC;
 const unsigned int CGoFetch_FAN_NONBLOCK = FAN_NONBLOCK;

@@ -81,10 +81,18 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
         EBPFReport(records: $0.statistics.records.value, filtered: $0.statistics.filtered.value, kernelDropped: $0.kernelDropped,
                    missedPages: $0.statistics.missedPages.value, missedPagesByFile: $0.missedPagesByPath())
     }
+    let fanotify = (kernelSource as? FanotifySource).map {
+        FanotifyReport(mode: $0.reportsNames ? "names" : "descriptors", events: $0.statistics.events.value,
+                       otherProcesses: $0.statistics.otherProcesses.value, filtered: $0.statistics.filtered.value,
+                       unresolved: $0.statistics.unresolved.value, overflows: $0.statistics.overflows.value)
+    }
     if json {
-        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary, ebpf: ebpf))
+        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary, ebpf: ebpf, fanotify: fanotify))
     } else {
         var text = summary.render(title: title)
+        if let fanotify {
+            text += "\n  \("fanotify".padding(toLength: 22, withPad: " ", startingAt: 0))\(fanotify.events) events, files named by \(fanotify.mode); \(fanotify.otherProcesses) of other processes, \(fanotify.filtered) filtered, \(fanotify.unresolved) unresolved, \(fanotify.overflows) queue overflows"
+        }
         if let ebpf {
             text += "\n  \("page-cache misses".padding(toLength: 22, withPad: " ", startingAt: 0))\(ebpf.missedPages) pages in \(ebpf.missedPagesByFile.count) files (eBPF; \(ebpf.kernelDropped) records dropped in the kernel)"
         }
@@ -100,6 +108,18 @@ struct TraceReport: Codable {
     var exitCode: Int32
     var summary: RunSummary
     var ebpf: EBPFReport?
+    var fanotify: FanotifyReport?
+}
+
+/// What the fanotify source did: how events named files ("names": folder handle and
+/// name; "descriptors": an open file per event), and what it left out.
+struct FanotifyReport: Codable {
+    var mode: String
+    var events: Int
+    var otherProcesses: Int
+    var filtered: Int
+    var unresolved: Int
+    var overflows: Int
 }
 
 /// What the eBPF source saw besides the events: the pages each file brought in.

@@ -60,11 +60,15 @@ def test_fanotify_sees_the_files_the_shim_sees(tmp_path, gofetch_bin, python_bin
     results = {}
     for backend in ("preload", "fanotify"):
         db = tmp_path / f"{backend}.db"
-        command = [gofetch_bin, "trace", "--backend", backend, "--mark", str(tmp_path), "--db", str(db), "--",
+        command = [gofetch_bin, "trace", "--backend", backend, "--mark", str(tmp_path), "--db", str(db), "--json", "--",
                    python_bin, str(script), str(root)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         results[backend] = traced(db, str(root))
+        report = json.loads(result.stderr[result.stderr.index("{"):])
+    # This file system has file handles: events name files by folder handle and name,
+    # and the kernel opened no file for gofetch.
+    assert report["fanotify"]["mode"] == "names" and report["fanotify"]["unresolved"] == 0, report["fanotify"]
     shim_files, shim_opens, shim_sources = results["preload"]
     kernel_files, kernel_opens, kernel_sources = results["fanotify"]
     print(f"preload: {len(shim_files)} files, {shim_opens} opens; fanotify: {len(kernel_files)} files, {kernel_opens} opens")
@@ -272,3 +276,25 @@ def test_a_data_set_readable_through_a_supplementary_group_is_prefetched_as_the_
     assert prefetch["denied"] == 0
     assert prefetch["completed"] > 10
     assert prefetch["accounting"]["useful"] > 10
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="fanotify marks and FUSE mounts need root and /dev/fuse")
+def test_fanotify_falls_back_to_descriptors_where_the_file_system_has_no_file_handles(tmp_path, gofetch_bin, python_bin):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench", "emulator"))
+    from mount import SlowMount
+
+    source = tmp_path / "source"
+    make_files(str(source), 30, seed=6, min_size=1_000, max_size=5_000)
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    with SlowMount(source, latency_ms=1, keep_cache=True) as mount:
+        result = subprocess.run(
+            [gofetch_bin, "trace", "--backend", "fanotify", "--mark", str(mount.path), "--db", str(tmp_path / "t.db"), "--json", "--",
+             python_bin, str(script), str(mount.path)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stderr[result.stderr.index("{"):])
+        files, opens, _ = traced(tmp_path / "t.db", str(mount.path))
+    print(report["fanotify"], len(files), "files")
+    assert report["fanotify"]["mode"] == "descriptors"
+    assert len(files) == 30 and opens == 30

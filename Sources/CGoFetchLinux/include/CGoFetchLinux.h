@@ -84,6 +84,25 @@ extern const uint64_t CGoFetch_FAN_ACCESS;
 extern const uint64_t CGoFetch_FAN_CLOSE_NOWRITE;
 extern const uint64_t CGoFetch_FAN_Q_OVERFLOW;
 extern const uint8_t CGoFetch_FANOTIFY_METADATA_VERSION;
+/// Report the parent folder's file handle and the entry's name instead of a descriptor.
+extern const unsigned int CGoFetch_FAN_REPORT_DFID_NAME;
+
+/// The folder handle and name of an event of a `FAN_REPORT_DFID_NAME` group: finds
+/// the `FAN_EVENT_INFO_TYPE_DFID_NAME` record among the event's `event_len` bytes.
+/// Returns the `struct file_handle` (inside the event) and sets `fsid` and `name`
+/// (NUL-terminated, inside the event); NULL when the event has no such record or
+/// the record does not fit.
+const void *CGoFetch_fanotify_dfid_name(const void *event, uint32_t event_len, uint64_t *fsid, const char **name);
+/// Bytes of a `struct file_handle`, header included.
+uint32_t CGoFetch_file_handle_size(const void *handle);
+/// Opens the folder a handle names, `O_PATH`. The corresponding C function is
+/// `open_by_handle_at` (needs CAP_DAC_READ_SEARCH).
+int CGoFetch_open_folder_by_handle(int mount_fd, const void *handle);
+/// A read-only descriptor on `path` that never blocks on opening (a FIFO, a tty),
+/// for `open_by_handle_at`'s mount argument (which refuses `O_PATH` descriptors).
+int CGoFetch_open_mount_reference(const char *path);
+/// The file system id `statfs` gives for `fd`, as fanotify reports it.
+int CGoFetch_fsid(int fd, uint64_t *fsid);
 
 // MARK: - epoll and accept4 (not in Swift's Glibc module)
 

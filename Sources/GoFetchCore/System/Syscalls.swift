@@ -163,11 +163,35 @@ enum Syscall {
         }
     }
 
-    /// A fanotify group for notifications only, non-blocking; events carry read-only descriptors.
+    /// A fanotify group for notifications only, non-blocking. Its events carry
+    /// read-only descriptors, or with `reportingNames` the parent folder's file handle
+    /// and the entry's name (`FAN_REPORT_DFID_NAME`: no file is opened per event).
     /// The corresponding C function is `fanotify_init`.
-    static func fanotifyInit() throws(Errno) -> FileDescriptor {
-        let flags = CGoFetch_FAN_CLASS_NOTIF | CGoFetch_FAN_CLOEXEC | CGoFetch_FAN_NONBLOCK
+    static func fanotifyInit(reportingNames: Bool = false) throws(Errno) -> FileDescriptor {
+        let flags = CGoFetch_FAN_CLASS_NOTIF | CGoFetch_FAN_CLOEXEC | CGoFetch_FAN_NONBLOCK | (reportingNames ? CGoFetch_FAN_REPORT_DFID_NAME : 0)
         return FileDescriptor(rawValue: try valueOrErrno { CGoFetch_fanotify_init(flags, UInt32(O_RDONLY | O_CLOEXEC)) }.get())
+    }
+
+    /// A read-only descriptor on `path`, and the id of its file system as fanotify
+    /// reports it. The corresponding C functions are `open` and `fstatfs`.
+    static func fileSystemHandle(_ path: String) throws(Errno) -> (fd: FileDescriptor, fileSystemID: UInt64) {
+        let fd = FileDescriptor(rawValue: try valueOrErrno { CGoFetch_open_mount_reference(path) }.get())
+        var id: UInt64 = 0
+        guard CGoFetch_fsid(fd.rawValue, &id) == 0 else {
+            let error = Errno(rawValue: errno)
+            try? fd.close()
+            throw error
+        }
+        return (fd, id)
+    }
+
+    /// The path of the folder a file handle names, on the file system of `mount`.
+    /// The corresponding C functions are `open_by_handle_at` and `readlink`.
+    static func folderPath(handle: UnsafeRawPointer, on mount: FileDescriptor) throws(Errno) -> String {
+        let folder = FileDescriptor(rawValue: try valueOrErrno { CGoFetch_open_folder_by_handle(mount.rawValue, handle) }.get())
+        defer { try? folder.close() }
+        guard let path = Syscall.path(of: folder) else { throw Errno.noSuchFileOrDirectory }
+        return path
     }
 
     /// Marks the whole file system holding `path` for `mask`. The corresponding C function is `fanotify_mark`.

@@ -21,6 +21,8 @@ public final class FanotifyStatistics: Sendable {
     public let overflows = Atomic<Int>(0)
     /// Pids found to belong to a later process than the one judged (judged again).
     public let pidsReused = Atomic<Int>(0)
+    /// Events whose folder handle or name could not be turned into a path (name mode).
+    public let unresolved = Atomic<Int>(0)
     public init() {}
 }
 
@@ -29,8 +31,12 @@ public final class FanotifyStatistics: Sendable {
 /// close, with the process and a descriptor for the file, without touching the job.
 ///
 /// Only processes in the traced trees count (a root pid and its descendants, by
-/// `/proc/PID/stat`). Paths come from the event's descriptor, device, inode and size
-/// from `fstat`. fanotify reports no offsets or lengths: reads arrive with length 0
+/// `/proc/PID/stat`). Where the file systems support it (ext4, xfs, btrfs, tmpfs…)
+/// the group reports names (`FAN_REPORT_DFID_NAME`): each event names the file by
+/// its folder's handle (resolved once per folder, cached) and its name, so the
+/// kernel opens no file for gofetch per event; elsewhere (FUSE, network file
+/// systems) events carry a descriptor, and the path is the descriptor's. Device,
+/// inode and size come from `stat`. fanotify reports no offsets or lengths: reads arrive with length 0
 /// (the kernel also merges repeated reads of one file into one event), so this
 /// source gives the file set, the order and the timing of opens, not byte counts —
 /// the preload shim or the Python hook give those. Needs CAP_SYS_ADMIN.
@@ -39,6 +45,12 @@ public final class FanotifyStatistics: Sendable {
 public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     public let fd: FileDescriptor
     public let statistics = FanotifyStatistics()
+    /// Events name files by folder handle and name (else they carry a descriptor).
+    public let reportsNames: Bool
+    /// One descriptor on each marked file system, by file-system id (for open_by_handle_at).
+    private var mounts: [UInt64: FileDescriptor] = [:]
+    /// Folder paths by file-system id and handle bytes; bounded (cleared when full).
+    private var folders: [[UInt8]: String] = [:]
     /// Traced roots with their start time, so a later process given a root's pid is not traced.
     private let roots = Mutex([UInt32: UInt64]())
     private let spawners = Mutex(Set<UInt32>())
@@ -60,31 +72,63 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
 
     /// Marks the file systems holding `paths` for opens, reads and closes.
+    /// Names where every marked file system supports it, descriptors otherwise.
     public init(paths: [String], filter: TracePathFilter) throws(FanotifySourceError) {
+        self.filter = filter
+        if let (group, mounts) = Self.nameReportingGroup(paths) {
+            fd = group
+            reportsNames = true
+            self.mounts = mounts
+            return
+        }
+        reportsNames = false
+        let group: FileDescriptor
         do {
-            fd = try Syscall.fanotifyInit()
+            group = try Syscall.fanotifyInit()
         } catch {
             buffer.deallocate()
             throw FanotifySourceError(problem: error == .notPermitted
                 ? "the fanotify backend needs root (CAP_SYS_ADMIN): run gofetch as root, or use --backend preload, which needs no privileges"
                 : "fanotify is not available (\(error)); use --backend preload")
         }
-        self.filter = filter
         for path in paths {
             do {
-                try Syscall.fanotifyMarkFileSystem(fd, path: path, mask: CGoFetch_FAN_OPEN | CGoFetch_FAN_ACCESS | CGoFetch_FAN_CLOSE_NOWRITE)
+                try Syscall.fanotifyMarkFileSystem(group, path: path, mask: Self.mask)
             } catch {
-                try? fd.close()
+                try? group.close()
                 buffer.deallocate()
                 throw FanotifySourceError(problem: "cannot mark the file system of \(path) for fanotify: \(error)")
             }
         }
+        fd = group
+    }
+
+    private static let mask = CGoFetch_FAN_OPEN | CGoFetch_FAN_ACCESS | CGoFetch_FAN_CLOSE_NOWRITE
+
+    /// A group reporting names with every path's file system marked, or `nil` (an old
+    /// kernel, or a file system without file handles: the caller uses descriptors).
+    private static func nameReportingGroup(_ paths: [String]) -> (FileDescriptor, [UInt64: FileDescriptor])? {
+        guard let group = try? Syscall.fanotifyInit(reportingNames: true) else { return nil }
+        var mounts: [UInt64: FileDescriptor] = [:]
+        do {
+            for path in paths {
+                try Syscall.fanotifyMarkFileSystem(group, path: path, mask: mask)
+                let handle = try Syscall.fileSystemHandle(path)
+                if mounts[handle.fileSystemID] == nil { mounts[handle.fileSystemID] = handle.fd } else { try? handle.fd.close() }
+            }
+        } catch {
+            for mount in mounts.values { try? mount.close() }
+            try? group.close()
+            return nil
+        }
+        return (group, mounts)
     }
 
     public var pollDescriptor: FileDescriptor { fd }
 
     deinit {
         try? fd.close()
+        for mount in mounts.values { try? mount.close() }
         buffer.deallocate()
     }
 
@@ -128,20 +172,20 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
                     if event.fd >= 0 { try? FileDescriptor(rawValue: event.fd).close() }
                     break
                 }
+                handle(event, at: UnsafeRawPointer(buffer.baseAddress! + offset), roots: roots, spawners: spawners, deliver: deliver)
                 offset += Int(event.event_len)
-                handle(event, roots: roots, spawners: spawners, deliver: deliver)
             }
         }
     }
 
-    private func handle(_ event: CGoFetch_fanotify_event, roots: [UInt32: UInt64], spawners: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
+    private func handle(_ event: CGoFetch_fanotify_event, at bytes: UnsafeRawPointer, roots: [UInt32: UInt64], spawners: Set<UInt32>, deliver: ([AccessEvent], UInt32, UInt32, UInt32) -> Void) {
         if event.mask & CGoFetch_FAN_Q_OVERFLOW != 0 {
             statistics.overflows.add(1)
             return
         }
-        guard event.fd >= 0 else { return }
-        let file = FileDescriptor(rawValue: event.fd)
-        defer { try? file.close() }
+        let file = event.fd >= 0 ? FileDescriptor(rawValue: event.fd) : nil
+        defer { try? file?.close() }
+        guard file != nil || reportsNames else { return }
         statistics.events.add(1)
         let pid = UInt32(bitPattern: event.pid)
         let process = verdict(pid, roots: roots, spawners: spawners)
@@ -149,9 +193,28 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
             statistics.otherProcesses.add(1)
             return
         }
-        guard let path = Syscall.path(of: file), filter.admits(path), let status = try? Syscall.fileStatus(file) else {
-            statistics.filtered.add(1)
-            return
+        let path: String
+        let status: FileStatus
+        if let file {
+            guard let named = Syscall.path(of: file), filter.admits(named), let found = try? Syscall.fileStatus(file) else {
+                statistics.filtered.add(1)
+                return
+            }
+            (path, status) = (named, found)
+        } else {
+            guard var named = self.path(of: bytes, length: event.event_len) else {
+                statistics.unresolved.add(1)
+                return
+            }
+            var found = try? Syscall.fileStatus(named, followSymlinks: false)
+            if found == nil, let again = self.path(of: bytes, length: event.event_len, cached: false), again != named {
+                (named, found) = (again, try? Syscall.fileStatus(again, followSymlinks: false))  // the folder moved since it was cached
+            }
+            guard filter.admits(named), let found, found.isRegular else {
+                statistics.filtered.add(1)
+                return
+            }
+            (path, status) = (named, found)
         }
         let now = Clock.monotonicNanoseconds()
         func access(_ kind: AccessKind) -> AccessEvent {
@@ -164,6 +227,27 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
         if event.mask & CGoFetch_FAN_ACCESS != 0 { events.append(access(.read)) }
         if event.mask & CGoFetch_FAN_CLOSE_NOWRITE != 0 { events.append(access(.close)) }
         deliver(events, uid, gid, process.parent)
+    }
+
+    /// The path an event of a name-reporting group names: its folder (by handle,
+    /// resolved once and cached) and the entry's name.
+    private func path(of event: UnsafeRawPointer, length: UInt32, cached: Bool = true) -> String? {
+        var fileSystem: UInt64 = 0
+        var name: UnsafePointer<CChar>?
+        guard let handle = CGoFetch_fanotify_dfid_name(event, length, &fileSystem, &name), let name else { return nil }
+        var key = withUnsafeBytes(of: fileSystem) { Array($0) }
+        key += UnsafeRawBufferPointer(start: handle, count: Int(CGoFetch_file_handle_size(handle)))
+        let folder: String
+        if cached, let known = folders[key] {
+            folder = known
+        } else {
+            guard let mount = mounts[fileSystem], let found = try? Syscall.folderPath(handle: handle, on: mount) else { return nil }
+            if folders.count >= 65_536 { folders.removeAll(keepingCapacity: true) }
+            folders[key] = found
+            folder = found
+        }
+        let entry = String(cString: name)
+        return folder == "/" ? "/" + entry : folder + "/" + entry
     }
 
     /// Whether `pid` descends from a traced root, with its uid, gid and parent (cached, bounded).
