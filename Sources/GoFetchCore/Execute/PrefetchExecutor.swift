@@ -20,6 +20,10 @@ public final class ExecutorStatistics: Sendable {
     public let cannotLast = Atomic<Int>(0)
     /// FUSE mounts found to drop the page cache on every open.
     public let volatileMounts = Atomic<Int>(0)
+    /// Files whose pages were given back (``PrefetchRequest/Purpose/giveBack``), and
+    /// give-backs refused (queue full) or that failed; not counted above.
+    public let givenBack = Atomic<Int>(0)
+    public let giveBackDropped = Atomic<Int>(0)
 
     public init() {}
 
@@ -96,10 +100,10 @@ public final class PrefetchExecutor: @unchecked Sendable {
             return true
         }
         if accepted {
-            statistics.submitted.add(1)
+            if request.purpose == .warm { statistics.submitted.add(1) }
             available.signal()
         } else {
-            statistics.queueFull.add(1)
+            if request.purpose == .warm { statistics.queueFull.add(1) } else { statistics.giveBackDropped.add(1) }
         }
         return accepted
     }
@@ -125,6 +129,11 @@ public final class PrefetchExecutor: @unchecked Sendable {
             }
             guard let request = next else {
                 if queue.withLock({ $0.stopping && $0.count == 0 }) { return }
+                continue
+            }
+            if request.purpose == .giveBack {
+                let done = PageCacheWarmer.giveBack(request.path, uid: request.uid, gid: request.gid, groups: request.groups)
+                if done { statistics.givenBack.add(1) } else { statistics.giveBackDropped.add(1) }
                 continue
             }
             let result = perform(request, buffer: buffer)

@@ -87,6 +87,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
             row("accuracy", "\(Format.fixed(a.accuracy * 100, 1)) % useful of issued; coverage \(Format.fixed(a.coverage * 100, 1)) %; hit rate \(Format.fixed(a.hitRate * 100, 1)) %")
             row("latency", "prediction p50 \(Format.duration(nanoseconds: a.predictionP50)) p99 \(Format.duration(nanoseconds: a.predictionP99)); prefetch p50 \(Format.duration(nanoseconds: a.prefetchP50)) p99 \(Format.duration(nanoseconds: a.prefetchP99)); lead p50 \(Format.duration(nanoseconds: a.leadP50))")
             row("budget", "\(Format.bytes(prefetch.effectiveBudget)) in force at the end (config, cgroup room, eviction feedback)")
+            if prefetch.givenBack + prefetch.giveBackDropped > 0 {
+                row("given back", "\(prefetch.givenBack) files the epoch had read (the data set does not fit the memory cgroup); \(prefetch.giveBackDropped) not done")
+            }
         }
         return lines.joined(separator: "\n")
     }
@@ -118,6 +121,10 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var rateWaits: Int
     public var pressureWaits: Int
     public var effectiveBudget: Int
+    /// Files the epoch had read whose pages were given back (the data set did not fit
+    /// the clients' memory cgroup), and give-backs that could not be done.
+    public var givenBack: Int
+    public var giveBackDropped: Int
     public var accounting: AccountingSummary
 
     public init(_ engine: PrefetchEngine) {
@@ -148,6 +155,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         rateWaits = scheduler.rateWaits.value
         pressureWaits = scheduler.pressureWaits.value
         effectiveBudget = scheduler.effectiveBudget.value
+        givenBack = executor.givenBack.value
+        giveBackDropped = executor.giveBackDropped.value
         accounting = AccountingSummary(engine.accounting())
     }
 }

@@ -103,6 +103,11 @@ public final class EpochRemainingSet: Predictor {
         dataSetMembers.contains(file) && !readThisEpoch.contains(file)
     }
 
+    /// Whether `file` is a data-set file this epoch has already read.
+    public func consumed(_ file: FileID) -> Bool {
+        dataSetMembers.contains(file) && readThisEpoch.contains(file)
+    }
+
     /// Files of the data set not yet read in this epoch.
     public var remaining: Int { dataSet.count - readMembers }
 

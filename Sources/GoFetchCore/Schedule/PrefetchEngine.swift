@@ -41,6 +41,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private let choices = Mutex((markov: 0, remainingSet: 0, gru: 0, epochs: 0))
     /// The clients' supplementary groups, for the executor's permission checks (engine thread).
     private let clientGroups = ClientGroups()
+    /// `prefetcher.evict_consumed`, and the data set's bytes as of the last epoch boundary.
+    private let evictConsumed: Bool
+    private var dataSetBytes: (epoch: Int, bytes: UInt64) = (-1, 0)
     private let published = Mutex(AccountingSnapshot())
     private var lastPublished: UInt64 = 0
 
@@ -49,6 +52,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
 
     public init(configuration: Configuration, knownFiles: [FileRecord], logger: Logger) {
         self.logger = logger
+        evictConsumed = configuration.prefetcher.evictConsumed
         topK = configuration.prefetcher.topKPredictions
         capacity = configuration.storage.queueCapacity
         markov = configuration.predictor.baselineEnabled ? MarkovPredictor(options: .init(maxOrder: configuration.predictor.baselineMaxOrder)) : nil
@@ -205,6 +209,28 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         }
     }
 
+    /// Under memory pressure, a file the epoch has read is given back when the job
+    /// closes it. When the data set does not fit the clients' memory cgroup, reclaim
+    /// (least recently used first) would otherwise evict the files the epoch has not
+    /// read yet, cached longer ago, and keep the ones it just read and will not read
+    /// again until the next epoch. Done as the client on the executor's threads (an
+    /// open on slow storage must not hold up predictions); the pages are clean: no I/O.
+    private func giveBackIfConsumed(_ event: TraceEvent) {
+        guard evictConsumed, remaining.epochsCompleted > 0, remaining.consumed(event.fileID),
+              let tightest = cgroups.tightest, let file = files[event.fileID] else { return }
+        if dataSetBytes.epoch != remaining.epochsCompleted {
+            dataSetBytes = (remaining.epochsCompleted, remaining.dataSet.reduce(0) { $0 + (files[$1]?.size ?? 0) })
+        }
+        let room = tightest.limit > tightest.anonymous ? tightest.limit - tightest.anonymous : 0
+        guard dataSetBytes.bytes > room else { return }
+        var request = PrefetchRequest(
+            fileID: event.fileID, path: file.path, uid: event.uid, gid: event.gid,
+            groups: clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: event.monotonicNanoseconds),
+            offset: 0, length: 0, confidence: 1, deadline: nil, predictor: .remainingSet, queuedAt: event.monotonicNanoseconds)
+        request.purpose = .giveBack
+        executor.submit(request)
+    }
+
     private func process(_ batch: EventBatch) {
         if !batch.files.isEmpty {
             pathIndex.add(batch.files)
@@ -251,7 +277,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 scheduler.consumed(event.fileID)
                 patterns.observe(event)
                 made = patterns.predict(after: event, limit: topK)
-            case .close, .epoch, .lookahead:
+            case .close:
+                giveBackIfConsumed(event)
+                continue
+            case .epoch, .lookahead:
                 continue
             }
             ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started)

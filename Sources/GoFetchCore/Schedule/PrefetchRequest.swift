@@ -1,5 +1,13 @@
-/// One range of one file to warm, on behalf of one client.
+/// One range of one file to warm (or a file's pages to give back), on behalf of one client.
 public struct PrefetchRequest: Sendable, Hashable {
+    public enum Purpose: Sendable, Hashable {
+        /// Load the range into the page cache.
+        case warm
+        /// Drop the file's cached pages: the epoch has read it and the data set does not fit.
+        case giveBack
+    }
+
+    public var purpose = Purpose.warm
     public var fileID: FileID
     public var path: String
     /// The client's uid and gid: the executor reads only what they could read.
