@@ -63,6 +63,8 @@ public final class CgroupBudget {
     private var groups: [UInt32: MemoryCgroup?] = [:]
     private var lastSeen: [String: UInt64] = [:]
     private var lastRefresh: UInt64 = 0
+    /// A group not seen before: read it at the next refresh, not a second later.
+    private var newGroup = false
     /// The current ceiling in bytes; `nil` when no client is under a limit.
     public private(set) var ceiling: UInt64?
     /// The tightest group's limit and anonymous memory at the last refresh.
@@ -86,15 +88,19 @@ public final class CgroupBudget {
             if groups.count >= maxProcesses { groups.removeAll(keepingCapacity: true) }
             groups[pid] = .some(lookup(pid))
         }
-        if let group = groups[pid] ?? nil { lastSeen[group.directory] = now }
+        if let group = groups[pid] ?? nil {
+            if lastSeen.updateValue(now, forKey: group.directory) == nil { newGroup = true }
+        }
     }
 
-    /// Re-reads the limits of groups active in the last 10 s, at most once a second.
+    /// Re-reads the limits of groups active in the last 10 s, at most once a second
+    /// (at once when a client in a group not seen before appeared).
     /// The daemon's own group always counts: prefetched pages are charged to it (the
     /// executor loads them), so its limit evicts them too.
     public func refresh(now: UInt64) {
-        guard now &- lastRefresh >= 1_000_000_000 || lastRefresh == 0 else { return }
+        guard now &- lastRefresh >= 1_000_000_000 || lastRefresh == 0 || newGroup else { return }
         lastRefresh = now
+        newGroup = false
         lastSeen = lastSeen.filter { now &- $0.value < 10_000_000_000 }
         var best: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
         for directory in Set(lastSeen.keys).union(own.map { [$0.directory] } ?? []) {
