@@ -99,8 +99,6 @@ final class PageCacheWarmer: Sendable {
         }
     }
 
-    /// The most one hint reads: the device's readahead window (`read_ahead_kb` of its
-    /// bdi), 128 KiB when unknown, as on FUSE and network file systems.
     /// Drops the cached pages of `path`, opened read-only as `uid`/`gid`/`groups`
     /// (clean pages: no I/O). `false` when it cannot be opened as them.
     static func giveBack(_ path: String, uid: UInt32, gid: UInt32, groups: [UInt32]) -> Bool {
@@ -109,6 +107,8 @@ final class PageCacheWarmer: Sendable {
         return (try? Syscall.adviseDontNeed(fd, offset: 0, length: 0)) != nil
     }
 
+    /// The most one hint reads: the device's readahead window (`read_ahead_kb` of its
+    /// bdi), 128 KiB when unknown, as on FUSE and network file systems.
     static func readaheadWindow(device: UInt64) -> UInt64 {
         let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
         let minor = device & 0xff | (device >> 12) & ~0xff

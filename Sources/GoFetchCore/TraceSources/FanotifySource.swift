@@ -275,25 +275,12 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
             guard parent > 1 else { break }
             current = parent
         }
-        let credentials = Self.credentials(of: pid)
+        let credentials = ProcessCredentials.of(pid)
         let stat = ProcessStat.of(pid)
         let result = Verdict(
-            traced: traced, uid: credentials?.0, gid: credentials?.1, parent: stat?.parent ?? 0, startTicks: stat?.startTicks, checkedAt: now)
+            traced: traced, uid: credentials?.uids.first, gid: credentials?.gids.first, parent: stat?.parent ?? 0, startTicks: stat?.startTicks, checkedAt: now)
         if verdicts.count >= 65_536 { verdicts.removeAll(keepingCapacity: true) }
         verdicts[pid] = result
         return result
-    }
-
-    /// Real uid and gid from `/proc/PID/status`.
-    static func credentials(of pid: UInt32) -> (UInt32, UInt32)? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        var uid: UInt32?, gid: UInt32?
-        for line in status.split(separator: "\n") {
-            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-            if fields.first == "Uid:", fields.count > 1 { uid = UInt32(fields[1]) }
-            if fields.first == "Gid:", fields.count > 1 { gid = UInt32(fields[1]) }
-        }
-        guard let uid, let gid else { return nil }
-        return (uid, gid)
     }
 }
