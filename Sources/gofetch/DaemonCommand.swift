@@ -66,7 +66,11 @@ struct DaemonCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
-        FileHandle.standardError.write(Data((daemon.summary().render(title: "daemon") + "\n").utf8))
+        var text = daemon.summary().render(title: "daemon")
+        if let cgroups {
+            text += "\n  \("cgroups".padding(toLength: 22, withPad: " ", startingAt: 0))\(cgroups.processesTraced.value) processes traced from \(cgroups.paths.count) cgroup folder(s); \(cgroups.overBounds.value) groups or pids over the bounds"
+        }
+        FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }
 

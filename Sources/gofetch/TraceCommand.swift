@@ -84,14 +84,15 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
     let fanotify = (kernelSource as? FanotifySource).map {
         FanotifyReport(mode: $0.reportsNames ? "names" : "descriptors", events: $0.statistics.events.value,
                        otherProcesses: $0.statistics.otherProcesses.value, filtered: $0.statistics.filtered.value,
-                       unresolved: $0.statistics.unresolved.value, overflows: $0.statistics.overflows.value)
+                       unresolved: $0.statistics.unresolved.value, overflows: $0.statistics.overflows.value,
+                       pidsReused: $0.statistics.pidsReused.value)
     }
     if json {
         try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary, ebpf: ebpf, fanotify: fanotify))
     } else {
         var text = summary.render(title: title)
         if let fanotify {
-            text += "\n  \("fanotify".padding(toLength: 22, withPad: " ", startingAt: 0))\(fanotify.events) events, files named by \(fanotify.mode); \(fanotify.otherProcesses) of other processes, \(fanotify.filtered) filtered, \(fanotify.unresolved) unresolved, \(fanotify.overflows) queue overflows"
+            text += "\n  \("fanotify".padding(toLength: 22, withPad: " ", startingAt: 0))\(fanotify.events) events, files named by \(fanotify.mode); \(fanotify.otherProcesses) of other processes, \(fanotify.filtered) filtered, \(fanotify.unresolved) unresolved, \(fanotify.overflows) queue overflows, \(fanotify.pidsReused) pids reused"
         }
         if let ebpf {
             text += "\n  \("page-cache misses".padding(toLength: 22, withPad: " ", startingAt: 0))\(ebpf.missedPages) pages in \(ebpf.missedPagesByFile.count) files (eBPF; \(ebpf.kernelDropped) records dropped in the kernel)"
@@ -120,6 +121,8 @@ struct FanotifyReport: Codable {
     var filtered: Int
     var unresolved: Int
     var overflows: Int
+    /// Pids found to belong to a later process than the one judged (judged again).
+    var pidsReused: Int
 }
 
 /// What the eBPF source saw besides the events: the pages each file brought in.

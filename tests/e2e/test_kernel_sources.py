@@ -5,6 +5,7 @@ eBPF: the same files, opens, reads and bytes per file as the shim, and the pages
 each file brought into the page cache (misses) match the reads that were cold."""
 import json
 import os
+import re
 import pathlib
 import shutil
 import signal
@@ -198,6 +199,7 @@ def test_daemon_traces_the_processes_of_a_cgroup_and_what_they_start_not_others(
         time.sleep(0.5)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0, daemon.stderr.read()
+        report = daemon.stderr.read()
     finally:
         for process in (inside, outside, daemon):
             if process and process.poll() is None:
@@ -209,6 +211,10 @@ def test_daemon_traces_the_processes_of_a_cgroup_and_what_they_start_not_others(
     assert len(files["inside"]) == 4   # make_files puts every 5th file in each class folder
     assert len(files["child"]) == 4    # started by a member: followed
     assert files["outside"] == set()   # not a member
+    # The summary says what the cgroup tracer did: the member, and its child if a
+    # reading of cgroup.procs fell within the child's short life (it inherits the cgroup).
+    found = re.search(r"cgroups +(\d+) processes traced from 1 cgroup folder\(s\); 0 groups or pids over the bounds", report)
+    assert found and 1 <= int(found.group(1)) <= 2, report
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fanotify backend needs root before the cgroup is looked at")

@@ -24,6 +24,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
     /// Folders listed, and folders not listed (unreadable for the client, gone, or over a bound).
     public var foldersListed: Int
     public var foldersNotListed: Int
+    /// Listed files left out: files known only from listings may fill half the catalog.
+    public var listingsSkipped: Int
     /// Present when gofetch prefetched (`run`, `daemon`).
     public var prefetch: PrefetchSummary?
 
@@ -50,6 +52,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         filesListed = ingest.filesListed.value
         foldersListed = listing?.listed ?? 0
         foldersNotListed = (listing?.failed ?? 0) + (listing?.skipped ?? 0)
+        listingsSkipped = ingest.listingsSkipped.value
         prefetch = engine.map(PrefetchSummary.init)
     }
 
@@ -69,7 +72,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
         row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files")
         if foldersListed + foldersNotListed > 0 {
-            row("folders listed", "\(foldersListed) (\(foldersNotListed) not listed): \(filesListed) files known before their first open")
+            row("folders listed", "\(foldersListed) (\(foldersNotListed) not listed): \(filesListed) files known before their first open, \(listingsSkipped) left out (half the catalog is the bound)")
         }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")

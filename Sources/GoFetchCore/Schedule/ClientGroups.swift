@@ -5,7 +5,8 @@
 /// Read from `/proc/PID/status` when a pid is first seen and again after
 /// `refreshNanoseconds`; used only while that process still has the uid and gid
 /// its events carry (else the pid is another process's now: no groups). At most
-/// `capacity` pids are remembered (all are dropped when it is reached, counted).
+/// `capacity` pids are remembered; when it is reached all are forgotten and read
+/// again as they come (a cache: nothing is lost).
 final class ClientGroups {
     private struct Entry {
         var groups: [UInt32]
@@ -15,7 +16,6 @@ final class ClientGroups {
     private var entries: [UInt32: Entry] = [:]
     private let capacity: Int
     private let refreshNanoseconds: UInt64
-    private(set) var resets = 0
 
     init(capacity: Int = 4_096, refreshNanoseconds: UInt64 = 10_000_000_000) {
         self.capacity = capacity
@@ -25,10 +25,7 @@ final class ClientGroups {
     /// The supplementary groups of `pid` if it runs as `uid`/`gid`, else none.
     func groups(pid: UInt32, uid: UInt32, gid: UInt32, now: UInt64) -> [UInt32] {
         if let entry = entries[pid], now &- entry.checkedAt < refreshNanoseconds { return entry.groups }
-        if entries.count >= capacity {
-            entries.removeAll(keepingCapacity: true)
-            resets += 1
-        }
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
         var groups: [UInt32] = []
         if let status = ProcessCredentials.of(pid), status.uids.contains(uid), status.gids.contains(gid) {
             groups = status.groups
