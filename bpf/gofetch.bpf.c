@@ -181,34 +181,47 @@ static __always_inline int enter_read(__u32 fd, __u64 offset, int positional) {
     return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_openat")
-int on_enter_openat(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[1], ctx->args[0]); }
+// The device and inode of the file behind descriptor `fd`, when there is one.
+static __always_inline void identify(struct gofetch_record *record, __u32 fd) {
+    struct file *file = file_of(fd);
+    if (file) {
+        record->device = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+        record->inode = BPF_CORE_READ(file, f_inode, i_ino);
+    }
+}
 
-SEC("tracepoint/syscalls/sys_exit_openat")
-int on_exit_openat(struct trace_event_raw_sys_exit *ctx) {
+// The end of a call `enter` or `enter_read` saw begin: one record when it succeeded.
+static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx, __u32 kind) {
     __u64 id = bpf_get_current_pid_tgid();
     __u32 tid = (__u32)id;
     struct pending *call = bpf_map_lookup_elem(&inflight, &tid);
     if (!call) return 0;
     long ret = ctx->ret;
-    if (ret >= 0) {
-        struct gofetch_record *record = reserve();
-        if (record) {
+    struct gofetch_record *record = ret >= 0 ? reserve() : 0;
+    if (record) {
+        __u64 duration_ns = bpf_ktime_get_ns() - call->start_ns;
+        if (kind == GOFETCH_OPEN) {
             // offset: the dirfd a relative path is relative to; length: the path's bytes read (256: cut).
-            fill(record, GOFETCH_OPEN, id, (__s32)ret, call->start_ns, bpf_ktime_get_ns() - call->start_ns, call->offset, 0);
+            fill(record, GOFETCH_OPEN, id, (__s32)ret, call->start_ns, duration_ns, call->offset, 0);
             long copied = bpf_probe_read_user_str(record->path, sizeof(record->path), (const void *)call->arg);
             record->length = copied > 0 ? copied : 0;
-            struct file *file = file_of((__u32)ret);
-            if (file) {
-                record->device = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-                record->inode = BPF_CORE_READ(file, f_inode, i_ino);
-            }
-            bpf_ringbuf_submit(record, 0);
+            identify(record, (__u32)ret);
+        } else {
+            fill(record, GOFETCH_READ, id, (__s32)call->arg, call->start_ns, duration_ns, call->offset, (__u64)ret);
+            record->device = call->device;
+            record->inode = call->inode;
         }
+        bpf_ringbuf_submit(record, 0);
     }
     bpf_map_delete_elem(&inflight, &tid);
     return 0;
 }
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int on_enter_openat(struct trace_event_raw_sys_enter *ctx) { return enter(ctx->args[1], ctx->args[0]); }
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int on_exit_openat(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx, GOFETCH_OPEN); }
 
 SEC("tracepoint/syscalls/sys_enter_read")
 int on_enter_read(struct trace_event_raw_sys_enter *ctx) { return enter_read(ctx->args[0], 0, 0); }
@@ -216,31 +229,11 @@ int on_enter_read(struct trace_event_raw_sys_enter *ctx) { return enter_read(ctx
 SEC("tracepoint/syscalls/sys_enter_pread64")
 int on_enter_pread64(struct trace_event_raw_sys_enter *ctx) { return enter_read(ctx->args[0], ctx->args[3], 1); }
 
-static __always_inline int exit_read(struct trace_event_raw_sys_exit *ctx) {
-    __u64 id = bpf_get_current_pid_tgid();
-    __u32 tid = (__u32)id;
-    struct pending *call = bpf_map_lookup_elem(&inflight, &tid);
-    if (!call) return 0;
-    long ret = ctx->ret;
-    if (ret >= 0) {
-        struct gofetch_record *record = reserve();
-        if (record) {
-            fill(record, GOFETCH_READ, id, (__s32)call->arg, call->start_ns, bpf_ktime_get_ns() - call->start_ns,
-                 call->offset, (__u64)ret);
-            record->device = call->device;
-            record->inode = call->inode;
-            bpf_ringbuf_submit(record, 0);
-        }
-    }
-    bpf_map_delete_elem(&inflight, &tid);
-    return 0;
-}
-
 SEC("tracepoint/syscalls/sys_exit_read")
-int on_exit_read(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx); }
+int on_exit_read(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx, GOFETCH_READ); }
 
 SEC("tracepoint/syscalls/sys_exit_pread64")
-int on_exit_pread64(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx); }
+int on_exit_pread64(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx, GOFETCH_READ); }
 
 SEC("tracepoint/syscalls/sys_enter_close")
 int on_enter_close(struct trace_event_raw_sys_enter *ctx) {
@@ -249,11 +242,7 @@ int on_enter_close(struct trace_event_raw_sys_enter *ctx) {
     struct gofetch_record *record = reserve();
     if (!record) return 0;
     fill(record, GOFETCH_CLOSE, id, (__s32)ctx->args[0], bpf_ktime_get_ns(), 0, 0, 0);
-    struct file *file = file_of((__u32)ctx->args[0]);
-    if (file) {
-        record->device = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-        record->inode = BPF_CORE_READ(file, f_inode, i_ino);
-    }
+    identify(record, (__u32)ctx->args[0]);
     bpf_ringbuf_submit(record, 0);
     return 0;
 }
