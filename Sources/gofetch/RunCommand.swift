@@ -9,8 +9,11 @@ struct RunCommand: AsyncParsableCommand {
             Starts an in-process daemon, runs the command and all its children with the
             preload shim, predicts what they read next (Markov, intra-file patterns,
             epoch remaining set, picked per stream by measured accuracy) and warms the
-            page cache ahead of them inside the budgets of the config. Prints a summary
-            on standard error and exits with the command's exit code.
+            page cache ahead of them inside the budgets of the config. Every Python
+            interpreter the command starts loads gofetch's client, which announces each
+            torch DataLoader epoch's files in the order the loader will read them (no
+            change to the script; --no-python-hook turns it off). Prints a summary on
+            standard error and exits with the command's exit code.
 
             Example: gofetch run --config config.yaml -- python3 train.py
             """
@@ -26,6 +29,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print the summary as JSON instead of a table.")
     var json = false
 
+    @Flag(name: .customLong("no-python-hook"), help: "Do not load the Python client into the job's interpreters (no automatic DataLoader lookahead; trace.python_hook: false does the same).")
+    var noPythonHook = false
+
     @Argument(parsing: .postTerminator, help: "The command to run, after --.")
     var command: [String] = []
 
@@ -36,6 +42,6 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, title: "run")
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, pythonHook: !noPythonHook, title: "run")
     }
 }

@@ -36,15 +36,28 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: false, title: "trace")
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: false, pythonHook: false, title: "trace")
     }
 }
 
 /// Runs `command` under an in-process daemon (trace only, or with prefetching),
 /// prints the summary on standard error, and exits with the command's exit code.
-func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, title: String) async throws {
-    let configuration = try options.loadConfiguration()
+/// With `pythonHook` (and `trace.python_hook`), every Python interpreter of the job
+/// loads the client at start-up and announces its DataLoaders' orders (``PythonClient``).
+func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, pythonHook: Bool, title: String) async throws {
+    var configuration = try options.loadConfiguration()
     let logger = options.makeLogger(label: "gofetch.\(title)")
+    var python = PythonHookReport(enabled: false, disabledBecause: pythonHook ? "trace.python_hook is false" : "--no-python-hook")
+    var pythonClient: String?
+    if pythonHook && configuration.trace.pythonHook {
+        pythonClient = PythonClient.locate()
+        if let pythonClient {
+            // The client's own modules are not the job's data.
+            configuration.trace.excludePrefixes.append(pythonClient)
+        } else {
+            python.disabledBecause = "the Python client was not found (set GOFETCH_PYTHON_CLIENT to the folder holding gofetch/ and inject/)"
+        }
+    }
     let kernelSource = try source.makeKernelSource(configuration)
     let library = kernelSource == nil ? try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary) : ""
 
@@ -57,8 +70,14 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
     try daemon.start()
 
     // A kernel source traces the job untouched: no LD_PRELOAD.
-    let environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(
+    var environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(
         base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
+    let pythonStatus = pythonClient.map { _ in "\(socketPath).python" }
+    if let pythonClient {
+        environment = PythonClient.environment(
+            base: environment, client: pythonClient, socketPath: socketPath,
+            mode: kernelSource == nil ? .shim : .announce, statusPath: pythonStatus)
+    }
     // The job's first opens happen before spawn returns: trace gofetch's children from now on.
     kernelSource?.traceChildren(of: UInt32(bitPattern: getpid()))
     let child: ChildProcess
@@ -77,6 +96,7 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
     await daemon.waitForClientsToLeave(timeout: 2)
     daemon.stop()
     let summary = daemon.summary()
+    if let pythonStatus { python = PythonHookReport.collect(statusPath: pythonStatus) }
     let ebpf = (kernelSource as? EBPFSource).map {
         EBPFReport(records: $0.statistics.records.value, filtered: $0.statistics.filtered.value, kernelDropped: $0.kernelDropped,
                    missedPages: $0.statistics.missedPages.value, missedPagesByFile: $0.missedPagesByPath())
@@ -88,9 +108,13 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
                        pidsReused: $0.statistics.pidsReused.value)
     }
     if json {
-        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary, ebpf: ebpf, fanotify: fanotify))
+        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary,
+                                  pythonHook: prefetch ? python : nil, ebpf: ebpf, fanotify: fanotify))
     } else {
         var text = summary.render(title: title)
+        if prefetch {
+            text += "\n  \("python lookahead".padding(toLength: 22, withPad: " ", startingAt: 0))\(python.text)"
+        }
         if let fanotify {
             text += "\n  \("fanotify".padding(toLength: 22, withPad: " ", startingAt: 0))\(fanotify.events) events, files named by \(fanotify.mode); \(fanotify.otherProcesses) of other processes, \(fanotify.filtered) filtered, \(fanotify.unresolved) unresolved, \(fanotify.overflows) queue overflows, \(fanotify.pidsReused) pids reused"
         }
@@ -108,6 +132,8 @@ struct TraceReport: Codable {
     var database: String
     var exitCode: Int32
     var summary: RunSummary
+    /// Whether the Python client's lookahead was on (`run` only).
+    var pythonHook: PythonHookReport?
     var ebpf: EBPFReport?
     var fanotify: FanotifyReport?
 }

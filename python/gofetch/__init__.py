@@ -43,6 +43,7 @@ def enable_hook(
     flush_interval: float = 0.02,
     db_interval: float = 0.1,
     busy_timeout_ms: int = 1000,
+    accesses: bool = True,
 ):
     """Starts tracing this process and the processes it forks.
 
@@ -55,6 +56,9 @@ def enable_hook(
                ${XDG_RUNTIME_DIR:-/tmp}/gofetch-<uid>/gofetch.sock); stream=False never connects.
     lookahead: plan every map-style torch DataLoader (see gofetch.lookahead), once the
                application imports torch.
+    accesses:  False sends the daemon no accesses (another tracer reports them, such as a
+               kernel trace source); announcements and epoch records still go. With the
+               preload shim loaded the shim reports them whatever this says.
 
     Idempotent: a second call while enabled returns at once. Never raises into
     reads; failures are counted in stats().
@@ -67,6 +71,7 @@ def enable_hook(
         exclude=list(exclude) if exclude is not None else None,
         socket_path=socket, stream=stream, flush_interval=flush_interval, db_interval=db_interval,
         busy_timeout_ms=busy_timeout_ms, queue_capacity=queue_capacity, trace_mmap=trace_mmap,
+        accesses=accesses,
     )
     if lookahead:
         lookahead_module.install_torch_integration(auto=True)

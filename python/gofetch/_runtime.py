@@ -104,6 +104,7 @@ _fd_table: Dict[int, tuple] = {}
 _scope = threading.local()   # .v = (dataset key, index) while a sample is being fetched
 _learn_sink: Optional[Callable[[int, Any, str], None]] = None
 _shim: Optional[Callable[[int, int], None]] = None
+_send_accesses = True  # False: another tracer (a kernel source) reports the accesses
 _shim_applied = (None, None)
 _filter: Optional[PathFilter] = None
 _rt: Optional["Runtime"] = None
@@ -615,7 +616,7 @@ class Runtime:
     def _stream(self, items: List[tuple], final: bool) -> None:
         """Sends this process's items in queue order: events, epoch records, announcements."""
         link = self.daemon
-        send_events = _shim is None  # with the shim loaded, it reports the accesses itself
+        send_events = _shim is None and _send_accesses  # with the shim loaded, it reports the accesses itself
         if not link.connect(force=final):
             for item in items:
                 kind = item[0]
@@ -977,8 +978,9 @@ def _env_address(value: str) -> str:
 
 
 def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True, flush_interval=0.02,
-           db_interval=0.1, busy_timeout_ms=1000, queue_capacity=1 << 17, trace_mmap=True) -> "Runtime":
-    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker
+           db_interval=0.1, busy_timeout_ms=1000, queue_capacity=1 << 17, trace_mmap=True,
+           accesses=True) -> "Runtime":
+    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker, _send_accesses
     with _rt_lock:
         if _active:
             return _rt
@@ -991,6 +993,7 @@ def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True
         _filter = PathFilter(include=include, exclude=exclude)
         _cap = max(1024, int(queue_capacity))
         _shim = _find_shim()
+        _send_accesses = bool(accesses)
         env_worker = os.environ.get("GOFETCH_WORKER_ID")
         if env_worker:
             try:

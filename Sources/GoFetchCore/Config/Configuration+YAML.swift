@@ -89,6 +89,7 @@ extension Configuration {
             try node.pathPrefixes("exclude_prefixes", into: &config.trace.excludePrefixes)
             try node.string("preload_library", into: &config.trace.preloadLibrary, nonEmpty: false)
             try node.double("flush_interval_ms", into: &config.trace.flushIntervalMS, in: 0.1...10_000)
+            try node.bool("python_hook", into: &config.trace.pythonHook)
             try node.finish()
         }
         if let node = try top.section("ingest") {

@@ -37,7 +37,7 @@ public struct Configuration: Sendable, Equatable {
         /// Minimum confidence to prefetch (seed).
         public var confidenceThreshold = 0.6
         /// Maximum prefetch operations per second (seed).
-        public var rateLimitPerSec = 1_000.0
+        public var rateLimitPerSec = 10_000.0
         /// Maximum bytes per second read by prefetching; 0 is unlimited.
         public var rateLimitMBPerSec = 0.0
         /// Number of predictions considered per access (seed).
@@ -46,8 +46,9 @@ public struct Configuration: Sendable, Equatable {
         public var maxPrefetchSizeMB = 16.0
         /// Prefetched bytes not yet read by the job, at most.
         public var memoryBudgetMB = 1_024.0
-        /// I/O threads of the executor.
-        public var executorThreads = 4
+        /// I/O threads of the executor: the most prefetch reads at the storage at once
+        /// (how many are follows the storage's answers).
+        public var executorThreads = 32
         /// `auto` chooses per device (hint, checked with cachestat, else read).
         public var method = Method.auto
         /// PSI memory "some avg10" percentage above which prefetching pauses.
@@ -106,6 +107,10 @@ public struct Configuration: Sendable, Equatable {
         public var preloadLibrary = ""
         /// The shim sends buffered events at least this often.
         public var flushIntervalMS = 2.0
+        /// `gofetch run` (and `gofetch env`) load the Python client into every Python
+        /// interpreter the job starts, which announces each DataLoader epoch's files in
+        /// the order it will read them (exact lookahead, no change to the script).
+        public var pythonHook = true
     }
 
     public struct Ingest: Sendable, Equatable {

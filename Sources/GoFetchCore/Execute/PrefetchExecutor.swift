@@ -58,22 +58,28 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var requests: [PrefetchRequest] = []
         var head = 0
         var stopping = false
+        /// Warming reads at the storage now, and how many may be (``ConcurrencyWindow``).
+        var active = 0
+        var window: ConcurrencyWindow
         var count: Int { requests.count - head }
     }
-    private let queue = Mutex(Queue())
-    private let available = DispatchSemaphore(value: 0)
+    private let queue: Mutex<Queue>
+    /// Signalled when a request is queued, a read ends or the executor stops.
+    private let ready = NSCondition()
     private var workers: [JoinableThread] = []
     /// FUSE devices checked for whether warmed pages survive an open: true = they do not.
     private let volatileDevices = Mutex([UInt64: Bool]())
 
     /// - Parameters:
-    ///   - threads: I/O threads.
+    ///   - threads: I/O threads: the most warming reads at the storage at once; how many
+    ///     are follows the storage's answers (``ConcurrencyWindow``).
     ///   - capacity: requests waiting at most; beyond, `submit` refuses (counted).
     ///   - method: force one method; `nil` chooses per device.
     ///   - onResult: called on an executor thread after each request.
     public init(threads: Int, capacity: Int, method: PrefetchMethod?, logger: Logger, onResult: @escaping @Sendable (PrefetchResult) -> Void) {
         self.threads = threads
         self.capacity = capacity
+        queue = Mutex(Queue(window: ConcurrencyWindow(maximum: threads)))
         self.warmer = PageCacheWarmer(method: method, logger: logger)
         self.logger = logger
         self.onResult = onResult
@@ -86,6 +92,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
 
     /// Requests waiting for a thread.
     public var pending: Int { queue.withLock { $0.count } }
+
+    /// Warming reads allowed at the storage at once now.
+    public var concurrency: Int { queue.withLock { $0.window.limit } }
 
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult
@@ -101,7 +110,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
         }
         if accepted {
             if request.purpose == .warm { statistics.submitted.add(1) }
-            available.signal()
+            ready.lock()
+            ready.signal()
+            ready.unlock()
         } else {
             if request.purpose == .warm { statistics.queueFull.add(1) } else { statistics.giveBackDropped.add(1) }
         }
@@ -112,7 +123,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
     public func stop() {
         guard !workers.isEmpty else { return }
         queue.withLock { $0.stopping = true }
-        for _ in workers { available.signal() }
+        ready.lock()
+        ready.broadcast()
+        ready.unlock()
         for worker in workers { worker.join() }
         workers = []
     }
@@ -121,22 +134,39 @@ public final class PrefetchExecutor: @unchecked Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
         while true {
-            available.wait()
-            let next = queue.withLock { queue -> PrefetchRequest? in
-                guard queue.count > 0 else { return nil }
-                defer { queue.head += 1 }
-                return queue.requests[queue.head]
+            // A give-back needs no read: it never waits for the window.
+            ready.lock()
+            var next: PrefetchRequest?
+            while true {
+                let (taken, stop) = queue.withLock { queue -> (PrefetchRequest?, Bool) in
+                    guard queue.count > 0 else { return (nil, queue.stopping) }
+                    let request = queue.requests[queue.head]
+                    guard request.purpose == .giveBack || queue.active < queue.window.limit || queue.stopping else { return (nil, false) }
+                    queue.head += 1
+                    if request.purpose == .warm { queue.active += 1 }
+                    return (request, false)
+                }
+                if taken != nil || stop { next = taken; break }
+                ready.wait()
             }
-            guard let request = next else {
-                if queue.withLock({ $0.stopping && $0.count == 0 }) { return }
-                continue
-            }
+            ready.unlock()
+            guard let request = next else { return }
             if request.purpose == .giveBack {
                 let done = PageCacheWarmer.giveBack(request.path, uid: request.uid, gid: request.gid, groups: request.groups)
                 if done { statistics.givenBack.add(1) } else { statistics.giveBackDropped.add(1) }
                 continue
             }
             let result = perform(request, buffer: buffer)
+            queue.withLock { queue in
+                if result.method == .read && result.outcome == .completed {
+                    queue.window.completed(bytes: result.bytes, nanoseconds: result.completedAt &- result.issuedAt,
+                                           inFlight: queue.active, now: result.completedAt)
+                }
+                queue.active -= 1
+            }
+            ready.lock()
+            ready.broadcast()
+            ready.unlock()
             statistics.count(result.outcome)
             statistics.bytesLoaded.add(Int(result.bytes))
             onResult(result)

@@ -14,6 +14,31 @@ public enum DirectoryListing {
         try names(in: path, of: .regular, limit: limit)
     }
 
+    /// The regular files of `path` with their sizes, and its sub-folders (a symbolic
+    /// link counts as what it points to; hidden names left out), at most `limit` of each.
+    static func entries(in path: String, limit: Int) throws(Errno) -> (files: [(name: String, size: UInt64)], folders: [String]) {
+        let stream = try Syscall.openDirectory(path, followSymlinks: true)
+        defer { Syscall.closeDirectory(stream) }
+        var files: [(name: String, size: UInt64)] = []
+        var folders: [String] = []
+        while files.count < limit && folders.count < limit, let entry = try Syscall.readDirectory(stream) {
+            guard entry.name.first != 46 else { continue }  // "."
+            let name = String(decoding: entry.name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if entry.kind == .directory {
+                folders.append(name)
+                continue
+            }
+            guard entry.kind == .regular || entry.kind == .symbolicLink || entry.kind == .unknown,
+                  let status = try? Syscall.fileStatus(entry.name, in: stream.descriptor, followSymlinks: true) else { continue }
+            if status.isRegular {
+                files.append((name, status.size))
+            } else if status.mode & S_IFMT == S_IFDIR, entry.kind != .symbolicLink {
+                folders.append(name)  // a symbolic link to a folder is not followed: no cycles
+            }
+        }
+        return (files, folders)
+    }
+
     /// The names in `path` of one kind (`.regular` or `.directory`; a symbolic link
     /// counts as what it points to), hidden ones left out, at most `limit`.
     static func names(in path: String, of wanted: DirectoryEntry.Kind, limit: Int) throws(Errno) -> [String] {
@@ -54,8 +79,11 @@ public final class DirectoryLister: @unchecked Sendable {
         public var maxPending = 4_096
         /// Also list the next sibling of each folder the job opens a file in.
         public var nextSibling = true
+        /// Files one tree walk takes, at most.
+        public var maxTreeFiles = 1_000_000
 
-        public init(maxDirectories: Int = 65_536, maxNamesPerDirectory: Int = 100_000, maxPending: Int = 4_096, nextSibling: Bool = true) {
+        public init(maxDirectories: Int = 65_536, maxNamesPerDirectory: Int = 100_000, maxPending: Int = 4_096, nextSibling: Bool = true, maxTreeFiles: Int = 1_000_000) {
+            self.maxTreeFiles = maxTreeFiles
             self.maxDirectories = maxDirectories
             self.maxNamesPerDirectory = maxNamesPerDirectory
             self.maxPending = maxPending
@@ -63,10 +91,11 @@ public final class DirectoryLister: @unchecked Sendable {
         }
     }
 
-    /// One folder's regular files.
+    /// One folder's regular files, with their sizes where known (tree walks; 0 = unknown).
     public struct Listing: Sendable, Equatable {
         public var directory: String
         public var names: [String]
+        public var sizes: [UInt64] = []
     }
 
     public struct Statistics: Sendable, Equatable {
@@ -76,6 +105,10 @@ public final class DirectoryLister: @unchecked Sendable {
         public var failed = 0
         /// Folders not listed because a bound was reached.
         public var skipped = 0
+        /// Data-set trees walked (``requestTree(_:uid:gid:pid:)``), and files of them
+        /// left out because a walk reached `maxTreeFiles`.
+        public var trees = 0
+        public var treeFilesLeftOut = 0
     }
 
     private struct Request {
@@ -83,6 +116,8 @@ public final class DirectoryLister: @unchecked Sendable {
         var uid: UInt32
         var gid: UInt32
         var pid: UInt32
+        /// Walk the whole tree below `directory` (a data set's root), not one folder.
+        var tree = false
     }
 
     private struct State {
@@ -155,12 +190,31 @@ public final class DirectoryLister: @unchecked Sendable {
         }
     }
 
+    /// Asks for the whole tree below `root` to be walked (sorted, depth first), as
+    /// `uid`/`gid`: a data set's files, with their sizes, before the job opens them.
+    /// Folders listed already (by an earlier, narrower walk) are not listed again. Never blocks.
+    public func requestTree(_ root: String, uid: UInt32, gid: UInt32, pid: UInt32 = 0) {
+        let queued = state.withLock { state -> Bool in
+            guard state.pending.count < options.maxPending else {
+                state.statistics.skipped += 1
+                return false
+            }
+            state.pending.append(Request(directory: root, uid: uid, gid: gid, pid: pid, tree: true))
+            return true
+        }
+        if queued { wakeUp.signal() }
+    }
+
     private func run() {
         while true {
             wakeUp.wait()
             while let request = state.withLock({ state -> Request? in
                 state.stopping ? nil : state.pending.popFirst()
             }) {
+                if request.tree {
+                    walk(request)
+                    continue
+                }
                 list(request.directory, as: request)
                 if options.nextSibling, let sibling = nextSibling(of: request.directory, as: request) {
                     list(sibling, as: request)
@@ -195,6 +249,47 @@ public final class DirectoryLister: @unchecked Sendable {
             } else {
                 state.statistics.skipped += 1  // nobody took the listings: never hoard them
             }
+        }
+    }
+
+    /// Walks the tree below the request's folder as its client: each folder's regular
+    /// files in sorted order, with their sizes, then its sub-folders in sorted order
+    /// (hidden names left out), handing each folder's listing on as it goes.
+    private func walk(_ request: Request) {
+        let groups = groups(of: request)
+        var stack = [request.directory]
+        var files = 0
+        state.withLock { $0.statistics.trees += 1 }
+        while let directory = stack.popLast() {
+            if state.withLock({ $0.stopping }) { return }
+            let entries = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups) { () throws(Errno) in
+                try DirectoryListing.entries(in: directory, limit: options.maxNamesPerDirectory)
+            }
+            guard let entries else {
+                state.withLock { $0.statistics.failed += 1 }
+                continue
+            }
+            let folders = entries.folders.sorted()
+            for folder in folders.reversed() { stack.append(directory == "/" ? "/" + folder : directory + "/" + folder) }
+            guard !listed.contains(directory) else { continue }
+            let regular = entries.files.sorted { $0.name < $1.name }
+            let room = max(0, options.maxTreeFiles - files)
+            let taken = regular.prefix(room)
+            files += taken.count
+            let leftOut = regular.count - taken.count
+            if listed.count < options.maxDirectories { listed.insert(directory) }
+            state.withLock { state in
+                state.statistics.treeFilesLeftOut += leftOut
+                guard !taken.isEmpty else { return }
+                guard state.results.count < options.maxPending else {
+                    state.statistics.skipped += 1  // nobody took the listings: never hoard them
+                    return
+                }
+                state.results.append(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size)))
+                state.statistics.listed += 1
+                state.statistics.names += taken.count
+            }
+            if leftOut > 0 { return }
         }
     }
 

@@ -12,9 +12,11 @@ public final class IngestPipeline: @unchecked Sendable {
     private var pendingFiles: [FileRecord] = []
     private var pendingEvents: [TraceEvent] = []
     private var pendingControl: [TraceEvent] = []
-    /// Lists the folders of files the job opens (set when the GRU runs: it needs a
-    /// folder's files known before they are opened). Set before events flow.
+    /// Lists folders for prediction: the data-set trees the engine asks for and, with
+    /// `listOpenedFolders` (the GRU runs: it needs a folder's files known before they
+    /// are opened), the folder of each file the job opens. Set before events flow.
     public var lister: DirectoryLister?
+    public var listOpenedFolders = false
     /// Catalog entries made from listings alone; at most half the catalog.
     private var listedFiles = 0
 
@@ -110,7 +112,7 @@ public final class IngestPipeline: @unchecked Sendable {
             return id
         case .recorded(let record):
             pendingFiles.append(record)
-            if let uid { lister?.request(folderOf: record.path, uid: uid, gid: gid, pid: pid) }
+            if let uid, listOpenedFolders { lister?.request(folderOf: record.path, uid: uid, gid: gid, pid: pid) }
             return record.id
         case .full:
             statistics.catalogFull.add(1)
@@ -118,21 +120,22 @@ public final class IngestPipeline: @unchecked Sendable {
         }
     }
 
-    /// Registers the files the lister found: the catalog learns their paths; their
-    /// identity and size come with their first open. Files known only from listings
+    /// Registers the files the lister found: the catalog learns their paths (and sizes,
+    /// from tree walks); their identity comes with their first open. Files known only from listings
     /// fill at most half the catalog, so the files the job opens always find room.
     public func registerListings() {
         guard let lister else { return }
         let wall = Int64(bitPattern: Clock.wallNanoseconds())
         for listing in lister.takeListings() {
-            for name in listing.names {
+            for (index, name) in listing.names.enumerated() {
                 let path = listing.directory + "/" + name
+                let size = index < listing.sizes.count ? listing.sizes[index] : 0
                 guard catalog.id(path: path) == nil else { continue }
                 guard listedFiles < catalog.capacity / 2, catalog.count < catalog.capacity else {
                     statistics.listingsSkipped.add(1)
                     continue
                 }
-                guard accept(catalog.registerAnnounced(path: path, size: 0, wallNanoseconds: wall)) != nil else { continue }
+                guard accept(catalog.registerAnnounced(path: path, size: size, wallNanoseconds: wall)) != nil else { continue }
                 listedFiles += 1
                 statistics.filesListed.add(1)
             }

@@ -76,6 +76,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
+            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests" } ?? "none"))
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
             if prefetch.volatileMounts > 0 {
@@ -128,6 +129,13 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     /// the clients' memory cgroup), and give-backs that could not be done.
     public var givenBack: Int
     public var giveBackDropped: Int
+    /// Files announced by the Python client's lookahead.
+    public var announced: Int
+    /// The data-set tree warmed without an order: its root, files, bytes and requests.
+    public var treeRoot: String?
+    public var treeFiles: Int
+    public var treeBytes: Int
+    public var treeRequests: Int
     public var accounting: AccountingSummary
 
     public init(_ engine: PrefetchEngine) {
@@ -139,6 +147,11 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         remainingSetChoices = choices.remainingSet
         gruChoices = choices.gru
         epochs = choices.epochs
+        announced = choices.announced
+        treeRoot = choices.treeRoot
+        treeFiles = choices.treeFiles
+        treeBytes = Int(clamping: choices.treeBytes)
+        treeRequests = choices.treeRequests
         belowThreshold = scheduler.belowThreshold.value
         duplicates = scheduler.duplicates.value
         unknownFiles = scheduler.unknownFiles.value

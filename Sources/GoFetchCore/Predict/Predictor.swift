@@ -5,6 +5,7 @@ public enum PredictorKind: String, Sendable, CaseIterable, Codable {
     case remainingSet = "remaining-set"
     case lookahead
     case gru
+    case dataSetTree = "data-set-tree"
 }
 
 /// "What comes next, how sure, how many bytes, by when."

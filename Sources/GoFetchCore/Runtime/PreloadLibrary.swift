@@ -5,23 +5,14 @@ public enum PreloadLibrary {
     public static let fileName = "libgofetch_preload.so"
 
     /// The shim: `trace.preload_library`, else `$GOFETCH_PRELOAD`, else next to the
-    /// executable, in `../lib/gofetch/`, or in the source tree's `preload/build/`.
+    /// executable, in `../lib/gofetch/`, or in the source tree's `preload/build/` (``InstallLayout``).
     public static func locate(configured: String) throws(PreloadLibraryError) -> String {
         var candidates: [String] = []
         if !configured.isEmpty {
             candidates = [configured]
         } else {
             if let env = ProcessInfo.processInfo.environment["GOFETCH_PRELOAD"], !env.isEmpty { candidates.append(env) }
-            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            let directory = executable.deletingLastPathComponent()
-            candidates.append(directory.appendingPathComponent(fileName).path)
-            candidates.append(directory.appendingPathComponent("../lib/gofetch/\(fileName)").standardized.path)
-            // .build/<triple>/debug/gofetch → <repo>/preload/build/
-            var up = directory
-            for _ in 0..<4 {
-                up = up.deletingLastPathComponent()
-                candidates.append(up.appendingPathComponent("preload/build/\(fileName)").path)
-            }
+            candidates += InstallLayout.candidates(fileName, sourcePath: "preload/build/\(fileName)")
         }
         for path in candidates where FileManager.default.isReadableFile(atPath: path) {
             return URL(fileURLWithPath: path).standardized.path

@@ -17,7 +17,8 @@ public final class TraceDaemon: @unchecked Sendable {
     /// The CSV and Prometheus outputs; `nil` when only tracing.
     public let metrics: MetricsReporter?
     public private(set) var prometheus: PrometheusServer?
-    /// Lists the folders the job uses, for the GRU; `nil` when it does not run.
+    /// Lists folders for prediction (data-set trees; for the GRU, the folders the job
+    /// uses); `nil` when not prefetching.
     public private(set) var lister: DirectoryLister?
     private let logger: Logger
     private var running = false
@@ -48,7 +49,9 @@ public final class TraceDaemon: @unchecked Sendable {
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
         var sinks: [any EventSink] = [writer]
         if prefetch {
-            let engine = PrefetchEngine(configuration: configuration, knownFiles: known, logger: logger)
+            let lister = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
+            self.lister = lister
+            let engine = PrefetchEngine(configuration: configuration, knownFiles: known, lister: lister, logger: logger)
             let modelPath = configuration.predictor.baselineModelPath
             if configuration.predictor.baselineEnabled && FileManager.default.fileExists(atPath: modelPath) {
                 do {
@@ -84,12 +87,9 @@ public final class TraceDaemon: @unchecked Sendable {
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
             maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
         server.kernelSource = kernelSource
-        if engine?.gru != nil {
-            // The GRU names files by their place in their folder: list the folders the job uses.
-            let lister = DirectoryLister()
-            pipeline.lister = lister
-            self.lister = lister
-        }
+        pipeline.lister = lister
+        // The GRU names files by their place in their folder: list the folders the job uses.
+        pipeline.listOpenedFolders = engine?.gru != nil
     }
 
     public func start() throws(IngestServerError) {

@@ -14,6 +14,13 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// The GRU (`predictor.ml.enabled` with a trained model), inside the hybrid.
     public let gru: GRUPredictor?
     public let lookahead: LookaheadPredictor
+    /// The folder tree the job reads from, warmed from the first epoch on when no
+    /// order predictor follows the job (``DataSetTree``); listed by `lister`.
+    public let tree: DataSetTree
+    private let lister: DirectoryLister?
+    /// How often, recently, an exact order (lookahead, Markov, GRU) answered an open
+    /// (exponentially weighted): the tree stays quiet while one does.
+    private var orderedShare = 0.5
     public let scheduler: PrefetchScheduler
     public let executor: PrefetchExecutor
     /// Fates of prefetches and warm/cold accesses; owned by the engine thread.
@@ -38,7 +45,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var thread: JoinableThread?
     private var files: [FileID: (path: String, size: UInt64)] = [:]
     private var running = false
-    private let choices = Mutex((markov: 0, remainingSet: 0, gru: 0, epochs: 0))
+    private let choices = Mutex(ChoiceCounts())
     /// The clients' supplementary groups, for the executor's permission checks (engine thread).
     private let clientGroups = ClientGroups()
     /// `prefetcher.evict_consumed`, and the data set's bytes as of the last epoch boundary.
@@ -47,11 +54,30 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private let published = Mutex(AccountingSnapshot())
     private var lastPublished: UInt64 = 0
 
-    /// How often the hybrid chose each predictor, and epoch boundaries seen (published by the engine thread).
-    public var choiceCounts: (markov: Int, remainingSet: Int, gru: Int, epochs: Int) { choices.withLock { $0 } }
+    /// How often the hybrid chose each predictor, epoch boundaries seen, and what the
+    /// lookahead and the data-set tree did (published by the engine thread).
+    public struct ChoiceCounts: Sendable, Equatable {
+        public var markov = 0
+        public var remainingSet = 0
+        public var gru = 0
+        public var epochs = 0
+        /// Files announced by the Python client's lookahead.
+        public var announced = 0
+        /// The data-set tree: its root, files, bytes, requests handed out.
+        public var treeRoot: String?
+        public var treeFiles = 0
+        public var treeBytes: UInt64 = 0
+        public var treeRequests = 0
+    }
 
-    public init(configuration: Configuration, knownFiles: [FileRecord], logger: Logger) {
+    public var choiceCounts: ChoiceCounts { choices.withLock { $0 } }
+
+    /// - Parameter lister: walks the data-set trees (as the client); without one the
+    ///   tree predictor only knows the files the job opened.
+    public init(configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister? = nil, logger: Logger) {
         self.logger = logger
+        self.lister = lister
+        tree = DataSetTree(options: .init(maxFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
         evictConsumed = configuration.prefetcher.evictConsumed
         topK = configuration.prefetcher.topKPredictions
         capacity = configuration.storage.queueCapacity
@@ -197,6 +223,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             let now = Clock.monotonicNanoseconds()
             cgroups.refresh(now: now)
             scheduler.setCeiling(cgroups.ceiling)
+            offerTree(now: now)
             scheduler.release(now: now) { request in
                 guard executor.submit(request) else { return false }
                 ledger.issued(request, now: now)
@@ -204,7 +231,16 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             }
             ledger.sweep(now: now)
             publish(now: now)
-            let counts = (hybrid.choices[.markov] ?? 0, hybrid.choices[.remainingSet] ?? 0, hybrid.choices[.gru] ?? 0, remaining.epochsCompleted)
+            var counts = ChoiceCounts()
+            counts.markov = hybrid.choices[.markov] ?? 0
+            counts.remainingSet = hybrid.choices[.remainingSet] ?? 0
+            counts.gru = hybrid.choices[.gru] ?? 0
+            counts.epochs = remaining.epochsCompleted
+            counts.announced = lookahead.announcedFiles
+            counts.treeRoot = tree.root
+            counts.treeFiles = tree.files.count
+            counts.treeBytes = tree.bytes
+            counts.treeRequests = tree.handedOutCount
             choices.withLock { $0 = counts }
         }
     }
@@ -215,14 +251,16 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// read yet, cached longer ago, and keep the ones it just read and will not read
     /// again until the next epoch. Done as the client on the executor's threads (an
     /// open on slow storage must not hold up predictions); the pages are clean: no I/O.
+    /// From the first epoch on when the data-set tree knows the data set.
     private func giveBackIfConsumed(_ event: TraceEvent) {
-        guard evictConsumed, remaining.epochsCompleted > 0, remaining.consumed(event.fileID),
+        let inTree = tree.contains(event.fileID) && remaining.readThisEpoch.contains(event.fileID)
+        guard evictConsumed, inTree || remaining.epochsCompleted > 0 && remaining.consumed(event.fileID),
               let tightest = cgroups.tightest, let file = files[event.fileID] else { return }
         if dataSetBytes.epoch != remaining.epochsCompleted {
             dataSetBytes = (remaining.epochsCompleted, remaining.dataSet.reduce(0) { $0 + (files[$1]?.size ?? 0) })
         }
         let room = tightest.limit > tightest.anonymous ? tightest.limit - tightest.anonymous : 0
-        guard dataSetBytes.bytes > room else { return }
+        guard max(dataSetBytes.bytes, tree.bytes) > room else { return }
         var request = PrefetchRequest(
             fileID: event.fileID, path: file.path, uid: event.uid, gid: event.gid,
             groups: clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: event.monotonicNanoseconds),
@@ -231,12 +269,28 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         executor.submit(request)
     }
 
+    /// Keeps the scheduler's queue fed from the data-set tree while no exact order
+    /// answers the job's opens; the budget and rates pace what is released.
+    private func offerTree(now: UInt64) {
+        let target = 256
+        guard tree.root != nil, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
+        let read = remaining.readThisEpoch
+        let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
+                             read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes)
+        guard !made.isEmpty else { return }
+        predictions.add(made.count)
+        let client = tree.client
+        let groups = clientGroups.groups(pid: client.pid, uid: client.uid, gid: client.gid, now: now)
+        scheduler.offer(made, uid: client.uid, gid: client.gid, groups: groups, now: now) { files[$0] }
+    }
+
     private func process(_ batch: EventBatch) {
         if !batch.files.isEmpty {
             pathIndex.add(batch.files)
             for record in batch.files {
                 files[record.id] = (record.path, record.size)
                 gru?.directories.add(record)
+                if tree.contains(record.id) { tree.resize(record.id, to: record.size) } else { tree.adopt(record.id, path: record.path, size: record.size) }
             }
         }
         let now = Clock.monotonicNanoseconds()
@@ -266,13 +320,24 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 scheduler.opened(event.fileID, now: event.monotonicNanoseconds)
                 patterns.observe(event)
                 hybrid.observe(event)
+                var ordered = true
                 if lookahead.covers(event.fileID) {
                     // The sampler said exactly what comes next: no guessing needed.
                     lookahead.observe(event)
                     made = lookahead.predict(after: event, limit: topK)
                 } else {
                     made = hybrid.predict(after: event, limit: topK)
+                    ordered = made.first.map { $0.predictor == .markov || $0.predictor == .gru } ?? false
+                    if !ordered, let path = files[event.fileID]?.path,
+                       let root = tree.observeOpen(path: path, uid: event.uid, gid: event.gid, pid: event.pid) {
+                        lister?.requestTree(root, uid: event.uid, gid: event.gid, pid: event.pid)
+                        for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
+                    }
+                    // The tree warms the data set in one stable order; the remaining set's
+                    // files are among them (a shuffled epoch's order cannot be followed).
+                    if !ordered && tree.contains(event.fileID) { made = [] }
                 }
+                orderedShare = 0.9 * orderedShare + (ordered ? 0.1 : 0)
             case .read, .mmap:
                 scheduler.consumed(event.fileID)
                 patterns.observe(event)

@@ -74,16 +74,9 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
 
     deinit { CGoFetch_bpf_close(handle) }
 
+    /// The compiled program: next to the executable, under `../lib/gofetch/`, or in the source tree (``InstallLayout``).
     static func locate() -> String? {
-        let self_ = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let executable = URL(fileURLWithPath: self_).resolvingSymlinksInPath().deletingLastPathComponent().path
-        var candidates = [executable + "/gofetch.bpf.o"]
-        var folder = URL(fileURLWithPath: executable)
-        for _ in 0..<6 {
-            candidates.append(folder.path + "/bpf/build/gofetch.bpf.o")
-            folder.deleteLastPathComponent()
-        }
-        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+        InstallLayout.candidates("gofetch.bpf.o", sourcePath: "bpf/build/gofetch.bpf.o").first { FileManager.default.fileExists(atPath: $0) }
     }
 
     public func trace(pid: UInt32) {
