@@ -51,6 +51,7 @@ struct ConfigurationTests {
               include_prefixes: [/data, /mnt/dataset/]
               exclude_prefixes: []
               flush_interval_ms: 5
+              python_hook: false
             storage:
               retention:
                 max_age_days: 7
@@ -75,6 +76,8 @@ struct ConfigurationTests {
         #expect(config.trace.includePrefixes == ["/data", "/mnt/dataset"])
         #expect(config.trace.excludePrefixes.isEmpty)
         #expect(config.trace.flushIntervalMS == 5)
+        #expect(config.trace.pythonHook == false)
+        #expect(Configuration().trace.pythonHook == true)
         #expect(config.storage.retentionMaxAgeDays == 7)
         #expect(config.storage.retentionMaxEvents == 1_000_000)
         #expect(config.ingest.maxFiles == 5000)

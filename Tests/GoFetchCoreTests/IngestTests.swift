@@ -175,6 +175,7 @@ struct IngestTests {
         let pipeline = IngestPipeline(catalog: FileCatalog(capacity: 8), tableCapacity: 10, sinks: [collector], statistics: statistics)
         let lister = DirectoryLister(options: .init(nextSibling: false))  // siblings: the next test
         pipeline.lister = lister
+        pipeline.listOpenedFolders = true
         lister.start()
         defer { lister.stop() }
         func open(_ path: String, inode: UInt64, uid: UInt32 = 0) {

@@ -8,7 +8,8 @@
 /// grows, so the window opens up to `maximum`. A link at its bandwidth cap answers
 /// more slowly with every request added, so the window stays small, and the job's
 /// own reads (which slow the link too, and so shrink the window) wait behind about
-/// one prefetch, not behind a queue of them.
+/// one prefetch, not behind a queue of them. It starts at one, so the best time is
+/// first seen with nothing else in flight.
 struct ConcurrencyWindow {
     let maximum: Int
     private(set) var limit: Int
@@ -18,7 +19,7 @@ struct ConcurrencyWindow {
     private var periodStart: UInt64 = 0
     private let period: UInt64 = 5_000_000_000
 
-    init(maximum: Int, initial: Int = 4) {
+    init(maximum: Int, initial: Int = 1) {
         self.maximum = max(1, maximum)
         limit = min(self.maximum, max(1, initial))
     }

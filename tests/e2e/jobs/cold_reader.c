@@ -1,0 +1,66 @@
+/*
+ * A non-Python reader for the first-epoch test: reads every file named in a list,
+ * in the list's order, a few milliseconds of "compute" after each, and reports
+ * how many were already resident before it opened them. Residency is measured
+ * with cachestat(2) through a probe path (a symlink in a folder gofetch does not
+ * trace), so the probe is no access gofetch sees.
+ *
+ *   cold_reader LIST PROBE_DIR STEP_MS  ->  prints "warm N of M"
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+struct range { uint64_t off, len; };
+struct cstat { uint64_t cache, dirty, writeback, evicted, recently_evicted; };
+
+static int resident(const char *probe)
+{
+    int fd = open(probe, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    struct range r = {0, 0};
+    struct cstat cs = {0};
+    int full = fstat(fd, &st) == 0 && syscall(451, fd, &r, &cs, 0) == 0 &&
+               cs.cache >= (uint64_t)(st.st_size + 4095) / 4096;
+    close(fd);
+    return full;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4)
+        return 2;
+    FILE *list = fopen(argv[1], "r");
+    if (!list)
+        return 2;
+    long step_ms = atol(argv[3]);
+    static char buf[1 << 16], line[4096], probe[4096];
+    int warm = 0, total = 0;
+    while (fgets(line, sizeof line, list)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!*line)
+            continue;
+        snprintf(probe, sizeof probe, "%s/%d", argv[2], total);
+        warm += resident(probe) == 1;
+        total++;
+        int fd = open(line, O_RDONLY);
+        if (fd < 0)
+            return 3;
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
+        close(fd);
+        struct timespec ts = {0, step_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    printf("warm %d of %d\n", warm, total);
+    return 0;
+}

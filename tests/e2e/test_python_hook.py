@@ -1,0 +1,170 @@
+"""`gofetch run` with no change to the job: the Python client is loaded into every
+interpreter and announces each DataLoader epoch (issue: the headline command), and
+a job no announcement helps gets its data set warmed from the first epoch."""
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT, make_files
+from test_accounting import evict, needs_fuse
+
+FAKE_TORCH = os.path.join(ROOT, "python", "tests", "fake_torch")
+
+# A training loop that knows nothing of gofetch: an ImageFolder-like dataset, a
+# shuffled DataLoader with worker processes started by the context named on the
+# command line, one epoch; prints the files in the order the batches came.
+JOB = textwrap.dedent(
+    """
+    import json, os, sys
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Folder(Dataset):
+        def __init__(self, root):
+            self.samples = sorted((os.path.join(d, f), 0) for d, _, names in os.walk(root) for f in names)
+        def __len__(self):
+            return len(self.samples)
+        def __getitem__(self, index):
+            with open(self.samples[index][0], "rb") as f:
+                return [index, len(f.read())]
+
+    def collate(batch):
+        return batch
+
+    if __name__ == "__main__":
+        torch.manual_seed(7)
+        data = Folder(sys.argv[1])
+        loader = DataLoader(data, batch_size=4, shuffle=True, num_workers=2,
+                            multiprocessing_context=sys.argv[2], collate_fn=collate)
+        order = [data.samples[item[0]][0] for batch in loader for item in batch]
+        print(json.dumps({"order": order, "client": "gofetch" in sys.modules}))
+    """
+)
+
+
+def last_json(stderr):
+    """gofetch's JSON report: the last object printed on standard error, from a line that is just "{"."""
+    text = "\n" + stderr
+    return json.loads(text[text.rindex("\n{\n") + 1:])
+
+
+def run_job(tmp_path, gofetch_bin, python_bin, data, *, context="spawn", gofetch_args=(), python_args=(), pythonpath=()):
+    script = tmp_path / "train.py"
+    script.write_text(JOB)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOFETCH_")}
+    env["PYTHONPATH"] = os.pathsep.join([*pythonpath, FAKE_TORCH])
+    command = [python_bin, *python_args, str(script), str(data), context]
+    if gofetch_bin is None:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), None
+    result = subprocess.run([gofetch_bin, "run", "--json", "--db", str(tmp_path / "t.db"), *gofetch_args, "--", *command],
+                            capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = last_json(result.stderr)
+    return json.loads(result.stdout), report
+
+
+def test_the_client_announces_a_spawn_loader_without_a_change_to_the_script(tmp_path, gofetch_bin, python_bin):
+    data = tmp_path / "data"
+    files = make_files(str(data), 40, seed=3, max_size=20_000)
+    plain, _ = run_job(tmp_path, None, python_bin, data)
+    assert not plain["client"]
+    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data)
+    hook = report["pythonHook"]
+    print("python hook:", hook, "announced:", report["summary"]["prefetch"]["announced"])
+    # The main process and its two spawned workers each loaded the client (and so did
+    # multiprocessing's resource tracker, an interpreter of its own under spawn).
+    assert hook["enabled"] and hook["started"] >= 3 and not hook["notStarted"]
+    assert "preload shim" in hook["detail"]
+    assert traced["client"]
+    # The epoch's files were announced, and the loader read what it would have read anyway.
+    assert report["summary"]["prefetch"]["announced"] == len(files)
+    assert traced["order"] == plain["order"]
+    # The client's own modules are not the job's data.
+    assert report["summary"]["committedFiles"] == len(files) + 1  # the data and train.py
+
+
+def test_a_job_with_its_own_sitecustomize_keeps_it(tmp_path, gofetch_bin, python_bin):
+    data = tmp_path / "data"
+    files = make_files(str(data), 12, seed=4, max_size=10_000)
+    own = tmp_path / "own"
+    own.mkdir()
+    marker = tmp_path / "marker"
+    (own / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'a').write('ran\\n')\n")
+    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context="fork", pythonpath=[str(own)])
+    assert marker.read_text().count("ran") == 1  # the job's own sitecustomize ran, once
+    assert report["pythonHook"]["started"] == 1  # fork workers inherit the client
+    assert report["summary"]["prefetch"]["announced"] == len(files)
+    assert len(traced["order"]) == len(files)
+
+
+def test_an_isolated_interpreter_runs_as_before_and_the_summary_says_why(tmp_path, gofetch_bin, python_bin):
+    data = tmp_path / "data"
+    files = make_files(str(data), 8, seed=5, max_size=10_000)
+    script = tmp_path / "plain.py"
+    script.write_text("import sys, os\nfor d, _, names in os.walk(sys.argv[1]):\n    for n in names:\n        open(os.path.join(d, n), 'rb').read()\nprint('gofetch' in sys.modules)\n")
+    result = subprocess.run([gofetch_bin, "run", "--db", str(tmp_path / "t.db"), "--", python_bin, "-I", str(script), str(data)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    assert "no Python process loaded the client" in result.stderr and "-I" in result.stderr
+    off = subprocess.run([gofetch_bin, "run", "--no-python-hook", "--json", "--db", str(tmp_path / "t.db"), "--",
+                          python_bin, str(script), str(data)], capture_output=True, text=True, timeout=120)
+    assert off.returncode == 0 and off.stdout.strip() == "False"
+    hook = last_json(off.stderr)["pythonHook"]
+    assert hook == {"enabled": False, "disabledBecause": "--no-python-hook", "started": 0, "notStarted": {}}
+    assert len(files) == 8
+
+
+def test_env_prints_the_exports_of_a_client_shell(tmp_path, gofetch_bin, python_bin):
+    result = subprocess.run([gofetch_bin, "env", "--socket", str(tmp_path / "d.sock")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": "/somewhere"}, cwd="/")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line[len("export "):].split("=", 1) for line in result.stdout.splitlines())
+    assert lines["GOFETCH_SOCKET"] == f"'{tmp_path / 'd.sock'}'"
+    assert lines["LD_PRELOAD"].endswith("libgofetch_preload.so'")
+    assert lines["PYTHONPATH"] == f"'{ROOT}/python/inject:/somewhere'"
+    # What it prints works: a shell that evaluates it starts Python with the client on.
+    check = subprocess.run(["sh", "-c", f'eval "$({gofetch_bin} env --socket {tmp_path / "d.sock"})"; exec {python_bin} -c "import sys; print(\'gofetch\' in sys.modules)"'],
+                           capture_output=True, text=True, timeout=60)
+    assert check.stdout.strip() == "True", check.stderr
+
+
+@needs_fuse
+def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp_path, gofetch_bin):
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    reader = tmp_path / "cold_reader"
+    subprocess.run(["cc", "-O2", "-o", str(reader), os.path.join(ROOT, "tests", "e2e", "jobs", "cold_reader.c")], check=True)
+    source = tmp_path / "source"
+    make_files(str(source), 400, seed=9, min_size=20_000, max_size=120_000)
+    with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        random.Random(1).shuffle(files)
+        evict(files)
+        probes = tmp_path / "probe"  # under /dev/shm? no: an excluded prefix is set below
+        probes.mkdir()
+        for i, path in enumerate(files):
+            os.symlink(path, probes / str(i))
+        listing = tmp_path / "list.txt"
+        listing.write_text("\n".join(files) + "\n")
+        config = tmp_path / "config.yaml"
+        config.write_text(f"trace:\n  exclude_prefixes: [/proc, /sys, /dev, /usr, /lib, /lib64, /etc, /run, {probes}]\n")
+        result = subprocess.run([gofetch_bin, "run", "--json", "--config", str(config), "--db", str(tmp_path / "t.db"), "--",
+                                 str(reader), str(listing), str(probes), "3"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    warm, total = map(int, result.stdout.split()[1::2])
+    summary = last_json(result.stderr)["summary"]
+    prefetch = summary["prefetch"]
+    print(f"warm before open: {warm} of {total}; tree {prefetch['treeRoot']}: {prefetch['treeFiles']} files;",
+          "fates:", {k: prefetch["accounting"][k] for k in ("useful", "late", "wasted", "skipped")})
+    assert total == len(files)
+    assert prefetch["treeRoot"] == mount.path and prefetch["treeFiles"] == len(files)
+    assert warm >= 0.8 * total
