@@ -20,8 +20,11 @@
  * GOFETCH_INCLUDE is set, is under an include prefix. When both match, the
  * longer (more specific) prefix wins, so GOFETCH_INCLUDE=/usr/share/data works
  * despite the default /usr exclusion. Paths containing /site-packages/,
- * /dist-packages/ or /__pycache__/ and the running interpreter's own lib and
- * include directories are always excluded.
+ * /dist-packages/ or /__pycache__/ and the running program's own files are always
+ * excluded: <P>/lib, <P>/include and <P>/pyvenv.cfg of the binary in <P>/bin/
+ * (/proc/self/exe), and the same of the path it was started by when <P> is a
+ * Python virtual environment (a venv's bin/python is a symlink to the interpreter
+ * it was made from).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -39,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -741,29 +745,100 @@ static bool path_wanted(const char *p, size_t len)
     return exc == 0;
 }
 
-/* An interpreter in <P>/bin/ keeps its standard library under <P>/lib: not training data. */
+/*
+ * Lexically normalises an absolute path in place: drops "." components and empty
+ * ones, and resolves ".." against the component before it (as Python's
+ * os.path.abspath does; symlinks are left alone).
+ */
+static void normalise_path(char *p)
+{
+    char *out = p;                       /* p[0] == '/' */
+    const char *in = p;
+    while (*in) {
+        while (*in == '/')
+            in++;
+        const char *end = in;
+        while (*end && *end != '/')
+            end++;
+        size_t n = (size_t)(end - in);
+        if (n == 0 || (n == 1 && in[0] == '.')) {
+            /* nothing */
+        } else if (n == 2 && in[0] == '.' && in[1] == '.') {
+            while (out > p && *--out != '/')
+                ;
+        } else {
+            *out++ = '/';
+            memmove(out, in, n);
+            out += n;
+        }
+        in = end;
+    }
+    if (out == p)
+        *out++ = '/';
+    *out = '\0';
+}
+
+/*
+ * A program in <P>/bin/ keeps its own files in <P>: an interpreter its standard
+ * library under <P>/lib and <P>/include, a Python virtual environment also its
+ * <P>/pyvenv.cfg (read at every start). None of them is training data. With
+ * venv_only, only where <P>/pyvenv.cfg exists (a path the program was started by
+ * may be a user's script, whose <P>/lib is none of the program's business).
+ */
+static void exclude_install_of(const char *program, bool venv_only)
+{
+    char path[PATH_MAX];
+    size_t n = strlen(program), c = 0;
+    if (program[0] != '/') {             /* a relative path: from where we are */
+        if (!getcwd(path, sizeof path) || path[0] != '/')
+            return;
+        c = strlen(path);
+        path[c++] = '/';
+    }
+    if (c + n >= sizeof path)
+        return;
+    memcpy(path + c, program, n + 1);
+    normalise_path(path);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';                       /* path = the program's directory */
+    size_t dlen = (size_t)(slash - path);
+    if (dlen < 4 || strcmp(path + dlen - 4, "/bin") != 0)
+        return;
+    size_t plen = dlen - 4;              /* path[0, plen) = <P> */
+    char buf[PATH_MAX + 16];
+    memcpy(buf, path, plen);
+    memcpy(buf + plen, "/pyvenv.cfg", 12);
+    if (venv_only && access(buf, F_OK) != 0)
+        return;
+    static const char *const own[] = {"/lib", "/include", "/pyvenv.cfg"};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        size_t k = strlen(own[i]);
+        memcpy(buf + plen, own[i], k + 1);
+        prefix_add(&g_exclude, buf, plen + k);
+    }
+}
+
+/*
+ * The running binary's install (/proc/self/exe, symlinks resolved), and the
+ * virtual environment of the path it was started by (execve's, or argv[0] as a
+ * shebang line gives it): a venv's bin/python is a symlink to the interpreter it
+ * was made from, while the venv's own files are next to the link.
+ */
 static void exclude_own_install(void)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return;
-    *slash = '\0';                       /* exe = directory of the binary */
-    size_t dlen = (size_t)(slash - exe);
-    if (dlen < 4 || strcmp(exe + dlen - 4, "/bin") != 0)
-        return;
-    exe[dlen - 4] = '\0';                /* exe = <P> */
-    char buf[PATH_MAX + 16];
-    size_t plen = dlen - 4;
-    memcpy(buf, exe, plen);
-    memcpy(buf + plen, "/lib", 5);
-    prefix_add(&g_exclude, buf, plen + 4);
-    memcpy(buf + plen, "/include", 9);
-    prefix_add(&g_exclude, buf, plen + 8);
+    if (n > 0) {
+        exe[n] = '\0';
+        if (exe[0] == '/')
+            exclude_install_of(exe, false);
+    }
+    const char *started = (const char *)getauxval(AT_EXECFN);
+    if (started && *started)
+        exclude_install_of(started, true);
+    const char *argv0 = program_invocation_name;
+    if (argv0 && strchr(argv0, '/') && !(started && strcmp(argv0, started) == 0))
+        exclude_install_of(argv0, true);
 }
 
 static void socket_address(void)

@@ -19,7 +19,9 @@ data="$root/bench/data"
 calls=${CALLS:-1000000}
 chunks=${CHUNKS:-20}
 rounds=${ROUNDS:-3}
-python=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
+# The listener's interpreter: scripts/setup's .venv (a system python3 is not among what it installs).
+python=${PYTHON:-$root/.venv/bin/python}
+[ -x "$python" ] || { echo "run.sh: no interpreter at $python: run scripts/setup, or set PYTHON" >&2; exit 1; }
 
 mkdir -p "$out" "$data"
 make -s -C "$root/preload"

@@ -11,6 +11,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from job_interpreter import job_python  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +28,9 @@ def gofetch_bin():
 
 @pytest.fixture(scope="session")
 def python_bin():
-    """The real interpreter (a pyenv wrapper script would add processes to every trace)."""
-    return os.path.realpath(sys.executable)
+    """The venv's interpreter by its own path (tests/support/job_interpreter.py): its
+    packages (Pillow) apply, and it is a real binary, not a wrapper script."""
+    return job_python()
 
 
 def make_files(root, count, seed=0, min_size=1, max_size=300_000):

@@ -11,9 +11,6 @@ import pytest
 from conftest import ROOT
 from test_run import evict
 
-if shutil.which("fincore") is None:
-    pytest.skip("fincore (util-linux) is not installed: scripts/setup installs it", allow_module_level=True)
-
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -68,6 +65,7 @@ def read(path, length=None):
 
 def fincore(paths):
     """{path: (resident bytes, resident pages, size)} as util-linux's fincore sees them."""
+    assert shutil.which("fincore"), "fincore (util-linux) is not installed: scripts/setup installs it"
     out = subprocess.run(
         ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES,PAGES,SIZE,FILE", *paths],
         capture_output=True, text=True, check=True,

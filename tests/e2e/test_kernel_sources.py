@@ -238,18 +238,58 @@ def test_a_bad_cgroup_or_a_missing_choice_of_processes_is_a_clear_error(tmp_path
         assert result.returncode != 0 and expected in result.stderr, result.stderr
 
 
+# The job that runs as nobody, in C: nobody cannot run the interpreter scripts/setup
+# provides (.venv/bin/python resolves to pyenv's under /root, which is root's alone),
+# and a system python3 is not among what setup installs; cc is. Three rounds over the folder's files in name order, each
+# read whole in one read() and then dropped from the page cache (cold again next round).
 GROUP_JOB = textwrap.dedent(
     """
-    import os, sys, time
-    root = sys.argv[1]
-    names = sorted(os.listdir(root))
-    for rounds in range(3):
-        for name in names:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            os.read(fd, 1 << 20)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # cold again next round
-            os.close(fd)
-            time.sleep(0.01)
+    #include <dirent.h>
+    #include <fcntl.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <time.h>
+    #include <unistd.h>
+
+    static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+    int main(int argc, char **argv)
+    {
+        if (argc != 2) {
+            fprintf(stderr, "usage: %s FOLDER\\n", argv[0]);
+            return 2;
+        }
+        DIR *dir = opendir(argv[1]);
+        if (!dir) {
+            perror(argv[1]);
+            return 1;
+        }
+        char *names[1024];
+        size_t n = 0;
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && n < sizeof names / sizeof *names)
+                names[n++] = strdup(e->d_name);
+        closedir(dir);
+        qsort(names, n, sizeof *names, by_name);
+        static char buf[1 << 20];
+        const struct timespec pause = {0, 10 * 1000 * 1000};
+        for (int round = 0; round < 3; round++)
+            for (size_t i = 0; i < n; i++) {
+                char path[4096];
+                snprintf(path, sizeof path, "%s/%s", argv[1], names[i]);
+                int fd = open(path, O_RDONLY);
+                if (fd < 0 || read(fd, buf, sizeof buf) < 0) {
+                    perror(path);
+                    return 1;
+                }
+                posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                close(fd);
+                nanosleep(&pause, NULL);
+            }
+        return 0;
+    }
     """
 )
 
@@ -261,11 +301,7 @@ def test_a_data_set_readable_through_a_supplementary_group_is_prefetched_as_the_
     # job's groups (with its uid and gid alone every prefetch would be denied; the
     # executor's own test shows that refusal).
     project = 4242
-    # Somewhere nobody can reach (pytest's own folders are root's alone), and the
-    # system's interpreter (pyenv's lives under /root).
-    python_bin = "/usr/bin/python3"
-    if not os.access(python_bin, os.X_OK):
-        pytest.skip("no /usr/bin/python3 for the job that runs as nobody")
+    # Somewhere nobody can reach (pytest's own folders are root's alone).
     tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="gofetch-groups-", dir="/var/tmp"))
     data = tmp_path / "data"
     data.mkdir()
@@ -277,13 +313,14 @@ def test_a_data_set_readable_through_a_supplementary_group_is_prefetched_as_the_
     os.chown(data, 0, project)
     os.chmod(data, 0o750)
     os.chmod(tmp_path, 0o755)
-    script = tmp_path / "job.py"
-    script.write_text(GROUP_JOB)
-    os.chmod(script, 0o644)
+    source, job = tmp_path / "job.c", tmp_path / "job"
+    source.write_text(GROUP_JOB)
     try:
+        subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-o", str(job), str(source)], check=True)
+        os.chmod(job, 0o755)
         result = subprocess.run(
             [gofetch_bin, "run", "--backend", "fanotify", "--mark", str(tmp_path), "--db", str(tmp_path / "t.db"), "--json", "--",
-             "setpriv", "--reuid=65534", "--regid=65534", f"--groups={project}", python_bin, str(script), str(data)],
+             "setpriv", "--reuid=65534", "--regid=65534", f"--groups={project}", str(job), str(data)],
             capture_output=True, text=True, timeout=180)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)

@@ -4,8 +4,6 @@ import os
 import subprocess
 import textwrap
 
-import pytest
-
 from conftest import bytes_read_per_file, make_files, opened_files, query
 
 READER = textwrap.dedent(
@@ -82,7 +80,9 @@ def test_200_files_in_forked_workers(tmp_path, gofetch_bin, python_bin):
 
 
 def test_pil_images(tmp_path, gofetch_bin, python_bin):
-    PIL = pytest.importorskip("PIL", reason="Pillow is not installed (scripts/setup installs it)")
+    # Pillow is a dependency: scripts/setup installs it into .venv, whose interpreter runs the job.
+    probe = subprocess.run([python_bin, "-c", "import PIL"], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, f"Pillow is not importable in {python_bin} (scripts/setup installs it into .venv):\n{probe.stderr}"
     from PIL import Image
 
     folder = tmp_path / "images"

@@ -15,26 +15,16 @@ sys.path.insert(0, str(ROOT / "python"))
 
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from seqpacket_listener import Listener, Message, listener_fixture  # noqa: E402,F401
+from job_interpreter import interpreter_paths, job_python  # noqa: E402
 
 SHIM = ROOT / "preload" / "build" / "libgofetch_preload.so"
 
-
-def _real_python() -> str:
-    """The interpreter binary itself: pyenv's `python3` is a shell script that forks several processes."""
-    for candidate in (sys.executable, getattr(sys, "_base_executable", None), "/usr/bin/python3"):
-        if not candidate:
-            continue
-        path = os.path.realpath(candidate)
-        try:
-            with open(path, "rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    return path
-        except OSError:
-            continue
-    raise RuntimeError("no ELF Python interpreter found")
-
-
-PYTHON = _real_python()
+# The venv's interpreter by its own path (its packages, Pillow, apply), a real binary
+# and not a wrapper script that would fork several processes.
+PYTHON = job_python()
+# Where that interpreter's own install and standard library are, asked of the
+# interpreter itself: a venv's are under sys.base_prefix, not next to .venv/bin.
+PYTHON_INSTALL = interpreter_paths(PYTHON)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, run, run_python, traced_env
+from conftest import PYTHON, PYTHON_INSTALL, run, run_python, traced_env
 from gofetch import wire
 
 K = wire.Kind
@@ -304,7 +304,8 @@ def test_default_excludes(shim, listener, tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("x" * 100)
     system = ["/etc/passwd", "/usr/lib/os-release", "/proc/self/status", "/dev/zero", "/sys/kernel/mm/transparent_hugepage/enabled"]
-    interp_lib = os.path.join(os.path.dirname(os.path.dirname(PYTHON)), "lib", "python3.11", "os.py")
+    interp_lib = os.path.join(PYTHON_INSTALL["stdlib"], "os.py")  # the interpreter's own stdlib
+    assert os.path.isfile(interp_lib), interp_lib
     run([PYTHON, "-c", READ_ALL, *map(str, hidden), *system, interp_lib, str(keep)], shim=shim, socket_path=lst.path)
     lst.wait_quiet()
     assert [r.path for r in lst.opens()] == [str(keep)]
@@ -329,7 +330,7 @@ def test_gofetch_exclude_replaces_defaults(shim, listener, tmp_path):
     opened = [r.path for r in lst.opens()]
     candidates = {*map(str, files.values()), "/etc/passwd"}
     assert [p for p in opened if p in candidates] == [str(files["skipnot"]), str(files["keep"]), "/etc/passwd"]
-    prefix = os.path.dirname(os.path.dirname(PYTHON))
+    prefix = PYTHON_INSTALL["base_prefix"]
     assert not [p for p in opened if p.startswith(prefix + "/lib/") or "/site-packages/" in p]
 
 
@@ -346,6 +347,39 @@ def test_gofetch_include_restricts(shim, listener, tmp_path):
     lst.wait_quiet()
     # /etc/passwd: a longer include prefix beats the default /etc exclusion.
     assert [r.path for r in lst.opens()] == [str(files[0]), str(files[2]), "/etc/passwd"]
+
+
+def test_a_virtual_environments_own_files_are_excluded_however_it_is_started(shim, listener, tmp_path):
+    # .venv/bin/python is a symlink to the interpreter the venv was made from: the
+    # venv's own files (pyvenv.cfg, read at every start) are next to the link, where
+    # /proc/self/exe does not point.
+    venv = PYTHON_INSTALL["prefix"]
+    assert os.path.isfile(os.path.join(venv, "pyvenv.cfg")), f"{PYTHON} is not a venv's interpreter (scripts/setup's .venv)"
+    (data,) = make_files(tmp_path / "data", [100])
+    read_data = f"open({data!r}, 'rb').read()\n"
+    job = tmp_path / "job.py"
+    job.write_text(f"#!{PYTHON}\n" + read_data)
+    job.chmod(0o755)
+    # A script in a bin/ folder that is no venv: its ../lib is data like any other.
+    (near_script,) = make_files(tmp_path / "proj" / "lib", [100])
+    script = tmp_path / "proj" / "bin" / "job.py"
+    script.parent.mkdir()
+    script.write_text(f"#!{PYTHON}\nopen({near_script!r}, 'rb').read()\n")
+    script.chmod(0o755)
+    # Only the data and the job's own script (which Python opens twice): no pyvenv.cfg.
+    started = {
+        "by its path": ([PYTHON, "-c", read_data], None, {data}),
+        "by a relative path": ([os.path.relpath(PYTHON, os.path.dirname(venv)), "-c", read_data], os.path.dirname(venv), {data}),
+        "by a relative path through ..": ([os.path.relpath(PYTHON, tmp_path), "-c", read_data], str(tmp_path), {data}),
+        "through a shebang line": ([str(job)], None, {str(job), data}),
+        "as a script in bin/": ([str(script)], None, {str(script), near_script}),
+    }
+    for i, (how, (args, cwd, expected)) in enumerate(started.items()):
+        lst = listener(f"gofetch-{i}.sock")
+        run(args, shim=shim, socket_path=lst.path, cwd=cwd)
+        lst.wait_quiet()
+        opened = [r.path for r in lst.opens()]
+        assert set(opened) == expected, (how, opened)
 
 
 def test_write_only_directories_and_special_files_not_tracked(shim, listener, tmp_path):
@@ -753,10 +787,8 @@ def test_worker_id_from_environment(shim, listener, tmp_path):
 
 
 def test_pil_image_loads(shim, listener, tmp_path):
-    probe = subprocess.run([PYTHON, "-c", "import PIL"], capture_output=True, env=traced_env(None, None))
-    if probe.returncode != 0:
-        print(f"PIL is not installed in {PYTHON}; skipping")
-        pytest.skip(f"PIL is not installed in {PYTHON}")
+    probe = subprocess.run([PYTHON, "-c", "import PIL"], capture_output=True, text=True, env=traced_env(None, None))
+    assert probe.returncode == 0, f"Pillow is not importable in {PYTHON} (scripts/setup installs it into .venv):\n{probe.stderr}"
     make = py(f"""
         from PIL import Image
         t = {str(tmp_path)!r}
