@@ -70,17 +70,19 @@ def run_job(tmp_path, gofetch_bin, python_bin, data, *, context="spawn", gofetch
     return json.loads(result.stdout), report
 
 
-def test_the_client_announces_a_spawn_loader_without_a_change_to_the_script(tmp_path, gofetch_bin, python_bin):
+@pytest.mark.parametrize("context", ["spawn", "forkserver", "fork"])
+def test_the_client_announces_a_loader_without_a_change_to_the_script(tmp_path, gofetch_bin, python_bin, context):
     data = tmp_path / "data"
     files = make_files(str(data), 40, seed=3, max_size=20_000)
-    plain, _ = run_job(tmp_path, None, python_bin, data)
+    plain, _ = run_job(tmp_path, None, python_bin, data, context=context)
     assert not plain["client"]
-    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data)
+    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context=context)
     hook = report["pythonHook"]
     print("python hook:", hook, "announced:", report["summary"]["prefetch"]["announced"])
-    # The main process and its two spawned workers each loaded the client (and so did
-    # multiprocessing's resource tracker, an interpreter of its own under spawn).
-    assert hook["enabled"] and hook["started"] >= 3 and not hook["notStarted"]
+    # Every interpreter started loaded the client: the main process and, under spawn,
+    # each worker (and multiprocessing's resource tracker); under forkserver the
+    # server, whose forked workers inherit it; fork workers inherit it from the main process.
+    assert hook["enabled"] and hook["started"] >= {"spawn": 3, "forkserver": 2, "fork": 1}[context] and not hook["notStarted"]
     assert "preload shim" in hook["detail"]
     assert traced["client"]
     # The epoch's files were announced, and the loader read what it would have read anyway.
@@ -138,29 +140,49 @@ def test_env_prints_the_exports_of_a_client_shell(tmp_path, gofetch_bin, python_
     assert check.stdout.strip() == "True", check.stderr
 
 
+def shuffled_epochs(tmp_path, files, probes, epochs):
+    """One shuffled list an epoch, and probe links PROBES/<epoch>/<index> to each file."""
+    lists = []
+    for epoch in range(epochs):
+        order = list(files)
+        random.Random(epoch + 1).shuffle(order)
+        (probes / str(epoch)).mkdir(parents=True)
+        for i, path in enumerate(order):
+            os.symlink(path, probes / str(epoch) / str(i))
+        listing = tmp_path / f"epoch{epoch}.txt"
+        listing.write_text("\n".join(order) + "\n")
+        lists.append(str(listing))
+    return lists
+
+
+def cold_reader(tmp_path):
+    reader = tmp_path / "cold_reader"
+    subprocess.run(["cc", "-O2", "-o", str(reader), os.path.join(ROOT, "tests", "e2e", "jobs", "cold_reader.c")], check=True)
+    return str(reader)
+
+
+def untraced(tmp_path, probes):
+    """A config that leaves the probe links out of the trace."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"trace:\n  exclude_prefixes: [/proc, /sys, /dev, /usr, /lib, /lib64, /etc, /run, {probes}]\n")
+    return str(config)
+
+
 @needs_fuse
 def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp_path, gofetch_bin):
     sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
     from mount import SlowMount
 
-    reader = tmp_path / "cold_reader"
-    subprocess.run(["cc", "-O2", "-o", str(reader), os.path.join(ROOT, "tests", "e2e", "jobs", "cold_reader.c")], check=True)
+    reader = cold_reader(tmp_path)
     source = tmp_path / "source"
     make_files(str(source), 400, seed=9, min_size=20_000, max_size=120_000)
+    probes = tmp_path / "probe"
     with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
-        random.Random(1).shuffle(files)
         evict(files)
-        probes = tmp_path / "probe"  # under /dev/shm? no: an excluded prefix is set below
-        probes.mkdir()
-        for i, path in enumerate(files):
-            os.symlink(path, probes / str(i))
-        listing = tmp_path / "list.txt"
-        listing.write_text("\n".join(files) + "\n")
-        config = tmp_path / "config.yaml"
-        config.write_text(f"trace:\n  exclude_prefixes: [/proc, /sys, /dev, /usr, /lib, /lib64, /etc, /run, {probes}]\n")
-        result = subprocess.run([gofetch_bin, "run", "--json", "--config", str(config), "--db", str(tmp_path / "t.db"), "--",
-                                 str(reader), str(listing), str(probes), "3"], capture_output=True, text=True, timeout=300)
+        lists = shuffled_epochs(tmp_path, files, probes, 1)
+        result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
+                                 "--", reader, str(probes), "3", *lists], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     warm, total = map(int, result.stdout.split()[1::2])
     summary = last_json(result.stderr)["summary"]
@@ -170,3 +192,54 @@ def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp
     assert total == len(files)
     assert prefetch["treeRoot"] == mount.path and prefetch["treeFiles"] == len(files)
     assert warm >= 0.8 * total
+
+
+MEMORY = "/sys/fs/cgroup/memory"
+
+
+@needs_fuse
+@pytest.mark.skipif(not os.access(MEMORY, os.W_OK), reason="needs the cgroup v1 memory controller to limit the job's memory")
+def test_a_data_set_twice_the_memory_cgroup_gets_the_budgets_share_warm(tmp_path, gofetch_bin):
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    reader = cold_reader(tmp_path)
+    source = tmp_path / "source"
+    source.mkdir()
+    for i in range(160):
+        (source / f"s{i:03d}.bin").write_bytes(os.urandom(800_000))  # 122 MiB
+    data_bytes = 160 * 800_000
+    limit = 64 << 20  # about half the data
+    probes = tmp_path / "probe"
+    cgroup = os.path.join(MEMORY, f"gofetch-test-tree-{os.getpid()}")
+    os.mkdir(cgroup)
+    try:
+        with open(os.path.join(cgroup, "memory.limit_in_bytes"), "w") as f:
+            f.write(str(limit))
+        with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
+            files = sorted(os.path.join(mount.path, name) for name in os.listdir(mount.path))
+            evict(files)
+            lists = shuffled_epochs(tmp_path, files, probes, 3)
+            # gofetch and the job in the cgroup, as a job's container would hold them.
+            command = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup,
+                       gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
+                       "--", reader, str(probes), "2", *lists]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finally:
+        os.rmdir(cgroup)
+    assert result.returncode == 0, result.stderr
+    epochs = [tuple(map(int, line.split()[1::2])) for line in result.stdout.splitlines()]
+    prefetch = last_json(result.stderr)["summary"]["prefetch"]
+    accounting = prefetch["accounting"]
+    budget = prefetch["effectiveBudget"]
+    share = budget / data_bytes
+    print("warm before open per epoch:", epochs, f"budget {budget >> 20} MiB = {share:.2f} of the data;",
+          "fates:", {k: accounting[k] for k in ("issued", "useful", "late", "wasted", "evictedBeforeUse", "skipped")},
+          "given back:", prefetch["givenBack"])
+    assert len(epochs) == 3 and all(total == len(files) for _, total in epochs)
+    assert prefetch["treeFiles"] == len(files)
+    # From the second epoch on, at least 0.8 x budget / data of the epoch's reads are warm.
+    for warm, total in epochs[1:]:
+        assert warm >= 0.8 * share * total
+    # The stable subset is not evicted to make room for other guesses.
+    assert accounting["evictedBeforeUse"] <= 0.05 * accounting["issued"]

@@ -1,11 +1,12 @@
 /*
- * A non-Python reader for the first-epoch test: reads every file named in a list,
- * in the list's order, a few milliseconds of "compute" after each, and reports
- * how many were already resident before it opened them. Residency is measured
- * with cachestat(2) through a probe path (a symlink in a folder gofetch does not
- * trace), so the probe is no access gofetch sees.
+ * A non-Python reader for the first-epoch tests: reads every file named in each
+ * list (one list an epoch), in the list's order, a few milliseconds of "compute"
+ * after each, and reports per epoch how many were already resident before it
+ * opened them. Residency is measured with cachestat(2) through a probe path
+ * PROBE_DIR/<epoch>/<index> (a symlink in a folder gofetch does not trace), so the
+ * probe is no access gofetch sees.
  *
- *   cold_reader LIST PROBE_DIR STEP_MS  ->  prints "warm N of M"
+ *   cold_reader PROBE_DIR STEP_MS LIST...  ->  prints "warm N of M" per list
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -35,21 +36,18 @@ static int resident(const char *probe)
     return full;
 }
 
-int main(int argc, char **argv)
+static int read_epoch(const char *listing, const char *probes, int epoch, long step_ms)
 {
-    if (argc != 4)
-        return 2;
-    FILE *list = fopen(argv[1], "r");
+    FILE *list = fopen(listing, "r");
     if (!list)
         return 2;
-    long step_ms = atol(argv[3]);
     static char buf[1 << 16], line[4096], probe[4096];
     int warm = 0, total = 0;
     while (fgets(line, sizeof line, list)) {
         line[strcspn(line, "\n")] = 0;
         if (!*line)
             continue;
-        snprintf(probe, sizeof probe, "%s/%d", argv[2], total);
+        snprintf(probe, sizeof probe, "%s/%d/%d", probes, epoch, total);
         warm += resident(probe) == 1;
         total++;
         int fd = open(line, O_RDONLY);
@@ -61,6 +59,21 @@ int main(int argc, char **argv)
         struct timespec ts = {0, step_ms * 1000000L};
         nanosleep(&ts, NULL);
     }
+    fclose(list);
     printf("warm %d of %d\n", warm, total);
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4)
+        return 2;
+    long step_ms = atol(argv[2]);
+    for (int i = 3; i < argc; i++) {
+        int status = read_epoch(argv[i], argv[1], i - 3, step_ms);
+        if (status)
+            return status;
+    }
     return 0;
 }
