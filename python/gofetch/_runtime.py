@@ -105,6 +105,10 @@ _scope = threading.local()   # .v = (dataset key, index) while a sample is being
 _learn_sink: Optional[Callable[[int, Any, str], None]] = None
 _shim: Optional[Callable[[int, int], None]] = None
 _send_accesses = True  # False: another tracer (a kernel source) reports the accesses
+# True when no destination wants this process's access events: another tracer (the
+# preload shim, a kernel source) reports them and no trace store is written. Opens
+# are then only noted (learning, worker tags) and reads go untouched, at no cost.
+_light = False
 _shim_applied = (None, None)
 _filter: Optional[PathFilter] = None
 _rt: Optional["Runtime"] = None
@@ -310,6 +314,13 @@ def _traced_open(file, mode="r", buffering=-1, encoding=None, errors=None, newli
             path = _wanted_path(file)
         except Exception:
             path = None
+        if path is not None and _light:
+            result = _fallback_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+            try:
+                _note_open(path)
+            except Exception:
+                _C.internal_errors += 1
+            return result
         if path is not None:
             t0 = _mono()
             try:
@@ -341,6 +352,18 @@ def _traced_open(file, mode="r", buffering=-1, encoding=None, errors=None, newli
                     _C.internal_errors += 1
             return result
     return _fallback_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+
+
+def _note_open(path: str) -> None:
+    """What an open tells when another tracer reports the accesses: the worker's tags
+    for the shim, and which file a sample being learned opened."""
+    if _worker is None:
+        _resolve_worker()
+    elif _shim is not None:
+        _sync_shim()
+    scope = getattr(_scope, "v", None)
+    if scope is not None:
+        _learn(scope[0], scope[1], path)
 
 
 _traced_open.__doc__ = _orig_open.__doc__
@@ -980,7 +1003,7 @@ def _env_address(value: str) -> str:
 def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True, flush_interval=0.02,
            db_interval=0.1, busy_timeout_ms=1000, queue_capacity=1 << 17, trace_mmap=True,
            accesses=True) -> "Runtime":
-    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker, _send_accesses
+    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker, _send_accesses, _light
     with _rt_lock:
         if _active:
             return _rt
@@ -1018,6 +1041,7 @@ def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True
             from . import _lookahead
             _learn_sink = _lookahead._learned_sink
         _rt = rt
+        _light = (_shim is not None or not _send_accesses) and rt.store is None and not (rt.role == Runtime.CLIENT and rt.forward_events)
         rt.start()
         global _fallback_open
         _fallback_open = builtins.open if builtins.open is not _traced_open else _orig_open

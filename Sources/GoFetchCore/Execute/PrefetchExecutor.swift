@@ -157,16 +157,22 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 continue
             }
             let result = perform(request, buffer: buffer)
-            queue.withLock { queue in
+            // Wake as many threads as there are requests the window now lets go (one
+            // a free slot, usually one): waking every idle thread would have them all
+            // contend for the queue's lock after every read.
+            let wake = queue.withLock { queue -> Int in
                 if result.method == .read && result.outcome == .completed {
                     queue.window.completed(bytes: result.bytes, nanoseconds: result.completedAt &- result.issuedAt,
                                            inFlight: queue.active, now: result.completedAt)
                 }
                 queue.active -= 1
+                return min(queue.count, max(0, queue.window.limit - queue.active))
             }
-            ready.lock()
-            ready.broadcast()
-            ready.unlock()
+            if wake > 0 {
+                ready.lock()
+                for _ in 0..<wake { ready.signal() }
+                ready.unlock()
+            }
             statistics.count(result.outcome)
             statistics.bytesLoaded.add(Int(result.bytes))
             onResult(result)
