@@ -7,9 +7,11 @@ depending on it:
   down at its end (PyTorch's default, `persistent_workers=False`); with 0,
   every batch is loaded synchronously in the main process;
 - a sampler: `shuffle` (a new seeded permutation every epoch, like
-  RandomSampler) or `fixed` (one seeded permutation, the same every epoch,
+  RandomSampler), `fixed` (one seeded permutation, the same every epoch,
   like shuffle=False over a data set whose index order is not the directory
-  order), cut into batches of `batch_size` (the last one may be short);
+  order) or `sorted` (the data set's own index order, i.e. the sorted file
+  list, like shuffle=False over ImageFolder), cut into batches of
+  `batch_size` (the last one may be short);
 - `prefetch_factor * num_workers` batches outstanding; batch indices go to the
   workers round-robin, results are handed out in order (early results wait),
   and each batch handed out sends the next index list, as in
@@ -19,12 +21,15 @@ depending on it:
   and batches its own records; the main loop takes batches round-robin and
   drops a worker from the cycle once it is exhausted;
 - a training step per batch, emulated by sleeping `step_ms`;
-- with `hook` set (scenario S1 under gofetch), the gofetch Python hook is used
-  as a user would: `gofetch.lookahead(loader)` once, before the first epoch.
-  For that the loader has the attributes the hook looks for on a torch
-  DataLoader (`dataset` with `paths`, `num_workers`, `_auto_collation`,
-  `_dataset_kind`, and the `_index_sampler` property its iterator draws each
-  epoch's batches from);
+- the job never imports gofetch. The loader has the attributes gofetch's
+  Python client looks for on a torch DataLoader (`dataset` with `paths`,
+  `num_workers`, `_auto_collation`, `_dataset_kind`, and the `_index_sampler`
+  property its iterator draws each epoch's batches from), so a script could
+  call `gofetch.lookahead(loader)` on it; but the client `gofetch run`
+  injects plans `torch.utils.data.DataLoader` only (it patches that class
+  when the application imports torch.utils.data). This loader is not torch:
+  under `gofetch run` nothing announces its order, and the gofetch mode sees
+  what the transparent mode sees (the shim's trace);
 - an image sample is read whole (`f.read()`: one read of the file's size) and
   decoded with Pillow (`Image.open(BytesIO(data)).convert("RGB")`) when
   installed, else only read. (torchvision's pil_loader streams through
@@ -77,7 +82,7 @@ _EXHAUSTED = "__exhausted__"
 
 class ImageFolderSource:
     """Map-style: sample i is the file `paths[i]` (= root/files[i]); `paths` is
-    also what the gofetch hook's resolver finds (like ImageFolder's `samples`)."""
+    also what gofetch.lookahead's resolver would find (like ImageFolder's `samples`)."""
 
     iterable = False
 
@@ -373,9 +378,10 @@ class BatchSampler:
 
 
 class DataLoader:
-    """Shaped like torch's DataLoader where the gofetch hook looks: `dataset`,
+    """Shaped like torch's DataLoader where gofetch's lookahead looks: `dataset`,
     `num_workers`, `_auto_collation`, `_dataset_kind` and the `_index_sampler`
-    property the iterator draws its batches from."""
+    property the iterator draws its batches from. Not torch's class, so the
+    client `gofetch run` injects does not plan it by itself."""
 
     def __init__(self, dataset, batch_size: int, num_workers: int = 0, prefetch_factor: int = 2,
                  sampler=None):
@@ -403,7 +409,7 @@ def epoch_order(n: int, mode: str, seed: int, epoch: int) -> List[int]:
         random.Random(seed * 1_000_003 + epoch).shuffle(order)
     elif mode == "fixed":
         random.Random(seed * 1_000_003 - 1).shuffle(order)
-    elif mode != "sequential":
+    elif mode not in ("sorted", "sequential"):
         raise ValueError(f"unknown order {mode!r}")
     return order
 
@@ -480,26 +486,11 @@ def run_job(spec: dict) -> dict:
     else:
         raise ValueError(f"unknown kind {kind!r}")
     loader = DataLoader(source, spec["batch_size"], spec["num_workers"], spec.get("prefetch_factor", 2), sampler)
-    hook = None
-    if spec.get("hook"):
-        # The gofetch Python hook's exact lookahead (python/gofetch), as a user would call it:
-        # it wraps the loader's index sampler and announces each epoch's files in order.
-        import gofetch
-
-        hook = gofetch
-        gofetch.lookahead(loader)
     step = spec.get("step_ms", 0.0) / 1000.0
     started = time.perf_counter()
     epochs = measure_epochs(loader, spec["epochs"], step, spec.get("max_batches") or 0)
-    result = {"epochs": epochs, "job_s": time.perf_counter() - started, "pillow": HAVE_PIL,
-              "decode": bool(getattr(source, "decode", False))}
-    if hook is not None:
-        try:
-            hook.flush(5.0)
-            result["hook"] = {k: v for k, v in hook.stats().items() if isinstance(v, (int, float, str, bool))}
-        except Exception as exc:  # noqa: BLE001 - figures only
-            result["hook"] = {"error": repr(exc)}
-    return result
+    return {"epochs": epochs, "job_s": time.perf_counter() - started, "workload": "builtin", "pillow": HAVE_PIL,
+            "decode": bool(getattr(source, "decode", False))}
 
 
 def main(argv=None) -> int:

@@ -10,17 +10,19 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from . import BENCH_DIR, REPO_DIR
 from . import cgroups, datasets, pagecache, report, storage as storage_mod
 from .cgroups import MemoryCgroup
 from .cleanup import Cleanup, Interrupted
 from .modes import Bench, calibrate_memory, run_mode, write_gofetch_config
-from .scenarios import MODES, Scenario, build
+from .scenarios import MODES, QUICK_SCENARIOS, REPORT_ORDER, Scenario, build
 
 MiB = 1 << 20
 FIXED_ALLOWANCE = 64 * MiB
+# Where `scripts/setup --torch` makes a virtual environment with torch and torchvision.
+TORCH_VENV_PYTHON = "/var/cache/gofetch/venv-torch/bin/python"
 
 
 def log(msg: str) -> None:
@@ -39,60 +41,120 @@ def find_gofetch(explicit: Optional[str]) -> Optional[str]:
     return None
 
 
-def check_hook(python: str, python_dir: str = os.path.join(REPO_DIR, "python")) -> Optional[str]:
-    """None when `import gofetch; gofetch.lookahead` works (with `python_dir` on the
-    path), else why not."""
-    code = ("import sys, gofetch\n"
-            "f = getattr(gofetch, 'lookahead', None)\n"
-            "if f is None: sys.exit('gofetch (python/gofetch, ' + gofetch.__file__ + ') has no lookahead yet')\n"
-            "if not callable(f): sys.exit('gofetch.lookahead is not callable')\n")
+def check_client(python: str, python_dir: str = os.path.join(REPO_DIR, "python")) -> Optional[str]:
+    """None when the client `gofetch run` injects can start in `python` (it imports
+    `gofetch._autostart` from `python_dir`, as python/inject/sitecustomize.py does),
+    else why not. A preflight only: what happened in a run is in gofetch's summary
+    (`pythonHook`)."""
+    code = ("import sys\n"
+            "if sys.version_info < (3, 8): sys.exit('Python %d.%d is older than 3.8, the oldest the client supports'"
+            " % sys.version_info[:2])\n"
+            "import gofetch\n"
+            "try:\n"
+            "    from gofetch import _autostart\n"
+            "except ImportError:\n"
+            "    sys.exit('gofetch (' + gofetch.__file__ + ') has no _autostart: not the client gofetch run injects')\n"
+            "if not callable(getattr(_autostart, 'start', None)): sys.exit('gofetch._autostart.start is missing')\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = python_dir
     try:
         r = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
-        return f"checking the hook failed: {e}"
+        return f"checking the client failed: {e}"
     if r.returncode == 0:
         return None
     text = (r.stderr or r.stdout).strip().splitlines()
     return text[-1] if text else f"import gofetch failed (exit {r.returncode})"
 
 
-def check_torch(python: str) -> Optional[str]:
-    r = subprocess.run([python, "-c", "import torch, torchvision"], capture_output=True, text=True)
-    if r.returncode == 0:
-        return None
-    text = r.stderr.strip().splitlines()
-    return text[-1] if text else "import torch failed"
+def probe_torch(python: str) -> Tuple[Optional[str], dict]:
+    """(None, facts) when `import torch, torchvision` works in `python`, else (why not, {}).
+    The facts: the interpreter, its prefixes (so gofetch does not trace torch's own
+    files) and the versions."""
+    code = ("import json, sys, torch, torchvision, PIL\n"
+            "print(json.dumps({'prefix': sys.prefix, 'base_prefix': sys.base_prefix, 'torch': torch.__version__,"
+            " 'torchvision': torchvision.__version__}))\n")
+    if not python or not os.access(python, os.X_OK):
+        return f"{python or 'no interpreter'}: not an executable", {}
+    try:
+        r = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{python}: {e}", {}
+    if r.returncode != 0:
+        text = r.stderr.strip().splitlines()
+        return f"{python}: {text[-1] if text else 'import torch failed'}", {}
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    info["python"] = python
+    return None, info
+
+
+def choose_workload(args, bench_python: str, log=print) -> Tuple[str, Optional[dict], Optional[str]]:
+    """The image scenarios' workload: ("torch", facts, None) when torch and torchvision
+    import in --torch-python, else the torch venv `scripts/setup --torch` makes, else
+    the bench's own interpreter; else ("builtin", None, why torch is not used).
+    --workload torch (--torch) insists: then the image scenarios are not run without it."""
+    if args.workload == "builtin":
+        return "builtin", None, "--workload builtin"
+    candidates = [args.torch_python] if args.torch_python else [TORCH_VENV_PYTHON, bench_python]
+    problems = []
+    for python in candidates:
+        if not python or (python == TORCH_VENV_PYTHON and not os.path.exists(python)):
+            problems.append(f"{python}: not there (scripts/setup --torch makes it)")
+            continue
+        why, info = probe_torch(python)
+        if why is None:
+            log(f"image scenarios: real torch {info['torch']} / torchvision {info['torchvision']} "
+                f"(harness/torch_job.py) with {python}")
+            return "torch", info, None
+        problems.append(why)
+    why = "torch/torchvision not importable: " + "; ".join(problems) + " (install them: scripts/setup --torch)"
+    if args.workload == "torch":
+        log(f"--torch: image scenarios not run: {why}")
+        return "torch", None, why
+    log(f"image scenarios: the built-in loader (harness/loader.py): {why}")
+    return "builtin", None, why
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="bench/run",
         description="Measures what gofetch saves a data-loading training job on slow storage: "
-                    "every scenario (S1-S4) in every mode, caches dropped before each run. "
+                    "every scenario in every mode, caches dropped before each run. "
                     "Results in bench/out/ (results.json, table.md, gofetch summaries). See bench/README.md.")
-    p.add_argument("--quick", action="store_true", help="small data sets, 2 epochs (under 5 minutes)")
-    p.add_argument("--latency-ms", type=float, default=4.0, help="slowfs latency per read request (default 4)")
-    p.add_argument("--bandwidth-mbps", type=float, default=0.0, help="slowfs (or blkio) bandwidth cap in MiB/s, 0 = none")
+    p.add_argument("--quick", action="store_true",
+                   help=f"small data sets, 2 epochs, scenarios {','.join(QUICK_SCENARIOS)} (about 12 minutes)")
+    p.add_argument("--latency-ms", type=float, default=3.0, help="slowfs latency per read request (default 3)")
+    p.add_argument("--bandwidth-mbps", type=float, default=0.0,
+                   help="slowfs (or blkio) bandwidth cap in MiB/s for the scenarios without their own "
+                        "(S1-cap and S3-cap have 30), 0 = none")
     p.add_argument("--storage", choices=["fuse", "blkio"], default="fuse",
                    help="fuse: slowfs latency emulation (default); blkio: loop-mounted ext4 image with a "
                         "cgroup v1 blkio IOPS throttle shared by the job and gofetch")
     p.add_argument("--iops", type=int, default=250, help="--storage blkio: read IOPS limit (default 250)")
-    p.add_argument("--scenarios", default="S1,S2,S3,S4,S4-fit",
-                   help="comma-separated subset of S1,S2,S3,S4,S4-fit (default all)")
+    p.add_argument("--scenarios",
+                   help=f"comma-separated subset of {','.join(REPORT_ORDER)} (default: all; with --quick "
+                        f"{','.join(QUICK_SCENARIOS)})")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     p.add_argument("--epochs", type=int, help="epochs per run (quick 2, full 3)")
     p.add_argument("--image-files", type=int, help="files in the image folder (quick 1500, full 6000)")
     p.add_argument("--shards", type=int, help="tar shards of 64 MiB (quick 3, full 8)")
     p.add_argument("--shard-mb", type=int, default=64, help="size of a shard in MiB (default 64)")
     p.add_argument("--workers", type=int, default=2, help="loader workers (default 2, the number of cores here)")
-    p.add_argument("--memory-fraction", type=float, default=0.6,
-                   help="S2/S4 memory limit: this fraction of the data set plus the measured allowance (default 0.6)")
+    p.add_argument("--memory-fraction", type=float,
+                   help="S2/S4 memory limit: this fraction of the data set (the room for the data's page cache) "
+                        "plus the measured allowance for the job's own memory (default: S2 0.6; S4 0.5, so the "
+                        "data set is twice the room the limit leaves it)")
     p.add_argument("--allowance-mb", type=float, help="skip the memory calibration and use this allowance")
-    p.add_argument("--torch", action="store_true",
-                   help="also run S4-fit with a real torch DataLoader over torchvision ImageFolder (skipped with "
-                        "the reason when torch is not importable)")
+    p.add_argument("--workload", choices=["auto", "torch", "builtin"], default="auto",
+                   help="the image scenarios' job: torch = a real torch DataLoader over torchvision's ImageFolder "
+                        "(harness/torch_job.py); builtin = harness/loader.py; auto (default) = torch when "
+                        "importable, else builtin (the reason is printed)")
+    p.add_argument("--torch", dest="workload", action="store_const", const="torch",
+                   help="= --workload torch: every image scenario runs the real torch job; without torch they "
+                        "are reported not run, with the reason")
+    p.add_argument("--torch-python",
+                   help=f"the interpreter with torch and torchvision (default: {TORCH_VENV_PYTHON}, made by "
+                        "scripts/setup --torch, else the bench's own)")
     p.add_argument("--gofetch", help="the gofetch executable (default: the release build under .build)")
     p.add_argument("--data-dir", default=os.path.join(BENCH_DIR, "data"))
     p.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "out"))
@@ -144,15 +206,17 @@ def machine_lock():
 
 
 def scenario_params(sc: Scenario) -> dict:
-    return {k: getattr(sc, k) for k in ("order", "hook", "memory_limited", "workers", "batch_size",
-                                        "prefetch_factor", "step_ms", "epochs", "read_size", "workload")}
+    return {k: getattr(sc, k) for k in ("order", "memory_limited", "memory_fraction", "bandwidth_mbps", "workers",
+                                        "batch_size", "prefetch_factor", "step_ms", "epochs", "read_size",
+                                        "workload")}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     quick = args.quick
-    wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    default_scenarios = QUICK_SCENARIOS if quick else REPORT_ORDER
+    wanted = [s.strip() for s in (args.scenarios or ",".join(default_scenarios)).split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in MODES:
@@ -173,10 +237,10 @@ def main(argv=None) -> int:
     image_files = args.image_files or (1500 if quick else 6000)
     n_shards = args.shards or (3 if quick else 8)
     all_scenarios = build(quick, epochs=args.epochs, image_workers=args.workers, shard_workers=args.workers)
-    known = {s.id for s in all_scenarios}
+    known = [s.id for s in all_scenarios]
     for s in wanted:
-        if s not in known and s != "S4-fit-torch":
-            print(f"unknown scenario {s!r}; scenarios: {', '.join(sorted(known))}", file=sys.stderr)
+        if s not in known:
+            print(f"unknown scenario {s!r}; scenarios: {', '.join(known)}", file=sys.stderr)
             return 2
     scenarios = [s for s in all_scenarios if s.id in wanted]
     os.makedirs(args.out_dir, exist_ok=True)
@@ -213,25 +277,37 @@ def main(argv=None) -> int:
         pass
     notes = results["meta"]["notes"]
 
-    hook_problem = check_hook(python) if any(s.hook for s in scenarios) else None
-    results["meta"]["hook"] = "available" if hook_problem is None else f"not available: {hook_problem}"
-    torch_problem = None
-    if args.torch or "S4-fit-torch" in wanted:
-        torch_problem = check_torch(python)
-        if torch_problem:
-            msg = f"--torch: skipped: torch/torchvision not importable ({torch_problem})"
-            log(msg)
-            notes["torch"] = msg
-        else:
-            base = next((s for s in all_scenarios if s.id == "S4-fit"), None)
-            if base is not None:
-                t = Scenario(**{**base.__dict__, "id": "S4-fit-torch", "workload": "torch",
-                                "title": base.title + " - real torch DataLoader + tiny model",
-                                "modes": list(base.modes), "notes": {}, "unavailable": {}})
-                scenarios.append(t)
+    torch_info = None
+    if any(sc.data == "images" for sc in scenarios):
+        workload, torch_info, why = choose_workload(args, python, log)
+        results["meta"]["workload"] = {"images": workload, "torch": torch_info, "why_not_torch": why}
+        for sc in scenarios:
+            if sc.data != "images":
+                continue
+            sc.workload = workload
+            if workload == "torch" and torch_info is None:
+                sc.unavailable = {m: f"--torch: {why}" for m in MODES}
+        if workload == "builtin":
+            notes["workload"] = (f"image scenarios ran the built-in loader (harness/loader.py), not torch ({why}); "
+                                 "the client gofetch injects plans torch DataLoaders only, not this loader (each "
+                                 "gofetch run's 'announced' shows what it announced)")
+        elif torch_info is not None:
+            notes["workload"] = (f"image scenarios ran the real torch job (harness/torch_job.py): torch "
+                                 f"{torch_info['torch']}, torchvision {torch_info['torchvision']}, "
+                                 f"{torch_info['python']}")
+    if any(sc.data == "shards" for sc in scenarios):
+        notes["shards"] = ("shard scenarios always run the built-in loader (an IterableDataset-like stream): the "
+                           "client gofetch injects announces torch map-style DataLoaders' orders only (each gofetch "
+                           "run's 'announced' shows what it announced)")
+    if "gofetch" in modes:
+        for python_ in {python, (torch_info or {}).get("python") or python}:
+            why = check_client(python_)
+            if why:
+                log(f"warning: the client gofetch run injects cannot start in {python_}: {why}")
+                notes[f"client in {python_}"] = f"cannot start: {why}"
     if args.storage == "blkio":
         notes["storage"] = (f"loop-mounted ext4 image, cgroup v1 blkio read_iops_device={args.iops}"
-                            + (f", read_bps {args.bandwidth_mbps} MiB/s" if args.bandwidth_mbps else "")
+                            + ", read_bps_device at each scenario's link cap"
                             + "; the job, its workers and gofetch share the throttle")
 
     interrupted = None
@@ -243,26 +319,29 @@ def main(argv=None) -> int:
             parent = MemoryCgroup(cgroups.harness_group_name()).create()
             cleanup.push(f"remove cgroup {parent.path}", parent.remove)
             config_path = os.path.join(args.out_dir, "gofetch-bench.yaml")
-            write_gofetch_config(config_path, [BENCH_DIR, os.path.join(REPO_DIR, ".venv"),
-                                               os.path.join(REPO_DIR, "python"), sys.prefix, sys.base_prefix])
+            excluded = [BENCH_DIR, os.path.join(REPO_DIR, ".venv"), os.path.join(REPO_DIR, "python"),
+                        sys.prefix, sys.base_prefix]
+            if torch_info:  # torch's own files are not the job's data
+                excluded += [torch_info["prefix"], torch_info["base_prefix"]]
+            write_gofetch_config(config_path, excluded)
             # Our previous runs only (bench/out may hold other benchmarks' files).
             import shutil
             shutil.rmtree(os.path.join(args.out_dir, "runs"), ignore_errors=True)
             bench = Bench(out_dir=args.out_dir, gofetch=gofetch, python=python, cleanup=cleanup,
-                          memory_parent=parent, gofetch_config=config_path, run_timeout=args.run_timeout, log=log)
+                          memory_parent=parent, gofetch_config=config_path, run_timeout=args.run_timeout, log=log,
+                          torch_python=(torch_info or {}).get("python"))
             results["meta"]["gofetch_config"] = open(config_path).read()
 
-            image_scen = [s for s in scenarios if s.data == "images"]
-            shard_scen = [s for s in scenarios if s.data == "shards"]
-            groups = []
-            if image_scen:
-                groups.append((datasets.ensure_images(args.data_dir, image_files, classes=10 if quick else 20,
-                                                      log=log), image_scen))
-            if shard_scen:
-                groups.append((datasets.ensure_shards(args.data_dir, n_shards, shard_bytes=args.shard_mb * MiB,
-                                                      log=log), shard_scen))
-            for ds, scens in groups:
-                run_dataset(args, bench, ds, scens, modes, results, hook_problem)
+            data = {}
+            if any(s.data == "images" for s in scenarios):
+                data["images"] = datasets.ensure_images(args.data_dir, image_files, classes=10 if quick else 20,
+                                                        log=log)
+            if any(s.data == "shards" for s in scenarios):
+                data["shards"] = datasets.ensure_shards(args.data_dir, n_shards, shard_bytes=args.shard_mb * MiB,
+                                                        log=log)
+            calibrations: Dict[str, dict] = {}
+            for (kind, bandwidth), scens in storage_groups(scenarios, args.bandwidth_mbps):
+                run_group(args, bench, data[kind], bandwidth, scens, modes, results, calibrations)
         except Interrupted as e:
             interrupted = str(e)
             log(f"\nbench/run: {interrupted}; cleaning up and writing what was measured")
@@ -291,10 +370,20 @@ def main(argv=None) -> int:
     return 1 if failed else 130 if interrupted else 0
 
 
-def _open_storage(args, ds):
+def storage_groups(scenarios: List[Scenario], default_bandwidth: float) -> List[Tuple[Tuple[str, float], List[Scenario]]]:
+    """Scenarios grouped by the storage they need: their data set and link cap (one
+    mount each), in the order the first of each group comes."""
+    groups: Dict[Tuple[str, float], List[Scenario]] = {}
+    for sc in scenarios:
+        bandwidth = sc.bandwidth_mbps if sc.bandwidth_mbps is not None else default_bandwidth
+        groups.setdefault((sc.data, bandwidth or 0.0), []).append(sc)
+    return list(groups.items())
+
+
+def _open_storage(args, ds, bandwidth_mbps: float):
     if args.storage == "fuse":
-        return storage_mod.SlowStorage(ds, args.latency_ms, args.bandwidth_mbps)
-    return storage_mod.BlkioStorage(ds, args.iops, args.bandwidth_mbps, log=log)
+        return storage_mod.SlowStorage(ds, args.latency_ms, bandwidth_mbps)
+    return storage_mod.BlkioStorage(ds, args.iops, bandwidth_mbps, log=log)
 
 
 def _progress(sid: str, mode: str, rec: dict) -> str:
@@ -305,7 +394,8 @@ def _progress(sid: str, mode: str, rec: dict) -> str:
     g = rec.get("gofetch")
     if g and g.get("prefetch"):
         p = g["prefetch"]
-        extra = f" | gofetch warmed {p['completed']}, resident {p['skipped']}, {p['bytesLoaded'] / MiB:.0f} MiB"
+        extra = (f" | gofetch warmed {p['completed']}, resident {p['skipped']}, {p['bytesLoaded'] / MiB:.0f} MiB; "
+                 f"announced {p.get('announced', '?')}, tree {p.get('treeFiles', '?')} files")
     if (rec.get("cgroup") or {}).get("limit_bytes"):
         extra += f" | limit hit {rec['cgroup']['failcnt']}x"
     return f"[{sid}] {mode}: " + "; ".join(parts) + extra
@@ -328,85 +418,104 @@ def median_run(runs: List[dict]) -> dict:
     return rec
 
 
-def memory_limits(args, bench: Bench, sc: Scenario, st, ds, results: dict) -> Dict[str, int]:
-    """One memory limit for every mode: --memory-fraction x the data set + a fixed
-    allowance for the job's own memory (its measured peak + 16 MiB). gofetch's and
-    the warm-up's own memory is not added: it competes with the data for the
-    same limit, as it would inside the job's container."""
-    room = int(args.memory_fraction * ds.total_bytes)
+def _calibration(bench: Bench, sc: Scenario, st, workers: bool, calibrations: Dict[str, dict],
+                 results: dict) -> dict:
+    """The job's own memory (and gofetch's), measured once per workload and per
+    workers / no workers (the no-prefetch mode has none; a torch worker holds a few
+    hundred MiB)."""
+    key = f"{sc.workload}" + ("" if workers else "-no-workers")
+    cal = calibrations.get(key)
+    if cal is not None:
+        return cal
+    log(f"measuring the processes' own memory ({sc.workload} job, "
+        + (f"{sc.workers} workers" if workers else "no workers (as no-prefetch)")
+        + "; one run under gofetch, the data pre-read outside its cgroup, the job and gofetch in child groups) ...")
+    peaks = calibrate_memory(bench, sc, st, workers=workers)
+    job = peaks.get("job", {}).get("max_usage_bytes", 0)
+    # A fixed allowance unless the job needs more: what the job is charged varies
+    # between runs by ~10 MiB (which of the interpreter's and libraries' pages the
+    # harness itself touched first after the drop), and the limit should not.
+    allowance = max(FIXED_ALLOWANCE, (job + 16 * MiB + MiB - 1) // MiB * MiB)
+    g = peaks.get("gofetch", {})
+    cal = {"peaks": peaks, "allowance_bytes": allowance, "job_peak_bytes": job, "gofetch": g}
+    calibrations[key] = cal
+    results.setdefault("calibration", {})[key] = cal
+    log(f"  job {job / MiB:.0f} MiB; gofetch {g.get('max_usage_bytes', 0) / MiB:.0f} MiB "
+        f"(anonymous {g.get('rss_bytes', 0) / MiB:.0f} MiB); allowance {allowance / MiB:.0f} MiB")
+    return cal
+
+
+def memory_limits(args, bench: Bench, sc: Scenario, st, ds, modes: List[str], calibrations: Dict[str, dict],
+                  results: dict) -> Tuple[Dict[str, int], str]:
+    """The memory limit of every mode of `sc`: the same room for the data's page cache
+    in every mode — its memory fraction (--memory-fraction overrides it) x the data set
+    — + an allowance for the job's own memory (its measured peak + 16 MiB, at least
+    64 MiB), measured with workers for the modes that have them and without for
+    no-prefetch. gofetch's and the warm-up's own memory is not added: it competes with
+    the data for the same limit, as it would inside the job's container. Returns (limit
+    per mode, the rule in words)."""
+    fraction = args.memory_fraction if args.memory_fraction is not None else sc.memory_fraction
+    room = int(fraction * ds.total_bytes)
     if args.allowance_mb is not None:
         allowance = int(args.allowance_mb * MiB)
-        results["calibration"] = {"source": "--allowance-mb"}
-        rule = f"{args.memory_fraction:.0%} of the data set + {args.allowance_mb:.0f} MiB (--allowance-mb)"
+        results.setdefault("calibration", {})[sc.workload] = {"source": "--allowance-mb", "allowance_bytes": allowance}
+        limits = {m: room + allowance for m in MODES}
+        basis = f"{args.allowance_mb:.0f} MiB (--allowance-mb) in every mode"
     else:
-        log("measuring the processes' own memory (one run under gofetch, the data pre-read outside its "
-            "cgroup, the job and gofetch in child groups) ...")
-        peaks = calibrate_memory(bench, sc, st)
-        job = peaks.get("job", {}).get("max_usage_bytes", 0)
-        # A fixed allowance unless the job needs more: what the job is charged varies
-        # between runs by ~10 MiB (which of the interpreter's and libraries' pages the
-        # harness itself touched first after the drop), and the limit should not.
-        allowance = max(FIXED_ALLOWANCE, (job + 16 * MiB + MiB - 1) // MiB * MiB)
-        g = peaks.get("gofetch", {})
-        results["calibration"] = {"peaks": peaks}
-        rule = (f"{args.memory_fraction:.0%} of the data set + {allowance / MiB:.0f} MiB allowance for the job's "
-                f"own memory (measured peak {job / MiB:.0f} MiB; allowance = max({FIXED_ALLOWANCE // MiB} MiB, "
-                f"peak + 16 MiB)), the same in every mode; gofetch's own memory "
-                f"(measured: {g.get('max_usage_bytes', 0) / MiB:.0f} MiB peak, of which anonymous "
-                f"{g.get('rss_bytes', 0) / MiB:.0f} MiB, the rest page cache of its executable, libraries "
-                f"and store) is not added: it competes with the data, as in the job's container")
-        log(f"  job {job / MiB:.0f} MiB; gofetch {g.get('max_usage_bytes', 0) / MiB:.0f} MiB "
-            f"(anonymous {g.get('rss_bytes', 0) / MiB:.0f} MiB); allowance {allowance / MiB:.0f} MiB")
-    limits = {m: room + allowance for m in MODES}
-    results["calibration"].update({"allowance_bytes": allowance, "data_room_bytes": room,
-                                   "limits_bytes": limits, "rule": rule})
-    return limits
+        allowances = {}
+        for workers in sorted({m != "no-prefetch" for m in modes}, reverse=True):
+            allowances[workers] = _calibration(bench, sc, st, workers, calibrations, results)
+        limits = {m: room + allowances[m != "no-prefetch"]["allowance_bytes"] for m in MODES
+                  if (m != "no-prefetch") in allowances}
+        parts = []
+        for workers, cal in allowances.items():
+            parts.append(f"{cal['allowance_bytes'] / MiB:.0f} MiB for the job "
+                         + (f"with its {sc.workers} workers" if workers else "without workers (no-prefetch)")
+                         + f" (measured peak {cal['job_peak_bytes'] / MiB:.0f} MiB)")
+        g = next(iter(allowances.values()))["gofetch"]
+        basis = (" and ".join(parts) + f"; allowance = max({FIXED_ALLOWANCE // MiB} MiB, peak + 16 MiB), the "
+                 f"interpreter's imports pre-loaded outside the group; gofetch's own memory (measured: "
+                 f"{g.get('max_usage_bytes', 0) / MiB:.0f} MiB peak, of which anonymous "
+                 f"{g.get('rss_bytes', 0) / MiB:.0f} MiB, the rest page cache of its executable, libraries and "
+                 f"store) is not added: it competes with the data, as in the job's container")
+    limit = max(limits.values())
+    rule = (f"{fraction:.0%} of the data set ({room / MiB:.0f} MiB of room for its page cache in every mode: the "
+            f"data set is {ds.total_bytes / max(room, 1):.1f} x that room, {ds.total_bytes / limit:.2f} x the "
+            f"largest limit) + {basis}")
+    return limits, rule
 
 
-def run_dataset(args, bench: Bench, ds, scens: List[Scenario], modes: List[str], results: dict,
-                hook_problem: Optional[str]) -> None:
-    with _open_storage(args, ds) as st:
+def run_group(args, bench: Bench, ds, bandwidth_mbps: float, scens: List[Scenario], modes: List[str],
+              results: dict, calibrations: Dict[str, dict]) -> None:
+    """Every mode of every scenario in `scens` on one mount of `ds` at `bandwidth_mbps`."""
+    with _open_storage(args, ds, bandwidth_mbps) as st:
         token = bench.cleanup.push(f"unmount {st.path}", st.close)
         try:
             desc = st.describe()
             results["meta"].setdefault("storage", {}).update(
-                {k: v for k, v in desc.items() if k not in ("mount", "image", "loop", "device")})
+                {k: v for k, v in desc.items() if k not in ("mount", "image", "loop", "device", "bandwidth_mbps")})
             log(f"{ds.name}: {len(ds.files)} files, {ds.total_bytes / 1e6:.0f} MB, mounted at {st.path} "
-                f"({args.storage})")
-            limits: Optional[Dict[str, int]] = None
-            done: Dict[str, Scenario] = {}
+                f"({args.storage}" + (f", {bandwidth_mbps:g} MiB/s link" if bandwidth_mbps else "") + ")")
             for sc in scens:
                 entry = results["scenarios"].setdefault(sc.id, {
                     "title": sc.title, "goal": sc.goal, "params": scenario_params(sc),
                     "dataset": ds.describe(), "storage": desc, "modes": {}})
-                if sc.memory_limited and limits is None:
-                    limits = memory_limits(args, bench, sc, st, ds, results)
-                if sc.memory_limited:
+                runnable = [m for m in modes if m not in sc.unavailable]
+                limits: Optional[Dict[str, int]] = None
+                if sc.memory_limited and runnable:
+                    limits, rule = memory_limits(args, bench, sc, st, ds, runnable, calibrations, results)
                     entry["memory_limit_bytes"] = limits
-                    entry["memory_limit_note"] = results["calibration"]["rule"]
-                source = done.get(sc.baseline_from) if sc.baseline_from else None
-                if source is not None and not source.same_job(sc):
-                    source = None
+                    entry["memory_limit_note"] = rule
                 for mode in modes:
-                    if sc.hook and hook_problem:
-                        entry["modes"][mode] = {"mode": mode, "status": "n/a",
-                                                "reason": f"hook not available yet: {hook_problem}"}
-                        if mode == modes[0]:
-                            log(f"[{sc.id}] not available: {hook_problem}")
-                        continue
                     if mode in sc.unavailable:
                         entry["modes"][mode] = {"mode": mode, "status": "n/a", "reason": sc.unavailable[mode]}
+                        if mode == modes[0]:
+                            log(f"[{sc.id}] not run: {sc.unavailable[mode]}")
                         continue
-                    if source is not None and mode != "gofetch" and mode in results["scenarios"][source.id]["modes"]:
-                        rec = dict(results["scenarios"][source.id]["modes"][mode])
-                        rec["shared_from"] = source.id
-                        entry["modes"][mode] = rec
-                        continue
-                    runs = [run_mode(bench, sc, st, mode, limits[mode] if sc.memory_limited else None)
+                    runs = [run_mode(bench, sc, st, mode, limits[mode] if limits else None)
                             for _ in range(max(1, args.repeat))]
                     rec = median_run(runs)
                     entry["modes"][mode] = rec
                     log(_progress(sc.id, mode, rec))
-                done[sc.id] = sc
         finally:
             bench.cleanup.discard(token)

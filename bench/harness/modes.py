@@ -1,12 +1,19 @@
 """One run of one mode of one scenario, from cold cache to figures.
 
 For every run: drop the page cache (pagecache.drop on the mount's files and the
-source's), pre-warm everything in the harness's own cgroup for `warm`, measure
-what is resident, create the run's memory cgroup (with the scenario's limit),
-start the job (and gofetch, and the warm-up) inside it through the cgroup
-wrapper, wait, collect the job's result, gofetch's JSON summary, the cgroup's
-figures, and remove the cgroup. Every process and group is registered with the
-harness's Cleanup while it exists.
+source's), in a run with a memory limit import what the job's interpreter
+imports in the harness's own cgroup (preload_interpreter: its libraries' page
+cache is not the job's working memory), pre-warm everything in the harness's
+own cgroup for `warm`, measure what is resident, create the run's memory cgroup
+(with the scenario's limit), start the job (and gofetch, and the warm-up)
+inside it through the cgroup wrapper, wait, collect the job's result, gofetch's JSON summary (and, from its
+trace store, its per-epoch reads and cold reads), the cgroup's figures, and
+remove the cgroup. Every process and group is registered with the harness's
+Cleanup while it exists.
+
+The `gofetch` and `transparent` modes run the same job under `gofetch run`;
+`transparent` adds `--no-python-hook`. Neither changes the job: in `gofetch`
+mode gofetch itself puts its Python client on the job's PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -19,32 +26,40 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from . import BENCH_DIR, REPO_DIR
+from . import BENCH_DIR
 from . import pagecache
 from .cgroups import MemoryCgroup, PeakSampler, wrapper_command
 from .cleanup import Cleanup
-from .scenarios import Scenario
+from .scenarios import GOFETCH_MODES, Scenario
 
 
 @dataclass
 class Bench:
     out_dir: str
     gofetch: str
-    python: str
+    python: str  # runs the built-in loader and the warm-up (Pillow is there)
     cleanup: Cleanup
     memory_parent: MemoryCgroup
     gofetch_config: str
     run_timeout: float = 900.0
     log: object = print
     extra_env: dict = field(default_factory=dict)
+    torch_python: Optional[str] = None  # runs harness/torch_job.py (torch and torchvision importable)
 
-    def job_env(self, hook: bool) -> dict:
+    def python_for(self, workload: str) -> str:
+        if workload == "torch":
+            if not self.torch_python:
+                raise RuntimeError("the torch workload needs an interpreter with torch and torchvision")
+            return self.torch_python
+        return self.python
+
+    def job_env(self) -> dict:
+        """The job's environment: the harness on PYTHONPATH (for `-m harness.…`), nothing
+        of gofetch (gofetch run adds its client itself in the gofetch mode)."""
         env = dict(os.environ)
         paths = [BENCH_DIR]
-        if hook:
-            paths.append(os.path.join(REPO_DIR, "python"))
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -63,6 +78,64 @@ def write_gofetch_config(path: str, excluded: List[str]) -> None:
         f.write("trace:\n  exclude_prefixes:\n")
         for p in prefixes:
             f.write(f"    - {p}\n")
+
+
+# What each workload's interpreter imports before its first epoch.
+WORKLOAD_IMPORTS = {
+    "builtin": "import harness.loader",
+    "torch": "import torch, torchvision, harness.torch_job; from torchvision import datasets, transforms",
+}
+
+
+def preload_interpreter(bench: Bench, workload: str) -> dict:
+    """Imports what the job's interpreter imports, in a process of the harness's own
+    cgroup, right after the drop: the page cache of the interpreter's libraries is
+    then charged outside the run's memory group. Used for the runs with a memory
+    limit (and the calibration that sizes it): torch's import alone brings ~1.3 GiB
+    of library pages into the cache, most of them touched once; counted as the job's
+    memory they would make the allowance huge, and under the limit the kernel would
+    reclaim them first and hand the data far more room than the scenario's fraction.
+    The job's anonymous memory and the library pages it touches after the import are
+    still charged to the run's group."""
+    code = WORKLOAD_IMPORTS[workload]
+    started = time.monotonic()
+    r = subprocess.run([bench.python_for(workload), "-c", code], env=bench.job_env(), capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"pre-loading the {workload} job's imports failed: {r.stderr.strip()[-500:]}")
+    return {"imports": code, "seconds": time.monotonic() - started,
+            "note": "imported by the harness outside the run's cgroup after the drop"}
+
+
+def gofetch_command(bench: Bench, mode: str, run_dir: str) -> List[str]:
+    """`gofetch run` for the gofetch modes: `transparent` with --no-python-hook."""
+    command = [bench.gofetch, "run", "--json", "--config", bench.gofetch_config,
+               "--db", os.path.join(run_dir, "gofetch.db")]
+    if mode == "transparent":
+        command.append("--no-python-hook")
+    return command
+
+
+def store_epochs(gofetch: str, db: str) -> Tuple[Optional[List[dict]], Optional[str]]:
+    """The run's reads per epoch as gofetch's trace store has them (`gofetch stats
+    --json`): reads, cold reads (slower than a page-cache copy, docs/metrics.md),
+    time in cold reads. Only epochs the events were tagged with: tags come from the
+    Python client's announcements, so a run without them has none. Returns (epochs,
+    None) or (None, why not)."""
+    try:
+        r = subprocess.run([gofetch, "stats", "--json", "--db", db, "--top", "0"], capture_output=True, text=True,
+                           timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"gofetch stats failed: {e}"
+    if r.returncode != 0:
+        return None, f"gofetch stats exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}"
+    try:
+        stats = json.loads(r.stdout)
+    except ValueError:
+        return None, "gofetch stats printed no JSON"
+    keys = ("epoch", "reads", "coldReads", "stallNanoseconds", "files", "bytesRead")
+    epochs = [{k: e.get(k) for k in keys} for e in stats.get("epochs", []) if e.get("epoch") is not None]
+    return sorted(epochs, key=lambda e: e["epoch"]), None
 
 
 def parse_gofetch_json(text: str) -> Optional[dict]:
@@ -96,7 +169,8 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
              prewarm: Optional[bool] = None, split_groups: bool = False) -> dict:
     """Runs `mode` of `scenario` on `storage`; returns its record (status, epochs, figures)."""
     name = tag or f"{scenario.id}-{mode}"
-    run_dir = os.path.join(bench.out_dir, "runs", scenario.id if not tag else "calibration", mode)
+    run_dir = os.path.join(bench.out_dir, "runs", scenario.id, mode) if not tag else os.path.join(
+        bench.out_dir, "runs", "calibration", tag)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     files = storage.files()
@@ -104,6 +178,8 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
     record = {"mode": mode, "status": "failed"}
 
     record["drop_s"] = pagecache.drop(files + source_files)
+    if scenario.memory_limited:
+        record["interpreter_preloaded"] = preload_interpreter(bench, scenario.workload)
     if prewarm is None:
         prewarm = mode == "warm"
     if prewarm:
@@ -121,7 +197,7 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
     with open(spec_path, "w", encoding="utf-8") as f:
         json.dump(spec, f)
     module = "harness.torch_job" if scenario.workload == "torch" else "harness.loader"
-    job_command = [bench.python, "-m", module, "--spec", spec_path, "--result", result_path]
+    job_command = [bench.python_for(scenario.workload), "-m", module, "--spec", spec_path, "--result", result_path]
     summary_path = os.path.join(run_dir, "gofetch.json")
 
     # One group per run holds the limit, and every process of the run (gofetch, the
@@ -141,18 +217,17 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
     try:
         if memory_limit:
             group.set_limit(memory_limit)
-        if mode == "gofetch":
+        if mode in GOFETCH_MODES:
             gofetch_group = member("gofetch")
             # gofetch enters the group before it starts anything; the job it starts is
             # in it by inheritance (or enters its own child group in the calibration).
             if split_groups:
                 job_command = wrapper_command([job_group], job_command)
-            command = wrapper_command([gofetch_group] + list(storage.cgroups), [
-                bench.gofetch, "run", "--json", "--config", bench.gofetch_config,
-                "--db", os.path.join(run_dir, "gofetch.db"), "--"] + job_command)
+            command = wrapper_command([gofetch_group] + list(storage.cgroups), gofetch_command(bench, mode, run_dir)
+                                      + ["--"] + job_command)
         else:
             command = wrapper_command([job_group] + list(storage.cgroups), job_command)
-        env = bench.job_env(spec.get("hook", False))
+        env = bench.job_env()
         io_before = storage.stats()
         started = time.monotonic()
         with open(log_path, "wb") as log:
@@ -168,7 +243,7 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
                 warm_proc = subprocess.Popen(
                     wrapper_command([warm_group] + list(storage.cgroups),
                                     [bench.python, "-m", "harness.warmup", storage.path, "--result", warm_result]),
-                    cwd=run_dir, env=bench.job_env(False), stdin=subprocess.DEVNULL, stdout=wlog, stderr=wlog,
+                    cwd=run_dir, env=bench.job_env(), stdin=subprocess.DEVNULL, stdout=wlog, stderr=wlog,
                     start_new_session=True)
             procs.append(warm_proc)
             proc_tokens.append(bench.cleanup.push(f"kill {name} warm-up", lambda p=warm_proc: _kill_tree(p, warm_group)))
@@ -214,15 +289,23 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
 
     with open(log_path, "rb") as f:
         log_text = f.read().decode("utf-8", "replace")
-    if mode == "gofetch":
+    if mode in GOFETCH_MODES:
         summary = parse_gofetch_json(log_text)
         if summary is not None:
             with open(summary_path, "w", encoding="utf-8") as f:
                 json.dump(summary, f, indent=2, sort_keys=True)
             record["gofetch"] = summary.get("summary", summary)
+            record["python_hook"] = summary.get("pythonHook")
             record["gofetch_summary_file"] = os.path.relpath(summary_path, bench.out_dir)
         else:
             record.setdefault("error", "gofetch printed no JSON summary")
+        db = os.path.join(run_dir, "gofetch.db")
+        if os.path.exists(db):
+            epochs, why = store_epochs(bench.gofetch, db)
+            if epochs is not None:
+                record["gofetch_epochs"] = epochs
+            else:
+                record["gofetch_epochs_error"] = why
     if os.path.exists(result_path):
         with open(result_path, encoding="utf-8") as f:
             result = json.load(f)
@@ -237,13 +320,17 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
     return record
 
 
-def calibrate_memory(bench: Bench, scenario: Scenario, storage) -> dict:
+def calibrate_memory(bench: Bench, scenario: Scenario, storage, workers: bool = True) -> dict:
     """What the processes use besides the data's page cache: the gofetch mode with
     every data page pre-read outside the run's cgroup first (so the group is charged
     only the processes' own memory), the job and gofetch each in a child group;
-    their peaks (max_usage) and sampled peak anonymous memory and page cache."""
-    rec = run_mode(bench, scenario, storage, "gofetch", None, tag="calibration-gofetch", prewarm=True,
-                   split_groups=True)
+    their peaks (max_usage) and sampled peak anonymous memory and page cache.
+    `workers` False: the job as the no-prefetch mode runs it (num_workers=0; a torch
+    worker holds a few hundred MiB of its own)."""
+    extra = None if workers else {"num_workers": 0}
+    tag = "calibration-gofetch" if workers else "calibration-gofetch-no-workers"
+    rec = run_mode(bench, scenario, storage, "gofetch", None, tag=tag, prewarm=True, split_groups=True,
+                   job_spec_extra=extra)
     if rec["status"] != "ok":
         raise RuntimeError(f"memory calibration run failed: {rec.get('error')}: {rec.get('log_tail')}")
     return {k: {"max_usage_bytes": v["max_usage_bytes"], **(v.get("sampled_peaks") or {})}

@@ -1,14 +1,20 @@
 """The benchmark's scenarios and modes.
 
-| id     | data        | order                   | memory limit | gofetch should use |
-|--------|-------------|-------------------------|--------------|--------------------|
-| S1     | image folder| shuffled every epoch    | none         | the Python hook's exact lookahead |
-| S2     | image folder| the same every epoch    | yes          | Markov (learns the order in epoch 1) |
-| S3     | tar shards  | sequential, 1 MiB reads | none         | pattern detector |
-| S4     | image folder| shuffled every epoch    | yes          | remaining set (data does not fit) |
-| S4-fit | image folder| shuffled every epoch    | none         | remaining set (data fits) |
+| id     | data         | order                        | storage        | memory limit          |
+|--------|--------------|------------------------------|----------------|-----------------------|
+| S1     | image folder | shuffled every epoch         | latency        | none                  |
+| S1-cap | image folder | shuffled every epoch         | latency+30 MiB/s | none                |
+| S2     | image folder | one fixed permutation        | latency        | data room 0.6 x data  |
+| S3     | tar shards   | sequential, 1 MiB reads      | latency        | none                  |
+| S3-cap | tar shards   | sequential, 64 KiB reads     | latency+30 MiB/s | none                |
+| S4     | image folder | shuffled every epoch         | latency        | data room 0.5 x data (data = 2 x it) |
+| S5     | image folder | its own sorted order (shuffle=False) | latency | none                 |
 
-Modes: no-prefetch, loader, warmup, gofetch, warm (bench/README.md).
+Every scenario runs every mode (MODES). The quick run (`bench/run --quick`) runs
+QUICK_SCENARIOS only; the others are full-run only (or named with --scenarios).
+Image scenarios run the real torch job (harness/torch_job.py) when torch and
+torchvision are importable, else the built-in loader (harness/loader.py); shard
+scenarios always run the built-in loader (bench/README.md).
 """
 
 from __future__ import annotations
@@ -16,15 +22,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-MODES = ["no-prefetch", "loader", "warmup", "gofetch", "warm"]
+MODES = ["no-prefetch", "loader", "warmup", "gofetch", "transparent", "warm"]
+GOFETCH_MODES = ("gofetch", "transparent")  # the modes that run under `gofetch run`
 
 MODE_TEXT = {
-    "no-prefetch": "num_workers=0: every batch loaded in the main loop",
-    "loader": "the loader's own prefetching only (N workers, prefetch_factor 2)",
-    "warmup": "loader + naive warm-up of the whole data set in directory order (like vmtouch -t), started with the job",
-    "gofetch": "loader under gofetch run (traced by the shim, prefetching on, default settings)",
-    "warm": "loader with every page resident before the job starts (the limit)",
+    "no-prefetch": "num_workers=0 (every batch loaded in the training loop)",
+    "loader": "the loader's own prefetching alone (N workers, prefetch_factor 2)",
+    "warmup": "loader + a naive warm-up reading the whole data set in directory order (like vmtouch -t), "
+              "started with the job",
+    "gofetch": "loader under gofetch run: the shim's trace plus the Python client gofetch injects into the "
+               "job's interpreters, which announces a torch DataLoader's epoch order (no change to the job)",
+    "transparent": "loader under gofetch run --no-python-hook: the shim's trace only (no order announced; "
+                   "the data-set tree warms the folder the job reads)",
+    "warm": "loader with every page resident before the job starts (the floor)",
 }
+
+LINK_CAP_MBPS = 30.0  # S1-cap and S3-cap: one shared link of 30 MiB/s (slowfs --bandwidth-mbps 30)
 
 
 @dataclass
@@ -32,9 +45,13 @@ class Scenario:
     id: str
     title: str
     data: str  # "images" or "shards"
-    order: str  # shuffle / fixed / sequential
-    hook: bool = False
+    order: str  # shuffle / fixed / sorted / sequential
     memory_limited: bool = False
+    # The limit's room for the data's page cache, as a fraction of the data set
+    # (the job's own measured memory is added on top); None: no limit.
+    memory_fraction: Optional[float] = None
+    # This scenario's own link cap in MiB/s (None: the run's --bandwidth-mbps).
+    bandwidth_mbps: Optional[float] = None
     workers: int = 2
     batch_size: int = 16
     prefetch_factor: int = 2
@@ -43,14 +60,13 @@ class Scenario:
     read_size: int = 1 << 20
     goal: str = ""
     modes: List[str] = field(default_factory=lambda: list(MODES))
-    # Modes this scenario takes from another scenario whose job is identical but
-    # for the hook (the hook only acts under gofetch).
-    baseline_from: Optional[str] = None
     unavailable: Dict[str, str] = field(default_factory=dict)  # mode -> why it is not run
     notes: Dict[str, str] = field(default_factory=dict)  # mode -> remark in the table
-    workload: str = "builtin"  # or "torch"
+    workload: str = "builtin"  # "builtin" (harness/loader.py) or "torch" (harness/torch_job.py)
 
     def job_spec(self, root: str, files: List[str], sizes: List[int], mode: str) -> dict:
+        """The job's spec. The same job in every mode but for the number of workers:
+        under gofetch it is not told anything (gofetch run injects its client itself)."""
         return {
             "kind": self.data,
             "root": root,
@@ -65,36 +81,50 @@ class Scenario:
             "step_ms": self.step_ms,
             "read_size": self.read_size,
             "decode": True,
-            "hook": self.hook and mode == "gofetch",
         }
 
-    def same_job(self, other: "Scenario") -> bool:
-        keys = ("data", "order", "memory_limited", "workers", "batch_size", "prefetch_factor", "step_ms",
-                "epochs", "read_size", "workload")
-        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+# Run by `bench/run --quick` (about 12 minutes on 2 cores); the rest are full-run only.
+QUICK_SCENARIOS = ["S1", "S1-cap", "S4"]
+# The order they run and are reported in.
+REPORT_ORDER = ["S1", "S1-cap", "S2", "S3", "S3-cap", "S4", "S5"]
 
 
 def build(quick: bool, epochs: Optional[int] = None, shard_workers: Optional[int] = None,
           image_workers: int = 2) -> List[Scenario]:
     e = epochs or (2 if quick else 3)
     img = dict(data="images", workers=image_workers, batch_size=16, step_ms=30.0, epochs=e)
+    shards = dict(data="shards", order="sequential", workers=shard_workers or 2, batch_size=16, step_ms=10.0,
+                  epochs=e)
     return [
-        Scenario("S4-fit", "shuffled every epoch, no hook, data fits in memory (remaining set)",
-                 order="shuffle", goal="stall ratio <= 0.5 (data fits the budget)", **img),
-        Scenario("S1", "shuffled every epoch, with the Python hook's lookahead",
-                 order="shuffle", hook=True, baseline_from="S4-fit",
-                 goal="stall ratio <= 0.05 and epoch <= 1.05 x warm; stall below the loader's", **img),
-        Scenario("S2", "same order every epoch, no hook, memory limit (Markov)",
-                 order="fixed", memory_limited=True,
-                 goal="stall ratio <= 0.10 from epoch 2; stall below the loader's", **img),
-        Scenario("S3", "large sequential tar shards, 1 MiB reads (pattern detector)",
-                 data="shards", order="sequential", workers=shard_workers or 2, batch_size=16, step_ms=10.0,
-                 epochs=e, goal="stall <= 0.5 x loader alone (kernel readahead alone)"),
-        Scenario("S4", "shuffled every epoch, no hook, memory limit (remaining set; data does not fit)",
-                 order="shuffle", memory_limited=True,
-                 goal="never worse than no prefetch (<= 1.02x)", **img),
+        Scenario("S1", "image folder shuffled every epoch",
+                 order="shuffle",
+                 goal="gofetch epoch-1 stall <= 1.15 x warm's; transparent epoch-1 stall <= 0.5 x the naive "
+                      "warm-up's and never above 1.02 x no prefetch", **img),
+        Scenario("S1-cap", f"S1's job on a {LINK_CAP_MBPS:.0f} MiB/s link",
+                 order="shuffle", bandwidth_mbps=LINK_CAP_MBPS,
+                 goal="gofetch epoch-1 stall <= 1.1 x the link bound; transparent epoch-1 stall <= 1.1 x "
+                      "gofetch's (the bound as the exact lookahead reaches it), never above 1.02 x no prefetch",
+                 **img),
+        Scenario("S2", "one fixed permutation every epoch, memory limit (Markov)",
+                 order="fixed", memory_limited=True, memory_fraction=0.6,
+                 goal="gofetch stall ratio <= 0.10 from epoch 2 and below the loader's; transparent never "
+                      "above 1.02 x no prefetch", **img),
+        Scenario("S3", "tar shards, sequential 1 MiB reads (pattern detector)",
+                 read_size=1 << 20,
+                 goal="gofetch stall <= 0.5 x the loader alone; transparent never above 1.02 x no prefetch",
+                 **shards),
+        Scenario("S3-cap", f"tar shards streamed in 64 KiB reads on a {LINK_CAP_MBPS:.0f} MiB/s link",
+                 read_size=64 << 10, bandwidth_mbps=LINK_CAP_MBPS,
+                 goal="gofetch and transparent epoch-1 stall <= the naive warm-up's; transparent never above "
+                      "1.02 x no prefetch", **shards),
+        Scenario("S4", "image folder shuffled every epoch, memory limit: the data set is 2 x the limit's room "
+                       "for it",
+                 order="shuffle", memory_limited=True, memory_fraction=0.5,
+                 goal="gofetch every epoch's stall <= 0.10 x no prefetch's; transparent never above 1.02 x "
+                      "no prefetch", **img),
+        Scenario("S5", "image folder read in its own sorted order (shuffle=False)",
+                 order="sorted",
+                 goal="gofetch and transparent epoch-1 stall <= the naive warm-up's; transparent never above "
+                      "1.02 x no prefetch", **img),
     ]
-
-
-# The order they are reported in.
-REPORT_ORDER = ["S1", "S2", "S3", "S4", "S4-fit", "S4-fit-torch"]

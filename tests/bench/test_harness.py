@@ -3,8 +3,9 @@
 The loader tests need nothing special. The cgroup, mount and clean-up tests need
 root and (for the mounts) /dev/fuse; without them they are skipped with the reason.
 The mounts also need fusermount3 and the built slowfs, which scripts/setup provides:
-without them they fail. The last test runs bench/run end to end on 48 files and
-also needs the gofetch release build.
+without them they fail. The end-to-end test runs bench/run on 48 files and also
+needs the gofetch build. The torch job's test needs an interpreter with torch and
+torchvision (scripts/setup --torch) and is skipped with the reason otherwise.
 """
 
 import io
@@ -123,6 +124,11 @@ def test_sampler_orders():
     f1, f2 = list(fixed), list(fixed)
     assert f1 == f2 and f1 != list(range(100))
     assert loader.epoch_order(5, "sequential", 0, 7) == [0, 1, 2, 3, 4]
+    # sorted: the data set's own index order every epoch (shuffle=False over ImageFolder).
+    ordered = loader.EpochSampler(100, "sorted", seed=3)
+    assert list(ordered) == list(ordered) == list(range(100))
+    with pytest.raises(ValueError):
+        loader.epoch_order(5, "random", 0, 0)
 
 
 def _tar(path, sizes):
@@ -300,53 +306,151 @@ def test_bench_run_end_to_end(tmp_path):
         gofetch = os.path.join(bin_dir, "gofetch")
     assert os.path.exists(os.path.join(os.path.dirname(gofetch), "libgofetch_preload.so")), "run scripts/build first"
     out = tmp_path / "out"
+    # The built-in loader: the harness is under test, and it needs no torch.
     run = subprocess.Popen(
-        [sys.executable, os.path.join(BENCH, "run"), "--scenarios", "S4", "--modes", "no-prefetch,gofetch,warm",
+        [sys.executable, os.path.join(BENCH, "run"), "--scenarios", "S4", "--modes",
+         "no-prefetch,gofetch,transparent,warm", "--workload", "builtin",
          "--image-files", "48", "--epochs", "1", "--latency-ms", "2", "--gofetch", gofetch,
          "--data-dir", str(tmp_path / "data"), "--out-dir", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         # The harness is under test, not the build: scripts/test has built everything already.
         env=dict(os.environ, GOFETCH_BENCH_NO_BUILD="1"))
-    output, _ = run.communicate(timeout=120)
+    output, _ = run.communicate(timeout=180)
     assert run.returncode == 0, output
     results = json.loads((out / "results.json").read_text())
     modes = results["scenarios"]["S4"]["modes"]
-    assert {m: modes[m]["status"] for m in modes} == {"no-prefetch": "ok", "gofetch": "ok", "warm": "ok"}
+    assert {m: modes[m]["status"] for m in modes} == {"no-prefetch": "ok", "gofetch": "ok", "transparent": "ok",
+                                                       "warm": "ok"}
+    assert results["scenarios"]["S4"]["params"]["workload"] == "builtin"
     assert modes["no-prefetch"]["stall_ratio"] == 1.0
     assert modes["warm"]["resident_at_start"] > 0.99
     assert modes["no-prefetch"]["resident_at_start"] < 0.05
-    assert modes["gofetch"]["gofetch"]["events"] > 0
-    assert (out / modes["gofetch"]["gofetch_summary_file"]).exists()
+    for mode in ("gofetch", "transparent"):
+        assert modes[mode]["gofetch"]["events"] > 0
+        assert (out / modes[mode]["gofetch_summary_file"]).exists()
+    # gofetch injected its client (the job never imports it); transparent ran with --no-python-hook.
+    assert modes["gofetch"]["python_hook"]["enabled"] is True and modes["gofetch"]["python_hook"]["started"] >= 1
+    assert modes["transparent"]["python_hook"]["enabled"] is False
+    # The built-in loader is not torch: the injected client announces nothing for it.
+    assert modes["gofetch"]["gofetch"]["prefetch"]["announced"] == 0
     assert results["scenarios"]["S4"]["memory_limit_bytes"]["gofetch"] > 0
-    assert "| S4 | gofetch |" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "| S4 | gofetch |" in table and "| S4 | transparent |" in table
+    assert "nothing announced" in table
     assert not os.path.exists(f"/sys/fs/cgroup/memory/{cgroups.harness_group_name(run.pid)}"), "cgroup left behind"
     with open("/proc/self/mounts") as f:
         assert str(tmp_path) not in f.read()
 
 
 # ---------------------------------------------------------------------------
-# the hook check and the report
+# scenarios, the client and torch checks, the report
 
 
-def test_hook_check_names_what_is_missing(tmp_path):
-    from harness.main import check_hook
+def test_scenarios_every_mode_quick_set_and_no_hook_in_the_job():
+    from harness import scenarios
+
+    assert scenarios.MODES == ["no-prefetch", "loader", "warmup", "gofetch", "transparent", "warm"]
+    built = {s.id: s for s in scenarios.build(quick=True)}
+    assert list(built) == scenarios.REPORT_ORDER
+    assert set(scenarios.QUICK_SCENARIOS) == {"S1", "S1-cap", "S4"} <= set(built)
+    assert all(s.modes == scenarios.MODES for s in built.values())
+    # The job is the same in every mode: nothing tells it to call gofetch.
+    for sc in built.values():
+        for mode in scenarios.MODES:
+            spec = sc.job_spec("/data", ["a"], [1], mode)
+            assert "hook" not in spec and spec["num_workers"] == (0 if mode == "no-prefetch" else sc.workers)
+    assert built["S1-cap"].bandwidth_mbps == 30 and built["S1"].bandwidth_mbps is None
+    assert built["S1-cap"].order == built["S1"].order == "shuffle"
+    assert built["S3-cap"].bandwidth_mbps == 30 and built["S3-cap"].read_size == 64 << 10
+    assert built["S3"].read_size == 1 << 20
+    assert built["S5"].order == "sorted" and not built["S5"].memory_limited
+    # S4: the data set is twice the room the limit leaves for it.
+    assert built["S4"].memory_limited and built["S4"].memory_fraction == 0.5
+    assert built["S2"].memory_fraction == 0.6
+
+
+def test_storage_groups_one_mount_per_data_set_and_link_cap():
+    from harness import scenarios
+    from harness.main import storage_groups
+
+    built = scenarios.build(quick=False)
+    groups = storage_groups(built, 0.0)
+    assert [(key, [s.id for s in scens]) for key, scens in groups] == [
+        (("images", 0.0), ["S1", "S2", "S4", "S5"]), (("images", 30.0), ["S1-cap"]),
+        (("shards", 0.0), ["S3"]), (("shards", 30.0), ["S3-cap"])]
+    # --bandwidth-mbps applies to the scenarios without a cap of their own.
+    assert [key for key, _ in storage_groups(built, 50.0)] == [
+        ("images", 50.0), ("images", 30.0), ("shards", 50.0), ("shards", 30.0)]
+
+
+def test_client_check_names_what_is_missing(tmp_path):
+    from harness.main import check_client
 
     (tmp_path / "gofetch").mkdir()
     (tmp_path / "gofetch" / "__init__.py").write_text("")
-    assert "has no lookahead" in check_hook(sys.executable, str(tmp_path))
-    (tmp_path / "gofetch" / "__init__.py").write_text("def lookahead(loader, path_of=None):\n    return loader\n")
-    assert check_hook(sys.executable, str(tmp_path)) is None
-    assert "No module named" in check_hook(sys.executable, str(tmp_path / "nowhere"))
+    assert "has no _autostart" in check_client(sys.executable, str(tmp_path))
+    (tmp_path / "gofetch" / "_autostart.py").write_text("def start(mode):\n    pass\n")
+    assert check_client(sys.executable, str(tmp_path)) is None
+    assert "No module named" in check_client(sys.executable, str(tmp_path / "nowhere"))
+    # The repository's own client is the one gofetch run injects.
+    assert check_client(sys.executable) is None
+
+
+def _torch_python():
+    from harness.main import TORCH_VENV_PYTHON, probe_torch
+
+    reasons = []
+    for python in (TORCH_VENV_PYTHON, sys.executable):
+        why, _ = probe_torch(python)
+        if why is None:
+            return python
+        reasons.append(why)
+    _skip("no interpreter with torch and torchvision (scripts/setup --torch): " + "; ".join(reasons))
+
+
+def test_torch_job_orders():
+    python = _torch_python()
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {BENCH!r})
+        import torch
+        from torch.utils.data import DataLoader
+        from harness.loader import epoch_order
+        from harness.torch_job import loader_kwargs
+        n = 40
+        data = list(range(n))
+        out = {{}}
+        for order in ("shuffle", "fixed", "sorted"):
+            spec = {{"order": order, "seed": 0, "num_workers": 0, "batch_size": 8}}
+            dl = DataLoader(data, **loader_kwargs(spec, n, torch))
+            out[order] = [[int(i) for b in dl for i in b] for _ in range(2)]
+        out["fixed_expected"] = epoch_order(n, "fixed", 0, 0)
+        out["workers"] = loader_kwargs({{"order": "sorted", "num_workers": 2, "batch_size": 8,
+                                         "prefetch_factor": 3}}, n, torch)
+        print(json.dumps(out))
+    """)
+    r = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    e1, e2 = out["shuffle"]
+    assert sorted(e1) == list(range(40)) and e1 != e2  # a new permutation every epoch
+    assert out["fixed"][0] == out["fixed"][1] == out["fixed_expected"] != list(range(40))
+    assert out["sorted"][0] == out["sorted"][1] == list(range(40))  # shuffle=False
+    assert out["workers"] == {"batch_size": 8, "num_workers": 2, "shuffle": False, "prefetch_factor": 3}
 
 
 def _epochs(stalls, walls):
     return [{"epoch": i + 1, "stall_s": s, "wall_s": w} for i, (s, w) in enumerate(zip(stalls, walls))]
 
 
+def _ok(stalls, walls, **kw):
+    return {"status": "ok", "epochs": _epochs(stalls, walls), **kw}
+
+
 def test_report_ratios_goals_and_unavailable_rows(tmp_path):
     from harness import report
 
-    ok = lambda stalls, walls, **kw: {"status": "ok", "epochs": _epochs(stalls, walls), **kw}  # noqa: E731
+    ok = _ok
     results = {
         "meta": {"quick": True, "storage_kind": "fuse", "storage": {"latency_ms": 4}, "cpus": 2, "runtime_s": 1},
         "scenarios": {
@@ -354,7 +458,7 @@ def test_report_ratios_goals_and_unavailable_rows(tmp_path):
                 "no-prefetch": ok([10, 10], [12, 12]), "loader": ok([3, 3], [5, 5]),
                 "gofetch": ok([3, 0.5], [5, 3]), "warm": ok([0.1, 0.1], [3, 3])}},
             "S1": {"title": "t", "params": {}, "dataset": {}, "modes": {
-                "gofetch": {"mode": "gofetch", "status": "n/a", "reason": "hook not available yet: no lookahead"}}},
+                "gofetch": {"mode": "gofetch", "status": "n/a", "reason": "--torch: torch/torchvision not importable"}}},
         },
     }
     table = report.write(results, str(tmp_path))
@@ -362,8 +466,62 @@ def test_report_ratios_goals_and_unavailable_rows(tmp_path):
     assert s2["modes"]["gofetch"]["stall_ratio"] == pytest.approx(3.5 / 20)
     assert s2["modes"]["gofetch"]["epoch_vs_warm"] == pytest.approx(8 / 6)
     goals = {g["goal"]: g["met"] for g in s2["goals"]}
-    assert goals["stall ratio from epoch 2 <= 0.10"] is True  # 0.5 / 10
-    assert goals["stall below the loader's own prefetching (gofetch/loader < 1)"] is True
+    assert goals["gofetch stall ratio from epoch 2 <= 0.10"] is True  # 0.5 / 10
+    assert goals["gofetch stall below the loader's own prefetching (gofetch/loader < 1)"] is True
     assert results["scenarios"]["S1"]["goals"][0]["met"] is None
-    assert "| S1 | gofetch | n/a |" in table and "hook not available yet" in table
+    assert "| S1 | gofetch | n/a |" in table and "torch/torchvision not importable" in table
     assert json.loads((tmp_path / "results.json").read_text())["scenarios"]["S2"]["goals"]
+
+
+def test_report_the_issues_ratios_link_bound_and_warm_reads(tmp_path):
+    from harness import report
+
+    mib = 1 << 20
+    summary = {"prefetch": {"announced": 0, "treeRoot": "/d", "treeFiles": 10, "treeBytes": 1000, "treeRequests": 12}}
+    results = {
+        "meta": {"quick": True, "storage_kind": "fuse", "storage": {"latency_ms": 3}, "cpus": 2, "runtime_s": 1},
+        "scenarios": {
+            "S1": {"title": "t", "params": {"workload": "builtin"}, "dataset": {"kind": "images"}, "modes": {
+                "no-prefetch": _ok([20, 20], [25, 25]), "warmup": _ok([4, 1], [8, 5]),
+                "gofetch": _ok([1.1, 0.5], [5, 4], gofetch=summary, python_hook={"enabled": True, "started": 1}),
+                "transparent": _ok([2.5, 0.5], [6, 4], gofetch=summary, python_hook={"enabled": False}),
+                "warm": _ok([1.0, 0.5], [5, 4])}},
+            # 300 MiB at 30 MiB/s = 10 s of link; warm's epoch 1 is busy 6 - 0.5 = 5.5 s: bound 4.5 s.
+            "S1-cap": {"title": "t", "params": {"bandwidth_mbps": 30.0}, "dataset": {"bytes": 300 * mib},
+                       "modes": {
+                           "no-prefetch": _ok([20, 20], [25, 25]), "warm": _ok([0.5, 0.5], [6, 5]),
+                           "gofetch": _ok([4.9, 0.5], [10, 5]), "transparent": _ok([5.5, 0.6], [11, 5])}},
+            "S4": {"title": "t", "params": {}, "dataset": {}, "modes": {
+                "no-prefetch": _ok([20, 20], [25, 25]),
+                "gofetch": _ok([1.5, 2.5], [6, 7], gofetch_epochs=[
+                    {"epoch": 0, "reads": 200, "coldReads": 10}, {"epoch": 1, "reads": 200, "coldReads": 30}]),
+                "transparent": _ok([19, 20.5], [24, 26])}},
+        },
+    }
+    table = report.write(results, str(tmp_path))
+    s1 = results["scenarios"]["S1"]
+    t = s1["modes"]["transparent"]
+    assert t["vs_warmup_by_epoch"] == pytest.approx([2.5 / 4, 0.5])
+    assert t["vs_gofetch_by_epoch"] == pytest.approx([2.5 / 1.1, 1.0])
+    assert s1["modes"]["gofetch"]["vs_warm_stall_by_epoch"] == pytest.approx([1.1, 1.0])
+    goals = {g["goal"]: g for g in s1["goals"]}
+    assert goals["gofetch epoch-1 stall <= 1.15 x warm's"]["met"] is True  # 1.1
+    assert goals["transparent epoch-1 stall <= 0.5 x the naive warm-up's"]["met"] is False  # 0.625
+    never = "transparent never above 1.02 x no prefetch (largest per-epoch or total stall ratio)"
+    assert goals[never]["met"] is True
+    assert "nothing announced (the injected client plans torch DataLoaders only" in table
+
+    cap = results["scenarios"]["S1-cap"]
+    assert cap["link_bound"]["epoch1_s"] == pytest.approx(4.5)
+    goals = {g["goal"]: g for g in cap["goals"]}
+    assert goals["gofetch epoch-1 stall <= 1.1 x the link bound (4.50 s)"]["value"] == pytest.approx(4.9 / 4.5)
+    assert goals["gofetch epoch-1 stall <= 1.1 x the link bound (4.50 s)"]["met"] is True
+    transparent_goal = next(g for g in cap["goals"] if g["goal"].startswith("transparent epoch-1"))
+    assert transparent_goal["value"] == pytest.approx(5.5 / 4.9) and transparent_goal["met"] is False
+
+    s4 = results["scenarios"]["S4"]
+    assert s4["modes"]["gofetch"]["reads_warm_by_epoch"] == pytest.approx([0.95, 0.85])
+    goals = {g["goal"]: g for g in s4["goals"]}
+    assert goals["gofetch every epoch's stall <= 0.10 x no prefetch's (largest per-epoch ratio)"]["met"] is False
+    assert goals[never]["value"] == pytest.approx(20.5 / 20) and goals[never]["met"] is False
+    assert "95.0% / 85.0%" in table
