@@ -7,10 +7,13 @@ import SystemPackage
 /// Loads ranges of open files into the page cache with the method that works on
 /// their device: the prefetch executor and `gofetch cache --warm` both warm through it.
 ///
-/// Without a forced method a hint (`fadvise`, then `readahead`) is tried and checked
-/// with cachestat; where hints leave pages out (some FUSE and network file systems),
-/// the device falls back to reading into a buffer, and the choice is remembered per
-/// device. A hint reads at most the device's readahead window from its offset, so
+/// Without a forced method, files on FUSE and network file systems are read into a
+/// buffer: the read returns when the data is in, so the executor's
+/// ``ConcurrencyWindow`` sees the storage's real answer times and bounds what is in
+/// flight (a hint returns at once and leaves any amount of I/O queued at the link,
+/// ahead of the job's own reads). On other devices a hint (`fadvise`, then
+/// `readahead`) is tried and checked with cachestat; where hints leave pages out,
+/// the device falls back to reading, and the choice is remembered per device. A hint reads at most the device's readahead window from its offset, so
 /// hints go in slices of that size.
 final class PageCacheWarmer: Sendable {
     /// What one `warm` did.
@@ -44,7 +47,11 @@ final class PageCacheWarmer: Sendable {
         _ fd: FileDescriptor, device: UInt64, offset: UInt64, length: UInt64, residentBefore: UInt64,
         buffer: UnsafeMutableRawBufferPointer
     ) throws(Errno) -> Warming {
-        let method = forcedMethod ?? devices.withLock { $0[device] } ?? .fadvise
+        let method = forcedMethod ?? devices.withLock { $0[device] } ?? {
+            let first: PrefetchMethod = Syscall.isRemote(fd) ? .read : .fadvise
+            devices.withLock { $0[device] = first }
+            return first
+        }()
         try load(fd, offset: offset, length: length, method: method, device: device, buffer: buffer)
         var residentAfter = try Syscall.residentPages(fd, offset: offset, length: length)
         guard forcedMethod == nil && method != .read && residentAfter <= residentBefore else {

@@ -414,6 +414,17 @@ extension Syscall {
         CGoFetch_fs_type(fd.rawValue) == CGoFetch_FUSE_SUPER_MAGIC
     }
 
+    /// Whether the file lives on a FUSE or network file system (NFS, SMB/CIFS, Ceph,
+    /// Lustre, 9P, AFS, GPFS): storage far away, often behind a link of its own.
+    /// The corresponding C function is `fstatfs`.
+    static func isRemote(_ fd: FileDescriptor) -> Bool {
+        let remote: Set<Int64> = [
+            CGoFetch_FUSE_SUPER_MAGIC, 0x6969 /* NFS */, 0x517B /* SMB */, 0xFF53_4D42 /* CIFS */, 0xFE53_4D42 /* SMB2 */,
+            0x00C3_6400 /* Ceph */, 0x0BD0_0BD0 /* Lustre */, 0x0102_1997 /* 9P */, 0x5346_414F /* AFS */, 0x4750_4653, /* GPFS */
+        ]
+        return remote.contains(CGoFetch_fs_type(fd.rawValue))
+    }
+
     /// The corresponding C function is `posix_fadvise`.
     static func adviseWillNeed(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) {
         let result = posix_fadvise(fd.rawValue, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
