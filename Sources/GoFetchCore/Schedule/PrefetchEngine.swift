@@ -201,8 +201,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
 
     private func run() {
         while true {
-            // While requests wait for tokens or budget, come back soon to release them.
-            let timeout: DispatchTime = scheduler.queuedCount > 0 ? .now() + .milliseconds(2) : .now() + .milliseconds(100)
+            // While requests wait for rate tokens, come back soon to release them; budget
+            // and the executor's room come back with events and results, which wake this
+            // thread (the 20 ms is for what only time frees: expiry, memory pressure).
+            let timeout: DispatchTime = scheduler.waitingForTokens ? .now() + .milliseconds(2)
+                : scheduler.queuedCount > 0 ? .now() + .milliseconds(20) : .now() + .milliseconds(100)
             _ = wakeUp.wait(timeout: timeout)
             let (batches, results, stopping) = inbox.withLock { inbox in
                 defer {

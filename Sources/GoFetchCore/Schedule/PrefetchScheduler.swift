@@ -148,6 +148,11 @@ public final class PrefetchScheduler {
     }
 
     public var queuedCount: Int { fifo.count + heap.count }
+
+    /// Whether the last ``release(now:submit:)`` stopped for want of rate tokens, which
+    /// only time brings back (budget comes back with the job's reads and the executor's
+    /// results, which wake the engine anyway).
+    public private(set) var waitingForTokens = false
     public var outstandingBytes: UInt64 { outstandingTotal }
 
     /// Considers predictions for one client.
@@ -208,6 +213,7 @@ public final class PrefetchScheduler {
     /// `submit` returns `false` when the executor cannot take more now.
     public func release(now: UInt64, submit: (PrefetchRequest) -> Bool) {
         expire(now)
+        waitingForTokens = false
         while let next = peek() {
             if next.offset == 0, next.predictor != .pattern, let opened = openedAt[next.fileID], opened >= next.queuedAt {
                 pop()
@@ -224,6 +230,7 @@ public final class PrefetchScheduler {
             }
             guard operations.available(1, now: now), bandwidth.available(Double(next.length), now: now) else {
                 statistics.rateWaits.add(1)
+                waitingForTokens = true
                 return
             }
             // Tokens are spent only on what the executor took.

@@ -55,9 +55,11 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
             }
             guard !batch.isEmpty else { return false }
             let wasEmpty = queue.batches.isEmpty
+            let wasShort = queue.events < batchSize
             queue.batches.append(batch)
             queue.events += batch.events.count
-            return wasEmpty
+            // The writer waits for the first batch, and for a full one (see commitIntervalNanoseconds).
+            return wasEmpty || wasShort && queue.events >= batchSize
         }
         statistics.queued.add(batch.events.count)
         if wasEmpty { wakeUp.signal() }
@@ -72,12 +74,28 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
         thread?.join()
     }
 
+    /// Transactions start at most this often (unless a full batch waits, or on stop):
+    /// a client flushes at every close of a traced file, and a commit per flush would
+    /// wake this thread, and write the WAL, hundreds of times a second. What waits is
+    /// in memory either way; a crash of the daemon loses the queue, committed or not.
+    static let commitIntervalNanoseconds: UInt64 = 50_000_000
+
     private func run() {
         var files: [FileRecord] = []
         var events: [TraceEvent] = []
         var fileFailures = 0
+        var lastCommit: UInt64 = 0
         while true {
             _ = wakeUp.wait(timeout: .now() + .milliseconds(100))
+            let since = Clock.monotonicNanoseconds() &- lastCommit
+            if since < Self.commitIntervalNanoseconds {
+                let (waiting, stopping) = queue.withLock { ($0.events, $0.stopping) }
+                if !stopping && waiting < batchSize {
+                    // Later batches join this one; a stop or a full batch signals and ends the wait.
+                    _ = wakeUp.wait(timeout: .now() + .nanoseconds(Int(Self.commitIntervalNanoseconds - since)))
+                }
+            }
+            lastCommit = Clock.monotonicNanoseconds()
             let (taken, stopping) = queue.withLock { queue -> ([EventBatch], Bool) in
                 let taken = queue.batches
                 queue.batches.removeAll(keepingCapacity: true)
