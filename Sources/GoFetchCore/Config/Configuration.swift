@@ -17,8 +17,8 @@ public struct Configuration: Sendable, Equatable {
     public init() {}
 
     public struct Storage: Sendable, Equatable {
-        /// SQLite trace store (seed: `storage.db_path`).
-        public var dbPath = "traces.db"
+        /// SQLite trace store (seed: `storage.db_path`); by default in the state folder.
+        public var dbPath = Configuration.defaultStateDirectory() + "/traces.db"
         /// Events the writer queue holds before it drops (and counts) new ones.
         public var queueCapacity = 1_000_000
         /// Most events committed in one transaction.
@@ -68,7 +68,7 @@ public struct Configuration: Sendable, Equatable {
         /// Markov predictor over files (seed: `predictor.baseline.enabled`).
         public var baselineEnabled = true
         /// Where `gofetch train` saves the Markov model and the daemon loads it from.
-        public var baselineModelPath = "models/markov.gfmk"
+        public var baselineModelPath = Configuration.defaultStateDirectory() + "/models/markov.gfmk"
         /// Longest Markov context, 1 to 3.
         public var baselineMaxOrder = 3
         /// Intra-file pattern detector: files below this size are left to the file-level predictors.
@@ -86,7 +86,7 @@ public struct Configuration: Sendable, Equatable {
         /// GRU predictor (seed: `predictor.ml.enabled`).
         public var mlEnabled = false
         /// Where the GRU's weights live (seed: `predictor.ml.model_path`).
-        public var mlModelPath = "models/prefetch_gru.safetensors"
+        public var mlModelPath = Configuration.defaultStateDirectory() + "/models/prefetch_gru.safetensors"
     }
 
     public struct Daemon: Sendable, Equatable {
@@ -133,6 +133,21 @@ public struct Configuration: Sendable, Equatable {
         public var warmReadMBPerSecond = 1_000.0
         /// Prometheus text exposition: `""` (off), `HOST:PORT` on loopback, or `unix:/path`.
         public var prometheusListen = ""
+    }
+
+    /// Where gofetch keeps its state (the trace store, the metrics CSV, trained models)
+    /// unless the config or `--db` says otherwise: `$XDG_STATE_HOME/gofetch`, else
+    /// `$HOME/.local/state/gofetch`, else `/var/lib/gofetch` (the system daemon's,
+    /// which its unit names). Never the current folder.
+    public static func defaultStateDirectory() -> String {
+        if let state = getenv("XDG_STATE_HOME"), state.pointee == 47 /* absolute */ {
+            return String(cString: state) + "/gofetch"
+        }
+        if let home = getenv("HOME"), home.pointee == 47 {
+            let path = String(cString: home)
+            return (path == "/" ? "" : path) + "/.local/state/gofetch"
+        }
+        return "/var/lib/gofetch"
     }
 
     /// `$XDG_RUNTIME_DIR/gofetch-<uid>/gofetch.sock`, or under `/tmp` without it.

@@ -49,7 +49,9 @@ public final class TraceStore: Sendable {
             } else {
                 let directory = (path as NSString).deletingLastPathComponent
                 if !directory.isEmpty {
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    // Only the user reads a new folder: the store holds every path and timing.
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                            attributes: [.posixPermissions: 0o700])
                 }
                 let lockFile = try FileDescriptor.open(path + ".lock", .readOnly, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
                 guard flock(lockFile.rawValue, LOCK_EX | LOCK_NB) == 0 else {
