@@ -36,6 +36,15 @@ def _ok(rec: Optional[dict]) -> bool:
     return bool(rec) and rec.get("status") == "ok" and bool(rec.get("epochs"))
 
 
+def _versus(rec: dict, other: Optional[dict], name: str, measure: str) -> None:
+    """rec[name] (totals) and rec[name + "_by_epoch"]: rec's `measure` ("stall" or
+    "epoch") over other's, when other ran."""
+    if not _ok(other):
+        return
+    rec[name] = _ratio(rec[f"{measure}_total_s"], other[f"{measure}_total_s"])
+    rec[name + "_by_epoch"] = _by_epoch(rec[f"{measure}_by_epoch_s"], other[f"{measure}_by_epoch_s"])
+
+
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     if a is None or b is None:
         return None
@@ -85,20 +94,12 @@ def derive(scenario: dict) -> None:
     for name, rec in modes.items():
         if not _ok(rec):
             continue
-        if _ok(base):
-            rec["stall_ratio"] = _ratio(rec["stall_total_s"], base["stall_total_s"])
-            rec["stall_ratio_by_epoch"] = _by_epoch(rec["stall_by_epoch_s"], base["stall_by_epoch_s"])
-        if _ok(warm):
-            rec["epoch_vs_warm"] = _ratio(rec["epoch_total_s"], warm["epoch_total_s"])
-            rec["epoch_vs_warm_by_epoch"] = _by_epoch(rec["epoch_by_epoch_s"], warm["epoch_by_epoch_s"])
+        _versus(rec, base, "stall_ratio", "stall")
+        _versus(rec, warm, "epoch_vs_warm", "epoch")
         if name not in GOFETCH_MODES:
             continue
-        if _ok(warmup):
-            rec["vs_warmup"] = _ratio(rec["stall_total_s"], warmup["stall_total_s"])
-            rec["vs_warmup_by_epoch"] = _by_epoch(rec["stall_by_epoch_s"], warmup["stall_by_epoch_s"])
-        if _ok(warm):
-            rec["vs_warm_stall"] = _ratio(rec["stall_total_s"], warm["stall_total_s"])
-            rec["vs_warm_stall_by_epoch"] = _by_epoch(rec["stall_by_epoch_s"], warm["stall_by_epoch_s"])
+        _versus(rec, warmup, "vs_warmup", "stall")
+        _versus(rec, warm, "vs_warm_stall", "stall")
         share = reads_warm(rec)
         if share is not None:
             rec["reads_warm_by_epoch"] = share
