@@ -9,29 +9,15 @@ DataLoader once the application imports torch; gofetch never imports torch itsel
 
 from __future__ import annotations
 
-import os
 import sys
 
 
-def start(mode: str) -> None:
+def start(mode: str) -> str:
+    """Turns the client on; returns how it reports, for the run's status line."""
     from . import enable_hook
     from . import _runtime
 
     enable_hook(None, accesses=(mode != "announce"))
     shim = _runtime._shim is not None
     reporter = "kernel source" if mode == "announce" else ("preload shim" if shim else "client")
-    _status("on", "Python %d.%d, accesses by the %s" % (sys.version_info[0], sys.version_info[1], reporter))
-
-
-def _status(state: str, detail: str) -> None:
-    path = os.environ.get("GOFETCH_HOOK_STATUS")
-    if not path:
-        return
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, f"{state} {os.getpid()} {detail}\n".encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    return "Python %d.%d, accesses by the %s" % (sys.version_info[0], sys.version_info[1], reporter)

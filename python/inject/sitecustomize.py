@@ -70,7 +70,7 @@ def _gofetch_start():
                 sys.path.remove(client)
             except ValueError:
                 pass
-        _autostart.start(mode)
+        _gofetch_status("on", _autostart.start(mode))
     except BaseException as error:  # noqa: B036 - never into the interpreter's start-up
         _gofetch_status("off", "the client did not start: %s: %s" % (type(error).__name__, error))
 

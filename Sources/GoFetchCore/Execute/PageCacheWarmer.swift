@@ -13,8 +13,9 @@ import SystemPackage
 /// flight (a hint returns at once and leaves any amount of I/O queued at the link,
 /// ahead of the job's own reads). On other devices a hint (`fadvise`, then
 /// `readahead`) is tried and checked with cachestat; where hints leave pages out,
-/// the device falls back to reading, and the choice is remembered per device. A hint reads at most the device's readahead window from its offset, so
-/// hints go in slices of that size.
+/// the device falls back to reading, and the choice is remembered per device. A
+/// hint reads at most the device's readahead window from its offset, so hints go
+/// in slices of that size.
 final class PageCacheWarmer: Sendable {
     /// What one `warm` did.
     struct Warming {

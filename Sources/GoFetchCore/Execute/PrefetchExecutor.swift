@@ -93,9 +93,6 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// Requests waiting for a thread.
     public var pending: Int { queue.withLock { $0.count } }
 
-    /// Warming reads allowed at the storage at once now.
-    public var concurrency: Int { queue.withLock { $0.window.limit } }
-
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult
     public func submit(_ request: PrefetchRequest) -> Bool {

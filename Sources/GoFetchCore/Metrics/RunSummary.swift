@@ -26,6 +26,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var foldersNotListed: Int
     /// Listed files left out: files known only from listings may fill half the catalog.
     public var listingsSkipped: Int
+    /// Data-set trees walked, and their files left out at the walk's bound.
+    public var treesWalked: Int
+    public var treeFilesNotWalked: Int
     /// Present when gofetch prefetched (`run`, `daemon`).
     public var prefetch: PrefetchSummary?
 
@@ -53,6 +56,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
         foldersListed = listing?.listed ?? 0
         foldersNotListed = (listing?.failed ?? 0) + (listing?.skipped ?? 0)
         listingsSkipped = ingest.listingsSkipped.value
+        treesWalked = listing?.trees ?? 0
+        treeFilesNotWalked = listing?.treeFilesLeftOut ?? 0
         prefetch = engine.map(PrefetchSummary.init)
     }
 
@@ -76,7 +81,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
-            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests" } ?? "none"))
+            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" } ?? "none"))
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
             if prefetch.volatileMounts > 0 {
@@ -136,6 +141,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var treeFiles: Int
     public var treeBytes: Int
     public var treeRequests: Int
+    /// Walked files the tree left out at its bound.
+    public var treeFilesLeftOut: Int
     public var accounting: AccountingSummary
 
     public init(_ engine: PrefetchEngine) {
@@ -152,6 +159,7 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         treeFiles = choices.treeFiles
         treeBytes = Int(clamping: choices.treeBytes)
         treeRequests = choices.treeRequests
+        treeFilesLeftOut = choices.treeFilesLeftOut
         belowThreshold = scheduler.belowThreshold.value
         duplicates = scheduler.duplicates.value
         unknownFiles = scheduler.unknownFiles.value

@@ -45,8 +45,6 @@ public final class DataSetTree {
     public private(set) var bytes: UInt64 = 0
     /// Files left out at `maxFiles`.
     public private(set) var leftOut = 0
-    /// Roots taken (a narrower root widened counts again).
-    public private(set) var rootsTaken = 0
     /// Predictions made.
     public private(set) var handedOutCount = 0
     private var recentFolders: [Substring] = []
@@ -92,7 +90,6 @@ public final class DataSetTree {
         roots.removeAll { Self.isUnder(Substring($0), taken) }
         roots.append(taken)
         client = (uid, gid, pid)
-        rootsTaken += 1
         return taken
     }
 

@@ -68,6 +68,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         public var treeFiles = 0
         public var treeBytes: UInt64 = 0
         public var treeRequests = 0
+        /// Files of the trees left out at the tree's bound (``DataSetTree/Options/maxFiles``).
+        public var treeFilesLeftOut = 0
     }
 
     public var choiceCounts: ChoiceCounts { choices.withLock { $0 } }
@@ -244,6 +246,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             counts.treeFiles = tree.files.count
             counts.treeBytes = tree.bytes
             counts.treeRequests = tree.handedOutCount
+            counts.treeFilesLeftOut = tree.leftOut
             choices.withLock { $0 = counts }
         }
     }
