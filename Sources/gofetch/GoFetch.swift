@@ -9,6 +9,6 @@ struct GoFetch: AsyncParsableCommand {
             Without a config file every setting has its default (docs/config.md lists them).
             Every subcommand takes --config FILE and --db PATH.
             """,
-        subcommands: [RunCommand.self, TraceCommand.self, DaemonCommand.self, TrainCommand.self, EvalCommand.self, StatsCommand.self, CacheCommand.self, EnvCommand.self, DoctorCommand.self]
+        subcommands: [RunCommand.self, TraceCommand.self, DaemonCommand.self, TrainCommand.self, EvalCommand.self, StatsCommand.self, ReportCommand.self, CacheCommand.self, EnvCommand.self, DoctorCommand.self]
     )
 }

@@ -32,6 +32,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-python-hook"), help: "Do not load the Python client into the job's interpreters (no automatic DataLoader lookahead; trace.python_hook: false does the same).")
     var noPythonHook = false
 
+    @Option(help: ArgumentHelp("When the command ends, write the run's HTML report (as `gofetch report`) to this file.", valueName: "file"))
+    var report: String?
+
     @Argument(parsing: .postTerminator, help: "The command to run, after --.")
     var command: [String] = []
 
@@ -42,6 +45,6 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, pythonHook: !noPythonHook, title: "run")
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, pythonHook: !noPythonHook, title: "run", report: report)
     }
 }

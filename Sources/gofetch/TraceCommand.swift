@@ -26,6 +26,9 @@ struct TraceCommand: AsyncParsableCommand {
     @Flag(help: "Print the summary as JSON instead of a table.")
     var json = false
 
+    @Option(help: ArgumentHelp("When the command ends, write the run's HTML report (as `gofetch report`) to this file.", valueName: "file"))
+    var report: String?
+
     @Argument(parsing: .postTerminator, help: "The command to trace, after --.")
     var command: [String] = []
 
@@ -36,7 +39,7 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: false, pythonHook: false, title: "trace")
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: false, pythonHook: false, title: "trace", report: report)
     }
 }
 
@@ -44,7 +47,7 @@ struct TraceCommand: AsyncParsableCommand {
 /// prints the summary on standard error, and exits with the command's exit code.
 /// With `pythonHook` (and `trace.python_hook`), every Python interpreter of the job
 /// loads the client at start-up and announces its DataLoaders' orders (``PythonClient``).
-func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, pythonHook: Bool, title: String) async throws {
+func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, pythonHook: Bool, title: String, report: String? = nil) async throws {
     var configuration = try options.loadConfiguration()
     let logger = options.makeLogger(label: "gofetch.\(title)")
     var python = PythonHookReport(enabled: false, disabledBecause: pythonHook ? "trace.python_hook is false" : "--no-python-hook")
@@ -107,9 +110,19 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
                        unresolved: $0.statistics.unresolved.value, overflows: $0.statistics.overflows.value,
                        pidsReused: $0.statistics.pidsReused.value)
     }
+    // The report is the user's to ask for: a failure to write it is said, never the job's exit code.
+    var reportPath: String?
+    if let report {
+        do {
+            try ReportPage.forRun(store: daemon.store, runID: daemon.runID, timing: ReadTiming(configuration)).write(to: report)
+            reportPath = report
+        } catch {
+            FileHandle.standardError.write(Data("gofetch: no report written: \(error)\n".utf8))
+        }
+    }
     if json {
         try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary,
-                                  pythonHook: prefetch ? python : nil, ebpf: ebpf, fanotify: fanotify))
+                                  pythonHook: prefetch ? python : nil, ebpf: ebpf, fanotify: fanotify, report: reportPath))
     } else {
         var text = summary.render(title: title)
         if prefetch {
@@ -122,6 +135,7 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
             text += "\n  \("page-cache misses".padding(toLength: 22, withPad: " ", startingAt: 0))\(ebpf.missedPages) pages in \(ebpf.missedPagesByFile.count) files (eBPF; \(ebpf.kernelDropped) records dropped in the kernel)"
         }
         text += "\n  \("store".padding(toLength: 22, withPad: " ", startingAt: 0))\(configuration.storage.dbPath) (run \(daemon.runID))"
+        if let reportPath { text += "\n  \("report".padding(toLength: 22, withPad: " ", startingAt: 0))\(reportPath)" }
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
     if exitCode != 0 { throw ExitCode(exitCode) }
@@ -136,6 +150,8 @@ struct TraceReport: Codable {
     var pythonHook: PythonHookReport?
     var ebpf: EBPFReport?
     var fanotify: FanotifyReport?
+    /// The HTML report written (`--report`).
+    var report: String?
 }
 
 /// What the fanotify source did: how events named files ("names": folder handle and

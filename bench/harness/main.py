@@ -17,7 +17,7 @@ from . import cgroups, datasets, pagecache, report, storage as storage_mod
 from .cgroups import MemoryCgroup
 from .cleanup import Cleanup, Interrupted
 from .modes import Bench, calibrate_memory, run_mode, write_gofetch_config
-from .scenarios import MODES, QUICK_SCENARIOS, REPORT_ORDER, Scenario, build
+from .scenarios import MODE_TEXT, MODES, QUICK_SCENARIOS, REPORT_ORDER, Scenario, build
 
 MiB = 1 << 20
 FIXED_ALLOWANCE = 64 * MiB
@@ -256,6 +256,8 @@ def main(argv=None) -> int:
             "cpus": os.cpu_count(), "kernel": platform.release(), "python": python,
             "pillow": datasets.HAVE_PIL, "gofetch": gofetch,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "notes": {},
+            # What each mode is, for `gofetch report --bench`.
+            "modes": dict(MODE_TEXT), "mode_order": list(MODES),
         },
         "scenarios": {},
     }
@@ -363,6 +365,9 @@ def main(argv=None) -> int:
                 table = report.write(results, args.out_dir)
                 print()
                 print(table)
+                html = report.write_html(gofetch, args.out_dir)
+                if html:
+                    log(f"report: {html}")
     if cleanup.failures:
         print("clean-up problems:\n  " + "\n  ".join(cleanup.failures), file=sys.stderr)
     log(f"results: {os.path.join(args.out_dir, 'results.json')}, {os.path.join(args.out_dir, 'table.md')}; "

@@ -454,3 +454,22 @@ def write(results: dict, out_dir: str) -> str:
     with open(os.path.join(out_dir, "table.md"), "w", encoding="utf-8") as f:
         f.write(table)
     return table
+
+
+def write_html(gofetch: str, out_dir: str) -> Optional[str]:
+    """report.html beside results.json, made by `gofetch report --bench` (the side-by-side,
+    then every gofetch run's charts); None, said on standard error, when it could not be made."""
+    import subprocess
+    import sys
+
+    path = os.path.join(out_dir, "report.html")
+    try:
+        r = subprocess.run([gofetch, "report", "--bench", os.path.join(out_dir, "results.json"), "--output", path],
+                           capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"bench/run: no HTML report: {exc}", file=sys.stderr)
+        return None
+    if r.returncode != 0:
+        print(f"bench/run: no HTML report: {r.stderr.strip()}", file=sys.stderr)
+        return None
+    return path

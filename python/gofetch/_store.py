@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-# Copied from Sources/GoFetchCore/Store/StoreSchema.swift (schema version 1);
+# Copied from Sources/GoFetchCore/Store/StoreSchema.swift (schema version 2: its
+# `statements`, then `version2`);
 # every statement is idempotent, so either side may create the file first.
 SCHEMA = [
     """
@@ -83,6 +84,37 @@ SCHEMA = [
     FROM events e JOIN files f ON f.id = e.file_id
     """,
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
+    """
+    CREATE TABLE IF NOT EXISTS samples (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        time_ns INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        accesses INTEGER NOT NULL,
+        cold_accesses INTEGER NOT NULL,
+        covered_accesses INTEGER NOT NULL,
+        stall_ns INTEGER NOT NULL,
+        issued INTEGER NOT NULL,
+        useful INTEGER NOT NULL,
+        late INTEGER NOT NULL,
+        wasted INTEGER NOT NULL,
+        skipped INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        bytes_prefetched INTEGER NOT NULL,
+        outstanding_bytes INTEGER NOT NULL,
+        budget_bytes INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        events_dropped INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS samples_by_run_time ON samples(run_id, time_ns)",
+    """
+    CREATE TABLE IF NOT EXISTS run_results (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        summary TEXT NOT NULL
+    )
+    """,
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
 ]
 
 SOURCE_PYTHON_HOOK = 2

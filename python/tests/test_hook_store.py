@@ -118,7 +118,7 @@ def test_read_offsets_follow_the_file(traced):
 
 def test_schema_rows_and_view(traced):
     db, files = traced["db"], traced["files"]
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
     tables = {name for (name,) in query(db, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view', 'index')")}
     assert {"meta", "runs", "files", "events", "traces", "events_by_run_time"} <= tables
     assert query(db, "PRAGMA journal_mode") == [("wal",)]

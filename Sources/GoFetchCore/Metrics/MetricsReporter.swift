@@ -12,8 +12,10 @@ public struct MetricsSample: Sendable {
     public var events: Int
     public var eventsDropped: Int
     public var predictions: Int
+    /// Epoch boundaries seen so far.
+    public var epoch: Int
 
-    public init(wallNanoseconds: UInt64, accounting: AccountingSnapshot, outstandingBytes: Int, budgetBytes: Int, events: Int, eventsDropped: Int, predictions: Int) {
+    public init(wallNanoseconds: UInt64, accounting: AccountingSnapshot, outstandingBytes: Int, budgetBytes: Int, events: Int, eventsDropped: Int, predictions: Int, epoch: Int = 0) {
         self.wallNanoseconds = wallNanoseconds
         self.accounting = accounting
         self.outstandingBytes = outstandingBytes
@@ -21,12 +23,26 @@ public struct MetricsSample: Sendable {
         self.events = events
         self.eventsDropped = eventsDropped
         self.predictions = predictions
+        self.epoch = epoch
+    }
+
+    /// The figures as a row of the store's `samples`.
+    public var stored: StoredSample {
+        let c = accounting.counters
+        return StoredSample(
+            wallNanoseconds: Int64(bitPattern: wallNanoseconds), epoch: epoch, accesses: c.accesses, coldAccesses: c.coldAccesses,
+            coveredAccesses: c.coveredAccesses, stallNanoseconds: Int64(clamping: c.stallNanoseconds), issued: c.issued,
+            useful: c.count(.useful), late: c.count(.late), wasted: c.count(.wasted), skipped: c.count(.skipped),
+            failed: c.count(.failed), bytesPrefetched: Int64(clamping: c.bytesLoaded), outstandingBytes: outstandingBytes,
+            budgetBytes: budgetBytes, events: events, eventsDropped: eventsDropped)
     }
 }
 
 /// Writes `metrics_<policy>.csv` every interval (the seed's columns first, then
-/// gofetch's) and keeps a Prometheus registry current for ``PrometheusServer``.
-/// Runs on its own thread; a failing CSV write is logged once and never stops gofetch.
+/// gofetch's), a row of the store's `samples` every second while the figures change
+/// (for `gofetch report`), and keeps a Prometheus registry current for
+/// ``PrometheusServer``. Runs on its own thread; a failing write is logged once and
+/// never stops gofetch.
 public final class MetricsReporter: @unchecked Sendable {
     /// The seed's columns, then gofetch's. `docs/metrics.md` defines each.
     public static let csvColumns = [
@@ -42,6 +58,12 @@ public final class MetricsReporter: @unchecked Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let runID: Int64
     private let interval: Double
+    /// Seconds between the store's samples.
+    public static let sampleSeconds = 1.0
+    private let store: TraceStore?
+    private var lastStored: StoredSample?
+    private var storing = true
+    private var lastRow: UInt64 = 0
     private let sample: @Sendable () -> MetricsSample
     private let logger: Logger
     private var handle: FileHandle?
@@ -56,9 +78,11 @@ public final class MetricsReporter: @unchecked Sendable {
 
     /// - Parameters:
     ///   - csvPath: `nil` writes no CSV.
+    ///   - store: where the samples go; `nil` keeps none.
     ///   - sample: takes the current figures (called on the reporter's thread and per scrape).
-    public init(csvPath: String?, runID: Int64, intervalSeconds: Double, logger: Logger, sample: @escaping @Sendable () -> MetricsSample) {
+    public init(csvPath: String?, store: TraceStore? = nil, runID: Int64, intervalSeconds: Double, logger: Logger, sample: @escaping @Sendable () -> MetricsSample) {
         self.csvPath = csvPath
+        self.store = store
         self.runID = runID
         self.interval = intervalSeconds
         self.sample = sample
@@ -79,13 +103,16 @@ public final class MetricsReporter: @unchecked Sendable {
 
     public func start() {
         if let csvPath { openCSV(csvPath) }
+        lastRow = Clock.wallNanoseconds()
         running = true
         thread = JoinableThread(name: "gofetch-metrics-csv") { [self] in
+            // The store's series starts with the run.
+            if store != nil { report(final: false) }
             while true {
-                _ = wakeUp.wait(timeout: .now() + interval)
+                _ = wakeUp.wait(timeout: .now() + (store == nil ? interval : min(interval, Self.sampleSeconds)))
                 // Read before reporting: once stopping is set, the engine's last figures are in.
                 let stop = lock.withLock { stopping }
-                report()
+                report(final: stop)
                 if stop { break }
             }
         }
@@ -133,8 +160,23 @@ public final class MetricsReporter: @unchecked Sendable {
         }
     }
 
-    private func report() {
+    private func report(final: Bool) {
         let now = sample()
+        if let store, storing {
+            let row = now.stored
+            if final || lastStored.map({ !row.sameFigures(as: $0) }) ?? true {
+                do {
+                    try store.writeSample(row, runID: runID)
+                    lastStored = row
+                } catch {
+                    logger.warning("samples not stored; the report will have no time series", metadata: ["error": "\(error)"])
+                    storing = false
+                }
+            }
+        }
+        // A CSV row each interval (and the last one at the end).
+        guard final || Double(now.wallNanoseconds &- lastRow) >= interval * 1e9 * 0.95 else { return }
+        lastRow = now.wallNanoseconds
         lock.withLock {
             update(now)
             if handle != nil { write(Self.row(now, previous: previous, runID: runID)) }

@@ -144,6 +144,9 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     /// Walked files the tree left out at its bound.
     public var treeFilesLeftOut: Int
     public var accounting: AccountingSummary
+    /// What each epoch saw and what became of its prefetches, by the engine's epoch
+    /// boundaries (``PrefetchEngine/EpochMark``); the last runs to the end of the run.
+    public var epochFigures: [EpochFigures]
 
     public init(_ engine: PrefetchEngine) {
         let scheduler = engine.scheduler.statistics
@@ -181,7 +184,57 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         effectiveBudget = scheduler.effectiveBudget.value
         givenBack = executor.givenBack.value
         giveBackDropped = executor.giveBackDropped.value
-        accounting = AccountingSummary(engine.accounting())
+        let snapshot = engine.accounting()
+        accounting = AccountingSummary(snapshot)
+        epochFigures = EpochFigures.split(marks: engine.epochMarks, final: snapshot.counters)
+    }
+}
+
+/// One epoch's share of the ledger's counters. Fates are counted in the epoch they
+/// were decided in (a prefetch issued late in one epoch may be read in the next).
+public struct EpochFigures: Sendable, Codable, Equatable {
+    /// 1 for the first epoch.
+    public var epoch: Int
+    /// Wall time of the epoch's first open; `nil` for the first epoch (it starts with the run).
+    public var startedNanoseconds: Int64?
+    public var accesses: Int
+    public var coldAccesses: Int
+    public var coveredAccesses: Int
+    public var stallNanoseconds: UInt64
+    public var issued: Int
+    public var useful: Int
+    public var late: Int
+    public var wasted: Int
+    public var skipped: Int
+    public var failed: Int
+    public var bytesLoaded: UInt64
+
+    /// Useful ÷ every fate decided in the epoch.
+    public var accuracy: Double {
+        let decided = useful + late + wasted + skipped + failed
+        return decided == 0 ? 0 : Double(useful) / Double(decided)
+    }
+
+    /// Accesses served warm thanks to gofetch ÷ the epoch's accesses.
+    public var coverage: Double { accesses == 0 ? 0 : Double(coveredAccesses) / Double(accesses) }
+
+    static func split(marks: [PrefetchEngine.EpochMark], final: LedgerCounters) -> [EpochFigures] {
+        var figures: [EpochFigures] = []
+        var previous = LedgerCounters(), started: Int64? = nil
+        for (index, end) in (marks.map { ($0.counters, $0.wallNanoseconds as Int64?) } + [(final, nil)]).enumerated() {
+            let c = end.0
+            figures.append(EpochFigures(
+                epoch: index + 1, startedNanoseconds: started,
+                accesses: c.accesses - previous.accesses, coldAccesses: c.coldAccesses - previous.coldAccesses,
+                coveredAccesses: c.coveredAccesses - previous.coveredAccesses,
+                stallNanoseconds: c.stallNanoseconds &- previous.stallNanoseconds, issued: c.issued - previous.issued,
+                useful: c.count(.useful) - previous.count(.useful), late: c.count(.late) - previous.count(.late),
+                wasted: c.count(.wasted) - previous.count(.wasted), skipped: c.count(.skipped) - previous.count(.skipped),
+                failed: c.count(.failed) - previous.count(.failed), bytesLoaded: c.bytesLoaded &- previous.bytesLoaded))
+            previous = c
+            started = end.1
+        }
+        return figures
     }
 }
 
@@ -207,6 +260,8 @@ public struct AccountingSummary: Sendable, Codable, Equatable {
     public var prefetchP50: UInt64
     public var prefetchP99: UInt64
     public var leadP50: UInt64
+    /// How long before the job's read useful prefetches completed, in buckets.
+    public var leadTimeBuckets: [HistogramBucket]
 
     public init(_ snapshot: AccountingSnapshot) {
         let c = snapshot.counters, h = snapshot.histograms
@@ -230,6 +285,7 @@ public struct AccountingSummary: Sendable, Codable, Equatable {
         prefetchP50 = h.prefetchLatency.percentile(50)
         prefetchP99 = h.prefetchLatency.percentile(99)
         leadP50 = h.leadTime.percentile(50)
+        leadTimeBuckets = h.leadTime.buckets()
     }
 }
 

@@ -65,7 +65,7 @@ public final class TraceDaemon: @unchecked Sendable {
             self.engine = engine
             let ingest = ingestStatistics, store = storeStatistics
             metrics = MetricsReporter(
-                csvPath: configuration.metrics.csvEnabled ? MetricsReporter.csvPath(configuration) : nil, runID: runID,
+                csvPath: configuration.metrics.csvEnabled ? MetricsReporter.csvPath(configuration) : nil, store: self.store, runID: runID,
                 intervalSeconds: configuration.metrics.intervalSeconds, logger: logger
             ) { [unowned engine] in
                 MetricsSample(
@@ -74,7 +74,7 @@ public final class TraceDaemon: @unchecked Sendable {
                     budgetBytes: engine.scheduler.statistics.effectiveBudget.value,
                     events: ingest.eventsAccepted.value,
                     eventsDropped: ingest.clientDropped.value + store.dropped.value + engine.droppedEvents.value,
-                    predictions: engine.predictions.value)
+                    predictions: engine.predictions.value, epoch: engine.choiceCounts.epochs)
             }
         } else {
             engine = nil
@@ -125,6 +125,14 @@ public final class TraceDaemon: @unchecked Sendable {
         metrics?.stop()
         writer.stop()
         applyRetention()
+        do {
+            // What `gofetch report` shows beside the events: the summary, per-epoch fates, lead times.
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try store.saveResult(String(decoding: try encoder.encode(summary()), as: UTF8.self), runID: runID)
+        } catch {
+            logger.error("the run's summary was not stored", metadata: ["error": "\(error)"])
+        }
         do {
             try store.endRun(runID)
         } catch {

@@ -74,6 +74,18 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
 
     public var choiceCounts: ChoiceCounts { choices.withLock { $0 } }
 
+    /// The ledger's counters when an epoch ended (the remaining set saw the boundary),
+    /// and the wall time of the open that began the next one: per-epoch figures are
+    /// the differences. At most ``maxEpochMarks``; later boundaries are counted only.
+    public struct EpochMark: Sendable {
+        public var wallNanoseconds: Int64
+        public var counters: LedgerCounters
+    }
+    public static let maxEpochMarks = 10_000
+    private let marks = Mutex<[EpochMark]>([])
+    private var markedEpochs = 0
+    public var epochMarks: [EpochMark] { marks.withLock { $0 } }
+
     /// - Parameter lister: walks the data-set trees (as the client); without one the
     ///   tree predictor only knows the files the job opened.
     public init(configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister? = nil, logger: Logger) {
@@ -326,6 +338,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 scheduler.opened(event.fileID, now: event.monotonicNanoseconds)
                 patterns.observe(event)
                 hybrid.observe(event)
+                if remaining.epochsCompleted != markedEpochs {
+                    markedEpochs = remaining.epochsCompleted
+                    let mark = EpochMark(wallNanoseconds: event.wallNanoseconds, counters: ledger.counters)
+                    marks.withLock { if $0.count < Self.maxEpochMarks { $0.append(mark) } }
+                }
                 var ordered = true
                 if lookahead.covers(event.fileID) {
                     // The sampler said exactly what comes next: no guessing needed.

@@ -1,12 +1,12 @@
 import GRDB
 
-/// The trace store's schema, version 1 (`docs/store.md`).
+/// The trace store's schema, version 2 (`docs/store.md`).
 ///
 /// Every statement is idempotent (`IF NOT EXISTS`) so that the Python hook, which
 /// writes the same schema with the standard library's `sqlite3`, and the daemon
 /// can each create the database first.
 enum StoreSchema {
-    static let version = 1
+    static let version = 2
 
     static let statements = [
         """
@@ -78,10 +78,50 @@ enum StoreSchema {
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
     ]
 
+    /// Version 2: what prefetching did, for `gofetch report`. `samples` holds the
+    /// engine's cumulative figures about once a second while they change;
+    /// `run_results` the run's summary (JSON, ``RunSummary``) when it ends.
+    static let version2 = [
+        """
+        CREATE TABLE IF NOT EXISTS samples (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            time_ns INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            accesses INTEGER NOT NULL,
+            cold_accesses INTEGER NOT NULL,
+            covered_accesses INTEGER NOT NULL,
+            stall_ns INTEGER NOT NULL,
+            issued INTEGER NOT NULL,
+            useful INTEGER NOT NULL,
+            late INTEGER NOT NULL,
+            wasted INTEGER NOT NULL,
+            skipped INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            bytes_prefetched INTEGER NOT NULL,
+            outstanding_bytes INTEGER NOT NULL,
+            budget_bytes INTEGER NOT NULL,
+            events INTEGER NOT NULL,
+            events_dropped INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS samples_by_run_time ON samples(run_id, time_ns)",
+        """
+        CREATE TABLE IF NOT EXISTS run_results (
+            run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+            summary TEXT NOT NULL
+        )
+        """,
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    ]
+
     static func migrator() -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             for statement in statements { try db.execute(sql: statement) }
+        }
+        migrator.registerMigration("v2") { db in
+            for statement in version2 { try db.execute(sql: statement) }
         }
         return migrator
     }

@@ -171,6 +171,8 @@ public final class TraceStore: Sendable {
                     sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [maxEvents])
                 deleted += db.changesCount
             }
+            // Samples go with the events they describe (not counted: they are not events).
+            if deleted > 0 { _ = try deleteSamplesBeforeOldestEvent(db) }
             return deleted
         }
     }

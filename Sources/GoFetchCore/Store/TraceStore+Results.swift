@@ -1,0 +1,135 @@
+import GRDB
+
+/// The prefetch engine's cumulative figures at one moment: a row of `samples`.
+public struct StoredSample: Sendable, Equatable {
+    public var wallNanoseconds: Int64
+    /// Epoch boundaries the engine had seen (0 in the first epoch).
+    public var epoch: Int
+    public var accesses: Int
+    public var coldAccesses: Int
+    public var coveredAccesses: Int
+    public var stallNanoseconds: Int64
+    public var issued: Int
+    public var useful: Int
+    public var late: Int
+    public var wasted: Int
+    public var skipped: Int
+    public var failed: Int
+    public var bytesPrefetched: Int64
+    public var outstandingBytes: Int
+    public var budgetBytes: Int
+    public var events: Int
+    public var eventsDropped: Int
+
+    public init(
+        wallNanoseconds: Int64, epoch: Int, accesses: Int, coldAccesses: Int, coveredAccesses: Int, stallNanoseconds: Int64,
+        issued: Int, useful: Int, late: Int, wasted: Int, skipped: Int, failed: Int, bytesPrefetched: Int64,
+        outstandingBytes: Int, budgetBytes: Int, events: Int, eventsDropped: Int
+    ) {
+        self.wallNanoseconds = wallNanoseconds
+        self.epoch = epoch
+        self.accesses = accesses
+        self.coldAccesses = coldAccesses
+        self.coveredAccesses = coveredAccesses
+        self.stallNanoseconds = stallNanoseconds
+        self.issued = issued
+        self.useful = useful
+        self.late = late
+        self.wasted = wasted
+        self.skipped = skipped
+        self.failed = failed
+        self.bytesPrefetched = bytesPrefetched
+        self.outstandingBytes = outstandingBytes
+        self.budgetBytes = budgetBytes
+        self.events = events
+        self.eventsDropped = eventsDropped
+    }
+
+    /// Whether anything but the clock differs from `other`.
+    public func sameFigures(as other: StoredSample) -> Bool {
+        var copy = other
+        copy.wallNanoseconds = wallNanoseconds
+        return copy == self
+    }
+}
+
+/// A row of `runs`.
+public struct StoredRun: Sendable, Equatable {
+    public var id: Int64
+    public var command: String
+    /// `trace`, `run`, `daemon`, or `python-hook`.
+    public var source: String
+    public var startedNanoseconds: Int64
+    public var endedNanoseconds: Int64?
+}
+
+extension TraceStore {
+    private static let sampleColumns = """
+        time_ns, epoch, accesses, cold_accesses, covered_accesses, stall_ns, issued, useful, late, wasted, skipped, failed,
+        bytes_prefetched, outstanding_bytes, budget_bytes, events, events_dropped
+        """
+
+    public func writeSample(_ sample: StoredSample, runID: Int64) throws(TraceStoreError) {
+        try perform { db in
+            try db.execute(
+                sql: "INSERT INTO samples (run_id, \(Self.sampleColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    runID, sample.wallNanoseconds, sample.epoch, sample.accesses, sample.coldAccesses, sample.coveredAccesses,
+                    sample.stallNanoseconds, sample.issued, sample.useful, sample.late, sample.wasted, sample.skipped, sample.failed,
+                    sample.bytesPrefetched, sample.outstandingBytes, sample.budgetBytes, sample.events, sample.eventsDropped,
+                ])
+        }
+    }
+
+    /// The run's samples in time order.
+    public func samples(runID: Int64) throws(TraceStoreError) -> [StoredSample] {
+        try read { db in
+            // A store made by an older version, opened read-only, has no samples.
+            guard try db.tableExists("samples") else { return [] }
+            return try Row.fetchAll(db, sql: "SELECT \(Self.sampleColumns) FROM samples WHERE run_id = ? ORDER BY time_ns, id", arguments: [runID]).map {
+                StoredSample(
+                    wallNanoseconds: $0[0], epoch: $0[1], accesses: $0[2], coldAccesses: $0[3], coveredAccesses: $0[4],
+                    stallNanoseconds: $0[5], issued: $0[6], useful: $0[7], late: $0[8], wasted: $0[9], skipped: $0[10],
+                    failed: $0[11], bytesPrefetched: $0[12], outstandingBytes: $0[13], budgetBytes: $0[14], events: $0[15],
+                    eventsDropped: $0[16])
+            }
+        }
+    }
+
+    /// Keeps the run's summary (JSON), replacing an earlier one.
+    public func saveResult(_ json: String, runID: Int64) throws(TraceStoreError) {
+        try perform { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO run_results (run_id, summary) VALUES (?, ?)", arguments: [runID, json])
+        }
+    }
+
+    public func result(runID: Int64) throws(TraceStoreError) -> String? {
+        try read { db in
+            guard try db.tableExists("run_results") else { return nil }
+            return try String.fetchOne(db, sql: "SELECT summary FROM run_results WHERE run_id = ?", arguments: [runID])
+        }
+    }
+
+    public func runs() throws(TraceStoreError) -> [StoredRun] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, command, source, started_ns, ended_ns FROM runs ORDER BY id").map {
+                StoredRun(id: $0[0], command: $0[1], source: $0[2], startedNanoseconds: $0[3], endedNanoseconds: $0[4])
+            }
+        }
+    }
+
+    /// Wall times of the run's first and last event; `nil` without events.
+    public func eventSpan(runID: Int64) throws(TraceStoreError) -> (first: Int64, last: Int64)? {
+        try read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT MIN(time_ns), MAX(time_ns) FROM events WHERE run_id = ?", arguments: [runID])
+            guard let row, let first = row[0] as Int64?, let last = row[1] as Int64? else { return nil }
+            return (first, last)
+        }
+    }
+
+    /// Deletes samples older than the oldest event kept (after retention deleted events).
+    func deleteSamplesBeforeOldestEvent(_ db: Database) throws -> Int {
+        try db.execute(sql: "DELETE FROM samples WHERE time_ns < COALESCE((SELECT time_ns FROM events ORDER BY id LIMIT 1), 9223372036854775807)")
+        return db.changesCount
+    }
+}
