@@ -23,6 +23,9 @@ struct DaemonCommand: AsyncParsableCommand {
     @Flag(help: "Print a line on standard output after every committed transaction.")
     var reportCommits = false
 
+    @Flag(help: "Print the summary at exit as JSON instead of a table.")
+    var json = false
+
     @OptionGroup var source: TraceSourceOptions
 
     @Option(name: .customLong("trace-pid"), help: ArgumentHelp("fanotify, ebpf: trace this process and the processes it starts from now on (repeatable).", valueName: "pid"))
@@ -66,6 +69,12 @@ struct DaemonCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            FileHandle.standardError.write(try encoder.encode(daemon.summary()) + Data("\n".utf8))
+            return
+        }
         var text = daemon.summary().render(title: "daemon")
         if let cgroups {
             text += "\n  \("cgroups".padding(toLength: 22, withPad: " ", startingAt: 0))\(cgroups.processesTraced.value) processes traced from \(cgroups.paths.count) cgroup folder(s); \(cgroups.overBounds.value) groups or pids over the bounds"

@@ -257,6 +257,38 @@ struct SchedulerTests {
         #expect(scheduler.outstandingBytes == 2 << 20)
     }
 
+    @Test("a range the executor just found resident is not sent again within the memo; an eviction or a give-back forgets it")
+    func residentMemo() {
+        let scheduler = PrefetchScheduler(options: options(), now: 0)
+        func offerAndRelease(_ file: FileID, now: UInt64) -> [PrefetchRequest] {
+            scheduler.consumed(file)  // the job read it: not a duplicate any more
+            scheduler.offer([Prediction(fileID: file, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: now, file: files)
+            return drain(scheduler, now: now)
+        }
+        let first = offerAndRelease(1, now: 1_000)
+        #expect(first.count == 1)
+        scheduler.completed(PrefetchResult(request: first[0], outcome: .skipped, bytes: 0, method: nil, issuedAt: 1_000, completedAt: 2_000))
+        // Within 2 s: known resident, counted, not released.
+        #expect(offerAndRelease(1, now: 1_000_000_000).isEmpty)
+        #expect(scheduler.statistics.recentlyResident.value == 1)
+        // After the memo: checked again.
+        #expect(offerAndRelease(1, now: 2_100_000_000).count == 1)
+        // A loaded (not skipped) range is not remembered as resident.
+        let second = offerAndRelease(2, now: 3_000_000_000)
+        scheduler.completed(PrefetchResult(request: second[0], outcome: .completed, bytes: second[0].length, method: .read, issuedAt: 0, completedAt: 3_000_000_000))
+        #expect(offerAndRelease(2, now: 3_100_000_000).count == 1)
+        // Given back: forgotten at once.
+        let third = offerAndRelease(3, now: 4_000_000_000)
+        scheduler.completed(PrefetchResult(request: third[0], outcome: .skipped, bytes: 0, method: nil, issuedAt: 0, completedAt: 4_000_000_000))
+        scheduler.forgetResidency(3)
+        #expect(offerAndRelease(3, now: 4_100_000_000).count == 1)
+        // Evicted before use anywhere: every memo goes.
+        scheduler.completed(PrefetchResult(request: third[0], outcome: .skipped, bytes: 0, method: nil, issuedAt: 0, completedAt: 4_200_000_000))
+        scheduler.feedback(.wasted, evicted: true, now: 4_300_000_000)
+        #expect(offerAndRelease(3, now: 4_400_000_000).count == 1)
+        #expect(scheduler.statistics.recentlyResident.value == 1)
+    }
+
     @Test("a full policy queue drops the least urgent, counted")
     func queueBound() {
         let scheduler = PrefetchScheduler(options: options { $0.queueCapacity = 2; $0.operationsPerSecond = 0.001 }, now: 0)

@@ -175,3 +175,31 @@ def test_report_of_a_benchmark_side_by_side(tmp_path, gofetch_bin):
     bad.write_text("{\"scenarios\": 3}")
     refused = subprocess.run([gofetch_bin, "report", "--bench", str(bad)], capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "is not a bench/run results.json" in refused.stderr
+
+
+def test_store_without_events_keeps_the_run_s_summary(tmp_path, gofetch_bin):
+    paths = make_files(str(tmp_path / "data"), 12, seed=4)
+    config = tmp_path / "config.yaml"
+    config.write_text("storage:\n  record_events: false\n")
+    db = tmp_path / "t.db"
+    subprocess.run([gofetch_bin, "run", "--config", str(config), "--db", str(db), "--", "cat", *paths],
+                   check=True, capture_output=True, timeout=120)
+    assert query(db, "SELECT COUNT(*) FROM events") == [(0,)]
+    summary = json.loads(query(db, "SELECT summary FROM run_results WHERE run_id = 1")[0][0])
+    assert summary["events"] >= 36 and summary["committedEvents"] == 0 and summary["prefetch"]["accounting"]["accesses"] >= 12
+
+
+def test_daemon_cost_benchmark_measures_both_stores(tmp_path, gofetch_bin):
+    """bench/daemon-cost/run end to end (its figures are for bench/, not checked here):
+    every event committed with the store on, none written with it off."""
+    out = tmp_path / "cost.json"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "daemon-cost", "run"), "--gofetch", gofetch_bin,
+                             "--rates", "2000", "--seconds", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    on, off = (entry["median"] for entry in json.load(open(out))["results"])
+    assert on["store"] and not off["store"]
+    for run in (on, off):
+        assert run["events"] >= 0.9 * 2000 * 2 and run["dropped"] == 0
+        assert run["cpu_us_per_event"] > 0 and 0 < run["core_share"] < 2
+    assert on["committed"] == on["events"] and off["committed"] == 0

@@ -30,6 +30,7 @@ extension Configuration {
             try node.string("db_path", into: &config.storage.dbPath, nonEmpty: true)
             try node.int("queue_capacity", into: &config.storage.queueCapacity, in: 1_000...100_000_000)
             try node.int("batch_size", into: &config.storage.batchSize, in: 1...1_000_000)
+            try node.bool("record_events", into: &config.storage.recordEvents)
             if let retention = try node.section("retention") {
                 try retention.double("max_age_days", into: &config.storage.retentionMaxAgeDays, in: 0...36_500)
                 try retention.int("max_events", into: &config.storage.retentionMaxEvents, in: 0...Int(Int64.max))

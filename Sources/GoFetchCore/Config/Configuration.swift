@@ -27,6 +27,9 @@ public struct Configuration: Sendable, Equatable {
         public var retentionMaxAgeDays = 0.0
         /// Only the newest this many events are kept; 0 keeps all.
         public var retentionMaxEvents = 0
+        /// Write each event to the store (false: runs, samples and summaries only;
+        /// prediction and prefetching are the same, `train` and `eval` have no trace).
+        public var recordEvents = true
     }
 
     public enum PolicyType: String, Sendable, CaseIterable { case heap, fifo }

@@ -47,7 +47,7 @@ public final class TraceDaemon: @unchecked Sendable {
         writer = StoreWriter(
             store: store, runID: runID, capacity: configuration.storage.queueCapacity,
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
-        var sinks: [any EventSink] = [writer]
+        var sinks: [any EventSink] = configuration.storage.recordEvents ? [writer] : []
         if prefetch {
             let lister = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
             self.lister = lister

@@ -284,6 +284,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             groups: clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: event.monotonicNanoseconds),
             offset: 0, length: 0, confidence: 1, deadline: nil, predictor: .remainingSet, queuedAt: event.monotonicNanoseconds)
         request.purpose = .giveBack
+        scheduler.forgetResidency(event.fileID)
         executor.submit(request)
     }
 

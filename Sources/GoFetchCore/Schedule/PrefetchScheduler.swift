@@ -18,6 +18,8 @@ public final class SchedulerStatistics: Sendable {
     public let budgetWaits = Atomic<Int>(0)
     public let rateWaits = Atomic<Int>(0)
     public let pressureWaits = Atomic<Int>(0)
+    /// Offers of ranges the executor had just found resident (``PrefetchScheduler/Options/residentMemoNanoseconds``): not sent again.
+    public let recentlyResident = Atomic<Int>(0)
     /// Prefetched bytes the job never read within the expiry: released from the budget.
     public let expiredBytes = Atomic<Int>(0)
     /// Prefetched-but-unread bytes now, against the memory budget.
@@ -48,6 +50,11 @@ public final class PrefetchScheduler {
         public var pressureThreshold = 10.0
         /// Prefetched bytes not read within this long stop counting against the budget.
         public var expiryNanoseconds: UInt64 = 120_000_000_000
+        /// A range the executor found already resident is not sent to be checked again
+        /// for this long (a job looping over a cached data set would otherwise cost a
+        /// round trip to an executor thread per open). Forgotten under memory pressure,
+        /// after an eviction before use, and when a file is given back.
+        public var residentMemoNanoseconds: UInt64 = 2_000_000_000
 
         public init() {}
 
@@ -113,6 +120,9 @@ public final class PrefetchScheduler {
     /// before that is stale, the job is already reading the file.
     private var openedAt: [FileID: UInt64] = [:]
     private let maxOpened = 1_000_000
+    /// When the executor last found ranges of each file resident, by their offset
+    /// (bounded by `maxOpened` files).
+    private var residentAt: [FileID: [UInt64: UInt64]] = [:]
 
     public init(options: Options, now: UInt64, pressure: MemoryPressure = MemoryPressure()) {
         self.options = options
@@ -138,6 +148,8 @@ public final class PrefetchScheduler {
     /// once a second: one overshoot evicts many at once), useful grows it back.
     public func feedback(_ fate: PrefetchFate, evicted: Bool, now: UInt64) {
         if fate == .wasted && evicted {
+            // Pages go before their time: what was resident a moment ago may not be now.
+            residentAt.removeAll(keepingCapacity: true)
             guard now &- lastShrink >= 1_000_000_000 else { return }
             lastShrink = now
             wasteScale = max(1.0 / 64, wasteScale * 0.5)
@@ -178,6 +190,10 @@ public final class PrefetchScheduler {
             let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
             if let seen = recent[key], now &- seen < options.dedupWindowNanoseconds {
                 statistics.duplicates.add(1)
+                continue
+            }
+            if let checked = residentAt[prediction.fileID]?[prediction.offset], now &- checked < options.residentMemoNanoseconds {
+                statistics.recentlyResident.add(1)
                 continue
             }
             recent[key] = now
@@ -222,6 +238,7 @@ public final class PrefetchScheduler {
             }
             if pressure.current(now: now) > options.pressureThreshold {
                 statistics.pressureWaits.add(1)
+                residentAt.removeAll(keepingCapacity: true)
                 return
             }
             guard outstandingTotal + next.length <= budget || outstandingTotal == 0 else {
@@ -260,6 +277,10 @@ public final class PrefetchScheduler {
 
     /// The executor finished a request: its reservation becomes what it really loaded.
     public func completed(_ result: PrefetchResult) {
+        if result.outcome == .skipped {
+            if residentAt.count >= maxOpened { residentAt.removeAll(keepingCapacity: true) }
+            residentAt[result.request.fileID, default: [:]][result.request.offset] = result.completedAt
+        }
         guard var entry = outstanding[result.request.fileID] else { return }
         let unused = result.request.length - min(result.request.length, result.bytes)
         let released = min(entry.bytes, unused)
@@ -273,6 +294,11 @@ public final class PrefetchScheduler {
     public func opened(_ file: FileID, now: UInt64) {
         if openedAt.count >= maxOpened { openedAt.removeAll(keepingCapacity: true) }
         openedAt[file] = now
+    }
+
+    /// The file's pages are being given back: its ranges are no longer known resident.
+    public func forgetResidency(_ file: FileID) {
+        residentAt[file] = nil
     }
 
     /// The job read a file: what was prefetched of it no longer counts against the budget.

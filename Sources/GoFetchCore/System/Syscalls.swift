@@ -277,6 +277,14 @@ enum Syscall {
     }
 }
 
+extension Syscall {
+    /// Sleeps for `nanoseconds` (a signal may end it early). The corresponding C function is `nanosleep`.
+    static func sleep(nanoseconds: UInt64) {
+        var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        _ = nanosleep(&request, nil)
+    }
+}
+
 /// Monotonic and wall clocks, and the conversion between them.
 public enum Clock {
     /// `CLOCK_MONOTONIC` nanoseconds, the clock the trace sources stamp events with.

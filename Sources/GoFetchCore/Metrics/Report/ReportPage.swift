@@ -102,8 +102,10 @@ public struct ReportPage {
             html += figure(SVGChart.bars(categories: (1...max(epochs, 1)).map { "epoch \($0)" }, series: series,
                                          yLabel: "stall per epoch (s)", format: seconds),
                            caption: "Seconds the training loop waited for a batch, per epoch, in each mode.")
-            let baseline = modes.first { $0.name == "no-prefetch" }?.mode.stallByEpochS.map { $0.reduce(0, +) }
-            html += "<table><tr><th>mode</th><th>stall per epoch (s)</th><th>stall (s)</th><th>vs no prefetch</th><th>epoch time (s)</th><th>what it is</th></tr>"
+            // Ratios against no prefetch, else against the first mode that ran.
+            let reference = modes.first { $0.name == "no-prefetch" } ?? modes[0]
+            let baseline = reference.mode.stallByEpochS.map { $0.reduce(0, +) }
+            html += "<table><tr><th>mode</th><th>stall per epoch (s)</th><th>stall (s)</th><th>vs \(e(reference.name))</th><th>epoch time (s)</th><th>what it is</th></tr>"
             for (name, mode) in modes {
                 let stall = mode.stallByEpochS ?? [], wall = mode.epochByEpochS ?? []
                 let total = stall.reduce(0, +)
