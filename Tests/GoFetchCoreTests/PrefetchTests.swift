@@ -55,6 +55,33 @@ struct ExecutorTests {
         buffer.deallocate()
     }
 
+    @Test("a FIFO or a device node is refused without being opened; the threads never wait on one, and a give-back refuses it too")
+    func nonRegularFiles() throws {
+        let directory = TemporaryDirectory()
+        let fifo = directory.file("fifo")
+        #expect(mkfifo(fifo, 0o644) == 0)
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var outcomes: [PrefetchOutcome] = []
+        }
+        let results = Results()
+        let pool = PrefetchExecutor(threads: 1, capacity: 8, method: nil, logger: .test) { result in
+            results.lock.withLock { results.outcomes.append(result.outcome) }
+        }
+        pool.start()
+        let plain = directory.file("plain")
+        try coldFile(plain, size: 64 << 10)
+        // One thread: were the FIFO's open to wait for a writer, nothing after it would finish.
+        for (index, path) in [fifo, "/dev/zero", plain].enumerated() { pool.submit(request(path, file: FileID(index + 1))) }
+        #expect(waitUntil(seconds: 10) { results.lock.withLock { results.outcomes.count } == 3 })
+        pool.stop()
+        #expect(results.outcomes == [.failed, .failed, .completed])
+        #expect(!PageCacheWarmer.giveBack(fifo, uid: getuid(), gid: getgid(), groups: []))
+        #expect(PageCacheWarmer.giveBack(plain, uid: getuid(), gid: getgid(), groups: []))
+        #expect(throws: Errno.invalidArgument) { try Syscall.openRegularFile(fifo) }
+        buffer.deallocate()
+    }
+
     @Test("a range warms that range, not the rest of the file")
     func range() throws {
         let directory = TemporaryDirectory()
@@ -257,36 +284,46 @@ struct SchedulerTests {
         #expect(scheduler.outstandingBytes == 2 << 20)
     }
 
-    @Test("a range the executor just found resident is not sent again within the memo; an eviction or a give-back forgets it")
-    func residentMemo() {
+    @Test("while everything sent is found resident, fewer offers are checked; anything loaded, a cold read, an eviction or pressure checks every one again")
+    func residencySampling() {
         let scheduler = PrefetchScheduler(options: options(), now: 0)
-        func offerAndRelease(_ file: FileID, now: UInt64) -> [PrefetchRequest] {
-            scheduler.consumed(file)  // the job read it: not a duplicate any more
-            scheduler.offer([Prediction(fileID: file, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: now, file: files)
-            return drain(scheduler, now: now)
+        var next: FileID = 1
+        /// Offers `count` new files and reports each released one as found resident (or loaded).
+        func round(_ count: Int, outcome: PrefetchOutcome = .skipped) -> Int {
+            let offered = (0..<count).map { _ in defer { next += 1 }; return Prediction(fileID: next, confidence: 0.9, predictor: .markov) }
+            scheduler.offer(offered, uid: 0, gid: 0, now: 1) { ("/data/\($0)", 1 << 20) }
+            let released = drain(scheduler, now: 1)
+            for prediction in offered { scheduler.consumed(prediction.fileID) }  // the job reads them all
+            for request in released {
+                scheduler.completed(PrefetchResult(request: request, outcome: outcome, bytes: outcome == .completed ? request.length : 0,
+                                                   method: nil, issuedAt: 1, completedAt: 2))
+            }
+            return released.count
         }
-        let first = offerAndRelease(1, now: 1_000)
-        #expect(first.count == 1)
-        scheduler.completed(PrefetchResult(request: first[0], outcome: .skipped, bytes: 0, method: nil, issuedAt: 1_000, completedAt: 2_000))
-        // Within 2 s: known resident, counted, not released.
-        #expect(offerAndRelease(1, now: 1_000_000_000).isEmpty)
-        #expect(scheduler.statistics.recentlyResident.value == 1)
-        // After the memo: checked again.
-        #expect(offerAndRelease(1, now: 2_100_000_000).count == 1)
-        // A loaded (not skipped) range is not remembered as resident.
-        let second = offerAndRelease(2, now: 3_000_000_000)
-        scheduler.completed(PrefetchResult(request: second[0], outcome: .completed, bytes: second[0].length, method: .read, issuedAt: 0, completedAt: 3_000_000_000))
-        #expect(offerAndRelease(2, now: 3_100_000_000).count == 1)
-        // Given back: forgotten at once.
-        let third = offerAndRelease(3, now: 4_000_000_000)
-        scheduler.completed(PrefetchResult(request: third[0], outcome: .skipped, bytes: 0, method: nil, issuedAt: 0, completedAt: 4_000_000_000))
-        scheduler.forgetResidency(3)
-        #expect(offerAndRelease(3, now: 4_100_000_000).count == 1)
-        // Evicted before use anywhere: every memo goes.
-        scheduler.completed(PrefetchResult(request: third[0], outcome: .skipped, bytes: 0, method: nil, issuedAt: 0, completedAt: 4_200_000_000))
-        scheduler.feedback(.wasted, evicted: true, now: 4_300_000_000)
-        #expect(offerAndRelease(3, now: 4_400_000_000).count == 1)
-        #expect(scheduler.statistics.recentlyResident.value == 1)
+        #expect(round(16) == 16)
+        #expect(scheduler.checkEvery == 2)
+        #expect(round(32) == 16)
+        #expect(scheduler.statistics.assumedResident.value == 16)
+        #expect(scheduler.checkEvery == 4)
+        for _ in 0..<20 { _ = round(64) }
+        #expect(scheduler.checkEvery == 64)
+        // The job waited for storage: fewer offers are assumed resident, and after a few such reads none.
+        scheduler.noteColdRead()
+        #expect(scheduler.checkEvery == 16)
+        scheduler.noteColdRead()
+        scheduler.noteColdRead()
+        #expect(scheduler.checkEvery == 1)
+        #expect(round(10) == 10)
+        // Something was loaded: the cache did not hold everything.
+        for _ in 0..<4 { _ = round(16) }
+        #expect(scheduler.checkEvery > 1)
+        #expect(round(scheduler.checkEvery, outcome: .completed) == 1)
+        #expect(scheduler.checkEvery == 1)
+        // Evicted before use, likewise.
+        for _ in 0..<4 { _ = round(16) }
+        #expect(scheduler.checkEvery > 1)
+        scheduler.feedback(.wasted, evicted: true, now: 5_000_000_000)
+        #expect(scheduler.checkEvery == 1)
     }
 
     @Test("a full policy queue drops the least urgent, counted")

@@ -147,9 +147,10 @@ int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len);
 int64_t CGoFetch_fs_type(int fd);
 extern const int64_t CGoFetch_FUSE_SUPER_MAGIC;
 
-// MARK: - O_NOATIME, SOCK_* flags as constants (macros do not import as values)
+// MARK: - O_NOATIME, O_PATH, SOCK_* flags as constants (macros do not import as values)
 
 extern const int CGoFetch_O_NOATIME;
+extern const int CGoFetch_O_PATH;
 extern const int CGoFetch_SOCK_SEQPACKET;
 extern const int CGoFetch_SOCK_NONBLOCK;
 extern const int CGoFetch_SOCK_CLOEXEC;

@@ -185,7 +185,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         let fd: FileDescriptor
         do {
             fd = try Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups) { () throws(Errno) in
-                try Syscall.openReadOnly(request.path)
+                try Syscall.openRegularFile(request.path)
             }
         } catch {
             switch error {
@@ -244,7 +244,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// replies with keep_cache (FOPEN_KEEP_CACHE).
     private func warmedPagesSurviveOpen(_ request: PrefetchRequest, offset: UInt64, length: UInt64, resident: UInt64) -> Bool {
         guard resident > 0,
-              let again = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups, { () throws(Errno) in try Syscall.openReadOnly(request.path) })
+              let again = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups, { () throws(Errno) in try Syscall.openRegularFile(request.path) })
         else { return true }
         defer { try? again.close() }
         let after = (try? Syscall.residentPages(again, offset: offset, length: length)) ?? resident

@@ -87,7 +87,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
             if prefetch.volatileMounts > 0 {
                 row("cannot last", "\(prefetch.volatileMounts) FUSE mount(s) drop the page cache at every open (no keep_cache): \(prefetch.cannotLast) requests not warmed")
             }
-            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.recentlyResident) just found resident, \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
+            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
             let a = prefetch.accounting
             row("accesses", "\(a.accesses) reads/mmaps: \(a.accesses - a.coldAccesses) warm, \(a.coldAccesses) cold; \(a.coveredAccesses) warm thanks to gofetch")
@@ -116,8 +116,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var unknownFiles: Int
     public var queueDropped: Int
     public var staleDropped: Int
-    /// Offers of ranges just found resident, not sent to the executor again.
-    public var recentlyResident: Int
+    /// Offers not sent to be checked while the cache held what the job read.
+    public var assumedResident: Int
     public var droppedEvents: Int
     public var released: Int
     public var completed: Int
@@ -170,7 +170,7 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         unknownFiles = scheduler.unknownFiles.value
         queueDropped = scheduler.queueDropped.value + executor.queueFull.value
         staleDropped = scheduler.staleDropped.value
-        recentlyResident = scheduler.recentlyResident.value
+        assumedResident = scheduler.assumedResident.value
         droppedEvents = engine.droppedEvents.value
         released = scheduler.released.value
         completed = executor.completed.value

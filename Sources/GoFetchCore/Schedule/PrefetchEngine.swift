@@ -31,6 +31,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let droppedEvents = Atomic<Int>(0)
     public let predictions = Atomic<Int>(0)
     private let topK: Int
+    /// Tells the job's cold reads (``ReadTiming``), which end the scheduler's sampling of residency checks.
+    private let coldTiming: ReadTiming
     private let capacity: Int
     private let logger: Logger
 
@@ -130,6 +132,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         ledgerOptions.timing = ReadTiming(configuration)
         ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
         ledger = PrefetchLedger(options: ledgerOptions)
+        coldTiming = ledgerOptions.timing
         ledger.onFate = { fate, evicted in scheduler.feedback(fate, evicted: evicted, now: Clock.monotonicNanoseconds()) }
         cgroups = CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction)
         let results = ResultForwarder()
@@ -284,7 +287,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             groups: clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: event.monotonicNanoseconds),
             offset: 0, length: 0, confidence: 1, deadline: nil, predictor: .remainingSet, queuedAt: event.monotonicNanoseconds)
         request.purpose = .giveBack
-        scheduler.forgetResidency(event.fileID)
         executor.submit(request)
     }
 
@@ -364,6 +366,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 orderedShare = 0.9 * orderedShare + (ordered ? 0.1 : 0)
             case .read, .mmap:
                 scheduler.consumed(event.fileID)
+                if event.kind == .read && coldTiming.isCold(bytes: event.length, nanoseconds: UInt64(event.durationNanoseconds)) {
+                    scheduler.noteColdRead()
+                }
                 patterns.observe(event)
                 made = patterns.predict(after: event, limit: topK)
             case .close:

@@ -18,8 +18,9 @@ public final class SchedulerStatistics: Sendable {
     public let budgetWaits = Atomic<Int>(0)
     public let rateWaits = Atomic<Int>(0)
     public let pressureWaits = Atomic<Int>(0)
-    /// Offers of ranges the executor had just found resident (``PrefetchScheduler/Options/residentMemoNanoseconds``): not sent again.
-    public let recentlyResident = Atomic<Int>(0)
+    /// Offers not sent to be checked while the page cache holds what the job reads
+    /// (``PrefetchScheduler/noteColdRead()``): assumed resident.
+    public let assumedResident = Atomic<Int>(0)
     /// Prefetched bytes the job never read within the expiry: released from the budget.
     public let expiredBytes = Atomic<Int>(0)
     /// Prefetched-but-unread bytes now, against the memory budget.
@@ -50,11 +51,10 @@ public final class PrefetchScheduler {
         public var pressureThreshold = 10.0
         /// Prefetched bytes not read within this long stop counting against the budget.
         public var expiryNanoseconds: UInt64 = 120_000_000_000
-        /// A range the executor found already resident is not sent to be checked again
-        /// for this long (a job looping over a cached data set would otherwise cost a
-        /// round trip to an executor thread per open). Forgotten under memory pressure,
-        /// after an eviction before use, and when a file is given back.
-        public var residentMemoNanoseconds: UInt64 = 2_000_000_000
+        /// While the executor keeps finding what it is sent already resident, only one
+        /// offer in up to this many is sent to be checked (a job going over a cached
+        /// data set would otherwise cost a round trip to an executor thread per open).
+        public var maxCheckInterval = 64
 
         public init() {}
 
@@ -120,9 +120,14 @@ public final class PrefetchScheduler {
     /// before that is stale, the job is already reading the file.
     private var openedAt: [FileID: UInt64] = [:]
     private let maxOpened = 1_000_000
-    /// When the executor last found ranges of each file resident, by their offset
-    /// (bounded by `maxOpened` files).
-    private var residentAt: [FileID: [UInt64: UInt64]] = [:]
+    /// One offer in `checkEvery` is sent while the cache holds what the job reads:
+    /// doubled after each 16 ranges in a row found resident, back to 1 at anything
+    /// loaded, an eviction before use or memory pressure, a quarter at each cold read
+    /// of the job (a read can be slow for other reasons: a preempted thread; the cold
+    /// reads of a real eviction come many in a row).
+    public private(set) var checkEvery = 1
+    private var offersSinceCheck = 0
+    private var residentInRow = 0
 
     public init(options: Options, now: UInt64, pressure: MemoryPressure = MemoryPressure()) {
         self.options = options
@@ -149,7 +154,7 @@ public final class PrefetchScheduler {
     public func feedback(_ fate: PrefetchFate, evicted: Bool, now: UInt64) {
         if fate == .wasted && evicted {
             // Pages go before their time: what was resident a moment ago may not be now.
-            residentAt.removeAll(keepingCapacity: true)
+            checkEveryOffer()
             guard now &- lastShrink >= 1_000_000_000 else { return }
             lastShrink = now
             wasteScale = max(1.0 / 64, wasteScale * 0.5)
@@ -192,9 +197,16 @@ public final class PrefetchScheduler {
                 statistics.duplicates.add(1)
                 continue
             }
-            if let checked = residentAt[prediction.fileID]?[prediction.offset], now &- checked < options.residentMemoNanoseconds {
-                statistics.recentlyResident.add(1)
-                continue
+            if checkEvery > 1 {
+                offersSinceCheck += 1
+                if offersSinceCheck < checkEvery {
+                    // Remembered like a sent one: not offered again until the job reads it.
+                    statistics.assumedResident.add(1)
+                    recent[key] = now
+                    recentByFile[prediction.fileID, default: []].append(key)
+                    continue
+                }
+                offersSinceCheck = 0
             }
             recent[key] = now
             recentByFile[prediction.fileID, default: []].append(key)
@@ -238,7 +250,7 @@ public final class PrefetchScheduler {
             }
             if pressure.current(now: now) > options.pressureThreshold {
                 statistics.pressureWaits.add(1)
-                residentAt.removeAll(keepingCapacity: true)
+                checkEveryOffer()
                 return
             }
             guard outstandingTotal + next.length <= budget || outstandingTotal == 0 else {
@@ -277,9 +289,17 @@ public final class PrefetchScheduler {
 
     /// The executor finished a request: its reservation becomes what it really loaded.
     public func completed(_ result: PrefetchResult) {
-        if result.outcome == .skipped {
-            if residentAt.count >= maxOpened { residentAt.removeAll(keepingCapacity: true) }
-            residentAt[result.request.fileID, default: [:]][result.request.offset] = result.completedAt
+        switch result.outcome {
+        case .skipped:
+            residentInRow += 1
+            if residentInRow >= 16 {
+                residentInRow = 0
+                checkEvery = min(checkEvery * 2, max(options.maxCheckInterval, 1))
+            }
+        case .completed:
+            checkEveryOffer()
+        case .denied, .missing, .failed, .cannotLast:
+            break
         }
         guard var entry = outstanding[result.request.fileID] else { return }
         let unused = result.request.length - min(result.request.length, result.bytes)
@@ -296,9 +316,16 @@ public final class PrefetchScheduler {
         openedAt[file] = now
     }
 
-    /// The file's pages are being given back: its ranges are no longer known resident.
-    public func forgetResidency(_ file: FileID) {
-        residentAt[file] = nil
+    /// The job waited for storage: what it reads may not all be cached any more.
+    public func noteColdRead() {
+        checkEvery = max(1, checkEvery / 4)
+        residentInRow = 0
+    }
+
+    private func checkEveryOffer() {
+        checkEvery = 1
+        offersSinceCheck = 0
+        residentInRow = 0
     }
 
     /// The job read a file: what was prefetched of it no longer counts against the budget.
