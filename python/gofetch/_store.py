@@ -134,6 +134,18 @@ def _i64(value: int) -> int:
     return value - (1 << 64) if value >= _I64 else value
 
 
+def _make_private(path: str) -> None:
+    """The store holds every user's paths and timings: created readable by its owner
+    only (SQLite gives its -wal and -shm the database's mode); an older store and its
+    journals are made so when they are ours."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            os.chmod(name, 0o600)
+        except OSError:
+            pass
+
+
 def command_line() -> str:
     argv = getattr(sys, "orig_argv", None) or [sys.executable] + sys.argv
     try:
@@ -200,6 +212,7 @@ class StoreWriter:
         try:
             if not self._take_lock():
                 return False
+            _make_private(self.path)
             connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000.0, isolation_level=None,
                                          check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")

@@ -43,3 +43,46 @@ def test_run_keeps_its_state_in_the_state_folder(tmp_path, gofetch_bin, python_b
     run_in(work, gofetch_bin, python_bin, data, env, "--config", str(config))
     assert (tmp_path / "configured.db").is_file()
     assert os.listdir(work) == []
+
+
+def test_the_store_and_its_journals_are_the_owner_s_alone(tmp_path, gofetch_bin, python_bin):
+    """Every user's paths, uids and timings are in the store: 0600 for the database,
+    its -wal and -shm (while a writer has them), and the lock, whoever made it first
+    (the daemon, or the Python hook), and an older 0644 store is made so too."""
+    import sqlite3
+    import sys
+    from conftest import ROOT
+
+    data = tmp_path / "data"
+    paths = make_files(str(data), 3, seed=3, max_size=4_000)
+    db = tmp_path / "swift.db"
+    # A job that looks at the store's files while the daemon holds them open.
+    probe = ("import os, sys, time\n"
+             "for p in sys.argv[2:]: open(p, 'rb').read()\n"
+             "time.sleep(0.3)\n"
+             "print({s: oct(os.stat(sys.argv[1] + s).st_mode & 0o777) for s in ('', '-wal', '-shm', '.lock') if os.path.exists(sys.argv[1] + s)})")
+    result = subprocess.run([gofetch_bin, "trace", "--db", str(db), "--", python_bin, "-c", probe, str(db), *paths],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = eval(result.stdout.strip().splitlines()[-1])
+    assert seen == {"": "0o600", "-wal": "0o600", "-shm": "0o600", ".lock": "0o600"}, seen
+
+    # The Python hook's writer makes its store private too.
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    from gofetch import _store
+
+    class Counters:
+        db_lock_busy = 0
+
+    hook_db = tmp_path / "hook.db"
+    writer = _store.StoreWriter(str(hook_db), Counters())
+    assert writer.ready()
+    modes = {s: stat.S_IMODE(os.stat(str(hook_db) + s).st_mode) for s in ("", "-wal", "-shm") if os.path.exists(str(hook_db) + s)}
+    assert set(modes.values()) == {0o600} and "" in modes, modes
+
+    # An older store, world-readable, is made private when it is next written.
+    old = tmp_path / "old.db"
+    sqlite3.connect(old).execute("CREATE TABLE t (x)").connection.close()
+    os.chmod(old, 0o644)
+    subprocess.run([gofetch_bin, "trace", "--db", str(old), "--", "true"], check=True, capture_output=True, timeout=60)
+    assert stat.S_IMODE(os.stat(old).st_mode) == 0o600

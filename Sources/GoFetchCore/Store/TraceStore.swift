@@ -59,6 +59,7 @@ public final class TraceStore: Sendable {
                     throw TraceStoreError(path: path, problem: "another gofetch process is writing to this store; use another --db")
                 }
                 lock = lockFile
+                try Self.makePrivate(path)
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 try StoreSchema.migrator().migrate(pool)
                 database = pool
@@ -72,6 +73,17 @@ public final class TraceStore: Sendable {
 
     deinit {
         if let lock { try? lock.close() }
+    }
+
+    /// The store holds every user's paths, uids and timings: the database is created
+    /// readable by its owner only (SQLite gives its `-wal` and `-shm` the database's
+    /// mode), and an older store, and its journals, made so when they are ours.
+    static func makePrivate(_ path: String) throws {
+        let file = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+        try file.close()
+        for name in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: name) {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: name)
+        }
     }
 
     /// Starts a run (one `trace`, `run` or daemon session) and returns its id.
