@@ -79,6 +79,7 @@ struct ExecutorTests {
         #expect(!PageCacheWarmer.giveBack(fifo, uid: getuid(), gid: getgid(), groups: []))
         #expect(PageCacheWarmer.giveBack(plain, uid: getuid(), gid: getgid(), groups: []))
         #expect(throws: Errno.invalidArgument) { try Syscall.openRegularFile(fifo) }
+        #expect(throws: Errno.invalidArgument) { try Syscall.openRegularFile("/dev/zero") }  // refused before any open
         buffer.deallocate()
     }
 
@@ -284,7 +285,7 @@ struct SchedulerTests {
         #expect(scheduler.outstandingBytes == 2 << 20)
     }
 
-    @Test("while everything sent is found resident, fewer offers are checked; anything loaded, a cold read, an eviction or pressure checks every one again")
+    @Test("while everything sent is found resident, fewer offers are checked; anything loaded or an eviction checks every one again, cold reads quarter the interval")
     func residencySampling() {
         let scheduler = PrefetchScheduler(options: options(), now: 0)
         var next: FileID = 1

@@ -16,9 +16,6 @@ from test_run import evict
 
 sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
 
-if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-    pytest.skip("the report's run needs slow storage: /dev/fuse and root (mounting a FUSE file system)", allow_module_level=True)
-
 from mount import SlowMount  # noqa: E402
 
 # Reads every file of the folder once per epoch, shuffled, with a little work per file.
@@ -71,6 +68,8 @@ def painted(shot, color):
     return sum(count for count, pixel in image.getcolors(image.width * image.height) if pixel == rgb)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+                    reason="the report's run needs slow storage: /dev/fuse and root (mounting a FUSE file system)")
 def test_report_of_a_run_beside_the_same_job_without_prefetch(tmp_path, gofetch_bin, python_bin):
     source = tmp_path / "source"
     make_files(str(source), 80, seed=5, min_size=100_000, max_size=200_000)

@@ -71,14 +71,16 @@ def test_the_store_and_its_journals_are_the_owner_s_alone(tmp_path, gofetch_bin,
     sys.path.insert(0, os.path.join(ROOT, "python"))
     from gofetch import _store
 
-    class Counters:
-        db_lock_busy = 0
+    from gofetch._runtime import Counters
 
     hook_db = tmp_path / "hook.db"
     writer = _store.StoreWriter(str(hook_db), Counters())
-    assert writer.ready()
-    modes = {s: stat.S_IMODE(os.stat(str(hook_db) + s).st_mode) for s in ("", "-wal", "-shm") if os.path.exists(str(hook_db) + s)}
-    assert set(modes.values()) == {0o600} and "" in modes, modes
+    try:
+        assert writer.ready()
+        modes = {s: stat.S_IMODE(os.stat(str(hook_db) + s).st_mode) for s in ("", "-wal", "-shm") if os.path.exists(str(hook_db) + s)}
+        assert set(modes.values()) == {0o600} and "" in modes, modes
+    finally:
+        writer.close()
 
     # An older store, world-readable, is made private when it is next written.
     old = tmp_path / "old.db"

@@ -63,7 +63,9 @@ public final class MetricsReporter: @unchecked Sendable {
     private let store: TraceStore?
     private var lastStored: StoredSample?
     private var storing = true
-    private var lastRow: UInt64 = 0
+    /// When the next CSV row and the next sample are due (wall-clock nanoseconds).
+    private var rowDue: UInt64 = 0
+    private var sampleDue: UInt64 = 0
     private let sample: @Sendable () -> MetricsSample
     private let logger: Logger
     private var handle: FileHandle?
@@ -103,13 +105,16 @@ public final class MetricsReporter: @unchecked Sendable {
 
     public func start() {
         if let csvPath { openCSV(csvPath) }
-        lastRow = Clock.wallNanoseconds()
+        rowDue = Clock.wallNanoseconds() + UInt64(interval * 1e9)
         running = true
         thread = JoinableThread(name: "gofetch-metrics-csv") { [self] in
             // The store's series starts with the run.
             if store != nil { report(final: false) }
             while true {
-                _ = wakeUp.wait(timeout: .now() + (store == nil ? interval : min(interval, Self.sampleSeconds)))
+                // Until the next row or sample is due, whichever comes first.
+                let now = Clock.wallNanoseconds()
+                let due = store != nil && storing ? min(rowDue, sampleDue) : rowDue
+                _ = wakeUp.wait(timeout: .now() + .nanoseconds(Int(clamping: due > now ? due - now : 0)))
                 // Read before reporting: once stopping is set, the engine's last figures are in.
                 let stop = lock.withLock { stopping }
                 report(final: stop)
@@ -162,7 +167,9 @@ public final class MetricsReporter: @unchecked Sendable {
 
     private func report(final: Bool) {
         let now = sample()
-        if let store, storing {
+        let clock = Clock.wallNanoseconds()
+        if let store, storing, final || clock >= sampleDue {
+            sampleDue = clock + UInt64(Self.sampleSeconds * 1e9)
             let row = now.stored
             if final || lastStored.map({ !row.sameFigures(as: $0) }) ?? true {
                 do {
@@ -175,8 +182,9 @@ public final class MetricsReporter: @unchecked Sendable {
             }
         }
         // A CSV row each interval (and the last one at the end).
-        guard final || Double(now.wallNanoseconds &- lastRow) >= interval * 1e9 * 0.95 else { return }
-        lastRow = now.wallNanoseconds
+        guard final || clock >= rowDue else { return }
+        rowDue += UInt64(interval * 1e9)
+        if rowDue <= clock { rowDue = clock + UInt64(interval * 1e9) }  // behind: no burst of rows
         lock.withLock {
             update(now)
             if handle != nil { write(Self.row(now, previous: previous, runID: runID)) }

@@ -315,6 +315,9 @@ public enum Format {
 
     /// `value` with exactly `digits` decimals, without Foundation's locale.
     public static func fixed(_ value: Double, _ digits: Int) -> String {
+        // Beyond what an Int holds (a figure from a file, a ratio over almost nothing).
+        guard value.isFinite else { return "–" }
+        guard abs(value) < 1e15 else { return "\(value)" }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         let rounded = (abs(value) * scale).rounded()

@@ -127,9 +127,9 @@ extension TraceStore {
         }
     }
 
-    /// Deletes samples older than the oldest event kept (after retention deleted events).
-    func deleteSamplesBeforeOldestEvent(_ db: Database) throws -> Int {
-        try db.execute(sql: "DELETE FROM samples WHERE time_ns < COALESCE((SELECT time_ns FROM events ORDER BY id LIMIT 1), 9223372036854775807)")
-        return db.changesCount
+    /// Deletes samples older than the oldest event kept (after retention deleted
+    /// events); with no event left, samples stay (a run may record none).
+    func deleteSamplesBeforeOldestEvent(_ db: Database) throws {
+        try db.execute(sql: "DELETE FROM samples WHERE time_ns < (SELECT time_ns FROM events ORDER BY id LIMIT 1)")
     }
 }

@@ -183,8 +183,12 @@ public final class TraceStore: Sendable {
                     sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [maxEvents])
                 deleted += db.changesCount
             }
-            // Samples go with the events they describe (not counted: they are not events).
-            if deleted > 0 { _ = try deleteSamplesBeforeOldestEvent(db) }
+            // Samples go with the events of their time (not counted: they are not events).
+            if maxAgeDays > 0 {
+                let cutoff = Int64(bitPattern: Clock.wallNanoseconds()) - Int64(maxAgeDays * 86_400 * 1e9)
+                try db.execute(sql: "DELETE FROM samples WHERE time_ns < ?", arguments: [cutoff])
+            }
+            if deleted > 0 { try deleteSamplesBeforeOldestEvent(db) }
             return deleted
         }
     }

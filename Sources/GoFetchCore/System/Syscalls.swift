@@ -382,8 +382,20 @@ extension Syscall {
     static func openRegularFile(_ path: String) throws(Errno) -> FileDescriptor {
         let handle = FileDescriptor(rawValue: try valueOrErrno { Glibc.open(path, CGoFetch_O_PATH | O_CLOEXEC) }.get())
         defer { try? handle.close() }
-        guard try fileStatus(handle).isRegular else { throw .invalidArgument }
-        return try openReadOnly("/proc/self/fd/\(handle.rawValue)")
+        let status = try fileStatus(handle)
+        guard status.isRegular else { throw .invalidArgument }
+        do {
+            return try openReadOnly("/proc/self/fd/\(handle.rawValue)")
+        } catch .noSuchFileOrDirectory {
+            // No /proc (a minimal chroot): open the path (O_NONBLOCK: never waits) and
+            // check it is still the same regular file.
+            let fd = try openReadOnly(path)
+            guard let again = try? fileStatus(fd), again.isRegular, again.device == status.device, again.inode == status.inode else {
+                try? fd.close()
+                throw .invalidArgument
+            }
+            return fd
+        }
     }
 
     /// Opens read-only, without updating the access time where the kernel lets us

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 
 /// One self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
 public struct ReportPage {
@@ -57,7 +58,11 @@ public struct ReportPage {
         let directory = (path as NSString).deletingLastPathComponent
         do {
             if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            try Data(render().utf8).write(to: URL(fileURLWithPath: path))
+            // The page names every file and command of the run, as the store does: the owner's alone.
+            let file = try FileDescriptor.open(path, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite])
+            defer { try? file.close() }
+            try file.writeAll(Array(render().utf8))
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
         } catch {
             throw ReportError(problem: "cannot write \(path): \(error.localizedDescription)")
         }
@@ -126,6 +131,7 @@ public struct ReportPage {
         var html = "<section><h2>\(e(section.heading))</h2>"
         let ended = run.endedNanoseconds.map { Format.duration(nanoseconds: max($0 - run.startedNanoseconds, 0)) } ?? "did not end cleanly"
         html += "<p class=\"note\">Run \(run.id) (<code>gofetch \(e(run.source))</code>) of <code>\(e(run.command))</code>; \(e(ended)); store \(e(section.database)).</p>"
+        if let problem = report.summaryProblem { html += "<p class=\"note\">\(e(problem))</p>" }
         html += cards(section)
         html += stallSection(section)
         html += timelineSection(report)

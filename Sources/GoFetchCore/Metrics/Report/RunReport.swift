@@ -39,6 +39,8 @@ public struct RunReport: Sendable {
     public var samples: [StoredSample]
     /// The summary kept when the run ended (`nil` when it did not end cleanly, or only traced).
     public var summary: RunSummary?
+    /// Why a stored summary could not be read, when it could not.
+    public var summaryProblem: String?
 
     public var reads: Int { epochs.reduce(0) { $0 + $1.reads } }
     public var coldReads: Int { epochs.reduce(0) { $0 + $1.coldReads } }
@@ -125,13 +127,19 @@ public struct RunReport: Sendable {
             }
             for other in held { count(other) }
             var summary: RunSummary?
+            var summaryProblem: String?
             if let json = try store.result(runID: run.id) {
-                summary = try? JSONDecoder().decode(RunSummary.self, from: Data(json.utf8))
+                do {
+                    summary = try JSONDecoder().decode(RunSummary.self, from: Data(json.utf8))
+                } catch {
+                    summaryProblem = "the run's stored summary could not be read (written by another version of gofetch?): \(error)"
+                }
             }
             let topFiles = try store.summary(top: top, runID: run.id, timing: timing, order: .stall).topFiles.filter { $0.stallNanoseconds > 0 }
             return RunReport(
                 run: run, epochs: epochs, timeline: timeline, sliceSeconds: sliceSeconds, firstNanoseconds: first,
-                coldReadLatency: coldLatency.buckets(), topFiles: topFiles, samples: try store.samples(runID: run.id), summary: summary)
+                coldReadLatency: coldLatency.buckets(), topFiles: topFiles, samples: try store.samples(runID: run.id), summary: summary,
+                summaryProblem: summaryProblem)
         } catch let error as ReportError {
             throw error
         } catch {
@@ -140,8 +148,9 @@ public struct RunReport: Sendable {
     }
 
     /// The newest run before `run` that only traced the same command: the same job
-    /// without prefetching, to compare with.
+    /// without prefetching, to compare with (none for a run that did not prefetch).
     public static func baselineRun(in store: TraceStore, for run: StoredRun) throws(ReportError) -> StoredRun? {
+        guard run.source != "trace" else { return nil }
         do {
             return try store.runs().last { $0.id < run.id && $0.source == "trace" && $0.command == run.command }
         } catch {
