@@ -949,3 +949,27 @@ def test_socket_fd_taken_behind_our_back_is_never_written(shim, listener, tmp_pa
     assert [r.path for r in lst.opens()] == [a, a]
     assert lst.connections == 2
     assert lst.messages[-1].header.dropped == 4
+
+
+def test_the_shim_decides_every_case_of_the_shared_path_filter_table(shim, listener, tmp_path):
+    """tests/contracts/path-filter.json, as the Swift kernel sources' filter and the
+    Python client also run it: each case's file is opened under the shim with the
+    case's GOFETCH_INCLUDE and GOFETCH_EXCLUDE, and recorded exactly when wanted."""
+    table = pathlib.Path(__file__).resolve().parents[1] / "contracts" / "path-filter.json"
+    cases = json.loads(table.read_text())["cases"]
+    assert len(cases) >= 15
+
+    def fill(text):
+        return text.replace("{root}", str(tmp_path))
+
+    lst = listener()
+    for case in cases:
+        path = pathlib.Path(fill(case["path"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("data")
+        before = [r.path for r in lst.opens()].count(str(path))
+        run([PYTHON, "-c", READ_ALL, str(path)], shim=shim, socket_path=lst.path,
+            env={"GOFETCH_INCLUDE": ":".join(map(fill, case["include"])), "GOFETCH_EXCLUDE": ":".join(map(fill, case["exclude"]))})
+        lst.wait_quiet()
+        recorded = [r.path for r in lst.opens()].count(str(path)) > before
+        assert recorded == case["wanted"], case

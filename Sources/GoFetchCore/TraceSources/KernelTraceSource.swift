@@ -21,18 +21,37 @@ public struct TracePathFilter: Sendable {
     public var exclude: [String]
 
     public init(include: [String], exclude: [String]) {
-        self.include = include
-        self.exclude = exclude
+        self.include = include.compactMap(Self.normalized)
+        self.exclude = exclude.compactMap(Self.normalized)
     }
 
     public init(_ configuration: Configuration) {
         self.init(include: configuration.trace.includePrefixes, exclude: configuration.trace.excludePrefixes)
     }
 
+    /// The shim's and the Python client's rule (`tests/contracts/path-filter.json`):
+    /// the longest prefix covering the path decides, an include beating a shorter
+    /// exclude (`include: [/usr/share/data]` under the default exclude `/usr`).
     public func admits(_ path: String) -> Bool {
-        func under(_ prefix: String) -> Bool { path == prefix || path.hasPrefix(prefix.hasSuffix("/") ? prefix : prefix + "/") }
-        if exclude.contains(where: under) { return false }
         if path.contains("/site-packages/") || path.contains("/dist-packages/") || path.contains("/__pycache__/") { return false }
-        return include.isEmpty || include.contains(where: under)
+        let excluded = Self.longestPrefix(of: path, in: exclude)
+        if !include.isEmpty { return Self.longestPrefix(of: path, in: include) > excluded }
+        return excluded == 0
+    }
+
+    /// Length of the longest of `prefixes` that `path` lies under, component-wise; 0 for none.
+    static func longestPrefix(of path: String, in prefixes: [String]) -> Int {
+        var best = 0
+        for prefix in prefixes where prefix.utf8.count > best {
+            if prefix == "/" || path == prefix || path.hasPrefix(prefix + "/") { best = prefix.utf8.count }
+        }
+        return best
+    }
+
+    /// Without trailing slashes ("/" stays); `nil` for an empty prefix.
+    static func normalized(_ prefix: String) -> String? {
+        var text = Substring(prefix)
+        while text.count > 1 && text.hasSuffix("/") { text = text.dropLast() }
+        return text.isEmpty ? nil : String(text)
     }
 }
