@@ -473,7 +473,7 @@ class Announcement:
             if len(raw) > wire.MAX_PATH:
                 continue
             length = known or sizes.get(path, 0)
-            record = wire.pack_record(6, 0, -1, wire.Flag.ANNOUNCEMENT_START if position == 0 else 0, worker, 0,
+            record = wire.pack_record(wire.Kind.LOOKAHEAD, 0, -1, wire.Flag.ANNOUNCEMENT_START if position == 0 else 0, worker, 0,
                                       0, 0, position, length, 0, self.epoch, raw)
             position += 1
             if size + len(record) > wire.MAX_MESSAGE or len(body) == 0xFFFF:

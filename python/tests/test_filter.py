@@ -3,6 +3,7 @@ Python (this client): all three run tests/contracts/path-filter.json."""
 import json
 import os
 
+import gofetch_testlib  # noqa: F401  (puts the client on sys.path)
 from gofetch._filter import PathFilter
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "contracts", "path-filter.json")
