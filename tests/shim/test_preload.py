@@ -963,13 +963,20 @@ def test_the_shim_decides_every_case_of_the_shared_path_filter_table(shim, liste
         return text.replace("{root}", str(tmp_path))
 
     lst = listener()
-    for case in cases:
+    sentinels = tmp_path / "sentinel"
+    sentinels.mkdir()
+    for number, case in enumerate(cases):
         path = pathlib.Path(fill(case["path"]))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("data")
+        # Opened after the case's file and always wanted: once its record is in, the
+        # case's record (on the same connection, before it) is in too, if there is one.
+        sentinel = sentinels / str(number)
+        sentinel.write_text("data")
+        include = [fill(p) for p in case["include"]] + ([str(sentinels)] if case["include"] else [])
         before = [r.path for r in lst.opens()].count(str(path))
-        run([PYTHON, "-c", READ_ALL, str(path)], shim=shim, socket_path=lst.path,
-            env={"GOFETCH_INCLUDE": ":".join(map(fill, case["include"])), "GOFETCH_EXCLUDE": ":".join(map(fill, case["exclude"]))})
-        lst.wait_quiet()
+        run([PYTHON, "-c", READ_ALL, str(path), str(sentinel)], shim=shim, socket_path=lst.path,
+            env={"GOFETCH_INCLUDE": ":".join(include), "GOFETCH_EXCLUDE": ":".join(map(fill, case["exclude"]))})
+        assert lst.wait_for(lambda seen: str(sentinel) in [r.path for r in seen.opens()], timeout=10), case
         recorded = [r.path for r in lst.opens()].count(str(path)) > before
         assert recorded == case["wanted"], case
