@@ -70,9 +70,7 @@ struct DaemonCommand: AsyncParsableCommand {
             logger: logger)
         try await group.run()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            FileHandle.standardError.write(try encoder.encode(daemon.summary()) + Data("\n".utf8))
+            try printJSON(daemon.summary())
             return
         }
         var text = daemon.summary().render(title: "daemon")

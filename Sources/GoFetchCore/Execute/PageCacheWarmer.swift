@@ -110,7 +110,7 @@ final class PageCacheWarmer: Sendable {
     /// Drops the cached pages of `path`, opened read-only as `uid`/`gid`/`groups`
     /// (clean pages: no I/O). `false` when it cannot be opened as them.
     static func giveBack(_ path: String, uid: UInt32, gid: UInt32, groups: [UInt32]) -> Bool {
-        guard let fd = try? Syscall.asFileSystemUser(uid: uid, gid: gid, groups: groups, { () throws(Errno) in try Syscall.openRegularFile(path) }) else { return false }
+        guard let fd = try? Syscall.asFileSystemUser(uid: uid, gid: gid, groups: groups, { () throws(Errno) in try Syscall.openRegularFile(path).fd }) else { return false }
         defer { try? fd.close() }
         return (try? Syscall.adviseDontNeed(fd, offset: 0, length: 0)) != nil
     }

@@ -182,9 +182,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
         func result(_ outcome: PrefetchOutcome, bytes: UInt64 = 0, method: PrefetchMethod? = nil) -> PrefetchResult {
             PrefetchResult(request: request, outcome: outcome, bytes: bytes, method: method, issuedAt: issuedAt, completedAt: Clock.monotonicNanoseconds())
         }
-        let fd: FileDescriptor
+        let fd: FileDescriptor, status: FileStatus
         do {
-            fd = try Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups) { () throws(Errno) in
+            (fd, status) = try Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups) { () throws(Errno) in
                 try Syscall.openRegularFile(request.path)
             }
         } catch {
@@ -196,8 +196,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         }
         defer { try? fd.close() }
         do {
-            let status = try Syscall.fileStatus(fd)
-            guard status.isRegular else { return result(.failed) }
+            // A regular file (openRegularFile refuses anything else), as it was opened.
             if volatileDevices.withLock({ $0[status.device] }) == true { return result(.cannotLast) }
             guard request.offset < status.size else { return result(.skipped) }
             let end = request.length == 0 ? status.size : min(status.size, request.offset + request.length)
@@ -244,7 +243,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// replies with keep_cache (FOPEN_KEEP_CACHE).
     private func warmedPagesSurviveOpen(_ request: PrefetchRequest, offset: UInt64, length: UInt64, resident: UInt64) -> Bool {
         guard resident > 0,
-              let again = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups, { () throws(Errno) in try Syscall.openRegularFile(request.path) })
+              let again = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: request.groups, { () throws(Errno) in try Syscall.openRegularFile(request.path).fd })
         else { return true }
         defer { try? again.close() }
         let after = (try? Syscall.residentPages(again, offset: offset, length: length)) ?? resident

@@ -140,18 +140,21 @@ public final class PrefetchLedger {
     }
 
     /// One event of the job. Reads and mmaps are accesses; a close ends coverage of the file.
-    public func observe(_ event: TraceEvent) {
+    /// Accounts for one of the job's events; returns whether it was a cold access.
+    @discardableResult
+    public func observe(_ event: TraceEvent) -> Bool {
         switch event.kind {
         case .read, .mmap:
-            access(event)
+            return access(event)
         case .close:
             covered[event.fileID] = nil
         case .open, .epoch, .lookahead:
             break
         }
+        return false
     }
 
-    private func access(_ event: TraceEvent) {
+    private func access(_ event: TraceEvent) -> Bool {
         let bytes = event.length
         let cold = event.kind == .read && options.timing.isCold(bytes: bytes, nanoseconds: UInt64(event.durationNanoseconds))
         counters.accesses += 1
@@ -202,6 +205,7 @@ public final class PrefetchLedger {
         }
         if warmedByUs && !cold { counters.coveredAccesses += 1 }
         if covered.count > options.capacity { covered.removeAll(keepingCapacity: true) }
+        return cold
     }
 
     @discardableResult

@@ -31,8 +31,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let droppedEvents = Atomic<Int>(0)
     public let predictions = Atomic<Int>(0)
     private let topK: Int
-    /// Tells the job's cold reads (``ReadTiming``), which end the scheduler's sampling of residency checks.
-    private let coldTiming: ReadTiming
     private let capacity: Int
     private let logger: Logger
 
@@ -132,7 +130,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         ledgerOptions.timing = ReadTiming(configuration)
         ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
         ledger = PrefetchLedger(options: ledgerOptions)
-        coldTiming = ledgerOptions.timing
         ledger.onFate = { fate, evicted in scheduler.feedback(fate, evicted: evicted, now: Clock.monotonicNanoseconds()) }
         cgroups = CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction)
         let results = ResultForwarder()
@@ -332,7 +329,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 lastPID = event.pid
                 cgroups.saw(pid: event.pid, now: now)
             }
-            ledger.observe(event)
+            let cold = ledger.observe(event)
             let started = Clock.monotonicNanoseconds()
             var made: [Prediction] = []
             switch event.kind {
@@ -366,9 +363,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 orderedShare = 0.9 * orderedShare + (ordered ? 0.1 : 0)
             case .read, .mmap:
                 scheduler.consumed(event.fileID)
-                if event.kind == .read && coldTiming.isCold(bytes: event.length, nanoseconds: UInt64(event.durationNanoseconds)) {
-                    scheduler.noteColdRead()
-                }
+                // The job waited for storage: the scheduler's sampling of residency checks ends.
+                if cold { scheduler.noteColdRead() }
                 patterns.observe(event)
                 made = patterns.predict(after: event, limit: topK)
             case .close:

@@ -197,19 +197,17 @@ public final class PrefetchScheduler {
                 statistics.duplicates.add(1)
                 continue
             }
+            // Sent or assumed resident, not offered again until the job reads it.
+            recent[key] = now
+            recentByFile[prediction.fileID, default: []].append(key)
             if checkEvery > 1 {
                 offersSinceCheck += 1
                 if offersSinceCheck < checkEvery {
-                    // Remembered like a sent one: not offered again until the job reads it.
                     statistics.assumedResident.add(1)
-                    recent[key] = now
-                    recentByFile[prediction.fileID, default: []].append(key)
                     continue
                 }
                 offersSinceCheck = 0
             }
-            recent[key] = now
-            recentByFile[prediction.fileID, default: []].append(key)
             enqueue(PrefetchRequest(
                 fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: prediction.offset, length: length,
                 confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))

@@ -60,8 +60,7 @@ extension TraceStore {
     ///   - timing: tells cold reads from warm ones by their measured time.
     ///   - order: rank the top files by bytes read or by stall.
     public func summary(top: Int, runID: Int64? = nil, timing: ReadTiming = ReadTiming(), order: StoreSummary.FileOrder = .bytes) throws(TraceStoreError) -> StoreSummary {
-        // A read is cold when duration_ns > base + length × ns per byte (ReadTiming.isCold).
-        let cold = "(kind = 2 AND duration_ns > \(timing.baseNanoseconds) + length * \(1e9 / timing.warmBytesPerSecond))"
+        let cold = Self.coldRead(timing)
         return try read { db in
             let filter = runID == nil ? "" : "WHERE run_id = \(runID!)"
             let and = runID == nil ? "WHERE" : "\(filter) AND"
@@ -92,26 +91,42 @@ extension TraceStore {
                 StoreSummary.Epoch(epoch: $0[0], events: $0[1], files: $0[2], bytesRead: $0[3], reads: $0[4],
                                    readWaitNanoseconds: $0[5], coldReads: $0[6], stallNanoseconds: $0[7])
             }
-            let topFiles = try Row.fetchAll(db, sql: """
-                SELECT f.path, f.size, t.opens, t.reads, t.bytes, t.wait, t.cold, t.stall FROM (
-                    SELECT file_id,
-                           SUM(kind = 1) AS opens, SUM(kind = 2) AS reads,
-                           SUM(CASE kind WHEN 2 THEN length ELSE 0 END) AS bytes,
-                           SUM(CASE kind WHEN 2 THEN duration_ns ELSE 0 END) AS wait,
-                           SUM(\(cold)) AS cold,
-                           SUM(CASE WHEN \(cold) THEN duration_ns ELSE 0 END) AS stall
-                    FROM events \(filter) GROUP BY file_id ORDER BY \(order.rawValue) DESC LIMIT ?
-                ) t JOIN files f ON f.id = t.file_id ORDER BY t.\(order.rawValue) DESC
-                """, arguments: [top]).map {
-                StoreSummary.TopFile(path: $0[0], size: $0[1], opens: $0[2], reads: $0[3], bytesRead: $0[4], readWaitNanoseconds: $0[5],
-                                     coldReads: $0[6], stallNanoseconds: $0[7])
-            }
+            let topFiles = try Self.topFiles(db, top: top, filter: filter, cold: cold, order: order)
             return StoreSummary(
                 files: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM files") ?? 0,
                 filesRead: totals[4],
                 events: totals[0], eventsByKind: byKind, bytesRead: reads[0], readWaitNanoseconds: reads[1],
                 firstNanoseconds: totals[1], lastNanoseconds: totals[2], processes: totals[3],
                 runs: runs, epochs: epochs, topFiles: topFiles)
+        }
+    }
+
+    /// The `top` files most read (or with the most stall), of `runID` when given: one scan.
+    public func topFiles(_ top: Int, runID: Int64? = nil, timing: ReadTiming = ReadTiming(), order: StoreSummary.FileOrder) throws(TraceStoreError) -> [StoreSummary.TopFile] {
+        try read { db in
+            try Self.topFiles(db, top: top, filter: runID == nil ? "" : "WHERE run_id = \(runID!)", cold: Self.coldRead(timing), order: order)
+        }
+    }
+
+    /// A read is cold when duration_ns > base + length × ns per byte (ReadTiming.isCold), in SQL.
+    private static func coldRead(_ timing: ReadTiming) -> String {
+        "(kind = 2 AND duration_ns > \(timing.baseNanoseconds) + length * \(1e9 / timing.warmBytesPerSecond))"
+    }
+
+    private static func topFiles(_ db: Database, top: Int, filter: String, cold: String, order: StoreSummary.FileOrder) throws -> [StoreSummary.TopFile] {
+        try Row.fetchAll(db, sql: """
+            SELECT f.path, f.size, t.opens, t.reads, t.bytes, t.wait, t.cold, t.stall FROM (
+                SELECT file_id,
+                       SUM(kind = 1) AS opens, SUM(kind = 2) AS reads,
+                       SUM(CASE kind WHEN 2 THEN length ELSE 0 END) AS bytes,
+                       SUM(CASE kind WHEN 2 THEN duration_ns ELSE 0 END) AS wait,
+                       SUM(\(cold)) AS cold,
+                       SUM(CASE WHEN \(cold) THEN duration_ns ELSE 0 END) AS stall
+                FROM events \(filter) GROUP BY file_id ORDER BY \(order.rawValue) DESC LIMIT ?
+            ) t JOIN files f ON f.id = t.file_id ORDER BY t.\(order.rawValue) DESC
+            """, arguments: [top]).map {
+            StoreSummary.TopFile(path: $0[0], size: $0[1], opens: $0[2], reads: $0[3], bytesRead: $0[4], readWaitNanoseconds: $0[5],
+                                 coldReads: $0[6], stallNanoseconds: $0[7])
         }
     }
 }

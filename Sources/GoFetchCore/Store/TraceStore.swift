@@ -177,16 +177,13 @@ public final class TraceStore: Sendable {
                     sql: "DELETE FROM events WHERE id < COALESCE((SELECT MIN(id) FROM events WHERE time_ns >= ?), (SELECT MAX(id) + 1 FROM events))",
                     arguments: [cutoff])
                 deleted += db.changesCount
+                // Samples go with the events of their time (not counted: they are not events).
+                try db.execute(sql: "DELETE FROM samples WHERE time_ns < ?", arguments: [cutoff])
             }
             if maxEvents > 0 {
                 try db.execute(
                     sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [maxEvents])
                 deleted += db.changesCount
-            }
-            // Samples go with the events of their time (not counted: they are not events).
-            if maxAgeDays > 0 {
-                let cutoff = Int64(bitPattern: Clock.wallNanoseconds()) - Int64(maxAgeDays * 86_400 * 1e9)
-                try db.execute(sql: "DELETE FROM samples WHERE time_ns < ?", arguments: [cutoff])
             }
             if deleted > 0 { try deleteSamplesBeforeOldestEvent(db) }
             return deleted

@@ -378,14 +378,14 @@ extension Syscall {
     /// (read permission is checked then, as the caller's file-system identity) with
     /// ``openReadOnly(_:in:followSymlinks:)``. A FIFO, a device node or a socket is
     /// refused with `EINVAL` before any open of it: a device's open can have effects,
-    /// and a FIFO's can wait forever.
-    static func openRegularFile(_ path: String) throws(Errno) -> FileDescriptor {
+    /// and a FIFO's can wait forever. Returns the descriptor and the file's status.
+    static func openRegularFile(_ path: String) throws(Errno) -> (fd: FileDescriptor, status: FileStatus) {
         let handle = FileDescriptor(rawValue: try valueOrErrno { Glibc.open(path, CGoFetch_O_PATH | O_CLOEXEC) }.get())
         defer { try? handle.close() }
         let status = try fileStatus(handle)
         guard status.isRegular else { throw .invalidArgument }
         do {
-            return try openReadOnly("/proc/self/fd/\(handle.rawValue)")
+            return (try openReadOnly("/proc/self/fd/\(handle.rawValue)"), status)
         } catch .noSuchFileOrDirectory {
             // No /proc (a minimal chroot): open the path (O_NONBLOCK: never waits) and
             // check it is still the same regular file.
@@ -394,7 +394,7 @@ extension Syscall {
                 try? fd.close()
                 throw .invalidArgument
             }
-            return fd
+            return (fd, again)
         }
     }
 

@@ -135,7 +135,7 @@ public struct RunReport: Sendable {
                     summaryProblem = "the run's stored summary could not be read (written by another version of gofetch?): \(error)"
                 }
             }
-            let topFiles = try store.summary(top: top, runID: run.id, timing: timing, order: .stall).topFiles.filter { $0.stallNanoseconds > 0 }
+            let topFiles = try store.topFiles(top, runID: run.id, timing: timing, order: .stall).filter { $0.stallNanoseconds > 0 }
             return RunReport(
                 run: run, epochs: epochs, timeline: timeline, sliceSeconds: sliceSeconds, firstNanoseconds: first,
                 coldReadLatency: coldLatency.buckets(), topFiles: topFiles, samples: try store.samples(runID: run.id), summary: summary,
