@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
 
 #ifndef __NR_cachestat
 #define __NR_cachestat 451
@@ -131,6 +133,11 @@ int CGoFetch_open_mount_reference(const char *path) {
     return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 }
 
+int CGoFetch_open_no_magic_links(int dirfd, const char *path, int flags) {
+    struct open_how how = {.flags = (uint64_t)(unsigned)flags, .resolve = RESOLVE_NO_MAGICLINKS};
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
 int CGoFetch_fsid(int fd, uint64_t *fsid) {
     struct statfs s;
     if (fstatfs(fd, &s) != 0)
@@ -228,6 +235,17 @@ int64_t CGoFetch_fs_type(int fd) {
 }
 
 const int64_t CGoFetch_FUSE_SUPER_MAGIC = 0x65735546;
+
+int CGoFetch_is_pseudo_file_system(int64_t type) {
+    switch (type) {
+    case PROC_SUPER_MAGIC: case SYSFS_MAGIC: case DEBUGFS_MAGIC: case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC: case 0x62656570 /* configfs */: case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC: case BPF_FS_MAGIC: case DEVPTS_SUPER_MAGIC:
+        return 1;
+    default:
+        return 0;
+    }
+}
 
 #include <cblas.h>
 

@@ -144,6 +144,45 @@ struct ExecutorTests {
         buffer.deallocate()
     }
 
+    @Test("a client's path through /proc's magic links, or into a pseudo file system, is refused: nothing is opened or listed past folders the client cannot enter",
+          .enabled(if: geteuid() == 0, "acting as another user needs root"))
+    func magicLinks() throws {
+        // A process of root's works in a folder `nobody` cannot reach (the scratch
+        // folder is 0700); the folder and its file themselves are open to all.
+        let directory = TemporaryDirectory()
+        let inner = directory.file("inner")
+        #expect(mkdir(inner, 0o755) == 0)
+        let path = inner + "/data.bin"
+        try coldFile(path, size: 64 << 10)
+        chmod(path, 0o644)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        holder.arguments = ["30"]
+        holder.currentDirectoryURL = URL(fileURLWithPath: inner)
+        try holder.run()
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        let nobody: UInt32 = 65_534
+        // Directly, `nobody` is refused at the 0700 folder.
+        #expect(executor().perform(request(path, uid: nobody, gid: nobody), buffer: buffer).outcome == .denied)
+        // Through the holder's working directory, which /proc resolves without that folder.
+        let magic = "/proc/\(holder.processIdentifier)/cwd/data.bin"
+        #expect(executor().perform(request(magic, uid: nobody, gid: nobody), buffer: buffer).outcome != .completed)
+        #expect(executor().perform(request(magic), buffer: buffer).outcome != .completed)
+        #expect(try residentPages(path) == 0)
+        #expect(throws: Errno.self) { try Syscall.openRegularFile(magic) }
+        // The lister neither: the folder is not listed through the link, as anyone.
+        #expect(throws: Errno.self) { try DirectoryListing.regularFileNames(in: "/proc/\(holder.processIdentifier)/cwd", limit: 10) }
+        #expect(throws: Errno.self) { try DirectoryListing.regularFileNames(in: "/proc/\(holder.processIdentifier)/root/tmp", limit: 10) }
+        // A regular file of a pseudo file system is refused as denied, before any read.
+        #expect(throws: Errno.permissionDenied) { try Syscall.openRegularFile("/proc/self/status") }
+        #expect(throws: Errno.permissionDenied) { try Syscall.openRegularFile("/sys/kernel/mm/transparent_hugepage/enabled") }
+        #expect(throws: Errno.permissionDenied) { try DirectoryListing.regularFileNames(in: "/sys/kernel/mm", limit: 10) }
+        // An ordinary path still works, as root and as a client who may read it.
+        #expect(try DirectoryListing.regularFileNames(in: inner, limit: 10) == ["data.bin"])
+        #expect(executor().perform(request(path), buffer: buffer).outcome == .completed)
+        buffer.deallocate()
+    }
+
     @Test("client groups come from /proc/PID/status, and only while the pid runs as the events' user")
     func clientGroups() throws {
         let status = "Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\nGroups:\t4 24 4242 \nNgid:\t0\n"

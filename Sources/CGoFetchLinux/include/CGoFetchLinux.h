@@ -101,6 +101,12 @@ int CGoFetch_open_folder_by_handle(int mount_fd, const void *handle);
 /// A read-only descriptor on `path` that never blocks on opening (a FIFO, a tty),
 /// for `open_by_handle_at`'s mount argument (which refuses `O_PATH` descriptors).
 int CGoFetch_open_mount_reference(const char *path);
+/// Opens a client's `path` (relative to `dirfd`) with `flags`, resolved without
+/// following `/proc`'s magic links (`/proc/PID/cwd`, `/proc/PID/fd/N`,
+/// `/proc/PID/root`): they would let a client name another process's files past
+/// folders it cannot enter. Fails with ELOOP at a magic link, ENOSYS on kernels
+/// before 5.6. The corresponding system call is `openat2` with `RESOLVE_NO_MAGICLINKS`.
+int CGoFetch_open_no_magic_links(int dirfd, const char *path, int flags);
 /// The file system id `statfs` gives for `fd`, as fanotify reports it.
 int CGoFetch_fsid(int fd, uint64_t *fsid);
 
@@ -146,6 +152,10 @@ int64_t CGoFetch_resident_pages_mincore(int fd, uint64_t off, uint64_t len);
 /// The corresponding C function is `fstatfs`.
 int64_t CGoFetch_fs_type(int fd);
 extern const int64_t CGoFetch_FUSE_SUPER_MAGIC;
+/// Whether an `f_type` magic is a kernel pseudo file system (proc, sysfs, debugfs,
+/// tracefs, securityfs, configfs, cgroup, bpf, devpts): no data to warm there, and a
+/// client's path into one is refused.
+int CGoFetch_is_pseudo_file_system(int64_t type);
 
 // MARK: - O_NOATIME, O_PATH, SOCK_* flags as constants (macros do not import as values)
 

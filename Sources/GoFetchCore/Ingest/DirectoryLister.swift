@@ -17,7 +17,7 @@ public enum DirectoryListing {
     /// The regular files of `path` with their sizes, and its sub-folders (a symbolic
     /// link counts as what it points to; hidden names left out), at most `limit` of each.
     static func entries(in path: String, limit: Int) throws(Errno) -> (files: [(name: String, size: UInt64)], folders: [String]) {
-        let stream = try Syscall.openDirectory(path, followSymlinks: true)
+        let stream = try Syscall.openClientDirectory(path)
         defer { Syscall.closeDirectory(stream) }
         var files: [(name: String, size: UInt64)] = []
         var folders: [String] = []
@@ -42,7 +42,7 @@ public enum DirectoryListing {
     /// The names in `path` of one kind (`.regular` or `.directory`; a symbolic link
     /// counts as what it points to), hidden ones left out, at most `limit`.
     static func names(in path: String, of wanted: DirectoryEntry.Kind, limit: Int) throws(Errno) -> [String] {
-        let stream = try Syscall.openDirectory(path, followSymlinks: true)
+        let stream = try Syscall.openClientDirectory(path)
         defer { Syscall.closeDirectory(stream) }
         var names: [String] = []
         while names.count < limit, let entry = try Syscall.readDirectory(stream) {

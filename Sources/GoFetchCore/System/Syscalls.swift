@@ -379,8 +379,10 @@ extension Syscall {
     /// ``openReadOnly(_:in:followSymlinks:)``. A FIFO, a device node or a socket is
     /// refused with `EINVAL` before any open of it: a device's open can have effects,
     /// and a FIFO's can wait forever. Returns the descriptor and the file's status.
+    ///
+    /// The path is a client's: see ``openClientPath(_:flags:)``.
     static func openRegularFile(_ path: String) throws(Errno) -> (fd: FileDescriptor, status: FileStatus) {
-        let handle = FileDescriptor(rawValue: try valueOrErrno { Glibc.open(path, CGoFetch_O_PATH | O_CLOEXEC) }.get())
+        let handle = FileDescriptor(rawValue: try openClientPath(path, flags: CGoFetch_O_PATH | O_CLOEXEC))
         defer { try? handle.close() }
         let status = try fileStatus(handle)
         guard status.isRegular else { throw .invalidArgument }
@@ -396,6 +398,27 @@ extension Syscall {
             }
             return (fd, again)
         }
+    }
+
+    /// Opens a path a client named, as the calling thread's file-system identity,
+    /// without following `/proc`'s magic links (`/proc/PID/cwd/…`, `/proc/PID/root/…`,
+    /// `/proc/PID/fd/N`: with CAP_SYS_PTRACE, which `setfsuid` leaves, they would reach
+    /// another process's files past folders the client cannot enter; ELOOP), and never
+    /// on a kernel pseudo file system (`/proc`, `/sys`, debugfs, cgroup…: EACCES).
+    /// On kernels without `openat2` (before 5.6) paths under `/proc/` are refused instead.
+    /// The corresponding system call is `openat2` with `RESOLVE_NO_MAGICLINKS`.
+    static func openClientPath(_ path: UnsafePointer<CChar>, flags: Int32) throws(Errno) -> Int32 {
+        var fd = CGoFetch_open_no_magic_links(AT_FDCWD, path, flags)
+        if fd < 0 && errno == ENOSYS {
+            guard strncmp(path, "/proc/", 6) != 0 else { throw .permissionDenied }
+            fd = Glibc.openat(AT_FDCWD, path, flags)
+        }
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        guard CGoFetch_is_pseudo_file_system(CGoFetch_fs_type(fd)) == 0 else {
+            Glibc.close(fd)
+            throw .permissionDenied
+        }
+        return fd
     }
 
     /// Opens read-only, without updating the access time where the kernel lets us
@@ -600,7 +623,16 @@ extension Syscall {
     static func openDirectory(_ path: UnsafePointer<CChar>, in directory: FileDescriptor? = nil, followSymlinks: Bool) throws(Errno) -> DirectoryStream {
         let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW)
         let base = directory?.rawValue ?? AT_FDCWD
-        let fd = try valueOrErrno { Glibc.openat(base, path, flags) }.get()
+        return try directoryStream(try valueOrErrno { Glibc.openat(base, path, flags) }.get())
+    }
+
+    /// Opens a directory a client named (``openClientPath(_:flags:)``: no magic links,
+    /// no pseudo file system) for reading its entries.
+    static func openClientDirectory(_ path: UnsafePointer<CChar>) throws(Errno) -> DirectoryStream {
+        try directoryStream(try openClientPath(path, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+    }
+
+    private static func directoryStream(_ fd: Int32) throws(Errno) -> DirectoryStream {
         var status = stat()
         guard fstat(fd, &status) == 0, let handle = fdopendir(fd) else {
             let error = Errno(rawValue: errno)
