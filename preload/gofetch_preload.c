@@ -10,7 +10,8 @@
  *
  * Environment:
  *   GOFETCH_DISABLE=1     do nothing at all (pure pass-through)
- *   GOFETCH_SOCKET        daemon socket (default ${XDG_RUNTIME_DIR:-/tmp}/gofetch-<uid>/gofetch.sock)
+ *   GOFETCH_SOCKET        daemon socket (default $XDG_RUNTIME_DIR/gofetch-<uid>/gofetch.sock; without
+ *                         it /run/gofetch/gofetch.sock for root, /tmp/gofetch-<uid>/gofetch.sock for others)
  *   GOFETCH_EXCLUDE       colon-separated path prefixes, replaces the default list
  *   GOFETCH_INCLUDE       colon-separated path prefixes; when non-empty, only these
  *   GOFETCH_FLUSH_MS      max age of a buffered event before it is sent (default 2)
@@ -366,14 +367,29 @@ static bool fd_is_socket(int fd, uint64_t dev, uint64_t ino)
            (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
 }
 
-static bool open_socket(void)
+enum { OPEN_FAILED, OPEN_UP, OPEN_UNTRUSTED };
+
+/*
+ * Connects to the daemon. Only a daemon of this user's or root's is trusted: the
+ * socket's folder may have been made first by someone else (/tmp/gofetch-<uid>
+ * without XDG_RUNTIME_DIR), who would otherwise receive every path this process
+ * opens. Anyone else's socket is never written to, nor tried again.
+ */
+static int open_socket(void)
 {
     int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0)
-        return false;
+        return OPEN_FAILED;
     if (connect(s, (const struct sockaddr *)&g_addr, g_addrlen) != 0) {
         sys_close(s);
-        return false;
+        return OPEN_FAILED;
+    }
+    struct ucred peer;
+    socklen_t peer_len = sizeof peer;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0 ||
+        (peer.uid != getuid() && peer.uid != 0)) {
+        sys_close(s);
+        return OPEN_UNTRUSTED;
     }
     /* The kernel clamps to net.core.wmem_max: ask for everything it allows. */
     int big = INT_MAX / 2;
@@ -395,12 +411,12 @@ static bool open_socket(void)
     if (fstat(s, &st) != 0) {
         sys_close(s);
         atomic_store(&g_sock_fd, -1);
-        return false;
+        return OPEN_FAILED;
     }
     atomic_store(&g_sock_dev, (uint64_t)st.st_dev);
     atomic_store(&g_sock_ino, (uint64_t)st.st_ino);
     atomic_store(&g_sock_fd, s);
-    return true;
+    return OPEN_UP;
 }
 
 /*
@@ -418,10 +434,13 @@ static bool link_connect_slow(void)
     if (!atomic_compare_exchange_strong(&g_link, &expect, LINK_CONNECTING))
         return false;
     int saved = errno;
-    bool ok = open_socket();
+    int opened = open_socket();
+    bool ok = opened == OPEN_UP;
     if (ok) {
         g_backoff_ns = 0;
         atomic_store_explicit(&g_link, LINK_UP, memory_order_release);
+    } else if (opened == OPEN_UNTRUSTED) {
+        atomic_store_explicit(&g_link, LINK_NEVER, memory_order_release);
     } else {
         g_backoff_ns = g_backoff_ns ? g_backoff_ns * 2 : BACKOFF_MIN_NS;
         if (g_backoff_ns > BACKOFF_MAX_NS)
@@ -850,9 +869,12 @@ static void socket_address(void)
         n = snprintf(path, sizeof path, "%s", env);
     } else {
         const char *dir = getenv("XDG_RUNTIME_DIR");
-        if (!dir || !*dir)
-            dir = "/tmp";
-        n = snprintf(path, sizeof path, "%s/gofetch-%u/gofetch.sock", dir, (unsigned)getuid());
+        if (dir && *dir)
+            n = snprintf(path, sizeof path, "%s/gofetch-%u/gofetch.sock", dir, (unsigned)getuid());
+        else if (getuid() == 0)
+            n = snprintf(path, sizeof path, "/run/gofetch/gofetch.sock");
+        else
+            n = snprintf(path, sizeof path, "/tmp/gofetch-%u/gofetch.sock", (unsigned)getuid());
     }
     if (n <= 0 || (size_t)n >= sizeof g_addr.sun_path) {
         atomic_store(&g_link, LINK_NEVER);   /* no usable address: count, never connect */

@@ -26,8 +26,12 @@ def default_socket_path() -> str:
     env = os.environ.get("GOFETCH_SOCKET")
     if env:
         return env
-    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    return f"{base}/gofetch-{os.getuid()}/gofetch.sock"
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return f"{base}/gofetch-{os.getuid()}/gofetch.sock"
+    if os.getuid() == 0:
+        return "/run/gofetch/gofetch.sock"  # the system daemon's
+    return f"/tmp/gofetch-{os.getuid()}/gofetch.sock"
 
 
 def peer_credentials(sock: socket.socket):
@@ -49,6 +53,8 @@ class Link:
         self.backoff = self.BACKOFF_MIN
         self.next_attempt = 0.0
         self.failures = 0  # connection attempts that failed
+        # The socket there belongs to neither this user nor root: never sent to, nor tried again.
+        self.untrusted = False
 
     @property
     def connected(self) -> bool:
@@ -58,6 +64,8 @@ class Link:
         """Connects when not connected and the backoff allows (or ``force``); True when connected."""
         if self.sock is not None:
             return True
+        if self.untrusted:
+            return False
         now = time.monotonic()
         if now < self.next_attempt and not force:
             return False
@@ -71,6 +79,12 @@ class Link:
             sock.settimeout(0.2)  # connecting to a local socket does not wait unless its backlog is full
             sock.connect(self.address)
             sock.setblocking(False)
+            # Only a daemon of this user's or root's: someone else may have made the
+            # socket's folder first (/tmp/gofetch-<uid>) to receive every path we open.
+            if peer_credentials(sock)[1] not in (os.getuid(), 0):
+                sock.close()
+                self.untrusted = True
+                return False
         except OSError:
             if sock is not None:
                 sock.close()

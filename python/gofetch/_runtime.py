@@ -1158,6 +1158,8 @@ def stats() -> Dict[str, Any]:
     out["queued"] = len(_q)
     out["shim"] = _shim is not None
     out["daemon_connected"] = bool(rt is not None and rt.daemon is not None and rt.daemon.connected)
+    # The socket at the daemon's address is another user's (not root's): nothing is sent to it.
+    out["daemon_untrusted"] = bool(rt is not None and rt.daemon is not None and rt.daemon.untrusted)
     out["db"] = rt.db if rt is not None else None
     out["db_locked_by_other"] = bool(rt is not None and rt.store is not None and rt.store.locked_by_other)
     out["worker"] = _current_worker()

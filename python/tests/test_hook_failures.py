@@ -234,3 +234,22 @@ def test_a_forked_worker_does_not_collect_the_heap_it_inherited(tmp_path):
     assert result.returncode == 0, result.stderr
     # The child froze its inheritance; the job's own process is left as it was.
     assert result.stdout.split() == ["child", "0", "parent", "frozen", "0"], result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="listening as another user (nobody) needs root")
+def test_a_socket_of_another_user_is_never_sent_to(tmp_path):
+    """Someone else made the socket's folder first (as /tmp/gofetch-<uid> can be): the
+    client connects, sees the listener is neither its own user nor root, and sends
+    nothing, ever; the job runs as usual and its store still gets everything."""
+    from squatter import Squatter
+
+    files = make_folder(tmp_path / "data", classes=2, per_class=10)
+    db = str(tmp_path / "t.db")
+    with Squatter() as squat:
+        out = run_job("read_job.py", dict(files=files, db=db, workers=0, epochs=2, styles=["full"]), job_env(squat.path))
+    assert out["bad"] == {}
+    assert squat.received["bytes"] == 0, squat.received
+    stats = out["stats"]
+    assert stats["daemon_untrusted"] and not stats["daemon_connected"] and stats["daemon_sent"] == 0
+    assert stats["daemon_connects"] == 0 and stats["errors"] == 0
+    assert query(db, "SELECT COUNT(DISTINCT file_id) FROM events WHERE kind = 1") == [(20,)]

@@ -88,3 +88,31 @@ def test_sigkill_during_write_burst_loses_no_committed_batch(tmp_path, gofetch_b
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
     assert query(db, "SELECT COUNT(*) FROM runs") == [(2,)]
+
+
+def test_a_socket_folder_someone_else_made_first_is_refused(tmp_path, gofetch_bin):
+    """The socket's folder must be the daemon's own and closed to others: in /tmp, another
+    user could otherwise make it first and put a socket of theirs where clients look.
+    The daemon names the folder and what it must be, and does not start."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("making a folder another user owns needs root")
+    squatted = tmp_path / "squatted"
+    squatted.mkdir(mode=0o700)
+    os.chown(squatted, 65534, 65534)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    for folder in (squatted, shared):
+        result = subprocess.run([gofetch_bin, "daemon", "--db", str(tmp_path / "t.db"), "--socket", str(folder / "gofetch.sock")],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode != 0
+        assert f"{folder} must be a directory owned by uid 0 and not writable by group or others" in result.stderr
+        assert not (folder / "gofetch.sock").exists()
+
+
+def test_roots_default_socket_is_the_system_daemons_under_run(gofetch_bin):
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    result = subprocess.run([gofetch_bin, "env"], capture_output=True, text=True, env=env, check=True)
+    expected = "/run/gofetch/gofetch.sock" if os.geteuid() == 0 else f"/tmp/gofetch-{os.getuid()}/gofetch.sock"
+    assert f"export GOFETCH_SOCKET='{expected}'" in result.stdout.splitlines()

@@ -836,6 +836,33 @@ def test_default_socket_path_under_xdg_runtime_dir(shim, tmp_path):
     assert not lst.errors
 
 
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the system daemon's default is root's")
+@pytest.mark.skipif(os.path.exists("/run/gofetch/gofetch.sock"), reason="a gofetch daemon listens at /run/gofetch here")
+def test_root_without_xdg_runtime_dir_looks_under_run(shim, tmp_path):
+    """Root's default socket is the system daemon's, /run/gofetch/gofetch.sock (nobody else
+    can make that folder first, as they could /tmp/gofetch-0); the Python client agrees."""
+    from conftest import Listener
+
+    made = not os.path.isdir("/run/gofetch")
+    os.makedirs("/run/gofetch", mode=0o700, exist_ok=True)
+    lst = Listener("/run/gofetch/gofetch.sock")
+    try:
+        (path,) = make_files(tmp_path, [10])
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        run_python(f"open({path!r}, 'rb').read()", shim=shim, env={**env, "XDG_RUNTIME_DIR": ""})
+        lst.wait_quiet()
+        assert [r.path for r in lst.opens()] == [path]
+    finally:
+        lst.close()
+        if made:
+            os.rmdir("/run/gofetch")
+    client = subprocess.run([PYTHON, "-c", "from gofetch._links import default_socket_path as d; print(d())"],
+                            env={**env, "PYTHONPATH": str(pathlib.Path(__file__).parents[2] / "python")},
+                            capture_output=True, text=True, check=True)
+    assert client.stdout.strip() == "/run/gofetch/gofetch.sock"
+
+
 STEPPER = py("""
     import sys
     for p in sys.argv[1:]:
@@ -980,3 +1007,22 @@ def test_the_shim_decides_every_case_of_the_shared_path_filter_table(shim, liste
         assert lst.wait_for(lambda seen: str(sentinel) in [r.path for r in seen.opens()], timeout=10), case
         recorded = [r.path for r in lst.opens()].count(str(path)) > before
         assert recorded == case["wanted"], case
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="listening as another user (nobody) needs root")
+def test_a_socket_of_another_user_is_never_sent_to(shim, tmp_path):
+    """Someone else made the socket's folder first (as /tmp/gofetch-<uid> can be): the
+    shim sees the listener is neither its own user nor root and sends it nothing."""
+    from squatter import Squatter
+
+    paths = make_files(tmp_path / "data", [4096] * 6)
+    with Squatter() as squat:
+        out = run_python(py(f"""
+            for p in {paths!r}:
+                with open(p, "rb") as f:
+                    f.read()
+            print("read")
+            """), shim=shim, socket_path=squat.path)
+    assert out.stdout.strip() == "read"
+    assert squat.received["bytes"] == 0, squat.received
+    assert squat.received["connections"] == 1  # tried once, not again

@@ -153,12 +153,17 @@ public struct Configuration: Sendable, Equatable {
         return "/var/lib/gofetch"
     }
 
-    /// `$XDG_RUNTIME_DIR/gofetch-<uid>/gofetch.sock`, or under `/tmp` without it.
-    /// The preload shim computes the same default.
+    /// `$XDG_RUNTIME_DIR/gofetch-<uid>/gofetch.sock`; without it, root's is
+    /// `/run/gofetch/gofetch.sock` (the system daemon's: nobody else can make that
+    /// folder first) and another user's is under `/tmp` (where someone may make it
+    /// first: the daemon then refuses to start and clients refuse to send, see
+    /// docs/security.md). The preload shim and the Python client compute the same default.
     public static func defaultSocketPath() -> String {
         var base = "/tmp"
         if let runtime = getenv("XDG_RUNTIME_DIR"), runtime.pointee != 0 {
             base = String(cString: runtime)
+        } else if getuid() == 0 {
+            return "/run/gofetch/gofetch.sock"
         }
         return "\(base)/gofetch-\(getuid())/gofetch.sock"
     }
