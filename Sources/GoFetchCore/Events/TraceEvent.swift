@@ -75,14 +75,29 @@ public struct EventBatch: Sendable {
     public var files: [FileRecord]
     public var events: [TraceEvent]
     public var control: [TraceEvent]
+    /// Files the lister found as a client (the folder was listed with its identity):
+    /// the client may be sent prefetches of them (the store does not keep these).
+    public var listed: [ListedFile]
 
-    public init(files: [FileRecord] = [], events: [TraceEvent] = [], control: [TraceEvent] = []) {
+    public init(files: [FileRecord] = [], events: [TraceEvent] = [], control: [TraceEvent] = [], listed: [ListedFile] = []) {
         self.files = files
         self.events = events
         self.control = control
+        self.listed = listed
     }
 
-    public var isEmpty: Bool { files.isEmpty && events.isEmpty && control.isEmpty }
+    public var isEmpty: Bool { files.isEmpty && events.isEmpty && control.isEmpty && listed.isEmpty }
+}
+
+/// A file found in a folder listed as the client `uid`.
+public struct ListedFile: Sendable, Hashable {
+    public var fileID: FileID
+    public var uid: UInt32
+
+    public init(fileID: FileID, uid: UInt32) {
+        self.fileID = fileID
+        self.uid = uid
+    }
 }
 
 /// A consumer of ingested events (the store writer, later the predictors).

@@ -96,6 +96,8 @@ public final class DirectoryLister: @unchecked Sendable {
         public var directory: String
         public var names: [String]
         public var sizes: [UInt64] = []
+        /// The client it was listed as.
+        public var uid: UInt32 = 0
     }
 
     public struct Statistics: Sendable, Equatable {
@@ -241,7 +243,7 @@ public final class DirectoryLister: @unchecked Sendable {
         }
         state.withLock { state in
             if let names, state.results.count < options.maxPending {
-                state.results.append(Listing(directory: directory, names: names))
+                state.results.append(Listing(directory: directory, names: names, uid: request.uid))
                 state.statistics.listed += 1
                 state.statistics.names += names.count
             } else if names == nil {
@@ -285,7 +287,7 @@ public final class DirectoryLister: @unchecked Sendable {
                     state.statistics.skipped += 1  // nobody took the listings: never hoard them
                     return
                 }
-                state.results.append(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size)))
+                state.results.append(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size), uid: request.uid))
                 state.statistics.listed += 1
                 state.statistics.names += taken.count
             }

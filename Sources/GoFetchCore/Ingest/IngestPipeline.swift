@@ -12,6 +12,8 @@ public final class IngestPipeline: @unchecked Sendable {
     private var pendingFiles: [FileRecord] = []
     private var pendingEvents: [TraceEvent] = []
     private var pendingControl: [TraceEvent] = []
+    /// Files the lister found, with the client it listed them as (for the engine).
+    private var pendingListed: [ListedFile] = []
     /// Lists folders for prediction: the data-set trees the engine asks for and, with
     /// `listOpenedFolders` (the GRU runs: it needs a folder's files known before they
     /// are opened), the folder of each file the job opens. Set before events flow.
@@ -130,12 +132,16 @@ public final class IngestPipeline: @unchecked Sendable {
             for (index, name) in listing.names.enumerated() {
                 let path = listing.directory + "/" + name
                 let size = index < listing.sizes.count ? listing.sizes[index] : 0
-                guard catalog.id(path: path) == nil else { continue }
+                if let known = catalog.id(path: path) {
+                    pendingListed.append(ListedFile(fileID: known, uid: listing.uid))
+                    continue
+                }
                 guard listedFiles < catalog.capacity / 2, catalog.count < catalog.capacity else {
                     statistics.listingsSkipped.add(1)
                     continue
                 }
-                guard accept(catalog.registerAnnounced(path: path, size: size, wallNanoseconds: wall)) != nil else { continue }
+                guard let id = accept(catalog.registerAnnounced(path: path, size: size, wallNanoseconds: wall)) else { continue }
+                pendingListed.append(ListedFile(fileID: id, uid: listing.uid))
                 listedFiles += 1
                 statistics.filesListed.add(1)
             }
@@ -159,8 +165,9 @@ public final class IngestPipeline: @unchecked Sendable {
 
     /// Hands everything resolved so far to the sinks.
     public func flush() {
-        guard !pendingEvents.isEmpty || !pendingFiles.isEmpty || !pendingControl.isEmpty else { return }
-        let batch = EventBatch(files: pendingFiles, events: pendingEvents, control: pendingControl)
+        guard !pendingEvents.isEmpty || !pendingFiles.isEmpty || !pendingControl.isEmpty || !pendingListed.isEmpty else { return }
+        let batch = EventBatch(files: pendingFiles, events: pendingEvents, control: pendingControl, listed: pendingListed)
+        pendingListed.removeAll(keepingCapacity: true)
         pendingFiles.removeAll(keepingCapacity: true)
         pendingEvents.removeAll(keepingCapacity: true)
         pendingControl.removeAll(keepingCapacity: true)

@@ -87,7 +87,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
             if prefetch.volatileMounts > 0 {
                 row("cannot last", "\(prefetch.volatileMounts) FUSE mount(s) drop the page cache at every open (no keep_cache): \(prefetch.cannotLast) requests not warmed")
             }
-            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.droppedEvents) events dropped")
+            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.unreported ?? 0) not reported by their client, \(prefetch.droppedEvents) events dropped")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
             let a = prefetch.accounting
             row("accesses", "\(a.accesses) reads/mmaps: \(a.accesses - a.coldAccesses) warm, \(a.coldAccesses) cold; \(a.coveredAccesses) warm thanks to gofetch")
@@ -114,6 +114,10 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var belowThreshold: Int
     public var duplicates: Int
     public var unknownFiles: Int
+    /// Predictions not sent because the client they would be opened as had not
+    /// reported the file (``PrefetchEngine/unreported``); `nil` in summaries stored
+    /// before it was counted.
+    public var unreported: Int?
     public var queueDropped: Int
     public var staleDropped: Int
     /// Offers not sent to be checked while the cache held what the job read.
@@ -168,6 +172,7 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         belowThreshold = scheduler.belowThreshold.value
         duplicates = scheduler.duplicates.value
         unknownFiles = scheduler.unknownFiles.value
+        unreported = engine.unreported.value
         queueDropped = scheduler.queueDropped.value + executor.queueFull.value
         staleDropped = scheduler.staleDropped.value
         assumedResident = scheduler.assumedResident.value

@@ -29,6 +29,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     public let cgroups: CgroupBudget
     /// Events refused because the engine's inbox was full.
     public let droppedEvents = Atomic<Int>(0)
+    /// Predictions not sent because the client they would be opened as never reported
+    /// the file (``FileReporters``): another client's events had put it there.
+    public let unreported = Atomic<Int>(0)
+    private var reporters = FileReporters()
     public let predictions = Atomic<Int>(0)
     private let topK: Int
     private let capacity: Int
@@ -209,7 +213,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         } else {
             droppedEvents.add(count)
             // File records are never dropped: later events name them.
-            if !batch.files.isEmpty { inbox.withLock { $0.batches.append(EventBatch(files: batch.files)) } }
+            if !batch.files.isEmpty || !batch.listed.isEmpty {
+                inbox.withLock { $0.batches.append(EventBatch(files: batch.files, listed: batch.listed)) }
+            }
         }
     }
 
@@ -295,11 +301,21 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         let read = remaining.readThisEpoch
         let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
                              read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes)
+        let client = tree.client
+        offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
+    }
+
+    /// Offers predictions to be opened as the client `uid`, only for files that client
+    /// reported (``FileReporters``); the rest are counted in ``unreported``.
+    private func offer(_ made: [Prediction], uid: UInt32, gid: UInt32, pid: UInt32, now: UInt64) {
         guard !made.isEmpty else { return }
         predictions.add(made.count)
-        let client = tree.client
-        let groups = clientGroups.groups(pid: client.pid, uid: client.uid, gid: client.gid, now: now)
-        scheduler.offer(made, uid: client.uid, gid: client.gid, groups: groups, now: now) { files[$0] }
+        var allowed = made
+        allowed.removeAll { !reporters.contains($0.fileID, uid: uid) }
+        if allowed.count < made.count { unreported.add(made.count - allowed.count) }
+        guard !allowed.isEmpty else { return }
+        let groups = clientGroups.groups(pid: pid, uid: uid, gid: gid, now: now)
+        scheduler.offer(allowed, uid: uid, gid: gid, groups: groups, now: now) { files[$0] }
     }
 
     private func process(_ batch: EventBatch) {
@@ -312,15 +328,15 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             }
         }
         let now = Clock.monotonicNanoseconds()
-        for control in batch.control {
-            if control.kind == .lookahead { lookahead.announce(control) }
+        for listed in batch.listed { reporters.add(listed.fileID, uid: listed.uid) }
+        for control in batch.control where control.kind == .lookahead {
+            lookahead.announce(control)
+            reporters.add(control.fileID, uid: control.uid)
         }
         for announcer in lookahead.announcers(in: batch.control) {
             let first = lookahead.next(announcer: announcer)
-            if let client = batch.control.first(where: { $0.pid == announcer }), !first.isEmpty {
-                predictions.add(first.count)
-                let groups = clientGroups.groups(pid: client.pid, uid: client.uid, gid: client.gid, now: now)
-                scheduler.offer(first, uid: client.uid, gid: client.gid, groups: groups, now: now) { files[$0] }
+            if let client = batch.control.first(where: { $0.pid == announcer }) {
+                offer(first, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
             }
         }
         var lastPID: UInt32 = 0
@@ -334,6 +350,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             var made: [Prediction] = []
             switch event.kind {
             case .open:
+                reporters.add(event.fileID, uid: event.uid)
                 scheduler.consumed(event.fileID)
                 scheduler.opened(event.fileID, now: event.monotonicNanoseconds)
                 patterns.observe(event)
@@ -362,6 +379,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 }
                 orderedShare = 0.9 * orderedShare + (ordered ? 0.1 : 0)
             case .read, .mmap:
+                if event.kind == .mmap { reporters.add(event.fileID, uid: event.uid) }
                 scheduler.consumed(event.fileID)
                 // The job waited for storage: the scheduler's sampling of residency checks ends.
                 if cold { scheduler.noteColdRead() }
@@ -374,10 +392,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 continue
             }
             ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started)
-            guard !made.isEmpty else { continue }
-            predictions.add(made.count)
-            let groups = clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: now)
-            scheduler.offer(made, uid: event.uid, gid: event.gid, groups: groups, now: now) { files[$0] }
+            offer(made, uid: event.uid, gid: event.gid, pid: event.pid, now: now)
         }
     }
 }
