@@ -24,6 +24,8 @@ public final class ExecutorStatistics: Sendable {
     /// give-backs refused (queue full) or that failed; not counted above.
     public let givenBack = Atomic<Int>(0)
     public let giveBackDropped = Atomic<Int>(0)
+    /// Threads still in a read when the executor stopped (the storage did not answer).
+    public let abandonedAtStop = Atomic<Int>(0)
 
     public init() {}
 
@@ -116,14 +118,29 @@ public final class PrefetchExecutor: @unchecked Sendable {
         return accepted
     }
 
-    /// Finishes what is queued, then stops the threads.
-    public func stop() {
+    /// Drops what is queued and stops the threads, waiting at most `grace` for the
+    /// reads in progress: a storage that never answers (a hung FUSE server, a lost
+    /// NFS server) holds a thread in `read()`, and the daemon must still stop. Such
+    /// threads are left behind (counted in ``ExecutorStatistics/abandonedAtStop``);
+    /// the process's exit ends them, and a result they report later is ignored.
+    public func stop(grace: Duration = .milliseconds(750)) {
         guard !workers.isEmpty else { return }
-        queue.withLock { $0.stopping = true }
+        queue.withLock { queue in
+            queue.stopping = true
+            queue.requests.removeAll()
+            queue.head = 0
+        }
         ready.lock()
         ready.broadcast()
         ready.unlock()
-        for worker in workers { worker.join() }
+        let (seconds, attoseconds) = grace.components
+        let deadline = DispatchTime.now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+        for worker in workers where !worker.join(until: deadline) {
+            statistics.abandonedAtStop.add(1)
+        }
+        if statistics.abandonedAtStop.value > 0 {
+            logger.warning("prefetch threads still waiting on storage were left behind at stop", metadata: ["threads": "\(statistics.abandonedAtStop.value)"])
+        }
         workers = []
     }
 

@@ -154,12 +154,15 @@ public final class DirectoryLister: @unchecked Sendable {
     }
 
     /// Stops after the folder being listed; folders still pending are not listed.
+    /// Stops, waiting at most half a second for a listing in progress: a folder on a
+    /// storage that never answers holds the thread, and the daemon must still stop
+    /// (the process's exit ends the thread).
     public func stop() {
         guard running else { return }
         running = false
         state.withLock { $0.stopping = true }
         wakeUp.signal()
-        thread?.join()
+        _ = thread?.join(until: .now() + .milliseconds(500))
     }
 
     /// Asks for the folder of `path` to be listed, once, as `uid`/`gid` (with the

@@ -18,4 +18,10 @@ final class JoinableThread: Sendable {
     func join() {
         finished.wait()
     }
+
+    /// Waits for `body` to return until `deadline`; `false` if it has not by then
+    /// (a later ``join()`` still waits for it).
+    func join(until deadline: DispatchTime) -> Bool {
+        finished.wait(timeout: deadline) == .success
+    }
 }
