@@ -187,6 +187,37 @@ struct MetricsTests {
         #expect(budget.ceiling == UInt64(2 << 30))
     }
 
+    @Test("a client's memory cgroup sets the ceiling only when it holds the daemon's own group, which prefetched pages are charged to")
+    func cgroupIsolation() throws {
+        let directory = TemporaryDirectory()
+        func group(_ name: String, limit: UInt64, rss: UInt64 = 0) throws -> MemoryCgroup {
+            let path = directory.file(name)
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try "\(limit)\n".write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
+            try "total_rss \(rss)\n".write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
+            return MemoryCgroup(directory: path, version: 1)
+        }
+        let node = try group("node", limit: 8 << 30)
+        let daemon = try group("node/gofetch", limit: 4 << 30)
+        let tiny = try group("jobs/tiny", limit: 1 << 20)  // another user's job under a 1 MiB limit
+        let container = try group("jobs/container", limit: 512 << 20)
+        let withDaemon = try group("node/gofetch/job", limit: 256 << 20)  // a job inside the daemon's group
+        let groups: [UInt32: MemoryCgroup] = [1: tiny, 2: container, 3: node, 4: withDaemon]
+        let budget = CgroupBudget(fraction: 0.5, own: daemon) { groups[$0] }
+        budget.saw(pid: 1, now: 1)
+        budget.saw(pid: 2, now: 1)
+        budget.refresh(now: 1)
+        #expect(budget.ceiling == UInt64(2 << 30))  // the daemon's own 4 GiB × 0.5: the tiny job changes nothing
+        #expect(budget.tightest?.directory == daemon.directory)
+        // The group above the daemon's counts (it evicts what the daemon loaded); one below it does not.
+        try "\(1 << 30)\n".write(toFile: node.directory + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
+        budget.saw(pid: 3, now: 2_000_000_000)
+        budget.saw(pid: 4, now: 2_000_000_000)
+        budget.refresh(now: 2_000_000_000)
+        #expect(budget.ceiling == UInt64(512 << 20))
+        #expect(budget.tightest?.directory == node.directory)
+    }
+
     @Test("/proc/PID/cgroup lines name the v1 memory group, or the v2 group")
     func cgroupParse() {
         let v1 = MemoryCgroup.parse("9:name=systemd:/\n4:memory:/jobs/a\n0::/\n", cgroupRoot: "/sys/fs/cgroup")

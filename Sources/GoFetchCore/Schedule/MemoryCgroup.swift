@@ -57,6 +57,13 @@ public struct MemoryCgroup: Sendable, Equatable {
 /// Tracks the memory cgroups of the clients seen recently and turns the tightest
 /// into a budget ceiling: `fraction` × (limit − anonymous memory). Bounded: at most
 /// `maxProcesses` pids are remembered.
+///
+/// Prefetched pages are charged to the daemon's own group (its threads load them),
+/// so only limits that hold the daemon's group can evict them: its own group and
+/// the groups above it. A client's group counts only when it is one of those (a
+/// `gofetch run` inside the job's container: one group for both); the limit of a
+/// client elsewhere, however tight, neither lowers the budget of the others nor
+/// triggers give-back of what they read.
 public final class CgroupBudget {
     public let fraction: Double
     private let maxProcesses: Int
@@ -103,7 +110,7 @@ public final class CgroupBudget {
         newGroup = false
         lastSeen = lastSeen.filter { now &- $0.value < 10_000_000_000 }
         var best: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
-        for directory in Set(lastSeen.keys).union(own.map { [$0.directory] } ?? []) {
+        for directory in Set(lastSeen.keys.filter(holdsOwnGroup)).union(own.map { [$0.directory] } ?? []) {
             let version = FileManager.default.fileExists(atPath: directory + "/memory.limit_in_bytes") ? 1 : 2
             let (limit, anonymous) = MemoryCgroup(directory: directory, version: version).read()
             guard let limit else { continue }
@@ -112,5 +119,12 @@ public final class CgroupBudget {
         }
         tightest = best.map { ($0.directory, $0.limit, $0.anonymous) }
         ceiling = best.map { UInt64(Double($0.room) * fraction) }
+    }
+
+    /// Whether a limit on `directory` applies to the daemon's group (it is that group
+    /// or above it); every group does when the daemon's own is unknown.
+    private func holdsOwnGroup(_ directory: String) -> Bool {
+        guard let own else { return true }
+        return own.directory == directory || own.directory.hasPrefix(directory.hasSuffix("/") ? directory : directory + "/")
     }
 }
