@@ -258,4 +258,25 @@ struct PredictorTests {
         #expect(!predictor.covers(50))
         #expect(predictor.next(announcer: 7).map(\.fileID) == [5])
     }
+
+    @Test("lookahead lists are bounded by their entries, not only by distinct files: one file announced over and over stops at the bound, counted")
+    func lookaheadBound() {
+        let predictor = LookaheadPredictor(window: 4, maxFiles: 10)
+        func record(_ file: FileID, position: Int, pid: UInt32 = 7) -> TraceEvent {
+            TraceEvent(fileID: file, kind: .lookahead, flags: position == 0 ? [.announcementStart] : [], source: .pythonHook,
+                       pid: pid, tid: pid, uid: 0, epoch: 0, wallNanoseconds: 0, monotonicNanoseconds: 0,
+                       offset: UInt64(position), length: 1, durationNanoseconds: 0)
+        }
+        for position in 0..<100 { predictor.announce(record(1, position: position)) }
+        #expect(predictor.announcedFiles == 10)
+        #expect(predictor.dropped == 90)
+        // A new announcement of the same sender frees its old list's entries.
+        for position in 0..<5 { predictor.announce(record(FileID(100 + position), position: position)) }
+        #expect(predictor.announcedFiles == 15)
+        #expect(predictor.next(announcer: 7).map(\.fileID) == [100, 101, 102, 103])
+        // Another sender gets what is left of the bound.
+        for position in 0..<10 { predictor.announce(record(FileID(200 + position), position: position, pid: 8)) }
+        #expect(predictor.announcedFiles == 20)
+        #expect(predictor.dropped == 95)
+    }
 }

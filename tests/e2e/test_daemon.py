@@ -167,3 +167,49 @@ def test_sigterm_ends_the_daemon_while_the_storage_never_answers(tmp_path, gofet
     assert took <= 2.0, f"SIGTERM took {took:.1f} s"
     per_file = dict(query(db, "SELECT file_path, SUM(length) FROM traces WHERE access_type = 'read' GROUP BY file_path"))
     assert {p: per_file.get(p, 0) for p in files} == files
+
+
+def test_one_user_holds_at_most_half_the_connections(tmp_path, gofetch_bin):
+    """One user's clients cannot take every connection: with max_clients 4, root's third
+    connection is refused and another user's still gets in."""
+    import socket as sockets
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("connecting as another user (nobody) needs root")
+    config = tmp_path / "config.yaml"
+    config.write_text("daemon:\n  max_clients: 4\n  socket_mode: '0666'\n")
+    import tempfile
+    reachable = tempfile.mkdtemp(prefix="gofetch-test-")  # a folder nobody can reach (tmp_path's parents are 0700)
+    os.chmod(reachable, 0o755)
+    db, socket = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
+    daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", socket, "--log-level", "info"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in daemon.stderr:
+            if "listening" in line:
+                break
+
+        def refused(client):
+            client.settimeout(2)
+            try:
+                return client.recv(1) == b""  # closed by the daemon
+            except (TimeoutError, sockets.timeout):
+                return False  # still open: accepted
+
+        clients = []
+        for _ in range(3):
+            client = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+            client.connect(socket)
+            clients.append(client)
+        as_nobody = subprocess.run(
+            ["/usr/bin/python3", "-c", "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+             "s.connect(sys.argv[1]); s.settimeout(2)\ntry:\n    print('refused' if s.recv(1) == b'' else 'data')\n"
+             "except TimeoutError:\n    print('accepted')\n", socket],
+            user=65534, group=65534, capture_output=True, text=True, timeout=30)
+        assert [refused(c) for c in clients] == [False, False, True]
+        assert as_nobody.stdout.strip() == "accepted", as_nobody.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+        os.rmdir(reachable)
+    assert "its user holds half the connections" in err

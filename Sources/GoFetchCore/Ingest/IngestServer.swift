@@ -40,6 +40,10 @@ public final class IngestServer: @unchecked Sendable {
         var pids: Set<UInt32> = []
     }
     private var clients: [UInt64: Client] = [:]
+    /// Connections open per uid: one user may hold at most half of `maxClients`, so
+    /// that the others can still connect.
+    private var connectionsByUID: [UInt32: Int] = [:]
+    private var maxClientsPerUser: Int { max(1, maxClients / 2) }
     private var nextToken: UInt64 = 1
     private var decoder = WireDecoder()
     private var reportedFailures = WireDecodeStatistics()
@@ -221,6 +225,12 @@ public final class IngestServer: @unchecked Sendable {
                 try? fd.close()
                 continue
             }
+            guard connectionsByUID[credentials.uid, default: 0] < maxClientsPerUser else {
+                statistics.connectionsRefused.add(1)
+                logger.warning("refused client: its user holds half the connections (daemon.max_clients)", metadata: ["pid": "\(credentials.pid)", "uid": "\(credentials.uid)"])
+                try? fd.close()
+                continue
+            }
             let token = nextToken
             nextToken += 1
             guard let epoll, (try? Syscall.epollAdd(epoll, fd, events: CGoFetch_EPOLLIN | CGoFetch_EPOLLRDHUP, token: token)) != nil else {
@@ -229,6 +239,7 @@ public final class IngestServer: @unchecked Sendable {
             }
             clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, gid: credentials.gid,
                 parentPID: Self.parentPID(of: credentials.pid), privileged: credentials.uid == 0)
+            connectionsByUID[credentials.uid, default: 0] += 1
             statistics.connectionsAccepted.add(1)
             statistics.connectionsOpen.add(1)
         }
@@ -306,6 +317,8 @@ public final class IngestServer: @unchecked Sendable {
 
     private func disconnect(_ token: UInt64) {
         guard let client = clients.removeValue(forKey: token) else { return }
+        let held = connectionsByUID[client.uid, default: 1] - 1
+        connectionsByUID[client.uid] = held > 0 ? held : nil
         if let epoll { try? Syscall.epollRemove(epoll, client.fd) }
         try? client.fd.close()
         statistics.connectionsOpen.add(-1)

@@ -29,6 +29,8 @@ public final class LookaheadPredictor: Predictor {
     /// Which announcer's list a file is in (the latest one wins).
     private var owner: [FileID: UInt32] = [:]
     private var tick: UInt64 = 0
+    /// Entries of all lists together (at most `maxFiles`).
+    private var entries = 0
     public private(set) var announcedFiles = 0
     public private(set) var dropped = 0
 
@@ -45,31 +47,44 @@ public final class LookaheadPredictor: Predictor {
         let announcer = event.pid
         if event.flags.contains(.announcementStart) || lists[announcer] == nil {
             if let old = lists[announcer] {
-                for file in old.files where owner[file] == announcer { owner[file] = nil }
+                forget(old, of: announcer)
             } else if lists.count >= maxLists, let oldest = lists.min(by: { $0.value.lastUsed < $1.value.lastUsed })?.key {
-                for file in lists[oldest]!.files where owner[file] == oldest { owner[file] = nil }
+                forget(lists[oldest]!, of: oldest)
                 lists[oldest] = nil
             }
             lists[announcer] = Announcement(epoch: event.epoch)
         }
-        guard owner.count < maxFiles else {
+        // Bounded by the entries of all lists, not only by distinct files: a client
+        // announcing one file over and over would otherwise grow its list forever.
+        guard entries < maxFiles else {
             dropped += 1
             return
         }
-        var list = lists[announcer]!
+        // Mutated in place: a copy of the list taken out of the dictionary would copy
+        // its arrays at the first append, once per record.
+        let added = Self.append(event, tick: tick, to: &lists[announcer]!)
+        guard added else {
+            dropped += 1
+            return
+        }
+        owner[event.fileID] = announcer
+        announcedFiles += 1
+        entries += 1
+    }
+
+    /// Appends the record at its position; `false` when it is not the next one (records arrive in order).
+    private static func append(_ event: TraceEvent, tick: UInt64, to list: inout Announcement) -> Bool {
         list.lastUsed = tick
-        // Records arrive in order; the offset field is the position, checked.
-        guard Int(clamping: event.offset) == list.files.count else {
-            dropped += 1
-            lists[announcer] = list
-            return
-        }
+        guard Int(clamping: event.offset) == list.files.count else { return false }
         list.index[event.fileID] = list.files.count
         list.files.append(event.fileID)
         list.sizes.append(event.length)
-        owner[event.fileID] = announcer
-        announcedFiles += 1
-        lists[announcer] = list
+        return true
+    }
+
+    private func forget(_ list: Announcement, of announcer: UInt32) {
+        for file in list.files where owner[file] == announcer { owner[file] = nil }
+        entries -= list.files.count
     }
 
     /// Whether the file is in an announced list (then this predictor answers for it).
