@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/fsuid.h>
 #include <sys/vfs.h>
@@ -131,6 +132,13 @@ int CGoFetch_open_folder_by_handle(int mount_fd, const void *handle) {
 
 int CGoFetch_open_mount_reference(const char *path) {
     return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+}
+
+void CGoFetch_set_thread_name(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, sizeof short_name - 1);
+    short_name[sizeof short_name - 1] = '\0';
+    pthread_setname_np(pthread_self(), short_name);
 }
 
 int CGoFetch_open_no_magic_links(int dirfd, const char *path, int flags) {

@@ -376,6 +376,27 @@ struct SchedulerTests {
         #expect(scheduler.statistics.queueDropped.value == 1)
     }
 
+    @Test("users take turns: one user's flood of requests neither delays another's nor pushes them out of the bounded queue",
+          arguments: [Configuration.PolicyType.heap, .fifo])
+    func fairness(policy: Configuration.PolicyType) {
+        let scheduler = PrefetchScheduler(options: options { $0.policy = policy; $0.queueCapacity = 8; $0.operationsPerSecond = 0.001 }, now: 0)
+        _ = drain(scheduler, now: 0)  // spends the token bucket's burst: nothing is released while offering
+        let flood = (1...20).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }
+        let modest = (51...53).map { Prediction(fileID: FileID($0), confidence: 0.7, predictor: .markov) }
+        scheduler.offer(flood, uid: 65_534, gid: 65_534, now: 0, file: files)
+        scheduler.offer(modest, uid: 1_000, gid: 1_000, now: 0, file: files)
+        // At the bound the flooding user gave up its own requests, not the other's.
+        #expect(scheduler.queuedCount == 8)
+        #expect(scheduler.statistics.queueDropped.value == 15)
+        let released = PrefetchScheduler(options: options { $0.policy = policy; $0.queueCapacity = 8 }, now: 0)
+        released.offer(flood, uid: 65_534, gid: 65_534, now: 0, file: files)
+        released.offer(modest, uid: 1_000, gid: 1_000, now: 0, file: files)
+        let order = drain(released, now: 1).map(\.uid)
+        // One request each in turn while both have some, though the flood's are more confident.
+        #expect(Array(order.prefix(6)) == [65_534, 1_000, 65_534, 1_000, 65_534, 1_000])
+        #expect(order.filter { $0 == 1_000 }.count == 3)
+    }
+
     @Test("PSI text parses")
     func pressure() {
         #expect(MemoryPressure.parse("some avg10=12.50 avg60=1.00 avg300=0.00 total=1\nfull avg10=3.00 avg60=0 avg300=0 total=0\n") == 12.5)

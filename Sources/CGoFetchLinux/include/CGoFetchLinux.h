@@ -127,6 +127,10 @@ int CGoFetch_accept(int fd);
 extern const uint32_t CGoFetch_EPOLLIN;
 extern const uint32_t CGoFetch_EPOLLRDHUP;
 
+/// Names the calling thread for the kernel (`top -H`, `perf`, `/proc/PID/task/TID/comm`;
+/// at most 15 bytes are kept). The corresponding C function is `pthread_setname_np`.
+void CGoFetch_set_thread_name(const char *name);
+
 // MARK: - Per-thread file-system identity (sys/fsuid.h is not in Glibc's module)
 
 /// Sets this thread's file-system uid; returns the previous one. The corresponding

@@ -71,21 +71,6 @@ public final class PrefetchScheduler {
         }
     }
 
-    struct Queued: Comparable {
-        var request: PrefetchRequest
-        var sequence: UInt64
-
-        /// Higher confidence first, then the earlier deadline, then arrival.
-        static func < (a: Queued, b: Queued) -> Bool {
-            if a.request.confidence != b.request.confidence { return a.request.confidence < b.request.confidence }
-            let ad = a.request.deadline ?? .max, bd = b.request.deadline ?? .max
-            if ad != bd { return ad > bd }
-            return a.sequence > b.sequence
-        }
-
-        static func == (a: Queued, b: Queued) -> Bool { a.sequence == b.sequence }
-    }
-
     /// The exact range: the pattern detector never repeats a range itself, and a
     /// coarser key would swallow its next, adjacent ones.
     struct DedupKey: Hashable {
@@ -96,9 +81,8 @@ public final class PrefetchScheduler {
 
     public let options: Options
     public let statistics = SchedulerStatistics()
-    private var fifo = Deque<Queued>()
-    private var heap = Heap<Queued>()
-    private var sequence: UInt64 = 0
+    /// One queue per client user, released in turn (``FairQueue``).
+    private var queue: FairQueue
     private var recent: [DedupKey: UInt64] = [:]
     /// The de-duplication keys of each file, so a file the job has read can be
     /// prefetched again at once (next epoch), not only after the window.
@@ -131,6 +115,7 @@ public final class PrefetchScheduler {
 
     public init(options: Options, now: UInt64, pressure: MemoryPressure = MemoryPressure()) {
         self.options = options
+        queue = FairQueue(policy: options.policy, capacity: options.queueCapacity)
         operations = TokenBucket(rate: options.operationsPerSecond, burst: max(1, options.operationsPerSecond / 10), now: now)
         bandwidth = TokenBucket(rate: options.bytesPerSecond, burst: max(Double(options.maxRequestBytes), options.bytesPerSecond / 10), now: now)
         self.pressure = pressure
@@ -164,7 +149,7 @@ public final class PrefetchScheduler {
         statistics.effectiveBudget.store(Int(clamping: budget), ordering: .relaxed)
     }
 
-    public var queuedCount: Int { fifo.count + heap.count }
+    public var queuedCount: Int { queue.count }
 
     /// Whether the last ``release(now:submit:)`` stopped for want of rate tokens, which
     /// only time brings back (budget comes back with the job's reads and the executor's
@@ -216,23 +201,8 @@ public final class PrefetchScheduler {
     }
 
     private func enqueue(_ request: PrefetchRequest) {
-        sequence += 1
-        let item = Queued(request: request, sequence: sequence)
         statistics.queued.add(1)
-        switch options.policy {
-        case .fifo:
-            if fifo.count >= options.queueCapacity {
-                fifo.removeFirst()  // the oldest prediction is the most likely stale
-                statistics.queueDropped.add(1)
-            }
-            fifo.append(item)
-        case .heap:
-            heap.insert(item)
-            if heap.count > options.queueCapacity {
-                heap.removeMin()
-                statistics.queueDropped.add(1)
-            }
-        }
+        if queue.insert(request) { statistics.queueDropped.add(1) }
     }
 
     /// Hands requests to `submit` while budget, rates and memory pressure allow.
@@ -271,11 +241,11 @@ public final class PrefetchScheduler {
     }
 
     private func peek() -> PrefetchRequest? {
-        options.policy == .fifo ? fifo.first?.request : heap.max?.request
+        queue.next
     }
 
     private func pop() {
-        if options.policy == .fifo { fifo.removeFirst() } else { heap.removeMax() }
+        queue.removeNext()
     }
 
     private func reserve(_ file: FileID, bytes: UInt64, now: UInt64) {

@@ -1,3 +1,4 @@
+import CGoFetchLinux
 import Foundation
 
 /// A named thread of gofetch's own (ingest, store, engine, I/O, metrics…): it runs
@@ -7,6 +8,8 @@ final class JoinableThread: Sendable {
 
     init(name: String, _ body: @escaping @Sendable () -> Void) {
         let thread = Thread { [finished] in
+            // The kernel's name too (top -H, perf, /proc/PID/task/TID/comm): at most 15 bytes.
+            CGoFetch_set_thread_name(name)
             body()
             finished.signal()
         }
