@@ -152,6 +152,33 @@ struct IngestTests {
         }
     }
 
+    @Test("no one user fills the shared catalog or rewrites another user's records")
+    func catalogShares() {
+        var catalog = FileCatalog(capacity: 16)
+        let flood = (0..<20).map { catalog.register(path: "/flood/\($0)", device: 1, inode: UInt64($0), size: 1, wallNanoseconds: 0, uid: 65_534) }
+        // Seven eighths for the flooding user; the last eighth is kept for the others.
+        #expect(flood.filter { $0 != .full }.count == 14)
+        let job = (0..<3).map { catalog.register(path: "/data/\($0)", device: 2, inode: UInt64($0), size: 1, wallNanoseconds: 0, uid: 1_000) }
+        #expect(job.prefix(2).allSatisfy { $0 != .full })
+        #expect(job[2] == .full)  // now the catalog is full for everyone
+        #expect(catalog.registerAnnounced(path: "/flood/x", size: 1, wallNanoseconds: 0, uid: 65_534) == .full)
+
+        // A record changes identity at an open by the user who registered it or by root, not another's.
+        guard case .recorded(let mine) = job[0] else { return }
+        #expect(catalog.register(path: "/data/0", device: 9, inode: 99, size: 5, wallNanoseconds: 0, uid: 65_534) == .known(mine.id))
+        #expect(catalog.foreignUpdates == 1)
+        #expect(catalog.matches(mine.id, device: 2, inode: 0))
+        if case .recorded(let replaced) = catalog.register(path: "/data/0", device: 2, inode: 7, size: 5, wallNanoseconds: 0, uid: 1_000) {
+            #expect(replaced.id == mine.id && replaced.inode == 7)
+        } else {
+            Issue.record("the owner's open of a replaced file should be recorded")
+        }
+        guard case .recorded = catalog.register(path: "/data/0", device: 2, inode: 8, size: 5, wallNanoseconds: 0, uid: 0) else {
+            Issue.record("root's open of a replaced file should be recorded")
+            return
+        }
+    }
+
     @Test("folders of opened files are listed once, as the client: regular files only, bounded, then known before their open")
     func folderListing() throws {
         let directory = TemporaryDirectory()

@@ -37,8 +37,9 @@ def connect(path: str) -> socket.socket:
 
 def main() -> int:
     path, folder, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    # GOFETCH_ATTACK=malformed: only the first three kinds (nothing the decoder accepts).
-    kinds = 3 if os.environ.get("GOFETCH_ATTACK") == "malformed" else 6
+    # GOFETCH_ATTACK=malformed: only the first three kinds; a list ("3,5") names the kinds to send.
+    wanted = os.environ.get("GOFETCH_ATTACK", "all")
+    kinds = {"all": [0, 1, 2, 3, 4, 5], "malformed": [0, 1, 2]}.get(wanted) or [int(k) for k in wanted.split(",")]
     rng = random.Random(7)
     fifos = []
     for i in range(16):
@@ -53,7 +54,7 @@ def main() -> int:
         n = 0
         while True:
             n += 1
-            choice = n % kinds
+            choice = kinds[n % len(kinds)]
             if choice == 0:
                 yield os.urandom(rng.randint(1, 4096))
             elif choice == 1:

@@ -2,6 +2,12 @@
 ///
 /// Confined to the ingest thread. It is seeded from the store at start, so file
 /// ids stay stable across daemon runs and the hot path never queries the database.
+///
+/// Shared by every client of the daemon, so no one user may fill it: the last
+/// eighth of `capacity` is kept for users other than one holding half the entries
+/// or more (a user with the daemon to itself still gets seven eighths), and a
+/// record's identity (device, inode, size) changes only at an open by the user who
+/// registered it or by root: another user's claim is refused (``foreignUpdates``).
 public struct FileCatalog: Sendable {
     public struct Identity: Hashable, Sendable {
         public var device: UInt64
@@ -13,6 +19,11 @@ public struct FileCatalog: Sendable {
     private var byIdentity: [Identity: FileID] = [:]
     private var nextID: FileID
     public let capacity: Int
+    /// Records each user registered (this run), and who registered each.
+    private var entriesByUser: [UInt32: Int] = [:]
+    private var registeredBy: [FileID: UInt32] = [:]
+    /// Identity changes refused because another user registered the file.
+    public private(set) var foreignUpdates = 0
 
     public init(capacity: Int, existing: [FileRecord] = []) {
         self.capacity = capacity
@@ -34,11 +45,15 @@ public struct FileCatalog: Sendable {
         case full
     }
 
-    /// Finds or adds the file an open names.
-    public mutating func register(path: String, device: UInt64, inode: UInt64, size: UInt64, wallNanoseconds: Int64) -> Registration {
+    /// Finds or adds the file an open by user `uid` names.
+    public mutating func register(path: String, device: UInt64, inode: UInt64, size: UInt64, wallNanoseconds: Int64, uid: UInt32 = 0) -> Registration {
         let identity = Identity(device: device, inode: inode)
         if let id = byPath[path], var record = records[id] {
             if record.device == device && record.inode == inode && record.size == size {
+                return .known(id)
+            }
+            if let owner = registeredBy[id], owner != uid, uid != 0 {
+                foreignUpdates += 1
                 return .known(id)
             }
             byIdentity[Identity(device: record.device, inode: record.inode)] = nil
@@ -49,10 +64,11 @@ public struct FileCatalog: Sendable {
             byIdentity[identity] = id
             return .recorded(record)
         }
-        guard records.count < capacity else { return .full }
+        guard admits(uid) else { return .full }
         let record = FileRecord(
             id: nextID, path: path, device: device, inode: inode, size: size, firstSeenWallNanoseconds: wallNanoseconds)
         nextID += 1
+        taken(record.id, by: uid)
         records[record.id] = record
         byPath[path] = record.id
         byIdentity[identity] = record.id
@@ -61,11 +77,12 @@ public struct FileCatalog: Sendable {
 
     /// Finds or adds a file named before it is opened (a lookahead announcement):
     /// a known file keeps its identity; a new one gets none until its open.
-    public mutating func registerAnnounced(path: String, size: UInt64, wallNanoseconds: Int64) -> Registration {
+    public mutating func registerAnnounced(path: String, size: UInt64, wallNanoseconds: Int64, uid: UInt32 = 0) -> Registration {
         if let id = byPath[path] { return .known(id) }
-        guard records.count < capacity else { return .full }
+        guard admits(uid) else { return .full }
         let record = FileRecord(id: nextID, path: path, device: 0, inode: 0, size: size, firstSeenWallNanoseconds: wallNanoseconds)
         nextID += 1
+        taken(record.id, by: uid)
         records[record.id] = record
         byPath[path] = record.id
         return .recorded(record)
@@ -76,6 +93,19 @@ public struct FileCatalog: Sendable {
     }
 
     public func id(path: String) -> FileID? { byPath[path] }
+
+    /// Whether `uid` may add a record: there is room, and in the last eighth only
+    /// for a user holding less than half the entries.
+    private func admits(_ uid: UInt32) -> Bool {
+        guard records.count < capacity else { return false }
+        guard records.count >= capacity - capacity / 8 else { return true }
+        return entriesByUser[uid, default: 0] * 2 < records.count
+    }
+
+    private mutating func taken(_ id: FileID, by uid: UInt32) {
+        entriesByUser[uid, default: 0] += 1
+        registeredBy[id] = uid
+    }
 
     public func matches(_ id: FileID, device: UInt64, inode: UInt64) -> Bool {
         guard let record = records[id] else { return false }

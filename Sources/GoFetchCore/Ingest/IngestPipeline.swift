@@ -14,6 +14,7 @@ public final class IngestPipeline: @unchecked Sendable {
     private var pendingControl: [TraceEvent] = []
     /// Files the lister found, with the client it listed them as (for the engine).
     private var pendingListed: [ListedFile] = []
+    private var reportedForeignUpdates = 0
     /// Lists folders for prediction: the data-set trees the engine asks for and, with
     /// `listOpenedFolders` (the GRU runs: it needs a folder's files known before they
     /// are opened), the folder of each file the job opens. Set before events flow.
@@ -42,7 +43,7 @@ public final class IngestPipeline: @unchecked Sendable {
             case .open:
                 opens += 1
                 guard let path = event.path else { unresolved += 1; continue }
-                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid, pid: event.pid) else { continue }
+                guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall, uid: uid), uid: uid, gid: gid, pid: event.pid) else { continue }
                 fileID = id
                 if !table.open(pid: event.pid, fd: event.fd, file: fileID) {
                     statistics.tableFull.add(1)
@@ -55,7 +56,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 continue
             case .lookahead:
                 guard let path = event.path else { unresolved += 1; continue }
-                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall), uid: uid, gid: gid, pid: event.pid) else { continue }
+                guard let id = accept(catalog.registerAnnounced(path: path, size: event.length, wallNanoseconds: wall, uid: uid), uid: uid, gid: gid, pid: event.pid) else { continue }
                 fileID = id
                 pendingControl.append(TraceEvent(
                     fileID: fileID, kind: .lookahead, flags: event.flags, source: event.source, pid: event.pid, tid: event.tid,
@@ -102,6 +103,10 @@ public final class IngestPipeline: @unchecked Sendable {
         statistics.coldReads.add(cold)
         statistics.stallNanoseconds.add(stall)
         statistics.unresolved.add(unresolved)
+        if catalog.foreignUpdates != reportedForeignUpdates {
+            statistics.catalogForeignUpdates.add(catalog.foreignUpdates - reportedForeignUpdates)
+            reportedForeignUpdates = catalog.foreignUpdates
+        }
         statistics.eventsAccepted.add(accepted)
     }
 
@@ -140,7 +145,7 @@ public final class IngestPipeline: @unchecked Sendable {
                     statistics.listingsSkipped.add(1)
                     continue
                 }
-                guard let id = accept(catalog.registerAnnounced(path: path, size: size, wallNanoseconds: wall)) else { continue }
+                guard let id = accept(catalog.registerAnnounced(path: path, size: size, wallNanoseconds: wall, uid: listing.uid)) else { continue }
                 pendingListed.append(ListedFile(fileID: id, uid: listing.uid))
                 listedFiles += 1
                 statistics.filesListed.add(1)

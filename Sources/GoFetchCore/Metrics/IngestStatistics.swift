@@ -23,7 +23,11 @@ public final class IngestStatistics: Sendable {
     public let clientDropped = Atomic<Int>(0)
     /// Reads whose descriptor and inode match no known open.
     public let unresolved = Atomic<Int>(0)
+    /// Events of files the catalog had no room for (full, or its last eighth kept
+    /// for users other than the one holding half of it).
     public let catalogFull = Atomic<Int>(0)
+    /// Opens that would have changed the identity of a file another user registered: refused.
+    public let catalogForeignUpdates = Atomic<Int>(0)
     /// Files the catalog learned from folder listings (for the GRU) before any open.
     public let filesListed = Atomic<Int>(0)
     /// Listed files left out: listings may fill at most half the catalog.

@@ -15,6 +15,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var malformed: Int
     public var unresolved: Int
     public var catalogFull: Int
+    /// Identity changes of a file refused because another user registered it; `nil`
+    /// in summaries stored before it was counted.
+    public var foreignUpdates: Int?
     public var storeDropped: Int
     public var committedEvents: Int
     public var committedFiles: Int
@@ -48,6 +51,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         malformed = ingest.decodeStatistics.total + ingest.messagesTruncated.value
         unresolved = ingest.unresolved.value
         catalogFull = ingest.catalogFull.value
+        foreignUpdates = ingest.catalogForeignUpdates.value
         storeDropped = store.dropped.value
         committedEvents = store.committedEvents.value
         committedFiles = store.committedFiles.value
@@ -75,7 +79,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("processes", "\(clients)" + (refusedClients > 0 ? " (\(refusedClients) refused)" : ""))
         row("committed", "\(committedEvents) events in \(committedBatches) transactions")
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
-        row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files")
+        row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files, \(foreignUpdates ?? 0) claims on files of another user")
         if foldersListed + foldersNotListed > 0 {
             row("folders listed", "\(foldersListed) (\(foldersNotListed) not listed): \(filesListed) files known before their first open, \(listingsSkipped) left out (half the catalog is the bound)")
         }

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Logging
 import Synchronization
@@ -38,12 +39,21 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private let capacity: Int
     private let logger: Logger
 
+    /// What ingest handed over and the engine has not taken yet. Events and control
+    /// records wait in one queue per client user, taken in turns of at most
+    /// ``turn`` each: one user's flood of events (a hostile client, or a job
+    /// announcing millions of files) waits behind its own backlog, not in front of
+    /// another user's opens. File records are taken whole (events name them).
     private struct Inbox {
-        var batches: [EventBatch] = []
+        var files: [FileRecord] = []
+        var listed: [ListedFile] = []
+        var queues: [UInt32: Deque<TraceEvent>] = [:]
         var events = 0
         var results: [PrefetchResult] = []
         var stopping = false
     }
+    /// Events of one user taken per turn.
+    static let turn = 256
     private let inbox = Mutex(Inbox())
     private let wakeUp = DispatchSemaphore(value: 0)
     private var thread: JoinableThread?
@@ -200,49 +210,85 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         published.withLock { $0 = snapshot }
     }
 
+    /// Takes a batch from ingest without waiting. Events beyond the inbox's room
+    /// (`capacity` in all, half of it for any one user) are dropped, counted; file
+    /// records never are: later events name them.
     public func consume(_ batch: EventBatch) {
-        let count = batch.events.count + batch.control.count
-        let accepted = inbox.withLock { inbox -> Bool in
-            guard inbox.events + count <= capacity || count == 0 else { return false }
-            inbox.batches.append(batch)
-            inbox.events += count
-            return true
-        }
-        if accepted {
-            wakeUp.signal()
-        } else {
-            droppedEvents.add(count)
-            // File records are never dropped: later events name them.
-            if !batch.files.isEmpty || !batch.listed.isEmpty {
-                inbox.withLock { $0.batches.append(EventBatch(files: batch.files, listed: batch.listed)) }
+        let dropped = inbox.withLock { inbox -> Int in
+            inbox.files += batch.files
+            inbox.listed += batch.listed
+            var dropped = 0
+            // Control records (lookahead, epochs) go before the batch's events, as they were sent.
+            for list in [batch.control, batch.events] {
+                var index = list.startIndex
+                while index < list.endIndex {
+                    // A run of one user's records at a time: one dictionary access per run.
+                    let uid = list[index].uid
+                    var end = index + 1
+                    while end < list.endIndex && list[end].uid == uid { end += 1 }
+                    let room = min(capacity - inbox.events, capacity / 2 - (inbox.queues[uid]?.count ?? 0))
+                    let taken = max(0, min(room, end - index))
+                    if taken > 0 { inbox.queues[uid, default: []].append(contentsOf: list[index..<(index + taken)]) }
+                    inbox.events += taken
+                    dropped += end - index - taken
+                    index = end
+                }
             }
+            return dropped
+        }
+        if dropped > 0 { droppedEvents.add(dropped) }
+        wakeUp.signal()
+    }
+
+    /// Takes what is waiting: all file records, and up to ``turn`` records of each user.
+    private func takeInbox() -> (files: [FileRecord], listed: [ListedFile], turns: [[TraceEvent]], results: [PrefetchResult], stopping: Bool, more: Bool) {
+        inbox.withLock { inbox in
+            defer {
+                inbox.files.removeAll(keepingCapacity: true)
+                inbox.listed.removeAll(keepingCapacity: true)
+                inbox.results.removeAll(keepingCapacity: true)
+            }
+            var turns: [[TraceEvent]] = []
+            for uid in Array(inbox.queues.keys) {
+                let count = min(Self.turn, inbox.queues[uid]!.count)
+                turns.append(Array(inbox.queues[uid]!.prefix(count)))
+                inbox.queues[uid]!.removeFirst(count)
+                if inbox.queues[uid]!.isEmpty { inbox.queues[uid] = nil }
+                inbox.events -= count
+            }
+            return (inbox.files, inbox.listed, turns, inbox.results, inbox.stopping, inbox.events > 0)
         }
     }
 
     private func run() {
+        var backlog = false
         while true {
             // While requests wait for rate tokens, come back soon to release them; budget
             // and the executor's room come back with events and results, which wake this
             // thread (the 20 ms is for what only time frees: expiry, memory pressure).
             let timeout: DispatchTime = scheduler.waitingForTokens ? .now() + .milliseconds(2)
                 : scheduler.queuedCount > 0 ? .now() + .milliseconds(20) : .now() + .milliseconds(100)
-            _ = wakeUp.wait(timeout: timeout)
-            let (batches, results, stopping) = inbox.withLock { inbox in
-                defer {
-                    inbox.batches.removeAll(keepingCapacity: true)
-                    inbox.results.removeAll(keepingCapacity: true)
-                    inbox.events = 0
-                }
-                return (inbox.batches, inbox.results, inbox.stopping)
-            }
-            for result in results {
+            if !backlog { _ = wakeUp.wait(timeout: timeout) }
+            let taken = takeInbox()
+            backlog = taken.more
+            for result in taken.results {
                 scheduler.completed(result)
                 ledger.completed(result)
             }
-            // The last batches (ingest flushes right before stopping) still count: the
+            receive(files: taken.files, listed: taken.listed)
+            // One turn of each user's records, then what they made is released below.
+            for records in taken.turns { process(records) }
+            // The last events (ingest flushes right before stopping) still count: the
             // job's last reads decide fates. Nothing new is released after them.
-            for batch in batches { process(batch) }
-            if stopping { return }
+            if taken.stopping {
+                while true {
+                    let rest = takeInbox()
+                    receive(files: rest.files, listed: rest.listed)
+                    for records in rest.turns { process(records) }
+                    if !rest.more { break }
+                }
+                return
+            }
             let now = Clock.monotonicNanoseconds()
             cgroups.refresh(now: now)
             scheduler.setCeiling(cgroups.ceiling)
@@ -318,29 +364,35 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         scheduler.offer(allowed, uid: uid, gid: gid, groups: groups, now: now) { files[$0] }
     }
 
-    private func process(_ batch: EventBatch) {
-        if !batch.files.isEmpty {
-            pathIndex.add(batch.files)
-            for record in batch.files {
+    /// File records (new files, changed ones) and the files listings found, with the user listed as.
+    private func receive(files records: [FileRecord], listed: [ListedFile]) {
+        if !records.isEmpty {
+            pathIndex.add(records)
+            for record in records {
                 files[record.id] = (record.path, record.size)
                 gru?.directories.add(record)
                 if tree.contains(record.id) { tree.resize(record.id, to: record.size) } else { tree.adopt(record.id, path: record.path, size: record.size) }
             }
         }
+        for file in listed { reporters.add(file.fileID, uid: file.uid) }
+    }
+
+    /// One user's control records and events, in the order sent.
+    private func process(_ records: [TraceEvent]) {
         let now = Clock.monotonicNanoseconds()
-        for listed in batch.listed { reporters.add(listed.fileID, uid: listed.uid) }
-        for control in batch.control where control.kind == .lookahead {
-            lookahead.announce(control)
-            reporters.add(control.fileID, uid: control.uid)
+        let control = records.filter { $0.kind == .lookahead }
+        for record in control {
+            lookahead.announce(record)
+            reporters.add(record.fileID, uid: record.uid)
         }
-        for announcer in lookahead.announcers(in: batch.control) {
+        for announcer in lookahead.announcers(in: control) {
             let first = lookahead.next(announcer: announcer)
-            if let client = batch.control.first(where: { $0.pid == announcer }) {
+            if let client = control.first(where: { $0.pid == announcer }) {
                 offer(first, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
             }
         }
         var lastPID: UInt32 = 0
-        for event in batch.events {
+        for event in records where event.kind != .lookahead {
             if event.pid != lastPID {
                 lastPID = event.pid
                 cgroups.saw(pid: event.pid, now: now)
