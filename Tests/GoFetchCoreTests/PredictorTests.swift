@@ -173,6 +173,27 @@ struct PredictorTests {
         #expect(remaining.expects(5))
     }
 
+    @Test("epoch tags end an epoch once per job: its workers moving on together, or another job's tags interleaved, are no new boundary")
+    func remainingSetTagsOfTwoJobs() {
+        let remaining = EpochRemainingSet()
+        func open(_ file: FileID, pid: UInt32, parent: UInt32, epoch: UInt32) -> TraceEvent {
+            var event = openEvent(file, pid: pid, epoch: epoch)
+            event.parentPID = parent
+            return event
+        }
+        // Job A (workers 11, 12 of parent 10) in its epoch 3; job B (worker 21 of 20) in its epoch 7.
+        for file in FileID(1)...10 {
+            remaining.observe(open(file, pid: 11 + UInt32(file % 2), parent: 10, epoch: 3))
+            remaining.observe(open(100 + file, pid: 21, parent: 20, epoch: 7))
+        }
+        #expect(remaining.epochsCompleted == 1)  // B's first tag differs from the current one: one boundary, not one per open
+        // A's new workers (new pids, same parent) start its epoch 4: one more boundary, not one per worker.
+        remaining.observe(open(1, pid: 13, parent: 10, epoch: 4))
+        remaining.observe(open(2, pid: 14, parent: 10, epoch: 4))
+        remaining.observe(open(101, pid: 21, parent: 20, epoch: 7))
+        #expect(remaining.epochsCompleted == 2)
+    }
+
     @Test("the hybrid uses Markov for a repeated order and the remaining set when shuffled")
     func hybrid() {
         var generator = SplitMix64(seed: 5)

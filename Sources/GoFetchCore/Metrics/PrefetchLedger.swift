@@ -108,9 +108,14 @@ public final class PrefetchLedger {
     public func completed(_ result: PrefetchResult) {
         let request = result.request
         histograms.prefetchLatency.record(result.completedAt &- result.issuedAt)
-        guard var list = entries[request.fileID],
-            let index = list.firstIndex(where: { $0.offset == request.offset && $0.completedAt == nil })
-        else { return }
+        // Taken out of the table while it changes: a copy left in it would be copied
+        // whole at the first change (the list of a large file's chunks can be long).
+        guard var list = entries.removeValue(forKey: request.fileID) else { return }
+        let before = list.count
+        guard let index = list.firstIndex(where: { $0.offset == request.offset && $0.completedAt == nil }) else {
+            entries[request.fileID] = list
+            return
+        }
         var entry = list[index]
         entry.completedAt = result.completedAt
         switch result.outcome {
@@ -121,12 +126,12 @@ public final class PrefetchLedger {
         case .skipped:
             settle(.skipped)
             list.remove(at: index)
-            store(list, for: request.fileID)
+            store(list, for: request.fileID, before: before)
             return
         case .denied, .missing, .failed, .cannotLast:
             settle(.failed)
             list.remove(at: index)
-            store(list, for: request.fileID)
+            store(list, for: request.fileID, before: before)
             return
         }
         if let touchedAt = entry.touchedAt {
@@ -136,7 +141,7 @@ public final class PrefetchLedger {
         } else {
             list[index] = entry
         }
-        store(list, for: request.fileID)
+        store(list, for: request.fileID, before: before)
     }
 
     /// One event of the job. Reads and mmaps are accesses; a close ends coverage of the file.
@@ -166,7 +171,8 @@ public final class PrefetchLedger {
         }
         let start = event.offset, end = event.offset &+ max(bytes, 1)
         var warmedByUs = false
-        if var list = entries[event.fileID] {
+        if var list = entries.removeValue(forKey: event.fileID) {  // out of the table while it changes (no copy)
+            let before = list.count
             var index = 0
             while index < list.count {
                 let entry = list[index]
@@ -198,7 +204,7 @@ public final class PrefetchLedger {
                 }
                 list.remove(at: index)
             }
-            store(list, for: event.fileID)
+            store(list, for: event.fileID, before: before)
         }
         if !warmedByUs, !cold, let range = covered[event.fileID], range.offset < end && start < range.end {
             warmedByUs = true
@@ -227,8 +233,8 @@ public final class PrefetchLedger {
         onFate?(fate, evicted)
     }
 
-    private func store(_ list: [Entry], for file: FileID) {
-        let before = entries[file]?.count ?? 0
+    /// Puts a file's list (taken out with `removeValue`, `before` entries then) back.
+    private func store(_ list: [Entry], for file: FileID, before: Int) {
         tracked -= before - list.count
         entries[file] = list.isEmpty ? nil : list
     }
@@ -237,6 +243,9 @@ public final class PrefetchLedger {
     public func sweep(now: UInt64) {
         guard now &- lastSweep >= 1_000_000_000 else { return }
         lastSweep = now
+        // Changes are collected, then applied: changing the table while iterating it
+        // would copy it whole.
+        var changed: [(FileID, [Entry], Int)] = []
         for (file, list) in entries {
             let kept = list.filter { entry in
                 guard let completedAt = entry.completedAt, entry.touchedAt == nil, now &- completedAt > options.windowNanoseconds else { return true }
@@ -244,13 +253,14 @@ public final class PrefetchLedger {
                 settle(.wasted)
                 return false
             }
-            if kept.count != list.count { store(kept, for: file) }
+            if kept.count != list.count { changed.append((file, kept, list.count)) }
         }
+        for (file, kept, before) in changed { store(kept, for: file, before: before) }
     }
 
     /// The run ended: whatever was loaded and never read is wasted.
     public func finish() {
-        for (file, list) in entries {
+        for list in entries.values {
             for entry in list {
                 if entry.completedAt != nil {
                     counters.unreadInWindow += 1
@@ -261,8 +271,9 @@ public final class PrefetchLedger {
                     settle(.failed)  // never completed before the run ended
                 }
             }
-            store([], for: file)
+            tracked -= list.count
         }
+        entries.removeAll()
     }
 
     /// Prefetches waiting for their fate.

@@ -33,6 +33,8 @@ public final class EpochRemainingSet: Predictor {
     private var repeatsInRow = 0
     private var recentRepeats: [FileID] = []
     private var currentTag: UInt32?
+    /// The last epoch tag of each job (its workers' parent), at most 4,096 jobs.
+    private var tagsByJob: [UInt32: UInt32] = [:]
     public private(set) var epochsCompleted = 0
     /// How much of the previous data set the last completed epoch read again (1 = all).
     public private(set) var lastCoverage = 0.0
@@ -45,7 +47,13 @@ public final class EpochRemainingSet: Predictor {
     public func observe(_ event: TraceEvent) {
         guard event.kind == .open else { return }
         if let tag = event.epoch {
-            if let current = currentTag, tag != current { endEpoch(keeping: []) }
+            // A job's tag moving on ends the epoch, once: its workers (one parent) move
+            // together, and another job's tags, interleaved, are not a boundary (that
+            // flipped the epoch, an O(data set) step, on every open of two tagged jobs).
+            let job = event.parentPID == 0 ? event.pid : event.parentPID
+            if tagsByJob.count >= 4_096 && tagsByJob[job] == nil { tagsByJob.removeAll(keepingCapacity: true) }
+            let previous = tagsByJob.updateValue(tag, forKey: job) ?? currentTag
+            if let previous, previous != tag { endEpoch(keeping: []) }
             currentTag = tag
             markRead(event.fileID)
             return

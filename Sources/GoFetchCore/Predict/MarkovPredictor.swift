@@ -187,8 +187,14 @@ public final class MarkovPredictor: Predictor {
         contextsEvicted += before - table.count
     }
 
+    /// The table of streams is full: the least recently used quarter goes at once, so
+    /// that a new process costs a scan of the table once in `maxStreams / 4` times, not
+    /// every time (a long-running daemon sees ever new pids).
     private func forgetOldestStream() {
-        guard let oldest = streamUse.min(by: { tick &- $0.value > tick &- $1.value })?.key else { return }
-        forget(stream: oldest)
+        let ages = streamUse.values.map { tick &- $0 }.sorted(by: >)
+        guard !ages.isEmpty else { return }
+        let cutoff = ages[max(0, ages.count / 4 - 1)]
+        let stale = streamUse.compactMap { tick &- $0.value >= cutoff ? $0.key : nil }
+        for stream in stale { forget(stream: stream) }
     }
 }

@@ -20,14 +20,13 @@ struct FileReporters {
             return
         }
         guard known != uid else { return }
-        var more = others[file, default: []]
-        guard !more.contains(uid) else { return }
-        guard more.count + 1 < Self.maxUsersPerFile else {
+        let more = others[file]?.count ?? 0
+        guard others[file]?.contains(uid) != true else { return }
+        guard more + 1 < Self.maxUsersPerFile else {
             overflowed += 1
             return
         }
-        more.append(uid)
-        others[file] = more
+        others[file, default: []].append(uid)  // in place
     }
 
     func contains(_ file: FileID, uid: UInt32) -> Bool {
