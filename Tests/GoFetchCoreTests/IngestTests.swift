@@ -309,4 +309,21 @@ struct IngestTests {
         let catalog = FileCatalog(capacity: 10, existing: try reopened.files(limit: 10))
         #expect(catalog.id(path: "/data/x") == 1)
     }
+
+    @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
+    func fileIDsAfterPartialLoad() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("traces.db"))
+        let run = try store.beginRun(command: "t", source: "test")
+        let files = (1...5).map { FileRecord(id: FileID($0), path: "/data/\($0)", device: 1, inode: UInt64($0), size: 1, firstSeenWallNanoseconds: 0) }
+        try store.write(files: files, events: [], runID: run)
+        #expect(try store.maxFileID() == 5)
+        // The catalog's bound lets it load two of the five.
+        var catalog = FileCatalog(capacity: 4, existing: try store.files(limit: 2), maxID: try store.maxFileID())
+        guard case .recorded(let new) = catalog.register(path: "/data/new", device: 1, inode: 99, size: 1, wallNanoseconds: 0) else {
+            Issue.record("a new file should be recorded")
+            return
+        }
+        #expect(new.id == 6)  // not 3, which the store's /data/3 has
+    }
 }

@@ -198,6 +198,10 @@ struct ExecutorTests {
         // Another uid than the process runs as: it is not that client (a reused pid): no groups.
         let other = ClientGroups()
         #expect(other.groups(pid: UInt32(getpid()), uid: getuid() &+ 1, gid: getgid(), now: 1).isEmpty)
+        // Nor from the cache: an answer for one user is never given to another asking about the same pid.
+        if !mine.isEmpty {
+            #expect(cache.groups(pid: UInt32(getpid()), uid: getuid() &+ 1, gid: getgid(), now: 2).isEmpty)
+        }
     }
 
     @Test("requests run on the pool and report through the callback")

@@ -25,9 +25,11 @@ public struct FileCatalog: Sendable {
     /// Identity changes refused because another user registered the file.
     public private(set) var foreignUpdates = 0
 
-    public init(capacity: Int, existing: [FileRecord] = []) {
+    /// - Parameter maxID: the largest id the store holds (the catalog may load only
+    ///   some of its files): new ids come after it, so they never collide.
+    public init(capacity: Int, existing: [FileRecord] = [], maxID: FileID = 0) {
         self.capacity = capacity
-        nextID = (existing.map(\.id).max() ?? 0) + 1
+        nextID = max(existing.map(\.id).max() ?? 0, maxID) + 1
         for record in existing.prefix(capacity) {
             records[record.id] = record
             byPath[record.path] = record.id

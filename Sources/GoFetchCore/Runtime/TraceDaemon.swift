@@ -43,7 +43,7 @@ public final class TraceDaemon: @unchecked Sendable {
         storeStatistics.retentionDeleted.add(deleted)
         runID = try store.beginRun(command: command, source: source)
         let known = try store.files(limit: configuration.ingest.maxFiles)
-        let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: known)
+        let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: known, maxID: try store.maxFileID())
         writer = StoreWriter(
             store: store, runID: runID, capacity: configuration.storage.queueCapacity,
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)

@@ -13,7 +13,15 @@ final class ClientGroups {
         var checkedAt: UInt64
     }
 
-    private var entries: [UInt32: Entry] = [:]
+    /// By pid and the identity asked about: a pid may be reused by another user's
+    /// process, or the process may have changed identity, within the refresh time.
+    private struct Key: Hashable {
+        var pid: UInt32
+        var uid: UInt32
+        var gid: UInt32
+    }
+
+    private var entries: [Key: Entry] = [:]
     private let capacity: Int
     private let refreshNanoseconds: UInt64
 
@@ -24,13 +32,14 @@ final class ClientGroups {
 
     /// The supplementary groups of `pid` if it runs as `uid`/`gid`, else none.
     func groups(pid: UInt32, uid: UInt32, gid: UInt32, now: UInt64) -> [UInt32] {
-        if let entry = entries[pid], now &- entry.checkedAt < refreshNanoseconds { return entry.groups }
+        let key = Key(pid: pid, uid: uid, gid: gid)
+        if let entry = entries[key], now &- entry.checkedAt < refreshNanoseconds { return entry.groups }
         if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
         var groups: [UInt32] = []
         if let status = ProcessCredentials.of(pid), status.uids.contains(uid), status.gids.contains(gid) {
             groups = status.groups
         }
-        entries[pid] = Entry(groups: groups, checkedAt: now)
+        entries[key] = Entry(groups: groups, checkedAt: now)
         return groups
     }
 }

@@ -113,6 +113,12 @@ public final class TraceStore: Sendable {
         }
     }
 
+    /// The largest file id in the store (0 when it has none): new files are numbered
+    /// after it, also when the catalog loaded only a part of the files.
+    public func maxFileID() throws(TraceStoreError) -> FileID {
+        try read { db in try FileID.fetchOne(db, sql: "SELECT MAX(id) FROM files") ?? 0 }
+    }
+
     /// Writes files and events in one transaction.
     public func write(files: [FileRecord], events: ArraySlice<TraceEvent>, runID: Int64) throws(TraceStoreError) {
         try perform { db in
