@@ -9,7 +9,9 @@ struct CacheCommand: AsyncParsableCommand {
         discussion: """
             Like vmtouch and fincore: resident pages / total pages of every file below the
             given paths, summed (one line per file with -v). --warm loads them with the
-            prefetch executor's methods, within --budget; --evict drops their pages.
+            prefetch executor's methods, prefetcher.executor_threads files at once
+            (storage far away answers many requests together), within --budget;
+            --evict drops their pages.
             Symbolic links below the given paths are not followed unless --follow-symlinks.
             A path that cannot be read is named on standard error and the run goes on;
             the exit status is then 1. docs/cache.md explains the output.
@@ -61,13 +63,16 @@ struct CacheCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = options.makeLogger(label: "gofetch.cache")
         let action: PageCacheTool.Action
+        var threads = 1
         if warm {
-            let method = try method?.rawValue ?? options.loadConfiguration().prefetcher.method.rawValue
+            let prefetcher = try options.loadConfiguration().prefetcher
+            threads = prefetcher.executorThreads  // files warmed at once, as the daemon's executor
+            let method = method?.rawValue ?? prefetcher.method.rawValue
             action = .warm(method: PrefetchMethod(rawValue: method), budget: budget.map { UInt64($0 * 1_048_576) })
         } else {
             action = evict ? .evict : .count
         }
-        let tool = PageCacheTool(action: action, followSymlinks: followSymlinks, logger: logger)
+        let tool = PageCacheTool(action: action, followSymlinks: followSymlinks, concurrency: threads, logger: logger)
 
         let progress = ProgressLine()
         let started = Clock.monotonicNanoseconds()

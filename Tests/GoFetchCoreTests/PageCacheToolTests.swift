@@ -29,8 +29,8 @@ func readStart(_ path: String, bytes: Int) throws {
 
 @Suite("page-cache tool", .serialized)
 struct PageCacheToolTests {
-    func tool(_ action: PageCacheTool.Action, followSymlinks: Bool = false) -> PageCacheTool {
-        PageCacheTool(action: action, followSymlinks: followSymlinks, logger: .test)
+    func tool(_ action: PageCacheTool.Action, followSymlinks: Bool = false, concurrency: Int = 1) -> PageCacheTool {
+        PageCacheTool(action: action, followSymlinks: followSymlinks, concurrency: concurrency, logger: .test)
     }
 
     /// Runs the tool; returns its files by path, its problems, and its totals.
@@ -58,12 +58,13 @@ struct PageCacheToolTests {
         #expect(!result.totals.hadProblems)
     }
 
-    @Test("warming makes every page resident, with each method", arguments: [PrefetchMethod?.none, .fadvise, .readahead, .read])
-    func warms(method: PrefetchMethod?) throws {
+    @Test("warming makes every page resident, with each method, one file at a time or several",
+          arguments: [PrefetchMethod?.none, .fadvise, .readahead, .read], [1, 4])
+    func warms(method: PrefetchMethod?, concurrency: Int) throws {
         let directory = TemporaryDirectory()
         let paths = [directory.file("a.bin"), directory.file("b.bin")]
         for path in paths { try coldFile(path, size: 3 << 20) }
-        let result = run(tool(.warm(method: method, budget: nil)), [directory.path])
+        let result = run(tool(.warm(method: method, budget: nil), concurrency: concurrency), [directory.path])
         for path in paths {
             let file = try #require(result.files[path])
             #expect(file.residentBefore == 0)
@@ -77,6 +78,20 @@ struct PageCacheToolTests {
         #expect(result.totals.warming?.loadedBytes == 6 << 20)
         #expect(result.totals.warming?.files.values.reduce(0, +) == 2)
         #expect(result.totals.warming?.leftFiles == 0)
+    }
+
+    @Test("several threads warm files and report them in the walk's order")
+    func warmsInOrder() throws {
+        let directory = TemporaryDirectory()
+        for index in 0..<40 { try coldFile(directory.file("f\(index).bin"), size: (index % 7 + 1) << 14) }
+        var walked: [String] = []
+        _ = tool(.count).run([directory.path], onFile: { walked.append($0.path) })
+        var reported: [String] = []
+        let totals = tool(.warm(method: .read, budget: nil), concurrency: 8).run([directory.path], onFile: { reported.append($0.path) })
+        #expect(reported == walked)
+        #expect(reported.count == 40)
+        #expect(totals.resident == totals.pages)
+        #expect(try walked.allSatisfy { try residentPages($0) * 4096 >= (try FileManager.default.attributesOfItem(atPath: $0)[.size] as! UInt64) })
     }
 
     @Test("evicting drops the pages of resident files")
@@ -94,14 +109,15 @@ struct PageCacheToolTests {
         #expect(result.totals.residentBefore == 512 && result.totals.resident == 0)
     }
 
-    @Test("warming stops at the budget and says what it left", arguments: [PrefetchMethod.fadvise, .read])
-    func budget(method: PrefetchMethod) throws {
+    @Test("warming stops at the budget and says what it left, one file at a time or several",
+          arguments: [PrefetchMethod.fadvise, .read], [1, 4])
+    func budget(method: PrefetchMethod, concurrency: Int) throws {
         let directory = TemporaryDirectory()
         let paths = (0..<4).map { directory.file("f\($0).bin") }
         for path in paths { try coldFile(path, size: 1 << 20) }
         try readStart(paths[1], bytes: 256 << 10)  // 64 pages already resident cost nothing
         let budget: UInt64 = (5 << 20) / 2
-        let result = run(tool(.warm(method: method, budget: budget)), paths)
+        let result = run(tool(.warm(method: method, budget: budget), concurrency: concurrency), paths)
         let warming = try #require(result.totals.warming)
         // 640 pages of budget: 256 for the first file, 192 for the second (64 were
         // resident), the first 192 of the third, none of the fourth. Measured

@@ -32,12 +32,17 @@ public final class PageCacheTool {
     public let action: Action
     private let walker: FileTreeWalker
     private let warmer: PageCacheWarmer?
+    /// Files warmed at once (``WarmingPool``): network and FUSE storage serve many
+    /// requests together, and a read waits for its answer.
+    public let concurrency: Int
 
     /// - Parameters:
     ///   - followSymlinks: follow symbolic links found below the given paths (the given
     ///     paths themselves are always followed).
-    public init(action: Action, followSymlinks: Bool = false, logger: Logger) {
+    ///   - concurrency: files warmed at once (`prefetcher.executor_threads`).
+    public init(action: Action, followSymlinks: Bool = false, concurrency: Int = 1, logger: Logger) {
         self.action = action
+        self.concurrency = max(1, concurrency)
         walker = FileTreeWalker(followSymlinks: followSymlinks)
         if case .warm(let method, _) = action {
             warmer = PageCacheWarmer(method: method, logger: logger)
@@ -59,6 +64,33 @@ public final class PageCacheTool {
         if case .warm(_, let budget) = action { totals.warming = .init(budgetBytes: budget) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: warmer == nil ? 0 : 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
+        // Warming with several threads: files are planned (and the budget reserved) here,
+        // in walk order, loaded by the pool, and reported in walk order.
+        let pool = warmer.flatMap { warmer in concurrency > 1 ? WarmingPool(warmer: warmer, threads: concurrency) : nil }
+        var reserved: UInt64 = 0
+        func report(_ done: [WarmingPool.Done]) {
+            for item in done {
+                var file = item.file
+                reserved -= min(reserved, item.plan.reserved)
+                if let warming = item.warming {
+                    file.method = warming.method
+                    file.resident = warming.residentAfter
+                    totals.warming?.files[warming.method.rawValue, default: 0] += 1
+                    totals.warming?.loadedBytes += (file.resident - min(file.resident, item.before)) * Syscall.pageSize
+                }
+                if item.plan.limited && file.resident < file.pages {
+                    totals.warming?.leftFiles += 1
+                    totals.warming?.leftBytes += (file.pages - file.resident) * Syscall.pageSize
+                }
+                if let error = item.error {
+                    totals.unreadable += 1
+                    onProblem(PageCacheProblem(path: file.path, error: error, isGivenPath: false))
+                    continue
+                }
+                totals.add(file)
+                onFile(file)
+            }
+        }
         for path in paths {
             walker.walk(path) { event in
                 switch event {
@@ -70,6 +102,18 @@ public final class PageCacheTool {
                     if isRoot { totals.failedPaths += 1 } else { totals.unreadable += 1 }
                     onProblem(PageCacheProblem(path: path, error: error, isGivenPath: isRoot))
                 case .file(let path, let fd, let status):
+                    if let pool {
+                        do throws(Errno) {
+                            let (file, plan) = try planWarming(fd, status: status, path: path, budget: totals.warming?.budgetBytes,
+                                                               committed: (totals.warming?.loadedBytes ?? 0) + reserved)
+                            reserved += plan.reserved
+                            report(try pool.submit(fd, status: status, file: file, plan: plan))
+                        } catch {
+                            totals.unreadable += 1
+                            onProblem(PageCacheProblem(path: path, error: error, isGivenPath: false))
+                        }
+                        return
+                    }
                     do throws(Errno) {
                         let file = try process(fd, status: status, path: path, warming: &totals.warming, buffer: buffer)
                         totals.add(file)
@@ -81,8 +125,41 @@ public final class PageCacheTool {
                 }
             }
         }
+        if let pool { report(pool.finish()) }
         totals.elapsedNanoseconds = Clock.monotonicNanoseconds() - started
         return totals
+    }
+
+    /// What warming one file will do: its pages before, how many bytes from its start
+    /// to load (0: nothing), whether the budget cut it, and the bytes it may add.
+    struct WarmingPlan {
+        var length: UInt64
+        var rangeBefore: UInt64
+        var limited: Bool
+        var reserved: UInt64
+    }
+
+    /// Plans one file's warming against the budget: `committed` is what was loaded and
+    /// what the files in flight may still load.
+    private func planWarming(
+        _ fd: FileDescriptor, status: FileStatus, path: String, budget: UInt64?, committed: UInt64
+    ) throws(Errno) -> (CachedFile, WarmingPlan) {
+        let page = Syscall.pageSize
+        let pages = (status.size + page - 1) / page
+        let before = try status.size == 0 ? 0 : Syscall.residentPages(fd, offset: 0, length: status.size)
+        var file = CachedFile(path: path, size: status.size, pages: pages, resident: before)
+        file.residentBefore = before
+        guard before < pages else { return (file, WarmingPlan(length: 0, rangeBefore: before, limited: false, reserved: 0)) }
+        let left = budget.map { $0 - min($0, committed) }
+        var length = status.size
+        let limited = left.map { (pages - before) * page > $0 } ?? false
+        if limited, let left {
+            length = left / page * page  // as in the one-thread path: the budget's first pages only
+            if length > 0 { try Syscall.adviseRandom(fd) }
+        }
+        let rangeBefore = try length == status.size || length == 0 ? before : Syscall.residentPages(fd, offset: 0, length: length)
+        let reserved = length == status.size ? (pages - before) * page : length
+        return (file, WarmingPlan(length: length, rangeBefore: rangeBefore, limited: limited, reserved: reserved))
     }
 
     /// Counts, warms or evicts one open file.

@@ -506,6 +506,12 @@ extension Syscall {
         if result != 0 { throw Errno(rawValue: result) }
     }
 
+    /// A second descriptor of the same open file (close-on-exec). The corresponding C
+    /// function is `fcntl(F_DUPFD_CLOEXEC)`.
+    static func duplicate(_ fd: FileDescriptor) throws(Errno) -> FileDescriptor {
+        FileDescriptor(rawValue: try valueOrErrno { fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0) }.get())
+    }
+
     /// The corresponding C function is `readahead`.
     static func readahead(_ fd: FileDescriptor, offset: UInt64, length: UInt64) throws(Errno) {
         _ = try valueOrErrno { CGoFetch_readahead(fd.rawValue, Int64(offset), Int(length)) }.get()
