@@ -980,8 +980,11 @@ static void atfork_child(void)
     int saved = errno;
     atomic_store(&g_pid, sys_getpid());
     ts.tid = (uint32_t)syscall(SYS_gettid);
+    /* The parent's connection is not the child's: close our copy, but only if the
+     * number is still our socket (the application may have put a file of its own
+     * there with a raw dup2 the shim never saw). */
     int s = atomic_load(&g_sock_fd);
-    if (s >= 0)
+    if (s >= 0 && fd_is_socket(s, atomic_load(&g_sock_dev), atomic_load(&g_sock_ino)))
         sys_close(s);
     atomic_store(&g_sock_fd, -1);
     if (atomic_load(&g_link) != LINK_NEVER)

@@ -1026,3 +1026,34 @@ def test_a_socket_of_another_user_is_never_sent_to(shim, tmp_path):
     assert out.stdout.strip() == "read"
     assert squat.received["bytes"] == 0, squat.received
     assert squat.received["connections"] == 1  # tried once, not again
+
+
+def test_a_forked_child_closes_the_socket_only_if_the_number_is_still_ours(shim, listener, tmp_path):
+    """The application may have put a file of its own on the socket's descriptor number
+    behind the shim's back (a raw dup2 system call): the forked child must not close it."""
+    lst = listener()
+    (path,) = make_files(tmp_path / "data", [4096])
+    out = run_python(py(f"""
+        import ctypes, os, sys
+        with open({path!r}, "rb") as f:
+            f.read()                           # the shim connects: its socket takes a high number
+        def link(fd):
+            try:
+                return os.readlink(f"/proc/self/fd/{{fd}}")
+            except OSError:
+                return ""                          # the listing's own descriptor, gone
+        number = next(int(fd) for fd in os.listdir("/proc/self/fd") if link(fd).startswith("socket:"))
+        mine = os.open({path!r}, os.O_RDONLY)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(33, mine, number) == number   # SYS_dup2, not through the shim's dup2
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.fstat(number)
+                os._exit(0 if os.pread(number, 4, 0) == open({path!r}, "rb").read(4) else 3)
+            except OSError:
+                os._exit(2)                     # the shim closed the application's file
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """), shim=shim, socket_path=lst.path)
+    assert out.stdout.strip() == "0"
