@@ -52,6 +52,20 @@ struct DataSetTreeTests {
         #expect(next.map(\.fileID) == [3, 4, 5])
         #expect(next.allSatisfy { $0.predictor == .dataSetTree && $0.confidence == 0.7 })
     }
+
+    @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")
+    func waitsUntilEligible() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        var reported: Set<FileID> = [1, 3]
+        let first = tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { reported.contains($0) })
+        #expect(first.map(\.fileID) == [1, 3])
+        reported.formUnion([2, 4])  // the lister's walk reached them
+        let later = tree.next(limit: 10, epoch: 0, read: { $0 == 4 }, chunkBytes: 20, eligible: { reported.contains($0) })
+        // 2 goes out first; 4 was read meanwhile, so what follows is the next epoch's, from the start.
+        #expect(later.map(\.fileID) == [2, 1, 2, 3, 4])
+    }
 }
 
 @Suite("concurrency window")

@@ -30,7 +30,7 @@ struct MetricsTests {
     func fates() {
         let ledger = PrefetchLedger()
         var decided: [(PrefetchFate, Bool)] = []
-        ledger.onFate = { decided.append(($0, $1)) }
+        ledger.onFate = { fate, evicted, _ in decided.append((fate, evicted)) }
         let ms: UInt64 = 1_000_000
         // 1: completed at 10 ms, read warm at 20 ms → useful.
         let a = request(1)
@@ -156,6 +156,47 @@ struct MetricsTests {
         #expect(scheduler.statistics.effectiveBudget.value == 10 << 20)
         scheduler.setCeiling(nil)
         #expect(scheduler.budget == 64 << 20)
+    }
+
+    @Test("evictions shrink the budget of the user they happened to only: another user's slow reads do not count, and the others' releases go on")
+    func budgetPerUser() {
+        let ms: UInt64 = 1_000_000
+        // The ledger: a prefetch for uid 1000, read cold by uid 65534 (a report anyone can
+        // send), is no eviction; read cold by 1000 itself 5 s later, it is.
+        let ledger = PrefetchLedger()
+        var decided: [(PrefetchFate, Bool, UInt32)] = []
+        ledger.onFate = { decided.append(($0, $1, $2)) }
+        var prefetch = request(1)
+        prefetch.uid = 1_000
+        ledger.issued(prefetch, now: 1 * ms)
+        ledger.completed(result(prefetch, .completed, issued: 2 * ms, completed: 10 * ms))
+        var faked = timedRead(1, time: 5_000 * ms, duration: cold)
+        faked.uid = 65_534
+        ledger.observe(faked)
+        #expect(decided.isEmpty)
+        var own = timedRead(1, time: 6_000 * ms, duration: cold)
+        own.uid = 1_000
+        ledger.observe(own)
+        #expect(decided.count == 1 && decided[0].0 == .wasted && decided[0].1 && decided[0].2 == 1_000)
+
+        // The scheduler: uid 1000's evictions halve its budget only.
+        var options = PrefetchScheduler.Options()
+        options.memoryBudget = 4 << 20
+        options.operationsPerSecond = 1_000_000
+        options.pressureThreshold = 101
+        let scheduler = PrefetchScheduler(options: options, now: 0)
+        for second in 1...4 { scheduler.feedback(.wasted, evicted: true, uid: 1_000, now: UInt64(second) * 1_000_000_000) }
+        #expect(scheduler.budget(for: 1_000) == 256 << 10)
+        #expect(scheduler.budget(for: 2_000) == 4 << 20)
+        // Both users queue 1 MiB requests: the shrunk one gets none past its budget once
+        // something is outstanding, the other goes on to its own.
+        let files: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
+        scheduler.offer((1...3).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 2_000, gid: 0, now: 5_000_000_000, file: files)
+        scheduler.offer((11...13).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 1_000, gid: 0, now: 5_000_000_000, file: files)
+        var released: [UInt32] = []
+        scheduler.release(now: 5_000_000_000) { released.append($0.uid); return true }
+        #expect(released.filter { $0 == 2_000 }.count == 3)
+        #expect(released.filter { $0 == 1_000 }.count <= 1)  // only while nothing was outstanding
     }
 
     @Test("the budget ceiling follows the tightest memory cgroup of the clients")

@@ -67,6 +67,9 @@ public final class PrefetchLedger {
         var offset: UInt64
         var end: UInt64
         var issuedAt: UInt64
+        /// The user the prefetch was made for: only that user's read decides whether
+        /// it was evicted before use.
+        var uid: UInt32 = 0
         var completedAt: UInt64?
         var loaded = false
         /// Loaded by a hint: completion means the I/O was started, not finished.
@@ -77,8 +80,9 @@ public final class PrefetchLedger {
     }
 
     public let options: Options
-    /// Called with each fate as it is decided, and whether the prefetch was evicted before use.
-    public var onFate: ((PrefetchFate, _ evicted: Bool) -> Void)?
+    /// Called with each fate as it is decided, whether the prefetch was evicted before
+    /// use, and the user it was made for.
+    public var onFate: ((PrefetchFate, _ evicted: Bool, _ uid: UInt32) -> Void)?
     private var entries: [FileID: [Entry]] = [:]
     private var tracked = 0
     /// Ranges of files whose useful prefetch the job is now reading: warm reads there count as covered.
@@ -100,7 +104,7 @@ public final class PrefetchLedger {
             counters.untracked += 1
             return
         }
-        entries[request.fileID, default: []].append(Entry(offset: request.offset, end: request.offset &+ request.length, issuedAt: now))
+        entries[request.fileID, default: []].append(Entry(offset: request.offset, end: request.offset &+ request.length, issuedAt: now, uid: request.uid))
         tracked += 1
     }
 
@@ -124,12 +128,12 @@ public final class PrefetchLedger {
             entry.hinted = result.method == .fadvise || result.method == .readahead
             counters.bytesLoaded &+= result.bytes
         case .skipped:
-            settle(.skipped)
+            settle(.skipped, uid: request.uid)
             list.remove(at: index)
             store(list, for: request.fileID, before: before)
             return
         case .denied, .missing, .failed, .cannotLast:
-            settle(.failed)
+            settle(.failed, uid: request.uid)
             list.remove(at: index)
             store(list, for: request.fileID, before: before)
             return
@@ -192,8 +196,10 @@ public final class PrefetchLedger {
                     continue
                 }
                 // A cold read that only partly lies in the prefetch (a window's edge, a larger
-                // read) says nothing of eviction: wait for a read inside it.
-                if cold && !(entry.offset <= start && end <= entry.end) {
+                // read) says nothing of eviction: wait for a read inside it. Nor does another
+                // user's cold read: a client could report slow reads of what was prefetched
+                // for someone else, to shrink their budget.
+                if cold && (!(entry.offset <= start && end <= entry.end) || event.uid != entry.uid) {
                     index += 1
                     continue
                 }
@@ -224,13 +230,13 @@ public final class PrefetchLedger {
         } else {
             fate = .late
         }
-        settle(fate, evicted: fate == .wasted)
+        settle(fate, evicted: fate == .wasted, uid: entry.uid)
         return fate
     }
 
-    private func settle(_ fate: PrefetchFate, evicted: Bool = false) {
+    private func settle(_ fate: PrefetchFate, evicted: Bool = false, uid: UInt32) {
         counters.fates[fate, default: 0] += 1
-        onFate?(fate, evicted)
+        onFate?(fate, evicted, uid)
     }
 
     /// Puts a file's list (taken out with `removeValue`, `before` entries then) back.
@@ -250,7 +256,7 @@ public final class PrefetchLedger {
             let kept = list.filter { entry in
                 guard let completedAt = entry.completedAt, entry.touchedAt == nil, now &- completedAt > options.windowNanoseconds else { return true }
                 counters.unreadInWindow += 1
-                settle(.wasted)
+                settle(.wasted, uid: entry.uid)
                 return false
             }
             if kept.count != list.count { changed.append((file, kept, list.count)) }
@@ -264,11 +270,11 @@ public final class PrefetchLedger {
             for entry in list {
                 if entry.completedAt != nil {
                     counters.unreadInWindow += 1
-                    settle(.wasted)
+                    settle(.wasted, uid: entry.uid)
                 } else if entry.touchedAt != nil {
-                    settle(.late)  // the job read it while it was in flight; its result never came
+                    settle(.late, uid: entry.uid)  // the job read it while it was in flight; its result never came
                 } else {
-                    settle(.failed)  // never completed before the run ended
+                    settle(.failed, uid: entry.uid)  // never completed before the run ended
                 }
             }
             tracked -= list.count

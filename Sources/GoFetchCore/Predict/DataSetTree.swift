@@ -55,6 +55,11 @@ public final class DataSetTree {
     private var cursorEpoch = -1
     /// Handing out the next epoch's files (this one's are all out).
     private var ahead = false
+    /// Files passed over because they could not be handed out yet (`eligible` said no:
+    /// the client had not reported them, the lister's walk had not reached them): tried
+    /// again first at each call, so a file known from the store before the walk is not
+    /// lost for the epoch.
+    private var waiting: [FileID] = []
 
     public init(options: Options = Options()) {
         self.options = options
@@ -140,14 +145,39 @@ public final class DataSetTree {
     /// - Parameters:
     ///   - read: whether the job has read a file in this epoch.
     ///   - chunkBytes: files larger than this are handed out in chunks of it.
-    public func next(limit: Int, epoch: Int, read: (FileID) -> Bool, chunkBytes: UInt64) -> [Prediction] {
+    ///   - eligible: whether a file may be handed out now; one that may not waits (bounded
+    ///     by the data set) and is tried again first at the next call.
+    public func next(limit: Int, epoch: Int, read: (FileID) -> Bool, chunkBytes: UInt64,
+                     eligible: (FileID) -> Bool = { _ in true }) -> [Prediction] {
         guard limit > 0, !files.isEmpty else { return [] }
         if epoch != cursorEpoch {
             cursorEpoch = epoch
             cursor = 0
             ahead = false
+            waiting.removeAll()
         }
         var predictions: [Prediction] = []
+        func handOut(_ file: FileID, for target: Int) {
+            handedOut[file] = target
+            let size = members[file] ?? 0
+            var offset: UInt64 = 0
+            repeat {
+                predictions.append(Prediction(fileID: file, offset: offset, length: size == 0 ? 0 : min(chunkBytes, size - offset),
+                                              confidence: options.confidence, predictor: .dataSetTree))
+                offset += chunkBytes
+            } while offset < size
+        }
+        if !waiting.isEmpty {
+            var still: [FileID] = []
+            for file in waiting {
+                guard predictions.count < limit, eligible(file) else {
+                    still.append(file)
+                    continue
+                }
+                if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch) }
+            }
+            waiting = still
+        }
         var scanned = 0
         while predictions.count < limit && scanned < files.count {
             if cursor >= files.count {
@@ -160,14 +190,11 @@ public final class DataSetTree {
             scanned += 1
             let target = ahead ? epoch + 1 : epoch
             guard handedOut[file] != target, ahead || !read(file) else { continue }
-            handedOut[file] = target
-            let size = members[file] ?? 0
-            var offset: UInt64 = 0
-            repeat {
-                predictions.append(Prediction(fileID: file, offset: offset, length: size == 0 ? 0 : min(chunkBytes, size - offset),
-                                              confidence: options.confidence, predictor: .dataSetTree))
-                offset += chunkBytes
-            } while offset < size
+            guard eligible(file) else {
+                if !ahead && waiting.count < files.count { waiting.append(file) }
+                continue
+            }
+            handOut(file, for: target)
         }
         handedOutCount += predictions.count
         return predictions

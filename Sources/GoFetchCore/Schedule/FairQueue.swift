@@ -85,6 +85,15 @@ struct FairQueue {
         }
     }
 
+    /// Users with queued requests.
+    var users: Int { turns.count }
+
+    /// Passes the turn of the user ``next`` belongs to (it cannot be served now).
+    mutating func skipTurn() {
+        guard let uid = turns.popFirst() else { return }
+        turns.append(uid)
+    }
+
     /// Removes the request ``next`` returned; its user goes to the back of the turns.
     mutating func removeNext() {
         guard let uid = turns.popFirst() else { return }

@@ -144,7 +144,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         ledgerOptions.timing = ReadTiming(configuration)
         ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
         ledger = PrefetchLedger(options: ledgerOptions)
-        ledger.onFate = { fate, evicted in scheduler.feedback(fate, evicted: evicted, now: Clock.monotonicNanoseconds()) }
+        ledger.onFate = { fate, evicted, uid in scheduler.feedback(fate, evicted: evicted, uid: uid, now: Clock.monotonicNanoseconds()) }
         cgroups = CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction)
         let results = ResultForwarder()
         executor = PrefetchExecutor(
@@ -345,9 +345,12 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         let target = 256
         guard tree.root != nil, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
         let read = remaining.readThisEpoch
-        let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
-                             read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes)
         let client = tree.client
+        // Only files the client reported (its lister walk, its opens): the others wait in
+        // the tree, not lost for the epoch, until the walk reaches them.
+        let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
+                             read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes,
+                             eligible: { reporters.contains($0, uid: client.uid) })
         offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
     }
 

@@ -96,10 +96,13 @@ public final class PrefetchScheduler {
     private var outstandingTotal: UInt64 = 0
     /// Budget ceiling from the clients' memory cgroups; `nil` when none is limited.
     private var cgroupCeiling: UInt64?
-    /// 1/64…1: halves when prefetched pages are evicted before the job reads them,
-    /// grows back by 1/64 with each useful prefetch.
-    public private(set) var wasteScale = 1.0
-    private var lastShrink: UInt64 = 0
+    /// Per user, 1/64…1: halves when pages prefetched for that user are evicted before
+    /// the user reads them, grows back by 1/64 with each useful prefetch. Per user, so
+    /// that no client (reporting slow reads, or under a tight limit of its own) shrinks
+    /// the budget of the others. At most 4,096 users (then all start again at 1).
+    private var wasteScales: [UInt32: (scale: Double, lastShrink: UInt64)] = [:]
+    /// The user whose budget the statistics show (the last one released or fed back).
+    private var shownUser: UInt32 = 0
     /// When the job last opened each file (bounded): a whole-file request queued
     /// before that is stale, the job is already reading the file.
     private var openedAt: [FileID: UInt64] = [:]
@@ -122,11 +125,17 @@ public final class PrefetchScheduler {
         statistics.effectiveBudget.store(Int(clamping: options.memoryBudget), ordering: .relaxed)
     }
 
-    /// Bytes that may be prefetched but unread now.
-    public var budget: UInt64 {
+    /// Bytes that may be prefetched but unread now, for the last user seen.
+    public var budget: UInt64 { budget(for: shownUser) }
+
+    /// Bytes that may be prefetched but unread now when releasing for `uid`.
+    public func budget(for uid: UInt32) -> UInt64 {
         let base = min(options.memoryBudget, cgroupCeiling ?? .max)
-        return UInt64(min(Double(base) * wasteScale, Double(UInt64.max >> 1)))
+        return UInt64(min(Double(base) * wasteScale(of: uid), Double(UInt64.max >> 1)))
     }
+
+    /// The waste scale of `uid` (1 until its prefetches were evicted before use).
+    public func wasteScale(of uid: UInt32) -> Double { wasteScales[uid]?.scale ?? 1 }
 
     /// Caps the budget at `ceiling` bytes (the clients' memory cgroup room); `nil` lifts the cap.
     public func setCeiling(_ ceiling: UInt64?) {
@@ -136,16 +145,22 @@ public final class PrefetchScheduler {
 
     /// Learns from the fate of a prefetch: evicted before use halves the budget (at most
     /// once a second: one overshoot evicts many at once), useful grows it back.
-    public func feedback(_ fate: PrefetchFate, evicted: Bool, now: UInt64) {
+    public func feedback(_ fate: PrefetchFate, evicted: Bool, uid: UInt32 = 0, now: UInt64) {
+        var entry = wasteScales[uid] ?? (1, 0)
         if fate == .wasted && evicted {
             // Pages go before their time: what was resident a moment ago may not be now.
             checkEveryOffer()
-            guard now &- lastShrink >= 1_000_000_000 else { return }
-            lastShrink = now
-            wasteScale = max(1.0 / 64, wasteScale * 0.5)
+            guard now &- entry.lastShrink >= 1_000_000_000 else { return }
+            entry = (max(1.0 / 64, entry.scale * 0.5), now)
         } else if fate == .useful {
-            wasteScale = min(1, wasteScale + 1.0 / 64)
+            guard entry.scale < 1 else { return }
+            entry.scale = min(1, entry.scale + 1.0 / 64)
+        } else {
+            return
         }
+        if wasteScales[uid] == nil && wasteScales.count >= 4_096 { wasteScales.removeAll(keepingCapacity: true) }
+        wasteScales[uid] = entry.scale < 1 ? entry : nil
+        shownUser = uid
         statistics.effectiveBudget.store(Int(clamping: budget), ordering: .relaxed)
     }
 
@@ -210,6 +225,7 @@ public final class PrefetchScheduler {
     public func release(now: UInt64, submit: (PrefetchRequest) -> Bool) {
         expire(now)
         waitingForTokens = false
+        var atBudget = 0  // users in a row found at their budget
         while let next = peek() {
             if next.offset == 0, next.predictor != .pattern, let opened = openedAt[next.fileID], opened >= next.queuedAt {
                 pop()
@@ -221,10 +237,15 @@ public final class PrefetchScheduler {
                 checkEveryOffer()
                 return
             }
-            guard outstandingTotal + next.length <= budget || outstandingTotal == 0 else {
+            guard outstandingTotal + next.length <= budget(for: next.uid) || outstandingTotal == 0 else {
                 statistics.budgetWaits.add(1)
-                return
+                // This user is at its budget (its waste scale may be small): the others may have room.
+                atBudget += 1
+                guard atBudget < queue.users else { return }
+                queue.skipTurn()
+                continue
             }
+            atBudget = 0
             guard operations.available(1, now: now), bandwidth.available(Double(next.length), now: now) else {
                 statistics.rateWaits.add(1)
                 waitingForTokens = true
