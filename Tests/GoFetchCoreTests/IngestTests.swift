@@ -165,8 +165,7 @@ struct IngestTests {
 
         // A record changes identity at an open by the user who registered it or by root, not another's.
         guard case .recorded(let mine) = job[0] else { return }
-        #expect(catalog.register(path: "/data/0", device: 9, inode: 99, size: 5, wallNanoseconds: 0, uid: 65_534) == .known(mine.id))
-        #expect(catalog.foreignUpdates == 1)
+        #expect(catalog.register(path: "/data/0", device: 9, inode: 99, size: 5, wallNanoseconds: 0, uid: 65_534) == .claimRefused(mine.id))
         #expect(catalog.matches(mine.id, device: 2, inode: 0))
         if case .recorded(let replaced) = catalog.register(path: "/data/0", device: 2, inode: 7, size: 5, wallNanoseconds: 0, uid: 1_000) {
             #expect(replaced.id == mine.id && replaced.inode == 7)

@@ -62,16 +62,22 @@ public final class PageCacheTool {
         let started = Clock.monotonicNanoseconds()
         var totals = PageCacheTotals(action: action.name, pageSize: Syscall.pageSize)
         if case .warm(_, let budget) = action { totals.warming = .init(budgetBytes: budget) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: warmer == nil ? 0 : 1 << 20, alignment: 4096)
+        // The read buffer of warming with one thread (the pool's threads have their own).
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: warmer != nil && concurrency == 1 ? 1 << 20 : 0, alignment: 4096)
         defer { buffer.deallocate() }
-        // Warming with several threads: files are planned (and the budget reserved) here,
-        // in walk order, loaded by the pool, and reported in walk order.
+        // Warming: each file is planned (and the budget reserved) here, in walk order, then
+        // loaded here (one thread) or by the pool, and reported in walk order.
         let pool = warmer.flatMap { warmer in concurrency > 1 ? WarmingPool(warmer: warmer, threads: concurrency) : nil }
         var reserved: UInt64 = 0
         func report(_ done: [WarmingPool.Done]) {
             for item in done {
-                var file = item.file
                 reserved -= min(reserved, item.plan.reserved)
+                if let error = item.error {
+                    totals.unreadable += 1
+                    onProblem(PageCacheProblem(path: item.file.path, error: error, isGivenPath: false))
+                    continue
+                }
+                var file = item.file
                 if let warming = item.warming {
                     file.method = warming.method
                     file.resident = warming.residentAfter
@@ -81,11 +87,6 @@ public final class PageCacheTool {
                 if item.plan.limited && file.resident < file.pages {
                     totals.warming?.leftFiles += 1
                     totals.warming?.leftBytes += (file.pages - file.resident) * Syscall.pageSize
-                }
-                if let error = item.error {
-                    totals.unreadable += 1
-                    onProblem(PageCacheProblem(path: file.path, error: error, isGivenPath: false))
-                    continue
                 }
                 totals.add(file)
                 onFile(file)
@@ -102,22 +103,22 @@ public final class PageCacheTool {
                     if isRoot { totals.failedPaths += 1 } else { totals.unreadable += 1 }
                     onProblem(PageCacheProblem(path: path, error: error, isGivenPath: isRoot))
                 case .file(let path, let fd, let status):
-                    if let pool {
-                        do throws(Errno) {
-                            let (file, plan) = try planWarming(fd, status: status, path: path, budget: totals.warming?.budgetBytes,
-                                                               committed: (totals.warming?.loadedBytes ?? 0) + reserved)
-                            reserved += plan.reserved
-                            report(try pool.submit(fd, status: status, file: file, plan: plan))
-                        } catch {
-                            totals.unreadable += 1
-                            onProblem(PageCacheProblem(path: path, error: error, isGivenPath: false))
-                        }
-                        return
-                    }
                     do throws(Errno) {
-                        let file = try process(fd, status: status, path: path, warming: &totals.warming, buffer: buffer)
-                        totals.add(file)
-                        onFile(file)
+                        guard let warmer else {
+                            let file = try countOrEvict(fd, status: status, path: path)
+                            totals.add(file)
+                            onFile(file)
+                            return
+                        }
+                        let (file, plan) = try planWarming(fd, status: status, path: path, budget: totals.warming?.budgetBytes,
+                                                           committed: (totals.warming?.loadedBytes ?? 0) + reserved)
+                        let planned = WarmingPool.Done(file: file, plan: plan, before: file.resident)
+                        reserved += plan.reserved
+                        if let pool {
+                            report(try pool.submit(fd, status: status, planned: planned))
+                        } else {
+                            report([WarmingPool.load(planned, fd: fd, status: status, warmer: warmer, buffer: buffer)])
+                        }
                     } catch {
                         totals.unreadable += 1
                         onProblem(PageCacheProblem(path: path, error: error, isGivenPath: false))
@@ -154,7 +155,9 @@ public final class PageCacheTool {
         var length = status.size
         let limited = left.map { (pages - before) * page > $0 } ?? false
         if limited, let left {
-            length = left / page * page  // as in the one-thread path: the budget's first pages only
+            // The budget's last file: only as many of its first pages as the budget holds,
+            // and no readahead beyond them.
+            length = left / page * page
             if length > 0 { try Syscall.adviseRandom(fd) }
         }
         let rangeBefore = try length == status.size || length == 0 ? before : Syscall.residentPages(fd, offset: 0, length: length)
@@ -162,52 +165,19 @@ public final class PageCacheTool {
         return (file, WarmingPlan(length: length, rangeBefore: rangeBefore, limited: limited, reserved: reserved))
     }
 
-    /// Counts, warms or evicts one open file.
-    private func process(
-        _ fd: FileDescriptor, status: FileStatus, path: String, warming: inout PageCacheTotals.WarmingTotals?,
-        buffer: UnsafeMutableRawBufferPointer
-    ) throws(Errno) -> CachedFile {
+    /// Counts or evicts one open file (warming is planned and loaded above).
+    private func countOrEvict(_ fd: FileDescriptor, status: FileStatus, path: String) throws(Errno) -> CachedFile {
         let page = Syscall.pageSize
         let pages = (status.size + page - 1) / page
         func resident() throws(Errno) -> UInt64 {
             try status.size == 0 ? 0 : Syscall.residentPages(fd, offset: 0, length: status.size)
         }
         var file = CachedFile(path: path, size: status.size, pages: pages, resident: try resident())
-        switch action {
-        case .count:
-            break
-        case .evict:
+        if case .evict = action {
             file.residentBefore = file.resident
             if file.resident > 0 {
                 try Syscall.adviseDontNeed(fd, offset: 0, length: 0)
                 file.resident = try resident()
-            }
-        case .warm:
-            guard let warmer, var totals = warming else { break }
-            defer { warming = totals }
-            let before = file.resident
-            file.residentBefore = before
-            guard before < pages else { break }
-            let left = totals.budgetBytes.map { $0 - min($0, totals.loadedBytes) }
-            var length = status.size
-            let limited = left.map { (pages - before) * page > $0 } ?? false
-            if limited, let left {
-                // The budget's last file: only as many of its first pages as the budget
-                // holds, and no readahead beyond them.
-                length = left / page * page
-                if length > 0 { try Syscall.adviseRandom(fd) }
-            }
-            if length > 0 {
-                let rangeBefore = try length == status.size ? before : Syscall.residentPages(fd, offset: 0, length: length)
-                let warmed = try warmer.warm(fd, device: status.device, offset: 0, length: length, residentBefore: rangeBefore, buffer: buffer)
-                file.method = warmed.method
-                file.resident = try resident()
-                totals.files[warmed.method.rawValue, default: 0] += 1
-                totals.loadedBytes += (file.resident - min(file.resident, before)) * page
-            }
-            if limited && file.resident < pages {
-                totals.leftFiles += 1
-                totals.leftBytes += (pages - file.resident) * page
             }
         }
         return file

@@ -49,9 +49,8 @@ final class WarmingPool: @unchecked Sendable {
     /// Queues one file (its descriptor is duplicated: the walker closes its own),
     /// waiting while `4 × threads` files are outstanding. Returns the files done so
     /// far, in order.
-    func submit(_ fd: FileDescriptor, status: FileStatus, file: CachedFile, plan: PageCacheTool.WarmingPlan) throws(Errno) -> [Done] {
-        let done = Done(file: file, plan: plan, before: file.resident)
-        let copy: FileDescriptor? = plan.length > 0 ? try Syscall.duplicate(fd) : nil
+    func submit(_ fd: FileDescriptor, status: FileStatus, planned done: Done) throws(Errno) -> [Done] {
+        let copy: FileDescriptor? = done.plan.length > 0 ? try Syscall.duplicate(fd) : nil
         condition.lock()
         defer { condition.unlock() }
         var out = takeReady()
@@ -95,6 +94,26 @@ final class WarmingPool: @unchecked Sendable {
         return out
     }
 
+    /// Loads what `done`'s plan says of one open file; the outcome (or the error) in the result.
+    /// The pool's threads and `gofetch cache --warm` with one thread both warm through it.
+    static func load(_ done: Done, fd: FileDescriptor, status: FileStatus, warmer: PageCacheWarmer,
+                     buffer: UnsafeMutableRawBufferPointer) -> Done {
+        var done = done
+        guard done.plan.length > 0 else { return done }
+        do throws(Errno) {
+            var warming = try warmer.warm(fd, device: status.device, offset: 0, length: done.plan.length,
+                                          residentBefore: done.plan.rangeBefore, buffer: buffer)
+            // The whole file's pages afterwards (the plan may have covered only its first ones).
+            if done.plan.length != status.size {
+                warming.residentAfter = try Syscall.residentPages(fd, offset: 0, length: status.size)
+            }
+            done.warming = warming
+        } catch {
+            done.error = error
+        }
+        return done
+    }
+
     private func work() {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
@@ -106,17 +125,7 @@ final class WarmingPool: @unchecked Sendable {
                 return
             }
             condition.unlock()
-            var done = job.done
-            do throws(Errno) {
-                done.warming = try warmer.warm(job.fd, device: job.status.device, offset: 0, length: job.done.plan.length,
-                                               residentBefore: job.done.plan.rangeBefore, buffer: buffer)
-                // The whole file's pages afterwards (the plan may have covered only its first ones).
-                if done.warming != nil, job.done.plan.length != job.status.size {
-                    done.warming!.residentAfter = try Syscall.residentPages(job.fd, offset: 0, length: job.status.size)
-                }
-            } catch {
-                done.error = error
-            }
+            let done = Self.load(job.done, fd: job.fd, status: job.status, warmer: warmer, buffer: buffer)
             try? job.fd.close()
             condition.lock()
             finished[job.sequence] = done

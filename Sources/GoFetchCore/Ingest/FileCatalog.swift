@@ -7,7 +7,8 @@
 /// eighth of `capacity` is kept for users other than one holding half the entries
 /// or more (a user with the daemon to itself still gets seven eighths), and a
 /// record's identity (device, inode, size) changes only at an open by the user who
-/// registered it or by root: another user's claim is refused (``foreignUpdates``).
+/// registered it or by root: another user's claim is refused
+/// (``Registration/claimRefused(_:)``).
 public struct FileCatalog: Sendable {
     public struct Identity: Hashable, Sendable {
         public var device: UInt64
@@ -22,8 +23,6 @@ public struct FileCatalog: Sendable {
     /// Records each user registered (this run), and who registered each.
     private var entriesByUser: [UInt32: Int] = [:]
     private var registeredBy: [FileID: UInt32] = [:]
-    /// Identity changes refused because another user registered the file.
-    public private(set) var foreignUpdates = 0
 
     /// - Parameter maxID: the largest id the store holds (the catalog may load only
     ///   some of its files): new ids come after it, so they never collide.
@@ -42,6 +41,9 @@ public struct FileCatalog: Sendable {
     /// Outcome of registering an open.
     public enum Registration: Equatable, Sendable {
         case known(FileID)
+        /// Known, and the open claims another identity for a file another user
+        /// registered: refused, the record stays as it was (the event keeps the id).
+        case claimRefused(FileID)
         /// New, or changed (replaced file, new size): the store must write this record.
         case recorded(FileRecord)
         case full
@@ -55,8 +57,7 @@ public struct FileCatalog: Sendable {
                 return .known(id)
             }
             if let owner = registeredBy[id], owner != uid, uid != 0 {
-                foreignUpdates += 1
-                return .known(id)
+                return .claimRefused(id)
             }
             byIdentity[Identity(device: record.device, inode: record.inode)] = nil
             record.device = device

@@ -14,7 +14,6 @@ public final class IngestPipeline: @unchecked Sendable {
     private var pendingControl: [TraceEvent] = []
     /// Files the lister found, with the client it listed them as (for the engine).
     private var pendingListed: [ListedFile] = []
-    private var reportedForeignUpdates = 0
     /// Lists folders for prediction: the data-set trees the engine asks for and, with
     /// `listOpenedFolders` (the GRU runs: it needs a folder's files known before they
     /// are opened), the folder of each file the job opens. Set before events flow.
@@ -103,10 +102,6 @@ public final class IngestPipeline: @unchecked Sendable {
         statistics.coldReads.add(cold)
         statistics.stallNanoseconds.add(stall)
         statistics.unresolved.add(unresolved)
-        if catalog.foreignUpdates != reportedForeignUpdates {
-            statistics.catalogForeignUpdates.add(catalog.foreignUpdates - reportedForeignUpdates)
-            reportedForeignUpdates = catalog.foreignUpdates
-        }
         statistics.eventsAccepted.add(accepted)
     }
 
@@ -116,6 +111,9 @@ public final class IngestPipeline: @unchecked Sendable {
     private func accept(_ registration: FileCatalog.Registration, uid: UInt32? = nil, gid: UInt32 = 0, pid: UInt32 = 0) -> FileID? {
         switch registration {
         case .known(let id):
+            return id
+        case .claimRefused(let id):
+            statistics.catalogForeignUpdates.add(1)
             return id
         case .recorded(let record):
             pendingFiles.append(record)

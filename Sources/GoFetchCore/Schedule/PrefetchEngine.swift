@@ -279,14 +279,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             // One turn of each user's records, then what they made is released below.
             for records in taken.turns { process(records) }
             // The last events (ingest flushes right before stopping) still count: the
-            // job's last reads decide fates. Nothing new is released after them.
+            // job's last reads decide fates, so the rest is taken (at once: `backlog`)
+            // before returning. Nothing new is released after them.
             if taken.stopping {
-                while true {
-                    let rest = takeInbox()
-                    receive(files: rest.files, listed: rest.listed)
-                    for records in rest.turns { process(records) }
-                    if !rest.more { break }
-                }
+                if taken.more { continue }
                 return
             }
             let now = Clock.monotonicNanoseconds()

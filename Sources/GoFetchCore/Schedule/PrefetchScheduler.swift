@@ -1,5 +1,3 @@
-import DequeModule
-import HeapModule
 import Synchronization
 
 /// Counters of the scheduler.
@@ -101,7 +99,7 @@ public final class PrefetchScheduler {
     /// that no client (reporting slow reads, or under a tight limit of its own) shrinks
     /// the budget of the others. At most 4,096 users (then all start again at 1).
     private var wasteScales: [UInt32: (scale: Double, lastShrink: UInt64)] = [:]
-    /// The user whose budget the statistics show (the last one released or fed back).
+    /// The user whose budget the statistics show (the last one fed back).
     private var shownUser: UInt32 = 0
     /// When the job last opened each file (bounded): a whole-file request queued
     /// before that is stale, the job is already reading the file.
@@ -226,9 +224,9 @@ public final class PrefetchScheduler {
         expire(now)
         waitingForTokens = false
         var atBudget = 0  // users in a row found at their budget
-        while let next = peek() {
+        while let next = queue.next {
             if next.offset == 0, next.predictor != .pattern, let opened = openedAt[next.fileID], opened >= next.queuedAt {
-                pop()
+                queue.removeNext()
                 statistics.staleDropped.add(1)
                 continue
             }
@@ -255,18 +253,10 @@ public final class PrefetchScheduler {
             guard submit(next) else { return }
             _ = operations.take(1, now: now)
             _ = bandwidth.take(Double(next.length), now: now)
-            pop()
+            queue.removeNext()
             reserve(next.fileID, bytes: next.length, now: now)
             statistics.released.add(1)
         }
-    }
-
-    private func peek() -> PrefetchRequest? {
-        queue.next
-    }
-
-    private func pop() {
-        queue.removeNext()
     }
 
     private func reserve(_ file: FileID, bytes: UInt64, now: UInt64) {
