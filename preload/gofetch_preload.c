@@ -70,6 +70,7 @@
 #define BUF_BYTES 16384                 /* one mmap per thread that records */
 #define SOCK_FD_FLOOR 100               /* keep our socket out of the low fds apps reuse */
 #define BACKOFF_MIN_NS 100000000ull     /* 100 ms */
+#define FINAL_WAIT_NS 20000000ull       /* 20 ms: how long a process's last flush waits for an opener */
 #define BACKOFF_MAX_NS 5000000000ull    /* 5 s */
 #define OFFSET_UNKNOWN UINT64_MAX      /* on the wire: the sender could not tell */
 #define OFFSET_FROM_POSITION (UINT64_MAX - 1)  /* note_io: derive from the file position */
@@ -419,6 +420,8 @@ static int open_socket(void)
     return OPEN_UP;
 }
 
+static void send_orphans(void);
+
 /*
  * Until a daemon answers, every event is dropped on a path that costs one
  * coarse clock read; a connect() is tried at most once per back-off period.
@@ -439,6 +442,7 @@ static bool link_connect_slow(void)
     if (ok) {
         g_backoff_ns = 0;
         atomic_store_explicit(&g_link, LINK_UP, memory_order_release);
+        send_orphans();
     } else if (opened == OPEN_UNTRUSTED) {
         atomic_store_explicit(&g_link, LINK_NEVER, memory_order_release);
     } else {
@@ -503,7 +507,7 @@ static void buf_reset(struct tbuf *b)
  */
 enum flush_mode {
     FLUSH_HOLD,     /* keep the events buffered; a later flush sends them */
-    FLUSH_FINAL,    /* the buffer's thread or process is ending: give the opener a moment, then drop */
+    FLUSH_FINAL,    /* the process is ending: give the opener a moment, then drop */
 };
 
 /* Sends b's message, or keeps it (see flush_mode), or drops and counts it. Caller holds b->lock. */
@@ -514,8 +518,11 @@ static void flush_locked(struct tbuf *b, enum flush_mode mode)
         return;
     bool up = link_try();
     if (!up && mode == FLUSH_FINAL) {
-        /* A local connect() never blocks: the opener only needs the CPU back. Bounded. */
-        for (int spins = 0; spins < 1000 && atomic_load(&g_link) == LINK_CONNECTING; spins++)
+        /* A local connect() never blocks: the opener only needs the CPU back, which on
+         * a busy machine can take a time slice or two. Bounded by time, not by yields
+         * (those return at once when nothing else waits for this CPU). */
+        uint64_t until = mono_ns() + FINAL_WAIT_NS;
+        while (atomic_load(&g_link) == LINK_CONNECTING && mono_ns() < until)
             sched_yield();
         up = link_try();
     }
@@ -571,6 +578,21 @@ static void flush_own(struct tstate *t)
     }
 }
 
+/*
+ * Buffers of threads that ended while the connection was being opened: their
+ * events were kept (see thread_exit) and go out as soon as the link is up.
+ */
+static void send_orphans(void)
+{
+    for (struct tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
+        if (!atomic_load(&b->in_use) && atomic_load_explicit(&b->count, memory_order_relaxed) &&
+            buf_trylock(b)) {
+            flush_locked(b, FLUSH_HOLD);
+            buf_unlock(b);
+        }
+    }
+}
+
 /* Every thread's pending events; used where the process is about to vanish. */
 static void flush_all(void)
 {
@@ -598,8 +620,10 @@ static struct tbuf *acquire_buf(struct tstate *t)
     b->next = atomic_load(&g_bufs);
     while (!atomic_compare_exchange_weak(&g_bufs, &b->next, b))
         ;
-got:
     buf_reset(b);
+got:
+    /* A recycled buffer may still hold an ended thread's events (kept while the
+     * link was being opened): they stay, and go out with this thread's. */
     t->buf = b;
     /* Registers the thread-exit flush; glibc's setspecific does not allocate for our key. */
     if (g_key_ok)
@@ -607,7 +631,12 @@ got:
     return b;
 }
 
-/* pthread key destructor: the thread is exiting, send what it has and recycle. */
+/*
+ * pthread key destructor: the thread is exiting, send what it has and recycle.
+ * While another thread is still opening the connection the events stay in the
+ * buffer (the opener sends them once up, see send_orphans): on a busy machine
+ * the opener can be off the CPU for longer than any wait here should be.
+ */
 static void thread_exit(void *p)
 {
     struct tbuf *b = p;
@@ -618,7 +647,7 @@ static void thread_exit(void *p)
             goto out;          /* a flusher never lets go: leak the buffer rather than hang */
         sched_yield();
     }
-    flush_locked(b, FLUSH_FINAL);
+    flush_locked(b, FLUSH_HOLD);
     buf_unlock(b);
     atomic_store(&b->in_use, 0);
 out:

@@ -36,6 +36,15 @@ def shim() -> str:
     return str(SHIM)
 
 
+@pytest.fixture(scope="session")
+def slow_connect(tmp_path_factory) -> str:
+    """A library preloaded before the shim that holds its first connect() (slow_connect.c)."""
+    out = tmp_path_factory.mktemp("slow_connect") / "slow_connect.so"
+    src = pathlib.Path(__file__).with_name("slow_connect.c")
+    subprocess.run(["cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), str(src), "-ldl"], check=True)
+    return str(out)
+
+
 @pytest.fixture
 def listener(tmp_path):
     yield from listener_fixture(tmp_path)

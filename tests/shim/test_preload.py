@@ -582,6 +582,43 @@ def test_threads_all_arrive_with_their_tids(shim, listener, tmp_path):
         assert recs[-1].kind == K.CLOSE
 
 
+def test_threads_that_end_while_the_link_is_opened_lose_nothing(shim, slow_connect, listener, tmp_path):
+    """The thread opening the connection is held for 400 ms (slow_connect.c), as a
+    descheduled thread on a busy machine can be; eight threads read their files and
+    end meanwhile. Their events wait in their buffers and go out once the link is up."""
+    lst = listener()
+    paths = make_files(tmp_path, [2000] * 33)
+    out = run_python(
+        py(f"""
+        import json, threading, time
+        paths = {paths!r}
+        owner = {{}}
+        def work(chunk):
+            for p in chunk:
+                with open(p, "rb") as f:
+                    f.read()
+                owner[p] = threading.get_native_id()
+        opener = threading.Thread(target=work, args=(paths[:1],))
+        opener.start()
+        time.sleep(0.1)  # the opener is inside connect() now
+        threads = [threading.Thread(target=work, args=(paths[1 + i::8],)) for i in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        ended_before_link = opener.is_alive()
+        opener.join()
+        print(json.dumps({{"owner": owner, "ended_before_link": ended_before_link}}))
+        """),
+        shim=f"{slow_connect} {shim}", socket_path=lst.path,
+        env={"SLOW_CONNECT_PATH": lst.path, "SLOW_CONNECT_MS": "400"},
+    )
+    result = json.loads(out.stdout)
+    assert result["ended_before_link"], "the eight threads should have ended while the link was being opened"
+    lst.wait_quiet()
+    assert sorted(r.path for r in lst.opens()) == sorted(paths)
+    assert {r.path: r.tid for r in lst.opens()} == result["owner"]
+    assert all(m.header.dropped == 0 for m in lst.messages)
+
+
 # --------------------------------------------------------------------------- #
 # Transparency: errno, return values, output, no daemon, full socket           #
 # --------------------------------------------------------------------------- #
