@@ -83,6 +83,42 @@ struct ExecutorTests {
         buffer.deallocate()
     }
 
+    @Test("a file whose name is not UTF-8 is listed, announced and warmed by its own bytes")
+    func nonUTF8Name() throws {
+        let directory = TemporaryDirectory()
+        let raw = Array(directory.path.utf8) + Array("/caf".utf8) + [0xE9] + Array(".bin".utf8)  // Latin-1 "café.bin"
+        let created = raw.map { CChar(bitPattern: $0) } + [0]
+        let fd = Glibc.open(created, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        #expect(fd >= 0)
+        let block = [UInt8](repeating: 7, count: 64 << 10)
+        #expect(write(fd, block, block.count) == block.count)
+        fsync(fd)
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        Glibc.close(fd)
+
+        // The lister names it by its bytes.
+        let names = try DirectoryListing.regularFileNames(in: directory.path, limit: 10)
+        #expect(names.count == 1)
+        let path = directory.path + "/" + names[0]
+        #expect(PathName.bytes(path) == raw)
+
+        // A client's open record of it decodes, and the executor warms that file.
+        var encoder = WireEncoder(pid: 9)
+        encoder.append(AccessEvent(kind: .open, pid: 9, tid: 9, fd: 3, monotonicNanoseconds: 1, device: 1, inode: 2,
+                                   offset: 0, length: 10, durationNanoseconds: 1, path: path))
+        let message = encoder.finish()
+        var decoder = WireDecoder()
+        var events: [AccessEvent] = []
+        _ = message.withUnsafeBytes { decoder.decode($0, into: &events) }
+        let announced = try #require(events.first?.path)
+        let result = executor().perform(request(announced), buffer: buffer)
+        #expect(result.outcome == .completed)
+        let check = Glibc.open(created, O_RDONLY | O_CLOEXEC)
+        defer { Glibc.close(check) }
+        #expect(try Syscall.residentPages(FileDescriptor(rawValue: check), offset: 0, length: 0) == 16)
+        buffer.deallocate()
+    }
+
     @Test("a range warms that range, not the rest of the file")
     func range() throws {
         let directory = TemporaryDirectory()

@@ -91,6 +91,48 @@ struct WireDecoderTests {
         bytes = good
         bytes[WireFormat.headerSize + 66] = UInt8(ascii: "x")
         #expect(decode(bytes).0[.badPath] == 1)
+        // A path holding a NUL: the kernel would open "/data/tr", not the file the record names.
+        bytes = good
+        bytes[WireFormat.headerSize + 66 + 8] = 0
+        #expect(decode(bytes).0[.badPath] == 1)
+    }
+
+    @Test("a path that is not UTF-8 keeps its bytes, through the wire and back")
+    func pathBytes() throws {
+        // Latin-1 "café", a lone continuation byte, a cut 3-byte sequence, and a genuine
+        // U+EF80 (the first scalar of the escape range, EE BE 80), which must not be taken for an escape.
+        let names: [[UInt8]] = [
+            Array("/data/caf".utf8) + [0xE9, 0x2E, 0x6A, 0x70, 0x67],
+            Array("/data/".utf8) + [0x80],
+            Array("/data/".utf8) + [0xE2, 0x82],
+            Array("/data/".utf8) + [0xEE, 0xBE, 0x80] + Array("x".utf8),
+            Array("/data/ok/ünïcode.bin".utf8),
+        ]
+        var encoder = WireEncoder(pid: 9)
+        for name in names {
+            let path = try #require(PathName.decode(name))
+            #expect(PathName.bytes(path) == name)
+            encoder.append(AccessEvent(kind: .open, pid: 9, tid: 9, fd: 3, monotonicNanoseconds: 1, device: 1, inode: 2,
+                                       offset: 0, length: 10, durationNanoseconds: 1, path: path))
+        }
+        #expect(PathName.decode(Array("/data/ok/ünïcode.bin".utf8)) == "/data/ok/ünïcode.bin")  // UTF-8 is unchanged
+        let message = encoder.finish()
+        var decoder = WireDecoder()
+        var events: [AccessEvent] = []
+        _ = message.withUnsafeBytes { decoder.decode($0, into: &events) }
+        #expect(decoder.statistics.total == 0)
+        #expect(events.map { PathName.bytes($0.path!) } == names)
+        #expect(PathName.decode(Array("/a".utf8) + [0] + Array("b".utf8)) == nil)
+
+        // Every byte string without a NUL has one text and back.
+        var generator = SplitMix64(seed: 11)
+        for _ in 0..<5_000 {
+            let count = Int(generator.next() % 24) + 1
+            let bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next() % 255 + 1) }
+            let text = try #require(PathName.decode(bytes))
+            #expect(PathName.bytes(text) == bytes)
+            #expect(PathName.withCString(text) { String(cString: $0).isEmpty == false })
+        }
     }
 
     @Test("random bytes never crash the decoder")

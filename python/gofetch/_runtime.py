@@ -268,12 +268,9 @@ def _wanted_path(file) -> Optional[str]:
         path = (cwd if cwd != "/" else "") + "/" + path
     if _filter is None or not _filter.wanted(path):
         return None
-    if not path.isascii():
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            _C.bad_paths += 1  # the store and the daemon keep paths as UTF-8 text
-            return None
+    if "\0" in path:
+        _C.bad_paths += 1  # no file has such a name; the daemon refuses it
+        return None
     return path
 
 

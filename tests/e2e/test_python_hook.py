@@ -243,3 +243,37 @@ def test_a_data_set_twice_the_memory_cgroup_gets_the_budgets_share_warm(tmp_path
         assert warm >= 0.8 * share * total
     # The stable subset is not evicted to make room for other guesses.
     assert accounting["evictedBeforeUse"] <= 0.05 * accounting["issued"]
+
+
+def test_file_names_that_are_not_utf8_are_announced_and_warmed_by_their_bytes(tmp_path, gofetch_bin, python_bin):
+    """Latin-1 names (the bytes of "café" as an older tool wrote them): the client sends
+    their bytes, the daemon keeps them (U+EF00 + byte for each byte that is not UTF-8)
+    and opens exactly those files; before, the client left them out and the daemon
+    refused such paths."""
+    data = tmp_path / "data"
+    files = []
+    for i in range(24):
+        folder = os.path.join(os.fsencode(str(data)), b"class_%d" % (i % 3))
+        os.makedirs(folder, exist_ok=True)
+        name = os.path.join(folder, b"caf\xe9_%02d.bin" % i)
+        with open(name, "wb") as f:
+            f.write(os.urandom(40_000))
+        files.append(name)
+    evict([os.fsdecode(f) for f in files])
+    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context="fork")
+    prefetch = report["summary"]["prefetch"]
+    print("announced:", prefetch["announced"], {k: prefetch[k] for k in ("released", "completed", "skipped", "missing", "failed")})
+    assert report["pythonHook"]["enabled"] and traced["client"]
+    assert prefetch["announced"] == len(files)
+
+    def as_text(raw):  # the daemon's text for a path's bytes (PathName)
+        out = []
+        for ch in raw.decode("utf-8", "surrogateescape"):
+            out.append(chr(0xEF00 + ord(ch) - 0xDC00) if 0xDC80 <= ord(ch) <= 0xDCFF else ch)
+        return "".join(out)
+
+    assert {as_text(f) for f in files} <= opened_files(str(tmp_path / "t.db"))
+    # The daemon opened every one (warmed, or found resident as the job had read it
+    # first): a repaired name would have been missing.
+    assert prefetch["missing"] == 0 and prefetch["failed"] == 0
+    assert prefetch["completed"] + prefetch["skipped"] == prefetch["released"] == len(files)

@@ -120,7 +120,7 @@ public struct WireDecoder: Sendable {
             let pathLength = Int(bytes.u16(base + tail))
             let start = base + tail + 2
             guard pathLength > 0, pathLength <= WireFormat.maxPathLength, start + pathLength <= base + size,
-                  let path = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<start + pathLength]), as: UTF8.self),
+                  let path = PathName.decode(UnsafeRawBufferPointer(rebasing: bytes[start..<start + pathLength])),
                   path.hasPrefix("/")
             else {
                 statistics.record(.badPath)

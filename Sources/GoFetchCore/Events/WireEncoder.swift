@@ -17,7 +17,7 @@ public struct WireEncoder: Sendable {
 
     /// Appends one event; the path is written for open events.
     public mutating func append(_ event: AccessEvent) {
-        let pathBytes = event.kind.hasPath ? Array((event.path ?? "").utf8.prefix(WireFormat.maxPathLength)) : []
+        let pathBytes = event.kind.hasPath ? Array(PathName.bytes(event.path ?? "").prefix(WireFormat.maxPathLength)) : []
         let tail = event.kind.hasPath ? 2 + pathBytes.count : 0
         let size = (WireFormat.recordSize + tail + 7) & ~7
         records.reserveCapacity(records.count + size)

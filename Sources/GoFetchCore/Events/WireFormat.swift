@@ -44,7 +44,7 @@ public enum WireDecodeFailure: Int, Sendable, CaseIterable, CustomStringConverti
         case .truncatedRecord: "record runs past the end of the message"
         case .badRecordSize: "record size below 64 or not a multiple of 8"
         case .unknownKind: "unknown record kind"
-        case .badPath: "open record with a missing, empty or non-UTF-8 path"
+        case .badPath: "open record with a missing, empty or relative path, or one holding a NUL byte"
         case .recordCountMismatch: "record count does not match the message length"
         case .oversizedMessage: "message larger than 65,536 bytes"
         }

@@ -22,8 +22,7 @@ public enum DirectoryListing {
         var files: [(name: String, size: UInt64)] = []
         var folders: [String] = []
         while files.count < limit && folders.count < limit, let entry = try Syscall.readDirectory(stream) {
-            guard entry.name.first != 46 else { continue }  // "."
-            let name = String(decoding: entry.name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard entry.name.first != 46, let name = PathName.decode(entry.name.dropLast().lazy.map { UInt8(bitPattern: $0) }) else { continue }  // "."
             if entry.kind == .directory {
                 folders.append(name)
                 continue
@@ -51,8 +50,8 @@ public enum DirectoryListing {
             if kind == .unknown || kind == .symbolicLink {
                 kind = (try? Syscall.fileStatus(entry.name, in: stream.descriptor, followSymlinks: true))?.kind ?? .other
             }
-            guard kind == wanted else { continue }
-            names.append(String(decoding: entry.name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            guard kind == wanted, let name = PathName.decode(entry.name.dropLast().lazy.map { UInt8(bitPattern: $0) }) else { continue }
+            names.append(name)
         }
         return names
     }

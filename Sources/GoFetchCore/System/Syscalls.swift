@@ -204,7 +204,7 @@ enum Syscall {
         var buffer = [CChar](repeating: 0, count: 4_097)
         let count = readlink("/proc/self/fd/\(fd.rawValue)", &buffer, 4_096)
         guard count > 0 else { return nil }
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return PathName.decode(buffer[..<count].lazy.map { UInt8(bitPattern: $0) })
     }
 
     /// Mounts tracefs at /sys/kernel/tracing when it is not there (tracepoints are
@@ -382,6 +382,10 @@ extension Syscall {
     ///
     /// The path is a client's: see ``openClientPath(_:flags:)``.
     static func openRegularFile(_ path: String) throws(Errno) -> (fd: FileDescriptor, status: FileStatus) {
+        try PathName.withCString(path) { (path) throws(Errno) in try openRegularFile(path) }
+    }
+
+    private static func openRegularFile(_ path: UnsafePointer<CChar>) throws(Errno) -> (fd: FileDescriptor, status: FileStatus) {
         let handle = FileDescriptor(rawValue: try openClientPath(path, flags: CGoFetch_O_PATH | O_CLOEXEC))
         defer { try? handle.close() }
         let status = try fileStatus(handle)
@@ -468,6 +472,11 @@ extension Syscall {
         let base = directory?.rawValue ?? AT_FDCWD
         _ = try valueOrErrno { fstatat(base, path, &status, followSymlinks ? 0 : AT_SYMLINK_NOFOLLOW) }.get()
         return FileStatus(status)
+    }
+
+    /// The status of the file a path names; the path's bytes as ``PathName`` keeps them.
+    static func fileStatus(_ path: String, followSymlinks: Bool) throws(Errno) -> FileStatus {
+        try PathName.withCString(path) { (path) throws(Errno) in try fileStatus(path, followSymlinks: followSymlinks) }
     }
 
     /// Whether the file lives on a FUSE file system. The corresponding C function is `fstatfs`.
@@ -634,8 +643,10 @@ extension Syscall {
 
     /// Opens a directory a client named (``openClientPath(_:flags:)``: no magic links,
     /// no pseudo file system) for reading its entries.
-    static func openClientDirectory(_ path: UnsafePointer<CChar>) throws(Errno) -> DirectoryStream {
-        try directoryStream(try openClientPath(path, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+    static func openClientDirectory(_ path: String) throws(Errno) -> DirectoryStream {
+        try PathName.withCString(path) { (path) throws(Errno) in
+            try directoryStream(try openClientPath(path, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        }
     }
 
     private static func directoryStream(_ fd: Int32) throws(Errno) -> DirectoryStream {

@@ -133,7 +133,10 @@ public final class EBPFSource: KernelTraceSource, @unchecked Sendable {
                 statistics.filtered.add(1)  // no path, a path longer than the record holds, or no file
                 return nil
             }
-            var path = withUnsafeBytes(of: record.path) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+            guard var path = withUnsafeBytes(of: record.path, { raw in PathName.decode(raw.prefix { $0 != 0 }) }) else {
+                statistics.filtered.add(1)
+                return nil
+            }
             if !path.hasPrefix("/") {
                 let dirfd = Int32(truncatingIfNeeded: record.offset)
                 let base = dirfd == AT_FDCWD ? "/proc/\(record.pid)/cwd" : "/proc/\(record.pid)/fd/\(dirfd)"

@@ -246,7 +246,7 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
             folders[key] = found
             folder = found
         }
-        let entry = String(cString: name)
+        guard let entry = PathName.decode(UnsafeRawBufferPointer(start: name, count: strlen(name))) else { return nil }
         return folder == "/" ? "/" + entry : folder + "/" + entry
     }
 
