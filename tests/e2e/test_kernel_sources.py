@@ -79,6 +79,60 @@ def test_fanotify_sees_the_files_the_shim_sees(tmp_path, gofetch_bin, python_bin
     assert shim_sources == {1} and kernel_sources == {3}  # preload, fanotify
 
 
+DROPPER = textwrap.dedent(
+    """
+    import os, sys, time
+    def read(folder):
+        for name in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, name), "rb") as f:
+                f.read()
+    read(sys.argv[1])
+    # What gosu or su-exec do before they exec the job: the same pid from here on is nobody's.
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    time.sleep(0.3)
+    read(sys.argv[2])
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="fanotify marks and dropping privileges need root")
+def test_fanotify_events_follow_a_process_that_drops_root(tmp_path, gofetch_bin, python_bin):
+    """A job started as root that becomes nobody: its later opens are nobody's (the
+    daemon would otherwise predict and warm files for it as root)."""
+    base = tempfile.mkdtemp(dir="/tmp", prefix="gofetch-drop-")
+    try:
+        os.chmod(base, 0o755)
+        before, after = os.path.join(base, "before"), os.path.join(base, "after")
+        make_files(before, 10, seed=5, min_size=1_000, max_size=4_000)
+        make_files(after, 10, seed=6, min_size=1_000, max_size=4_000)
+        for d, subdirs, _ in os.walk(base):
+            for name in subdirs:
+                os.chmod(os.path.join(d, name), 0o755)
+        script = os.path.join(base, "job.py")
+        with open(script, "w") as f:
+            f.write(DROPPER)
+        db = tmp_path / "t.db"
+        result = subprocess.run([gofetch_bin, "trace", "--backend", "fanotify", "--mark", base, "--db", str(db), "--",
+                                 python_bin, script, os.path.join(before, "class_0"), os.path.join(after, "class_0")],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        with sqlite3.connect(db) as c:
+            rows = c.execute("SELECT f.path, e.uid FROM events e JOIN files f ON f.id = e.file_id WHERE e.kind = 1").fetchall()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    uids = {}
+    for path, uid in rows:
+        for phase in ("before", "after"):
+            if path.startswith(os.path.join(base, phase) + "/"):
+                uids.setdefault(phase, set()).add(uid)
+    print("uids of the opens:", uids)
+    # Events are judged when the daemon reads them: one that lags the drop by more
+    # than a tenth of a second may already count as nobody's, never the other way.
+    assert uids["before"] and uids["after"] == {65534}
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="eBPF needs root (CAP_BPF, CAP_PERFMON)")
 @pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="eBPF CO-RE needs the kernel's BTF")
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -731,6 +731,11 @@ struct ProcessCredentials: Equatable, Sendable {
     /// Supplementary groups.
     var groups: [UInt32]
 
+    /// The ids the kernel checks file access with (the fourth of each line; the
+    /// effective ones follow them unless the process set them apart with setfsuid).
+    var fileSystemUID: UInt32 { uids.count > 3 ? uids[3] : uids[uids.count - 1] }
+    var fileSystemGID: UInt32 { gids.count > 3 ? gids[3] : gids[gids.count - 1] }
+
     /// `nil` when the process is gone.
     static func of(_ pid: UInt32) -> ProcessCredentials? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }

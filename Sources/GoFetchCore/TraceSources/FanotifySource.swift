@@ -55,10 +55,11 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     private let roots = Mutex([UInt32: UInt64]())
     private let spawners = Mutex(Set<UInt32>())
     private let filter: TracePathFilter
-    /// Per pid: traced or not, and its credentials (`nil` when its /proc entry was gone:
-    /// its events are dropped, never attributed to root); with the process's start
-    /// time, checked again after a second, so a later process that got the pid is
-    /// judged afresh.
+    /// Per pid: traced or not, and its file-system credentials (`nil` when its /proc
+    /// entry was gone: its events are dropped, never attributed to root); with the
+    /// process's start time, checked again after a second (a tenth of one for root),
+    /// so a later process that got the pid is judged afresh and a process that changed
+    /// its user is that user's from then on.
     private var verdicts: [UInt32: Verdict] = [:]
     private struct Verdict {
         var traced: Bool
@@ -254,10 +255,15 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
     private func verdict(_ pid: UInt32, roots: [UInt32: UInt64], spawners: Set<UInt32>) -> Verdict {
         let now = Clock.monotonicNanoseconds()
         if var known = verdicts[pid] {
-            if now &- known.checkedAt < 1_000_000_000 { return known }
+            // A root process is looked at again sooner: dropping privileges (gosu,
+            // su-exec, setpriv) keeps the pid, and its opens from then on are the new user's.
+            if now &- known.checkedAt < (known.uid == 0 ? 100_000_000 : 1_000_000_000) { return known }
             let stat = ProcessStat.of(pid)
             // Gone: its last queued events are still its own.
             if stat == nil || stat?.startTicks == known.startTicks {
+                if stat != nil, let credentials = ProcessCredentials.of(pid) {
+                    (known.uid, known.gid) = (credentials.fileSystemUID, credentials.fileSystemGID)
+                }
                 known.checkedAt = now
                 verdicts[pid] = known
                 return known
@@ -278,7 +284,7 @@ public final class FanotifySource: KernelTraceSource, @unchecked Sendable {
         let credentials = ProcessCredentials.of(pid)
         let stat = ProcessStat.of(pid)
         let result = Verdict(
-            traced: traced, uid: credentials?.uids.first, gid: credentials?.gids.first, parent: stat?.parent ?? 0, startTicks: stat?.startTicks, checkedAt: now)
+            traced: traced, uid: credentials?.fileSystemUID, gid: credentials?.fileSystemGID, parent: stat?.parent ?? 0, startTicks: stat?.startTicks, checkedAt: now)
         if verdicts.count >= 65_536 { verdicts.removeAll(keepingCapacity: true) }
         verdicts[pid] = result
         return result
