@@ -32,6 +32,24 @@ struct DataSetTreeTests {
         #expect(tree.roots == ["/data/set", "/srv/other"])
     }
 
+    @Test("another user's folders never widen a user's root, nor mix into the window that finds one")
+    func usersApart() {
+        let tree = DataSetTree()
+        #expect(open(tree, (0..<16).map { "/shared/a/class_0/\($0).jpg" }) == ["/shared/a/class_0"])
+        // A sibling folder read by another user is that user's data set, not a wider root of the first.
+        let other = (0..<16).compactMap { tree.observeOpen(path: "/shared/a/class_1/\($0).jpg", uid: 65534, gid: 65534, pid: 7) }
+        #expect(other == ["/shared/a/class_1"])
+        #expect(tree.roots == ["/shared/a/class_0", "/shared/a/class_1"])
+        // Two users' opens interleaved: neither's folders count toward the other's window.
+        let mixed = DataSetTree()
+        var found: [String] = []
+        for i in 0..<8 {
+            found += [mixed.observeOpen(path: "/u1/data/\(i)", uid: 1, gid: 1, pid: 1),
+                      mixed.observeOpen(path: "/u2/data/\(i)", uid: 2, gid: 2, pid: 2)].compactMap { $0 }
+        }
+        #expect(found == [])
+    }
+
     @Test("unread files first, in one stable order, each once an epoch; then the next epoch's first; large files in chunks")
     func stableOrder() {
         let tree = DataSetTree()

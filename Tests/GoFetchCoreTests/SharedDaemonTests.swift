@@ -61,4 +61,21 @@ struct SharedDaemonTests {
         #expect(waitUntil(seconds: 5) { (try? residentPages(target)) == 16 })
         #expect(engine.unreported.value == refused)
     }
+
+    @Test("a user's share of the daemon's CPU: alone never held, with another user held once spent, grown back at its rate")
+    func userShares() {
+        let shares = UserShares(share: 0.1, burstNanoseconds: 50_000_000)
+        shares.charge(1, nanoseconds: 1e9, now: 0)
+        #expect(shares.mayRun(1, now: 0))  // alone: never held, nothing charged
+        shares.setSharing(true)
+        #expect(shares.mayRun(1, now: 0))  // starts with its burst
+        shares.charge(1, nanoseconds: 150_000_000, now: 0)  // 100 ms past it
+        #expect(!shares.mayRun(1, now: 0))
+        #expect(shares.mayRun(2, now: 0))  // the other user is not held for it
+        #expect(!shares.mayRun(1, now: 900_000_000))  // 0.9 s at 0.1 core: 90 ms back, still 10 ms short
+        #expect(shares.mayRun(1, now: 1_100_000_000))
+        shares.setSharing(false)
+        shares.charge(2, nanoseconds: 1e12, now: 1_100_000_000)
+        #expect(shares.mayRun(2, now: 1_100_000_000))
+    }
 }

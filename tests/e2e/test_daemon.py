@@ -1,12 +1,14 @@
 """`gofetch daemon`: clients attach with LD_PRELOAD; SIGTERM flushes; SIGKILL loses no committed batch."""
 import os
+import shutil
 import signal
+import sys
 import sqlite3
 import subprocess
 import textwrap
 import time
 
-from conftest import make_files, query
+from conftest import ROOT, make_files, query
 
 BURST = textwrap.dedent(
     """
@@ -213,3 +215,113 @@ def test_one_user_holds_at_most_half_the_connections(tmp_path, gofetch_bin):
         _, err = daemon.communicate(timeout=30)
         os.rmdir(reachable)
     assert "its user holds half the connections" in err
+
+
+# Opens of ever new paths, as fast as the socket takes them: the costliest flood
+# (each is catalogued, stored and predicted on). The template message's paths hold
+# "00000000", replaced by a counter in each message.
+FLOODER = """
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+s.setblocking(False)
+template = bytes.fromhex(sys.argv[3])
+sent = 0
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        s.send(template.replace(b"00000000", b"%08d" % sent))
+        sent += 1
+    except BlockingIOError:
+        time.sleep(0.0005)
+print(sent)
+"""
+
+
+def flood_template(folder):
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    from gofetch import wire
+    records = [wire.Record(kind=wire.Kind.OPEN, fd=3 + k, dev=1, ino=1000 + k, length=4096,
+                           path=f"{folder}/flood/00000000/{k}.bin") for k in range(8)]
+    return wire.encode_message(records, pid=1).hex()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_flooding_user_gets_its_share_of_the_receive_thread_and_no_more(tmp_path, gofetch_bin):
+    """A user sending opens of new paths as fast as it can: alone, the daemon reads them
+    all; once another user is connected, the flooder's sockets are read only within its
+    share of a core (daemon.user_cpu_share 0.1), and the daemon's CPU falls with it."""
+    import pytest
+    import tempfile
+    if os.geteuid() != 0:
+        pytest.skip("flooding as another user (nobody) needs root")
+    config = tmp_path / "config.yaml"
+    config.write_text("daemon:\n  socket_mode: '0666'\n  user_cpu_share: 0.1\n")
+    reachable = tempfile.mkdtemp(prefix="gofetch-test-")
+    os.chmod(reachable, 0o755)
+    db, path = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
+    daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path, "--log-level", "info"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import socket as sockets
+    try:
+        for line in daemon.stderr:
+            if "listening" in line:
+                break
+
+        template = flood_template(reachable)
+
+        def flood(seconds):
+            before = cpu_seconds(daemon.pid)
+            out = subprocess.run(["/usr/bin/python3", "-c", FLOODER, path, str(seconds), template], user=65534, group=65534,
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return (cpu_seconds(daemon.pid) - before) / seconds, int(out.stdout)
+
+        def settle():
+            """Until the daemon has worked through what the flood left queued."""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                before = cpu_seconds(daemon.pid)
+                time.sleep(0.5)
+                if cpu_seconds(daemon.pid) - before < 0.05:
+                    return
+            raise AssertionError("the daemon stayed busy a minute after the flood")
+
+        alone, sent_alone = flood(1.5)
+        settle()
+        other = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+        other.connect(path)  # root, a second user, who opens 150 files while the flood goes on
+        time.sleep(0.2)
+        import threading
+        sys.path.insert(0, os.path.join(ROOT, "python"))
+        from gofetch import wire
+
+        def victim():
+            for n in range(150):
+                other.send(wire.encode_message([wire.Record(kind=wire.Kind.OPEN, fd=3, dev=2, ino=n + 1, length=100,
+                                                            path=f"{reachable}/victim/{n}.bin")], pid=os.getpid()))
+                time.sleep(0.01)
+
+        opener = threading.Thread(target=victim)
+        opener.start()
+        shared, sent_shared = flood(1.5)
+        opener.join()
+        other.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+        shutil.rmtree(reachable, ignore_errors=True)
+    print(f"daemon CPU per second of flood: alone {alone:.2f} ({sent_alone} messages sent), "
+          f"beside another user {shared:.2f} ({sent_shared} sent)")
+    assert daemon.returncode == 0, err
+    held = [line for line in err.splitlines() if "held back" in line]
+    assert held and int(held[0].split()[2]) > 0, err
+    assert shared <= 0.5 * alone
+    # The other user was never held back: every one of its opens is in the store.
+    victims = {row[0] for row in query(db, "SELECT path FROM files WHERE path LIKE ?", f"{reachable}/victim/%")}
+    assert len(victims) == 150

@@ -83,6 +83,7 @@ extension Configuration {
             try node.string("socket_path", into: &config.daemon.socketPath, nonEmpty: true, maxLength: 107)
             try node.octalMode("socket_mode", into: &config.daemon.socketMode)
             try node.int("max_clients", into: &config.daemon.maxClients, in: 1...65_536)
+            try node.double("user_cpu_share", into: &config.daemon.userCPUShare, in: 0...1)
             try node.finish()
         }
         if let node = try top.section("trace") {

@@ -99,6 +99,11 @@ public struct Configuration: Sendable, Equatable {
         public var socketMode: UInt32 = 0o600
         /// Clients beyond this many connections are refused (and counted).
         public var maxClients = 1_024
+        /// While several users are connected, the share of one core the daemon spends
+        /// on any one user's messages, at most; a user past it waits (its sockets are
+        /// left unread), so a flood from one client costs the others little.
+        /// 0 turns the bound off.
+        public var userCPUShare = 0.1
     }
 
     public struct Trace: Sendable, Equatable {

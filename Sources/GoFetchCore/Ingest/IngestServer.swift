@@ -45,6 +45,8 @@ public final class IngestServer: @unchecked Sendable {
     private var connectionsByUID: [UInt32: Int] = [:]
     private var maxClientsPerUser: Int { max(1, maxClients / 2) }
     private var nextToken: UInt64 = 1
+    /// Events received so far (what the store's cost per event is charged on).
+    private var eventsReceived = 0
     private var decoder = WireDecoder()
     private var reportedFailures = WireDecodeStatistics()
     private static let listenerToken = UInt64.max
@@ -53,10 +55,19 @@ public final class IngestServer: @unchecked Sendable {
     public var kernelSource: (any KernelTraceSource)?
     private static let batch = 64
 
-    public init(socketPath: String, socketMode: UInt32, maxClients: Int, pipeline: IngestPipeline, statistics: IngestStatistics, logger: Logger) {
+    /// Each user's share of the daemon's CPU (``UserShares``): a user past it has its
+    /// sockets left unread until its share has grown back, so what it sends waits in its
+    /// own sockets, and a flood fills them and is dropped by its sender.
+    private let shares: UserShares?
+    /// What storing one event costs, as the store measured it (charged to its sender).
+    public var storeNanosecondsPerEvent: (@Sendable () -> Double)?
+
+    public init(socketPath: String, socketMode: UInt32, maxClients: Int, shares: UserShares? = nil, pipeline: IngestPipeline,
+                statistics: IngestStatistics, logger: Logger) {
         self.socketPath = socketPath
         self.socketMode = socketMode
         self.maxClients = maxClients
+        self.shares = shares
         self.pipeline = pipeline
         self.statistics = statistics
         self.logger = logger
@@ -161,6 +172,17 @@ public final class IngestServer: @unchecked Sendable {
                     acceptClients()
                 } else if token == Self.kernelSourceToken {
                     drainKernelSource()
+                } else if let shares, let uid = clients[token]?.uid {
+                    guard shares.mayRun(uid) else {
+                        statistics.heldForShare.add(1)
+                        continue
+                    }
+                    // One batch per pass while users share the daemon: each is charged as
+                    // it is received, and goes past its share by one batch at most.
+                    let (cpu, received) = (Clock.threadCPUNanoseconds(), eventsReceived)
+                    drain(token, slots: slots, events: &events, batches: sharing ? 1 : 16)
+                    let stored = Double(eventsReceived - received) * (storeNanosecondsPerEvent?() ?? 0)
+                    shares.charge(uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu) + stored)
                 } else {
                     drain(token, slots: slots, events: &events)
                 }
@@ -240,18 +262,28 @@ public final class IngestServer: @unchecked Sendable {
             clients[token] = Client(fd: fd, pid: UInt32(bitPattern: credentials.pid), uid: credentials.uid, gid: credentials.gid,
                 parentPID: Self.parentPID(of: credentials.pid), privileged: credentials.uid == 0)
             connectionsByUID[credentials.uid, default: 0] += 1
+            updateSharing()
             statistics.connectionsAccepted.add(1)
             statistics.connectionsOpen.add(1)
         }
     }
 
+    /// Whether more than one user is connected (``UserShares`` hold users back only then).
+    private var sharing = false
+
+    private func updateSharing() {
+        sharing = connectionsByUID.count > 1
+        shares?.setSharing(sharing)
+    }
+
     /// Receives what one client sent; `true` when it stopped at its share with more waiting.
     @discardableResult
-    private func drain(_ token: UInt64, slots: UnsafeMutableBufferPointer<CGoFetch_message_slot>, events: inout [AccessEvent]) -> Bool {
+    private func drain(_ token: UInt64, slots: UnsafeMutableBufferPointer<CGoFetch_message_slot>, events: inout [AccessEvent],
+                       batches: Int = 16) -> Bool {
         guard var client = clients[token] else { return false }
         // At most 16 batches per turn, so one busy client cannot starve the others;
         // epoll reports it again while it has more.
-        for _ in 0..<16 {
+        for _ in 0..<batches {
             let received: Int
             do {
                 received = try Syscall.receiveMessages(client.fd, slots)
@@ -292,6 +324,7 @@ public final class IngestServer: @unchecked Sendable {
                     statistics.clientDropped.add(Int(header.droppedTotal - client.droppedTotal))
                     client.droppedTotal = header.droppedTotal
                 }
+                eventsReceived += events.count
                 pipeline.ingest(events, uid: client.uid, gid: client.gid, parentPID: client.parentPID)
             }
             clients[token] = client
@@ -319,6 +352,8 @@ public final class IngestServer: @unchecked Sendable {
         guard let client = clients.removeValue(forKey: token) else { return }
         let held = connectionsByUID[client.uid, default: 1] - 1
         connectionsByUID[client.uid] = held > 0 ? held : nil
+        if held <= 0 { shares?.forget(client.uid) }
+        updateSharing()
         if let epoll { try? Syscall.epollRemove(epoll, client.fd) }
         try? client.fd.close()
         statistics.connectionsOpen.add(-1)

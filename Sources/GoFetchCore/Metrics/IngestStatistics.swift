@@ -33,6 +33,9 @@ public final class IngestStatistics: Sendable {
     /// Listed files left out: listings may fill at most half the catalog.
     public let listingsSkipped = Atomic<Int>(0)
     public let tableFull = Atomic<Int>(0)
+    /// Times a client's socket was left unread because its user had taken its share
+    /// of the daemon's CPU (`daemon.user_cpu_share`) while other users were connected.
+    public let heldForShare = Atomic<Int>(0)
     /// Messages whose header pid differs from the connection's credentials.
     public let pidMismatch = Atomic<Int>(0)
     private let decodeFailures = Mutex(WireDecodeStatistics())
@@ -55,11 +58,19 @@ public final class IngestStatistics: Sendable {
 
 /// Counters of the store writer.
 public final class StoreStatistics: Sendable {
+    /// What storing one event has cost so far, in CPU nanoseconds (0 before any).
+    public var nanosecondsPerEvent: Double {
+        let events = committedEvents.load(ordering: .relaxed)
+        return events > 0 ? Double(cpuNanoseconds.load(ordering: .relaxed)) / Double(events) : 0
+    }
+
     public let queued = Atomic<Int>(0)
     /// Events refused because the writer queue was full.
     public let dropped = Atomic<Int>(0)
     public let committedEvents = Atomic<Int>(0)
     public let committedFiles = Atomic<Int>(0)
+    /// CPU time the writer spent in transactions.
+    public let cpuNanoseconds = Atomic<Int>(0)
     public let committedBatches = Atomic<Int>(0)
     /// Transactions that failed (disk full, locked); their events are counted as dropped.
     public let failedBatches = Atomic<Int>(0)

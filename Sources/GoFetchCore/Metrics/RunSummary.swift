@@ -11,6 +11,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var stallNanoseconds: Int
     public var clients: Int
     public var refusedClients: Int
+    /// Passes a client's socket was left unread: its user had taken its share of the receive thread.
+    public var heldForShare: Int?
     public var clientDropped: Int
     public var malformed: Int
     public var unresolved: Int
@@ -47,6 +49,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         stallNanoseconds = ingest.stallNanoseconds.value
         clients = ingest.connectionsAccepted.value
         refusedClients = ingest.connectionsRefused.value
+        heldForShare = ingest.heldForShare.value
         clientDropped = ingest.clientDropped.value
         malformed = ingest.decodeStatistics.total + ingest.messagesTruncated.value
         unresolved = ingest.unresolved.value
@@ -77,6 +80,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("time in reads", Format.duration(nanoseconds: readWaitNanoseconds))
         row("cold reads", "\(coldReads) of \(reads) (page-cache misses by their time), stall \(Format.duration(nanoseconds: stallNanoseconds))")
         row("processes", "\(clients)" + (refusedClients > 0 ? " (\(refusedClients) refused)" : ""))
+        if let heldForShare, heldForShare > 0 {
+            row("held back", "\(heldForShare) passes left a client's messages waiting: its user had taken its share of the daemon's CPU (daemon.user_cpu_share)")
+        }
         row("committed", "\(committedEvents) events in \(committedBatches) transactions")
         row("dropped", "\(dropped) (by clients \(clientDropped), store queue full \(storeDropped), file table full \(catalogFull))")
         row("rejected", "\(malformed) malformed messages or records, \(unresolved) events of unknown files, \(foreignUpdates ?? 0) claims on files of another user")

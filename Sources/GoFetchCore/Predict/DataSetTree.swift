@@ -48,6 +48,7 @@ public final class DataSetTree {
     /// Predictions made.
     public private(set) var handedOutCount = 0
     private var recentFolders: [Substring] = []
+    private var recentUID: UInt32 = .max
     private var opensUnderRoot = 0
     /// The epoch (``EpochRemainingSet/epochsCompleted``) each file was last handed out for.
     private var handedOut: [FileID: Int] = [:]
@@ -77,6 +78,12 @@ public final class DataSetTree {
         if roots.contains(where: { Self.isUnder(folder, $0) }) {
             return nil
         }
+        // One user's opens at a time decide a root: another user's folders never join
+        // them (nor widen that user's root), so no data set spans two users' files.
+        if uid != recentUID {
+            recentFolders.removeAll()
+            recentUID = uid
+        }
         recentFolders.append(folder)
         if recentFolders.count > options.window { recentFolders.removeFirst(recentFolders.count - options.window) }
         guard recentFolders.count == options.window,
@@ -85,7 +92,7 @@ public final class DataSetTree {
         // A sibling of a root (the next class folder of a data set read in order)
         // widens it to their parent; anything else is a data set of its own.
         var taken = found
-        if let index = roots.firstIndex(where: { Self.commonAncestor(Substring(found), Substring($0)) == Self.parent(of: $0) }) {
+        if uid == client.uid, let index = roots.firstIndex(where: { Self.commonAncestor(Substring(found), Substring($0)) == Self.parent(of: $0) }) {
             taken = String(Self.parent(of: roots[index]))
             guard taken != "/" && !taken.isEmpty else { return nil }
             roots.remove(at: index)
@@ -140,15 +147,20 @@ public final class DataSetTree {
         bytes = bytes &- old &+ size
     }
 
+    /// Whether waiting files must be looked at again (see ``next(limit:epoch:read:chunkBytes:eligible:eligibleChanged:)``).
+    private var waitingDirty = true
+
     /// The next files to warm in epoch `epoch`: unread ones not yet handed out, in
     /// list order; when none is left, the next epoch's first files.
     /// - Parameters:
     ///   - read: whether the job has read a file in this epoch.
     ///   - chunkBytes: files larger than this are handed out in chunks of it.
     ///   - eligible: whether a file may be handed out now; one that may not waits (bounded
-    ///     by the data set) and is tried again first at the next call.
+    ///     by the data set) and is tried again first at a later call.
+    ///   - eligibleChanged: whether `eligible` may say yes to a file it refused before;
+    ///     waiting files are looked at again only then.
     public func next(limit: Int, epoch: Int, read: (FileID) -> Bool, chunkBytes: UInt64,
-                     eligible: (FileID) -> Bool = { _ in true }) -> [Prediction] {
+                     eligible: (FileID) -> Bool = { _ in true }, eligibleChanged: Bool = true) -> [Prediction] {
         guard limit > 0, !files.isEmpty else { return [] }
         if epoch != cursorEpoch {
             cursorEpoch = epoch
@@ -167,16 +179,26 @@ public final class DataSetTree {
                 offset += chunkBytes
             } while offset < size
         }
-        if !waiting.isEmpty {
+        // Files not eligible yet are looked at again only when eligibility may have
+        // changed: the list can hold most of the tree, and this runs many times a second.
+        if eligibleChanged { waitingDirty = true }
+        if !waiting.isEmpty && waitingDirty {
             var still: [FileID] = []
+            var full = false
             for file in waiting {
-                guard predictions.count < limit, eligible(file) else {
+                guard predictions.count < limit else {
+                    full = true
+                    still.append(file)
+                    continue
+                }
+                guard eligible(file) else {
                     still.append(file)
                     continue
                 }
                 if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch) }
             }
             waiting = still
+            waitingDirty = full  // stopped at the limit: the rest is looked at next time
         }
         var scanned = 0
         while predictions.count < limit && scanned < files.count {

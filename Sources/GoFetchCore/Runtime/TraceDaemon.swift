@@ -48,10 +48,11 @@ public final class TraceDaemon: @unchecked Sendable {
             store: store, runID: runID, capacity: configuration.storage.queueCapacity,
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
         var sinks: [any EventSink] = configuration.storage.recordEvents ? [writer] : []
+        let shares = configuration.daemon.userCPUShare > 0 ? UserShares(share: configuration.daemon.userCPUShare) : nil
         if prefetch {
             let lister = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
             self.lister = lister
-            let engine = PrefetchEngine(configuration: configuration, knownFiles: known, lister: lister, logger: logger)
+            let engine = PrefetchEngine(configuration: configuration, knownFiles: known, lister: lister, shares: shares, logger: logger)
             let modelPath = configuration.predictor.baselineModelPath
             if configuration.predictor.baselineEnabled && FileManager.default.fileExists(atPath: modelPath) {
                 do {
@@ -85,8 +86,9 @@ public final class TraceDaemon: @unchecked Sendable {
             timing: ReadTiming(configuration))
         server = IngestServer(
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
-            maxClients: configuration.daemon.maxClients, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
+            maxClients: configuration.daemon.maxClients, shares: shares, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
         server.kernelSource = kernelSource
+        server.storeNanosecondsPerEvent = { [storeStatistics] in storeStatistics.nanosecondsPerEvent }
         pipeline.lister = lister
         // The GRU names files by their place in their folder: list the folders the job uses.
         pipeline.listOpenedFolders = engine?.gru != nil

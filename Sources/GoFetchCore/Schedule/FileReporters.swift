@@ -13,10 +13,13 @@ struct FileReporters {
     private var others: [FileID: [UInt32]] = [:]
     /// Reports not kept because a file had ``maxUsersPerFile`` users already.
     private(set) var overflowed = 0
+    /// Counts the (file, user) pairs added: unchanged, no file has become eligible for anyone.
+    private(set) var version = 0
 
     mutating func add(_ file: FileID, uid: UInt32) {
         guard let known = first[file] else {
             first[file] = uid
+            version += 1
             return
         }
         guard known != uid else { return }
@@ -27,6 +30,7 @@ struct FileReporters {
             return
         }
         others[file, default: []].append(uid)  // in place
+        version += 1
     }
 
     func contains(_ file: FileID, uid: UInt32) -> Bool {

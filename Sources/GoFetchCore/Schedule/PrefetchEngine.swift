@@ -34,6 +34,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// the file (``FileReporters``): another client's events had put it there.
     public let unreported = Atomic<Int>(0)
     private var reporters = FileReporters()
+    /// What offerTree last asked the tree with: when neither changed, no waiting file became eligible.
+    private var reportersSeen = -1, treeClientSeen: UInt32 = .max
     public let predictions = Atomic<Int>(0)
     private let topK: Int
     private let capacity: Int
@@ -102,9 +104,13 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
 
     /// - Parameter lister: walks the data-set trees (as the client); without one the
     ///   tree predictor only knows the files the job opened.
-    public init(configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister? = nil, logger: Logger) {
+    ///   - shares: each user's share of the daemon's CPU: a user past it has its queued
+    ///     events left for later, and its predictions' time is charged to it.
+    public init(configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister? = nil, shares: UserShares? = nil,
+                logger: Logger) {
         self.logger = logger
         self.lister = lister
+        self.shares = shares
         tree = DataSetTree(options: .init(maxFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
         evictConsumed = configuration.prefetcher.evictConsumed
         topK = configuration.prefetcher.topKPredictions
@@ -154,6 +160,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         results.engine = self
     }
     private let pathIndex: PathIndex
+    private let shares: UserShares?
 
     /// File paths by id, shared with the pattern detector (which names model files by extension).
     private final class PathIndex: Sendable {
@@ -240,7 +247,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         wakeUp.signal()
     }
 
-    /// Takes what is waiting: all file records, and up to ``turn`` records of each user.
+    /// Takes what is waiting: all file records, and up to ``turn`` records of each user
+    /// who has CPU share left (``UserShares``); `more` when such records are left.
     private func takeInbox() -> (files: [FileRecord], listed: [ListedFile], turns: [[TraceEvent]], results: [PrefetchResult], stopping: Bool, more: Bool) {
         inbox.withLock { inbox in
             defer {
@@ -249,14 +257,17 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 inbox.results.removeAll(keepingCapacity: true)
             }
             var turns: [[TraceEvent]] = []
+            var more = false
             for uid in Array(inbox.queues.keys) {
+                // A user past its share waits; its events stay queued (its half of the inbox bounds them).
+                if let shares, !shares.mayRun(uid), !inbox.stopping { continue }
                 let count = min(Self.turn, inbox.queues[uid]!.count)
                 turns.append(Array(inbox.queues[uid]!.prefix(count)))
                 inbox.queues[uid]!.removeFirst(count)
-                if inbox.queues[uid]!.isEmpty { inbox.queues[uid] = nil }
+                if inbox.queues[uid]!.isEmpty { inbox.queues[uid] = nil } else { more = true }
                 inbox.events -= count
             }
-            return (inbox.files, inbox.listed, turns, inbox.results, inbox.stopping, inbox.events > 0)
+            return (inbox.files, inbox.listed, turns, inbox.results, inbox.stopping, more)
         }
     }
 
@@ -277,7 +288,15 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             }
             receive(files: taken.files, listed: taken.listed)
             // One turn of each user's records, then what they made is released below.
-            for records in taken.turns { process(records) }
+            for records in taken.turns {
+                guard let shares, let uid = records.first?.uid else {
+                    process(records)
+                    continue
+                }
+                let cpu = Clock.threadCPUNanoseconds()
+                process(records)
+                shares.charge(uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu))
+            }
             // The last events (ingest flushes right before stopping) still count: the
             // job's last reads decide fates, so the rest is taken (at once: `backlog`)
             // before returning. Nothing new is released after them.
@@ -342,11 +361,17 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         guard tree.root != nil, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
         let read = remaining.readThisEpoch
         let client = tree.client
+        // The tree's work is its client's, charged to its share of the daemon's CPU.
+        guard shares?.mayRun(client.uid) != false else { return }
+        let cpu = shares == nil ? 0 : Clock.threadCPUNanoseconds()
+        defer { shares?.charge(client.uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu)) }
         // Only files the client reported (its lister walk, its opens): the others wait in
         // the tree, not lost for the epoch, until the walk reaches them.
         let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
                              read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes,
-                             eligible: { reporters.contains($0, uid: client.uid) })
+                             eligible: { reporters.contains($0, uid: client.uid) },
+                             eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
+        (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
         offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
     }
 

@@ -132,6 +132,8 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
     /// One transaction; on failure its events are counted as dropped and its files kept for the next.
     private func commit(files: [FileRecord], events: ArraySlice<TraceEvent>) -> Bool {
         guard !files.isEmpty || !events.isEmpty else { return true }
+        let cpu = Clock.threadCPUNanoseconds()
+        defer { statistics.cpuNanoseconds.add(Int(truncatingIfNeeded: Clock.threadCPUNanoseconds() &- cpu)) }
         do {
             try store.write(files: files, events: events, runID: runID)
         } catch {

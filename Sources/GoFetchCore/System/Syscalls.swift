@@ -292,6 +292,9 @@ public enum Clock {
 
     /// `CLOCK_REALTIME` nanoseconds since the Unix epoch.
     public static func wallNanoseconds() -> UInt64 { Syscall.clockNanoseconds(CLOCK_REALTIME) }
+
+    /// CPU time of the calling thread.
+    public static func threadCPUNanoseconds() -> UInt64 { Syscall.clockNanoseconds(CLOCK_THREAD_CPUTIME_ID) }
 }
 
 extension Syscall {

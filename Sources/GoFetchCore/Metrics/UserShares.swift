@@ -1,0 +1,70 @@
+import Synchronization
+
+/// How much of the daemon's CPU each user may still take, while more than one user
+/// is connected: a shared daemon must not let one client's flood cost the others.
+///
+/// Each user's balance grows at `share` of one core (up to a saved-up `burst`) and
+/// is charged with the time the daemon's threads measured on its behalf: the
+/// receive thread its decoding and cataloguing (and the store's cost per event),
+/// the engine its predictions. A user at or below zero waits: the receive thread
+/// leaves its sockets unread, the engine leaves its queued events for later. The
+/// prefetch reads are left out; the scheduler's per-user queues share those.
+public final class UserShares: Sendable {
+    private struct State {
+        var sharing = false
+        var balances: [UInt32: (nanoseconds: Double, updated: UInt64)] = [:]
+    }
+    /// Share of one core per user; 0 turns the bound off.
+    public let share: Double
+    public let burstNanoseconds: Double
+    private let state = Mutex(State())
+
+    public init(share: Double, burstNanoseconds: Double = 50_000_000) {
+        self.share = share
+        self.burstNanoseconds = burstNanoseconds
+    }
+
+    /// Set by the receive thread: whether more than one user is connected. Alone, a
+    /// user is never held back, and balances start afresh when sharing begins.
+    public func setSharing(_ sharing: Bool) {
+        state.withLock { state in
+            guard state.sharing != sharing else { return }
+            state.sharing = sharing
+            state.balances.removeAll()
+        }
+    }
+
+    /// Whether `uid` may be served now.
+    public func mayRun(_ uid: UInt32, now: UInt64 = Clock.monotonicNanoseconds()) -> Bool {
+        guard share > 0 else { return true }
+        return state.withLock { state in
+            guard state.sharing else { return true }
+            return refreshed(&state, uid, now) > 0
+        }
+    }
+
+    /// Charges `nanoseconds` of CPU spent for `uid`.
+    public func charge(_ uid: UInt32, nanoseconds: Double, now: UInt64 = Clock.monotonicNanoseconds()) {
+        guard share > 0, nanoseconds > 0 else { return }
+        state.withLock { state in
+            guard state.sharing else { return }
+            let balance = refreshed(&state, uid, now)
+            state.balances[uid] = (balance - nanoseconds, now)
+        }
+    }
+
+    /// A user gone from the daemon: its balance is dropped (bounded by the users connected).
+    public func forget(_ uid: UInt32) {
+        state.withLock { _ = $0.balances.removeValue(forKey: uid) }
+    }
+
+    private func refreshed(_ state: inout State, _ uid: UInt32, _ now: UInt64) -> Double {
+        guard let (balance, updated) = state.balances[uid] else {
+            state.balances[uid] = (burstNanoseconds, now)
+            return burstNanoseconds
+        }
+        let grown = min(burstNanoseconds, balance + Double(now &- updated) * share)
+        state.balances[uid] = (grown, now)
+        return grown
+    }
+}
