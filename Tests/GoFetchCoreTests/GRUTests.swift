@@ -204,6 +204,24 @@ struct GRUTests {
         #expect(index.location(of: 99) == nil)
     }
 
+    @Test("folders added one by one in any order keep their ranks in path order (ranks are searched, not renumbered)")
+    func directoryRanks() {
+        let index = DirectoryIndex()
+        var generator = SplitMix64(seed: 5)
+        var paths: [String] = []
+        for i in 0..<5_000 {
+            let path = "/flood/\(generator.next() % 1_000_000)/\(i).bin"
+            paths.append(path)
+            index.add(id: FileID(i), path: path)
+        }
+        let folders = Array(Set(paths.map { String($0[..<$0.lastIndex(of: "/")!]) })).sorted()
+        let rank = Dictionary(uniqueKeysWithValues: folders.enumerated().map { ($1, $0) })
+        for (i, path) in paths.enumerated() {
+            #expect(index.location(of: FileID(i))?.directory == rank[String(path[..<path.lastIndex(of: "/")!])])
+        }
+        #expect(index.directoryCount == folders.count)
+    }
+
     @Test("the vocabulary names a folder change by index when folders are walked from their start, by difference when interleaved")
     func crossing() {
         let files = folderDataSet(directories: 20)

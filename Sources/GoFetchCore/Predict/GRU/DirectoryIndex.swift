@@ -29,7 +29,6 @@ public final class DirectoryIndex {
 
     final class Directory {
         let path: String
-        var rank = 0
         var names: [String] = []
         var ids: [FileID] = []
         /// Bumped when a file is inserted: listing indices cached before are stale.
@@ -89,7 +88,6 @@ public final class DirectoryIndex {
             directories.append(directory)
         }
         directories.sort { $0.path < $1.path }
-        for (rank, directory) in directories.enumerated() { directory.rank = rank }
     }
 
     public var fileCount: Int { entries.count }
@@ -140,7 +138,7 @@ public final class DirectoryIndex {
         guard let entry = entries[id] else { return nil }
         let directory = entry.directory
         let index = entry.generation == directory.generation ? entry.index : directory.position(of: entry.name).index
-        return Location(directory: directory.rank, index: index, count: directory.names.count)
+        return Location(directory: rank(of: directory.path), index: index, count: directory.names.count)
     }
 
     /// The file at `index` of the directory ranked `directory`, or `nil` off the ends.
@@ -153,15 +151,21 @@ public final class DirectoryIndex {
     /// A hash of the file's path, or `nil` for a file this index does not know.
     public func pathHash(of id: FileID) -> UInt64? { entries[id]?.pathHash }
 
-    private func insertDirectory(_ path: String) -> Directory {
-        let directory = Directory(path: path)
+    /// A directory's rank among all (where it is or would go), by binary search: ranks
+    /// are not stored, so a new directory costs one insertion, not a renumbering of
+    /// every directory after it (a flood of new folders would be quadratic).
+    private func rank(of path: String) -> Int {
         var low = 0, high = directories.count
         while low < high {
             let middle = (low + high) / 2
             if directories[middle].path < path { low = middle + 1 } else { high = middle }
         }
-        directories.insert(directory, at: low)
-        for rank in low..<directories.count { directories[rank].rank = rank }
+        return low
+    }
+
+    private func insertDirectory(_ path: String) -> Directory {
+        let directory = Directory(path: path)
+        directories.insert(directory, at: rank(of: path))
         directoryByPath[path] = directory
         return directory
     }
