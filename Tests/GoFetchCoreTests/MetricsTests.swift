@@ -189,14 +189,40 @@ struct MetricsTests {
         #expect(scheduler.budget(for: 1_000) == 256 << 10)
         #expect(scheduler.budget(for: 2_000) == 4 << 20)
         // Both users queue 1 MiB requests: the shrunk one gets none past its budget once
-        // something is outstanding, the other goes on to its own.
+        // something is outstanding, the other goes on to its own share (half of 4 MiB).
         let files: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
         scheduler.offer((1...3).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 2_000, gid: 0, now: 5_000_000_000, file: files)
         scheduler.offer((11...13).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 1_000, gid: 0, now: 5_000_000_000, file: files)
         var released: [UInt32] = []
         scheduler.release(now: 5_000_000_000) { released.append($0.uid); return true }
-        #expect(released.filter { $0 == 2_000 }.count == 3)
-        #expect(released.filter { $0 == 1_000 }.count <= 1)  // only while nothing was outstanding
+        #expect(released.filter { $0 == 2_000 }.count == 2)
+        #expect(released.filter { $0 == 1_000 }.count <= 1)  // only while nothing of its own was outstanding
+    }
+
+    @Test("a user whose prefetches hold the whole budget (never read, or never done on a storage that does not answer) does not stop another's: each has its share")
+    func budgetShares() {
+        var options = PrefetchScheduler.Options()
+        options.memoryBudget = 4 << 20
+        options.operationsPerSecond = 1_000_000
+        options.pressureThreshold = 101
+        let scheduler = PrefetchScheduler(options: options, now: 0)
+        let files: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
+        var released: [UInt32] = []
+        // Alone, a user has the whole budget.
+        scheduler.offer((1...6).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 65_534, gid: 0, now: 1_000_000_000, file: files)
+        scheduler.release(now: 1_000_000_000) { released.append($0.uid); return true }
+        #expect(released == [65_534, 65_534, 65_534, 65_534])
+        #expect(scheduler.outstandingBytes == 4 << 20)
+        // Its bytes are never read. Another user still gets its half, the first no more.
+        released.removeAll()
+        scheduler.offer((11...14).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 1_000, gid: 0, now: 2_000_000_000, file: files)
+        scheduler.release(now: 2_000_000_000) { released.append($0.uid); return true }
+        #expect(released == [1_000, 1_000])
+        // What the job reads of its own frees its share again.
+        scheduler.consumed(11)
+        released.removeAll()
+        scheduler.release(now: 2_100_000_000) { released.append($0.uid); return true }
+        #expect(released == [1_000])
     }
 
     @Test("the budget ceiling follows the tightest memory cgroup of the clients")

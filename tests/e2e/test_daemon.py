@@ -325,3 +325,74 @@ def test_a_flooding_user_gets_its_share_of_the_receive_thread_and_no_more(tmp_pa
     # The other user was never held back: every one of its opens is in the store.
     victims = {row[0] for row in query(db, "SELECT path FROM files WHERE path LIKE ?", f"{reachable}/victim/%")}
     assert len(victims) == 150
+
+
+HOLDER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+for message in sys.argv[2:]:
+    s.send(bytes.fromhex(message))
+print("sent", flush=True)
+sys.stdin.read()  # keeps the connection until the test is done
+"""
+
+
+def test_a_storage_that_never_answers_holds_only_its_users_prefetches(tmp_path, gofetch_bin):
+    """A user announces files on a FUSE mount that never answers (it could run such a
+    server itself): the prefetch threads that take them wait forever. Another user's
+    announced files are still warmed, since no user holds more than three quarters of
+    the threads and a stuck read stops counting against the window."""
+    import pytest
+    import tempfile
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        pytest.skip("needs the FUSE emulator (/dev/fuse, root) and a second user")
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    from mount import SlowMount
+    from gofetch import wire
+    from test_run import evict, resident_pages
+
+    source = tmp_path / "source"
+    make_files(str(source), 60, seed=8, min_size=4096, max_size=8192)
+    reachable = tempfile.mkdtemp(prefix="gofetch-test-")
+    os.chmod(reachable, 0o755)
+    config = tmp_path / "config.yaml"
+    config.write_text("daemon:\n  socket_mode: '0666'\n")
+    db, path = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
+    victim_files = sorted(make_files(str(tmp_path / "data"), 30, seed=9, min_size=20_000, max_size=40_000))
+    evict(victim_files)
+    holder = daemon = client = None
+    try:
+        with SlowMount(source, latency_ms=120_000, keep_cache=True) as mount:
+            daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path,
+                                       "--log-level", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for line in daemon.stderr:
+                if "listening" in line:
+                    break
+            stuck = sorted(os.path.join(d, name) for d, _, names in os.walk(mount.path) for name in names)
+            messages = [m.hex() for m in wire.split_messages(wire.lookahead_records([(p, -1, 0) for p in stuck], epoch=0), pid=1)]
+            holder = subprocess.Popen(["/usr/bin/python3", "-c", HOLDER, path, *messages], user=65534, group=65534,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert holder.stdout.readline().strip() == "sent"
+            time.sleep(3)  # the threads take the hung files, and their reads pass two seconds
+            client = announce(path, victim_files)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                warm = sum(1 for p in victim_files if resident_pages(p) > 0)
+                if warm == len(victim_files):
+                    break
+                time.sleep(0.2)
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=30)
+    finally:
+        for process in (holder, daemon):
+            if process and process.poll() is None:
+                process.kill()
+                process.wait()
+        if client:
+            client.close()
+        shutil.rmtree(reachable, ignore_errors=True)
+    print(f"the other user's files warm: {warm} of {len(victim_files)}")
+    assert "prefetch threads still waiting on storage were left behind at stop" in err
+    assert warm == len(victim_files)

@@ -64,6 +64,53 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var active = 0
         var window: ConcurrencyWindow
         var count: Int { requests.count - head }
+        /// Threads in a request of each user; when each request in progress started.
+        var busyByUID: [UInt32: Int] = [:]
+        var started: [Int: UInt64] = [:]
+        var nextTicket = 0
+
+        /// The index of the next request a thread may take, or `nil`: the first of the
+        /// user with the fewest threads busy for it. A storage that never answers (a hung
+        /// FUSE server, perhaps a user's own) must not hold every prefetch: no user may
+        /// hold more than three quarters of the threads, and a read in progress for over
+        /// two seconds stops counting against the window (which is about how many reads
+        /// the storage serves well, not about a storage that serves none).
+        func next(threads: Int, now: UInt64) -> Int? {
+            let cap = max(1, threads - max(1, threads / 4))
+            var stuck = 0
+            for (_, time) in started where now &- time > 2_000_000_000 { stuck += 1 }
+            let windowFree = active - stuck < window.limit || stopping
+            var best: (index: Int, busy: Int)?
+            var seen: Set<UInt32> = []
+            var index = head
+            while index < requests.count {
+                let request = requests[index]
+                index += 1
+                guard request.purpose != .warm || windowFree, seen.insert(request.uid).inserted else { continue }
+                let busy = busyByUID[request.uid, default: 0]
+                guard busy < cap else { continue }
+                if busy == 0 && best == nil { return index - 1 }  // the common case: one user, nothing busy
+                if best == nil || busy < best!.busy { best = (index - 1, busy) }
+            }
+            return best?.index
+        }
+
+        mutating func take(_ index: Int, now: UInt64) -> (PrefetchRequest, ticket: Int) {
+            let request = requests[index]
+            if index == head { head += 1 } else { requests.remove(at: index) }
+            if request.purpose == .warm { active += 1 }
+            busyByUID[request.uid, default: 0] += 1
+            nextTicket += 1
+            started[nextTicket] = now
+            return (request, nextTicket)
+        }
+
+        mutating func done(_ request: PrefetchRequest, ticket: Int) {
+            if request.purpose == .warm { active -= 1 }
+            let busy = busyByUID[request.uid, default: 1] - 1
+            busyByUID[request.uid] = busy > 0 ? busy : nil
+            started[ticket] = nil
+        }
     }
     private let queue: Mutex<Queue>
     /// Signalled when a request is queued, a read ends or the executor stops.
@@ -150,24 +197,32 @@ public final class PrefetchExecutor: @unchecked Sendable {
         while true {
             // A give-back needs no read: it never waits for the window.
             ready.lock()
-            var next: PrefetchRequest?
+            var next: (PrefetchRequest, ticket: Int)?
             while true {
-                let (taken, stop) = queue.withLock { queue -> (PrefetchRequest?, Bool) in
-                    guard queue.count > 0 else { return (nil, queue.stopping) }
-                    let request = queue.requests[queue.head]
-                    guard request.purpose == .giveBack || queue.active < queue.window.limit || queue.stopping else { return (nil, false) }
-                    queue.head += 1
-                    if request.purpose == .warm { queue.active += 1 }
-                    return (request, false)
+                let (taken, stop, waiting) = queue.withLock { queue -> ((PrefetchRequest, ticket: Int)?, Bool, Bool) in
+                    guard queue.count > 0 else { return (nil, queue.stopping, false) }
+                    let now = Clock.monotonicNanoseconds()
+                    guard let index = queue.next(threads: threads, now: now) else { return (nil, false, true) }
+                    return (queue.take(index, now: now), false, false)
                 }
                 if taken != nil || stop { next = taken; break }
-                ready.wait()
+                if waiting {
+                    // Requests wait for the window or their user's threads: a read that
+                    // turns out stuck frees its slot without waking anyone, so look again soon.
+                    _ = ready.wait(until: Date(timeIntervalSinceNow: 0.5))
+                } else {
+                    ready.wait()
+                }
             }
             ready.unlock()
-            guard let request = next else { return }
+            guard let (request, ticket) = next else { return }
             if request.purpose == .giveBack {
                 let done = PageCacheWarmer.giveBack(request.path, uid: request.uid, gid: request.gid, groups: request.groups)
                 if done { statistics.givenBack.add(1) } else { statistics.giveBackDropped.add(1) }
+                queue.withLock { $0.done(request, ticket: ticket) }
+                ready.lock()
+                ready.signal()
+                ready.unlock()
                 continue
             }
             let result = perform(request, buffer: buffer)
@@ -179,7 +234,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
                     queue.window.completed(bytes: result.bytes, nanoseconds: result.completedAt &- result.issuedAt,
                                            inFlight: queue.active, now: result.completedAt)
                 }
-                queue.active -= 1
+                queue.done(request, ticket: ticket)
                 return min(queue.count, max(0, queue.window.limit - queue.active))
             }
             if wake > 0 {

@@ -90,8 +90,12 @@ public final class PrefetchScheduler {
     private var operations: TokenBucket
     private var bandwidth: TokenBucket
     private var pressure: MemoryPressure
-    private var outstanding: [FileID: (bytes: UInt64, since: UInt64)] = [:]
+    private var outstanding: [FileID: (bytes: UInt64, since: UInt64, uid: UInt32)] = [:]
     private var outstandingTotal: UInt64 = 0
+    /// Outstanding bytes per user: with several users, each may hold its share of the
+    /// budget (budget ÷ users), so one user's prefetches that are never read (or never
+    /// finish, on a storage that does not answer) cannot hold the whole budget.
+    private var outstandingByUID: [UInt32: UInt64] = [:]
     /// Budget ceiling from the clients' memory cgroups; `nil` when none is limited.
     private var cgroupCeiling: UInt64?
     /// Per user, 1/64…1: halves when pages prefetched for that user are evicted before
@@ -235,7 +239,7 @@ public final class PrefetchScheduler {
                 checkEveryOffer()
                 return
             }
-            guard outstandingTotal + next.length <= budget(for: next.uid) || outstandingTotal == 0 else {
+            guard withinBudget(next) else {
                 statistics.budgetWaits.add(1)
                 // This user is at its budget (its waste scale may be small): the others may have room.
                 atBudget += 1
@@ -254,16 +258,43 @@ public final class PrefetchScheduler {
             _ = operations.take(1, now: now)
             _ = bandwidth.take(Double(next.length), now: now)
             queue.removeNext()
-            reserve(next.fileID, bytes: next.length, now: now)
+            reserve(next.fileID, uid: next.uid, bytes: next.length, now: now)
             statistics.released.add(1)
         }
     }
 
-    private func reserve(_ file: FileID, bytes: UInt64, now: UInt64) {
-        let previous = outstanding[file]?.bytes ?? 0
-        outstanding[file] = (previous + bytes, now)
-        outstandingTotal += bytes
+    /// Whether `request` fits: alone, a user has the whole budget (and one request always
+    /// goes when nothing is outstanding); beside others holding prefetched bytes or
+    /// waiting, each has budget ÷ users. The total may then exceed the budget until the
+    /// first user's bytes are read or expire: by half of it with two users, at most.
+    private func withinBudget(_ request: PrefetchRequest) -> Bool {
+        let mine = outstandingByUID[request.uid] ?? 0
+        var others = Set(outstandingByUID.keys)
+        others.remove(request.uid)
+        let users = UInt64(1 + max(others.count, queue.users - 1))
+        if users == 1 {
+            return outstandingTotal + request.length <= budget(for: request.uid) || outstandingTotal == 0
+        }
+        return mine + request.length <= budget(for: request.uid) / users || mine == 0
+    }
+
+    private func reserve(_ file: FileID, uid: UInt32, bytes: UInt64, now: UInt64) {
+        var held: UInt64 = 0
+        if let previous = outstanding[file] {
+            // A file prefetched for two users counts against the last one's share.
+            unreserve(previous.bytes, of: previous.uid)
+            held = previous.bytes
+        }
+        outstanding[file] = (held + bytes, now, uid)
+        outstandingTotal += held + bytes
+        outstandingByUID[uid, default: 0] += held + bytes
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    private func unreserve(_ bytes: UInt64, of uid: UInt32) {
+        outstandingTotal -= bytes
+        let left = (outstandingByUID[uid] ?? bytes) - min(bytes, outstandingByUID[uid] ?? bytes)
+        outstandingByUID[uid] = left > 0 ? left : nil
     }
 
     /// The executor finished a request: its reservation becomes what it really loaded.
@@ -284,7 +315,7 @@ public final class PrefetchScheduler {
         let unused = result.request.length - min(result.request.length, result.bytes)
         let released = min(entry.bytes, unused)
         entry.bytes -= released
-        outstandingTotal -= released
+        unreserve(released, of: entry.uid)
         outstanding[result.request.fileID] = entry.bytes == 0 ? nil : entry
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
     }
@@ -313,7 +344,7 @@ public final class PrefetchScheduler {
             for key in keys { recent[key] = nil }
         }
         guard let entry = outstanding.removeValue(forKey: file) else { return }
-        outstandingTotal -= entry.bytes
+        unreserve(entry.bytes, of: entry.uid)
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
     }
 
@@ -322,7 +353,7 @@ public final class PrefetchScheduler {
         lastExpiry = now
         for (file, entry) in outstanding where now &- entry.since > options.expiryNanoseconds {
             outstanding[file] = nil
-            outstandingTotal -= entry.bytes
+            unreserve(entry.bytes, of: entry.uid)
             statistics.expiredBytes.add(Int(entry.bytes))
         }
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
