@@ -172,7 +172,7 @@ public final class IngestServer: @unchecked Sendable {
                     acceptClients()
                 } else if token == Self.kernelSourceToken {
                     drainKernelSource()
-                } else if let shares, let uid = clients[token]?.uid {
+                } else if sharing, let shares, let uid = clients[token]?.uid {
                     guard shares.mayRun(uid) else {
                         statistics.heldForShare.add(1)
                         continue
@@ -180,7 +180,7 @@ public final class IngestServer: @unchecked Sendable {
                     // One batch per pass while users share the daemon: each is charged as
                     // it is received, and goes past its share by one batch at most.
                     let (cpu, received) = (Clock.threadCPUNanoseconds(), eventsReceived)
-                    drain(token, slots: slots, events: &events, batches: sharing ? 1 : 16)
+                    drain(token, slots: slots, events: &events, batches: 1)
                     let stored = Double(eventsReceived - received) * (storeNanosecondsPerEvent?() ?? 0)
                     shares.charge(uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu) + stored)
                 } else {

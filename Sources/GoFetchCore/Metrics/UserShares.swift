@@ -18,6 +18,11 @@ public final class UserShares: Sendable {
     public let share: Double
     public let burstNanoseconds: Double
     private let state = Mutex(State())
+    private let sharingFlag = Atomic<Bool>(false)
+
+    /// Whether users are held back at all now (more than one connected): measuring
+    /// what each costs is skipped otherwise.
+    public var isSharing: Bool { share > 0 && sharingFlag.load(ordering: .relaxed) }
 
     public init(share: Double, burstNanoseconds: Double = 50_000_000) {
         self.share = share
@@ -30,6 +35,7 @@ public final class UserShares: Sendable {
         state.withLock { state in
             guard state.sharing != sharing else { return }
             state.sharing = sharing
+            sharingFlag.store(sharing, ordering: .relaxed)
             state.balances.removeAll()
         }
     }

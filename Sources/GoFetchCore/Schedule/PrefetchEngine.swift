@@ -260,7 +260,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             var more = false
             for uid in Array(inbox.queues.keys) {
                 // A user past its share waits; its events stay queued (its half of the inbox bounds them).
-                if let shares, !shares.mayRun(uid), !inbox.stopping { continue }
+                if let shares, shares.isSharing, !shares.mayRun(uid), !inbox.stopping { continue }
                 let count = min(Self.turn, inbox.queues[uid]!.count)
                 turns.append(Array(inbox.queues[uid]!.prefix(count)))
                 inbox.queues[uid]!.removeFirst(count)
@@ -289,7 +289,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             receive(files: taken.files, listed: taken.listed)
             // One turn of each user's records, then what they made is released below.
             for records in taken.turns {
-                guard let shares, let uid = records.first?.uid else {
+                guard let shares, shares.isSharing, let uid = records.first?.uid else {
                     process(records)
                     continue
                 }
@@ -362,9 +362,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         let read = remaining.readThisEpoch
         let client = tree.client
         // The tree's work is its client's, charged to its share of the daemon's CPU.
-        guard shares?.mayRun(client.uid) != false else { return }
-        let cpu = shares == nil ? 0 : Clock.threadCPUNanoseconds()
-        defer { shares?.charge(client.uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu)) }
+        let measured = shares?.isSharing == true ? shares : nil
+        guard measured?.mayRun(client.uid) != false else { return }
+        let cpu = measured == nil ? 0 : Clock.threadCPUNanoseconds()
+        defer { measured?.charge(client.uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu)) }
         // Only files the client reported (its lister walk, its opens): the others wait in
         // the tree, not lost for the epoch, until the walk reaches them.
         let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
