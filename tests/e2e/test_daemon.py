@@ -40,6 +40,23 @@ def start_daemon(gofetch_bin, db, socket):
     raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
 
 
+def start_shared_daemon(tmp_path, gofetch_bin, config_text):
+    """A daemon with `config_text` whose socket other users can reach (tmp_path's
+    parents are 0700): returns the daemon, the socket's folder, the store and the socket."""
+    import tempfile
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text)
+    reachable = tempfile.mkdtemp(prefix="gofetch-test-")
+    os.chmod(reachable, 0o755)
+    db, path = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
+    daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path, "--log-level", "info"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in daemon.stderr:
+        if "listening" in line:
+            return daemon, reachable, db, path
+    raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
+
+
 def test_sigterm_commits_everything(tmp_path, gofetch_bin, python_bin):
     db, socket = str(tmp_path / "traces.db"), str(tmp_path / "d.sock")
     daemon = start_daemon(gofetch_bin, db, socket)
@@ -178,19 +195,8 @@ def test_one_user_holds_at_most_half_the_connections(tmp_path, gofetch_bin):
     import pytest
     if os.geteuid() != 0:
         pytest.skip("connecting as another user (nobody) needs root")
-    config = tmp_path / "config.yaml"
-    config.write_text("daemon:\n  max_clients: 4\n  socket_mode: '0666'\n")
-    import tempfile
-    reachable = tempfile.mkdtemp(prefix="gofetch-test-")  # a folder nobody can reach (tmp_path's parents are 0700)
-    os.chmod(reachable, 0o755)
-    db, socket = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
-    daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", socket, "--log-level", "info"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon, reachable, db, socket = start_shared_daemon(tmp_path, gofetch_bin, "daemon:\n  max_clients: 4\n  socket_mode: '0666'\n")
     try:
-        for line in daemon.stderr:
-            if "listening" in line:
-                break
-
         def refused(client):
             client.settimeout(2)
             try:
@@ -257,22 +263,11 @@ def test_a_flooding_user_gets_its_share_of_the_receive_thread_and_no_more(tmp_pa
     all; once another user is connected, the flooder's sockets are read only within its
     share of a core (daemon.user_cpu_share 0.1), and the daemon's CPU falls with it."""
     import pytest
-    import tempfile
     if os.geteuid() != 0:
         pytest.skip("flooding as another user (nobody) needs root")
-    config = tmp_path / "config.yaml"
-    config.write_text("daemon:\n  socket_mode: '0666'\n  user_cpu_share: 0.1\n")
-    reachable = tempfile.mkdtemp(prefix="gofetch-test-")
-    os.chmod(reachable, 0o755)
-    db, path = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
-    daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path, "--log-level", "info"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon, reachable, db, path = start_shared_daemon(tmp_path, gofetch_bin, "daemon:\n  socket_mode: '0666'\n  user_cpu_share: 0.1\n")
     import socket as sockets
     try:
-        for line in daemon.stderr:
-            if "listening" in line:
-                break
-
         template = flood_template(reachable)
 
         def flood(seconds):
@@ -344,7 +339,6 @@ def test_a_storage_that_never_answers_holds_only_its_users_prefetches(tmp_path, 
     announced files are still warmed, since no user holds more than three quarters of
     the threads and a stuck read stops counting against the window."""
     import pytest
-    import tempfile
     if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
         pytest.skip("needs the FUSE emulator (/dev/fuse, root) and a second user")
     sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
@@ -355,21 +349,13 @@ def test_a_storage_that_never_answers_holds_only_its_users_prefetches(tmp_path, 
 
     source = tmp_path / "source"
     make_files(str(source), 60, seed=8, min_size=4096, max_size=8192)
-    reachable = tempfile.mkdtemp(prefix="gofetch-test-")
-    os.chmod(reachable, 0o755)
-    config = tmp_path / "config.yaml"
-    config.write_text("daemon:\n  socket_mode: '0666'\n")
-    db, path = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
     victim_files = sorted(make_files(str(tmp_path / "data"), 30, seed=9, min_size=20_000, max_size=40_000))
     evict(victim_files)
     holder = daemon = client = None
+    reachable = None
     try:
         with SlowMount(source, latency_ms=120_000, keep_cache=True) as mount:
-            daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path,
-                                       "--log-level", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for line in daemon.stderr:
-                if "listening" in line:
-                    break
+            daemon, reachable, db, path = start_shared_daemon(tmp_path, gofetch_bin, "daemon:\n  socket_mode: '0666'\n")
             stuck = sorted(os.path.join(d, name) for d, _, names in os.walk(mount.path) for name in names)
             messages = [m.hex() for m in wire.split_messages(wire.lookahead_records([(p, -1, 0) for p in stuck], epoch=0), pid=1)]
             holder = subprocess.Popen(["/usr/bin/python3", "-c", HOLDER, path, *messages], user=65534, group=65534,
@@ -392,7 +378,8 @@ def test_a_storage_that_never_answers_holds_only_its_users_prefetches(tmp_path, 
                 process.wait()
         if client:
             client.close()
-        shutil.rmtree(reachable, ignore_errors=True)
+        if reachable:
+            shutil.rmtree(reachable, ignore_errors=True)
     print(f"the other user's files warm: {warm} of {len(victim_files)}")
     assert "prefetch threads still waiting on storage were left behind at stop" in err
     assert warm == len(victim_files)
