@@ -660,9 +660,7 @@ out:
 /* Appends one record to the thread's buffer. Caller holds the guard and saved errno. */
 static void emit(struct tstate *t, struct gf_record *r, const char *path, size_t plen)
 {
-    size_t size = sizeof *r;
-    if (r->kind == GF_KIND_OPEN)
-        size = (sizeof *r + 2 + plen + 7) & ~(size_t)7;
+    size_t size = gf_record_size(r->kind, (uint32_t)plen);
     /* No daemon (or backing off from one): the cheap path. A connect under way: buffer. */
     if (!link_accepting()) {
         drop(1);

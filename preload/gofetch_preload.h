@@ -16,6 +16,8 @@
 #define GF_KIND_READ 2
 #define GF_KIND_MMAP 3
 #define GF_KIND_CLOSE 4
+#define GF_KIND_EPOCH 5
+#define GF_KIND_LOOKAHEAD 6
 
 #define GF_FLAG_STDIO (1u << 0)
 #define GF_FLAG_PATH_TRUNCATED (1u << 1)
@@ -58,6 +60,15 @@ struct gf_record {
 
 _Static_assert(sizeof(struct gf_header) == 24, "wire header is 24 bytes");
 _Static_assert(sizeof(struct gf_record) == 64, "wire record is 64 bytes");
+
+/* Bytes a record takes: 64, or for open and lookahead records 64 + the u16 path
+ * length + the path's bytes, padded with zeros to a multiple of 8. */
+static inline uint32_t gf_record_size(uint8_t kind, uint32_t path_len)
+{
+    if (kind != GF_KIND_OPEN && kind != GF_KIND_LOOKAHEAD)
+        return (uint32_t)sizeof(struct gf_record);
+    return (uint32_t)((sizeof(struct gf_record) + 2 + path_len + 7) & ~(uint32_t)7);
+}
 
 /*
  * Sets the data-loader worker id and training epoch stamped on every record the

@@ -89,3 +89,24 @@ def test_encoder_rejects_what_the_format_cannot_carry():
         wire.encode_record(wire.Record(kind=K.READ, duration_ns=1 << 32))
     with pytest.raises(ValueError):
         wire.encode_message([wire.Record(kind=K.READ)] * 1100, pid=1)
+
+
+def test_the_shims_structs_write_every_golden_message(tmp_path):
+    """tests/contracts/wire-golden.json with the shim's own structs and record-size rule
+    (preload/gofetch_preload.h), as the client (python/tests/test_wire_golden.py) and the
+    daemon (WireGoldenContractTests) run it."""
+    import json
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[2]
+    program = tmp_path / "wire_golden"
+    subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-I", str(root / "preload"), "-o", str(program),
+                    str(pathlib.Path(__file__).with_name("wire_golden.c"))], check=True)
+    table = json.loads((root / "tests" / "contracts" / "wire-golden.json").read_text())
+    for message in table["messages"]:
+        args = [str(message[k]) for k in ("source", "pid", "dropped", "sent_ns")]
+        for r in message["records"]:
+            args += [str(r[k]) for k in ("kind", "flags", "tid", "fd", "worker_id", "epoch", "time_ns", "dev", "ino",
+                                         "offset", "length", "duration_ns")] + [r.get("path_hex", "-")]
+        out = subprocess.run([str(program), *args], capture_output=True, text=True, check=True).stdout.strip()
+        assert out == message["hex"], message["name"]
