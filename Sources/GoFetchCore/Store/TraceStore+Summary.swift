@@ -108,9 +108,11 @@ extension TraceStore {
         }
     }
 
-    /// A read is cold when duration_ns > base + length × ns per byte (ReadTiming.isCold), in SQL.
+    /// A read is cold when duration_ns > base + length × ns per byte (ReadTiming.isCold), in SQL
+    /// (`tests/contracts/read-rule.json`). The store keeps a u64 length as its i64 bit pattern:
+    /// one past 2⁶³ reads back negative, and is taken as the unsigned number it was.
     private static func coldRead(_ timing: ReadTiming) -> String {
-        "(kind = 2 AND duration_ns > \(timing.baseNanoseconds) + length * \(1e9 / timing.warmBytesPerSecond))"
+        "(kind = 2 AND duration_ns > \(timing.baseNanoseconds) + (CASE WHEN length < 0 THEN length + 18446744073709551616.0 ELSE length END) * \(1e9 / timing.warmBytesPerSecond))"
     }
 
     private static func topFiles(_ db: Database, top: Int, filter: String, cold: String, order: StoreSummary.FileOrder) throws -> [StoreSummary.TopFile] {
