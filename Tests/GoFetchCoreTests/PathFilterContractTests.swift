@@ -18,9 +18,7 @@ struct PathFilterContractTests {
 
     @Test("the kernel sources' filter decides every case of the shared table as the shim and the client do")
     func sharedTable() throws {
-        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let data = try Data(contentsOf: repository.appendingPathComponent("tests/contracts/path-filter.json"))
-        let table = try JSONDecoder().decode(Table.self, from: data)
+        let table = try contractTable("path-filter.json", as: Table.self)
         #expect(table.cases.count >= 15)
         let root = "/scratch/root"
         func fill(_ text: String) -> String { text.replacingOccurrences(of: "{root}", with: root) }

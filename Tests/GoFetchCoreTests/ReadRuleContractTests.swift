@@ -19,9 +19,7 @@ struct ReadRuleContractTests {
 
     @Test("the live accounting and the store's SQL call every read of the shared table warm or cold alike")
     func sharedTable() throws {
-        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let data = try Data(contentsOf: repository.appendingPathComponent("tests/contracts/read-rule.json"))
-        let table = try JSONDecoder().decode(Table.self, from: data)
+        let table = try contractTable("read-rule.json", as: Table.self)
         #expect(table.cases.count >= 10)
         let directory = TemporaryDirectory()
         let store = try TraceStore(path: directory.file("traces.db"))

@@ -31,6 +31,12 @@ extension Logger {
 }
 
 /// A configuration whose store and socket live in `directory`.
+/// A table of `tests/contracts/` that the C, Swift and Python tests all run.
+func contractTable<Table: Decodable>(_ name: String, as type: Table.Type) throws -> Table {
+    let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return try JSONDecoder().decode(type, from: Data(contentsOf: repository.appendingPathComponent("tests/contracts/\(name)")))
+}
+
 func testConfiguration(_ directory: TemporaryDirectory) -> Configuration {
     var configuration = Configuration()
     configuration.storage.dbPath = directory.file("traces.db")

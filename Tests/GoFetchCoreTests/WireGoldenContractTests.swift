@@ -47,9 +47,7 @@ struct WireGoldenContractTests {
 
     @Test("the daemon's encoder writes every message of the shared table byte for byte, and its decoder reads them back to the same records")
     func sharedTable() throws {
-        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let data = try Data(contentsOf: repository.appendingPathComponent("tests/contracts/wire-golden.json"))
-        let table = try JSONDecoder().decode(Table.self, from: data)
+        let table = try contractTable("wire-golden.json", as: Table.self)
         #expect(table.messages.count >= 3)
         var kinds: Set<UInt8> = []
         for message in table.messages {

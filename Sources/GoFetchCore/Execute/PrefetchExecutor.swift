@@ -88,9 +88,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 index += 1
                 guard request.purpose != .warm || windowFree, seen.insert(request.uid).inserted else { continue }
                 let busy = busyByUID[request.uid, default: 0]
-                guard busy < cap else { continue }
-                if busy == 0 && best == nil { return index - 1 }  // the common case: one user, nothing busy
-                if best == nil || busy < best!.busy { best = (index - 1, busy) }
+                guard busy < cap, busy < best?.busy ?? .max else { continue }
+                best = (index - 1, busy)
+                if busy == 0 { break }  // no user can have fewer
             }
             return best?.index
         }

@@ -178,11 +178,11 @@ public final class IngestServer: @unchecked Sendable {
                         continue
                     }
                     // One batch per pass while users share the daemon: each is charged as
-                    // it is received, and goes past its share by one batch at most.
-                    let (cpu, received) = (Clock.threadCPUNanoseconds(), eventsReceived)
-                    drain(token, slots: slots, events: &events, batches: 1)
-                    let stored = Double(eventsReceived - received) * (storeNanosecondsPerEvent?() ?? 0)
-                    shares.charge(uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu) + stored)
+                    // it is received (and for storing its events), and goes past its share
+                    // by one batch at most.
+                    let received = eventsReceived
+                    shares.measured(uid) { drain(token, slots: slots, events: &events, batches: 1) }
+                    shares.charge(uid, nanoseconds: Double(eventsReceived - received) * (storeNanosecondsPerEvent?() ?? 0))
                 } else {
                     drain(token, slots: slots, events: &events)
                 }
@@ -269,10 +269,9 @@ public final class IngestServer: @unchecked Sendable {
     }
 
     /// Whether more than one user is connected (``UserShares`` hold users back only then).
-    private var sharing = false
+    private var sharing: Bool { connectionsByUID.count > 1 }
 
     private func updateSharing() {
-        sharing = connectionsByUID.count > 1
         shares?.setSharing(sharing)
     }
 

@@ -11,7 +11,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var stallNanoseconds: Int
     public var clients: Int
     public var refusedClients: Int
-    /// Passes a client's socket was left unread: its user had taken its share of the receive thread.
+    /// Passes a client's socket was left unread: its user had taken its share of the daemon's CPU.
     public var heldForShare: Int?
     public var clientDropped: Int
     public var malformed: Int

@@ -10,19 +10,15 @@ import Synchronization
 /// leaves its sockets unread, the engine leaves its queued events for later. The
 /// prefetch reads are left out; the scheduler's per-user queues share those.
 public final class UserShares: Sendable {
-    private struct State {
-        var sharing = false
-        var balances: [UInt32: (nanoseconds: Double, updated: UInt64)] = [:]
-    }
     /// Share of one core per user; 0 turns the bound off.
     public let share: Double
     public let burstNanoseconds: Double
-    private let state = Mutex(State())
-    private let sharingFlag = Atomic<Bool>(false)
+    private let balances = Mutex([UInt32: (nanoseconds: Double, updated: UInt64)]())
+    private let sharing = Atomic<Bool>(false)
 
     /// Whether users are held back at all now (more than one connected): measuring
     /// what each costs is skipped otherwise.
-    public var isSharing: Bool { share > 0 && sharingFlag.load(ordering: .relaxed) }
+    public var isSharing: Bool { share > 0 && sharing.load(ordering: .relaxed) }
 
     public init(share: Double, burstNanoseconds: Double = 50_000_000) {
         self.share = share
@@ -32,45 +28,48 @@ public final class UserShares: Sendable {
     /// Set by the receive thread: whether more than one user is connected. Alone, a
     /// user is never held back, and balances start afresh when sharing begins.
     public func setSharing(_ sharing: Bool) {
-        state.withLock { state in
-            guard state.sharing != sharing else { return }
-            state.sharing = sharing
-            sharingFlag.store(sharing, ordering: .relaxed)
-            state.balances.removeAll()
+        balances.withLock { balances in
+            guard self.sharing.exchange(sharing, ordering: .relaxed) != sharing else { return }
+            balances.removeAll()
         }
     }
 
     /// Whether `uid` may be served now.
     public func mayRun(_ uid: UInt32, now: UInt64 = Clock.monotonicNanoseconds()) -> Bool {
-        guard share > 0 else { return true }
-        return state.withLock { state in
-            guard state.sharing else { return true }
-            return refreshed(&state, uid, now) > 0
-        }
+        guard isSharing else { return true }
+        return balances.withLock { refreshed(&$0, uid, now) > 0 }
     }
 
     /// Charges `nanoseconds` of CPU spent for `uid`.
     public func charge(_ uid: UInt32, nanoseconds: Double, now: UInt64 = Clock.monotonicNanoseconds()) {
-        guard share > 0, nanoseconds > 0 else { return }
-        state.withLock { state in
-            guard state.sharing else { return }
-            let balance = refreshed(&state, uid, now)
-            state.balances[uid] = (balance - nanoseconds, now)
+        guard isSharing, nanoseconds > 0 else { return }
+        balances.withLock { balances in
+            let balance = refreshed(&balances, uid, now)
+            balances[uid] = (balance - nanoseconds, now)
         }
+    }
+
+    /// Runs `body` and, while users share the daemon, charges `uid` the calling
+    /// thread's CPU time in it (a system call each side, so only then).
+    public func measured<T>(_ uid: UInt32, _ body: () -> T) -> T {
+        guard isSharing else { return body() }
+        let cpu = Clock.threadCPUNanoseconds()
+        defer { charge(uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu)) }
+        return body()
     }
 
     /// A user gone from the daemon: its balance is dropped (bounded by the users connected).
     public func forget(_ uid: UInt32) {
-        state.withLock { _ = $0.balances.removeValue(forKey: uid) }
+        balances.withLock { _ = $0.removeValue(forKey: uid) }
     }
 
-    private func refreshed(_ state: inout State, _ uid: UInt32, _ now: UInt64) -> Double {
-        guard let (balance, updated) = state.balances[uid] else {
-            state.balances[uid] = (burstNanoseconds, now)
+    private func refreshed(_ balances: inout [UInt32: (nanoseconds: Double, updated: UInt64)], _ uid: UInt32, _ now: UInt64) -> Double {
+        guard let (balance, updated) = balances[uid] else {
+            balances[uid] = (burstNanoseconds, now)
             return burstNanoseconds
         }
         let grown = min(burstNanoseconds, balance + Double(now &- updated) * share)
-        state.balances[uid] = (grown, now)
+        balances[uid] = (grown, now)
         return grown
     }
 }

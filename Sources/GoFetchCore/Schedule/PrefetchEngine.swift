@@ -289,13 +289,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             receive(files: taken.files, listed: taken.listed)
             // One turn of each user's records, then what they made is released below.
             for records in taken.turns {
-                guard let shares, shares.isSharing, let uid = records.first?.uid else {
-                    process(records)
-                    continue
-                }
-                let cpu = Clock.threadCPUNanoseconds()
-                process(records)
-                shares.charge(uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu))
+                if let uid = records.first?.uid { charged(uid) { process(records) } }
             }
             // The last events (ingest flushes right before stopping) still count: the
             // job's last reads decide fates, so the rest is taken (at once: `backlog`)
@@ -362,18 +356,22 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         let read = remaining.readThisEpoch
         let client = tree.client
         // The tree's work is its client's, charged to its share of the daemon's CPU.
-        let measured = shares?.isSharing == true ? shares : nil
-        guard measured?.mayRun(client.uid) != false else { return }
-        let cpu = measured == nil ? 0 : Clock.threadCPUNanoseconds()
-        defer { measured?.charge(client.uid, nanoseconds: Double(Clock.threadCPUNanoseconds() &- cpu)) }
+        guard shares?.mayRun(client.uid) != false else { return }
         // Only files the client reported (its lister walk, its opens): the others wait in
         // the tree, not lost for the epoch, until the walk reaches them.
-        let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
-                             read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes,
-                             eligible: { reporters.contains($0, uid: client.uid) },
-                             eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
-        (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
-        offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
+        charged(client.uid) {
+            let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
+                                 read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes,
+                                 eligible: { reporters.contains($0, uid: client.uid) },
+                                 eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
+            (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
+            offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
+        }
+    }
+
+    /// Runs `body`, charging its time to `uid`'s share of the daemon's CPU (``UserShares``).
+    private func charged(_ uid: UInt32, _ body: () -> Void) {
+        if let shares { shares.measured(uid, body) } else { body() }
     }
 
     /// Offers predictions to be opened as the client `uid`, only for files that client

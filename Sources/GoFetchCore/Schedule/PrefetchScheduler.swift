@@ -269,9 +269,8 @@ public final class PrefetchScheduler {
     /// first user's bytes are read or expire: by half of it with two users, at most.
     private func withinBudget(_ request: PrefetchRequest) -> Bool {
         let mine = outstandingByUID[request.uid] ?? 0
-        var others = Set(outstandingByUID.keys)
-        others.remove(request.uid)
-        let users = UInt64(1 + max(others.count, queue.users - 1))
+        let others = outstandingByUID.count - (outstandingByUID[request.uid] == nil ? 0 : 1)
+        let users = UInt64(1 + max(others, queue.users - 1))
         if users == 1 {
             return outstandingTotal + request.length <= budget(for: request.uid) || outstandingTotal == 0
         }
@@ -293,8 +292,8 @@ public final class PrefetchScheduler {
 
     private func unreserve(_ bytes: UInt64, of uid: UInt32) {
         outstandingTotal -= bytes
-        let left = (outstandingByUID[uid] ?? bytes) - min(bytes, outstandingByUID[uid] ?? bytes)
-        outstandingByUID[uid] = left > 0 ? left : nil
+        let held = outstandingByUID[uid] ?? 0
+        outstandingByUID[uid] = held > bytes ? held - bytes : nil
     }
 
     /// The executor finished a request: its reservation becomes what it really loaded.
