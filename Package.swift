@@ -3,10 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "gofetch",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "gofetch", targets: ["gofetch"]),
-        .library(name: "GoFetchCore", targets: ["GoFetchCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -20,29 +18,119 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
-        // C shims for what Glibc's module map lacks (cachestat, fanotify, SO_PEERCRED, recvmmsg),
-        // and the BLAS calls of the GRU predictor (OpenBLAS, Debian's libopenblas-dev).
-        .target(name: "CGoFetchLinux", linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("bpf")]),
+        // The modules follow the data flow (docs/architecture.md): each may use only
+        // the modules listed as its dependencies, so the compiler keeps the layering.
+        //
+        //   GoFetchSystem  ←  GoFetchEvents  ←  GoFetchConfig
+        //        ↑ trace sources → ingest → predict → schedule → execute → metrics
+        //        ↑ (the store beside ingest)                     runtime wires them all
+
+        // C shims, one per linker need: Linux calls Glibc's module map lacks
+        // (cachestat, fanotify, SO_PEERCRED, recvmmsg; libc only), the GRU's BLAS calls
+        // (OpenBLAS) and the eBPF loader (libbpf).
+        .target(name: "CGoFetchLinux"),
+        .target(name: "CGoFetchBLAS", linkerSettings: [.linkedLibrary("openblas")]),
+        .target(name: "CGoFetchBPF", linkerSettings: [.linkedLibrary("bpf")]),
+
+        // System calls (one thin layer, typed errors) and process facts.
         .target(
-            name: "GoFetchCore",
+            name: "GoFetchSystem",
+            dependencies: ["CGoFetchLinux", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // The event model, the wire format, and the measures on events (the read rule, latency histograms).
+        .target(
+            name: "GoFetchEvents",
+            dependencies: ["GoFetchSystem", .product(name: "Histogram", package: "hdrhistogram-swift")]
+        ),
+        // config.yaml: the settings every stage reads.
+        .target(
+            name: "GoFetchConfig",
+            dependencies: ["GoFetchSystem", "GoFetchEvents", .product(name: "Yams", package: "Yams")]
+        ),
+        // Trace sources: fanotify, eBPF, the cgroup tracer.
+        .target(
+            name: "GoFetchTraceSources",
             dependencies: [
-                "CGoFetchLinux",
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "CGoFetchLinux", "CGoFetchBPF",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Ingest: the daemon's socket, the file catalog, the directory lister, users' shares.
+        .target(
+            name: "GoFetchIngest",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchTraceSources", "CGoFetchLinux",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The trace store (SQLite through GRDB), beside ingest.
+        .target(
+            name: "GoFetchStore",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Predictors: lookahead, Markov, GRU, patterns, the data-set tree, offline evaluation.
+        .target(
+            name: "GoFetchPredict",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchStore", "CGoFetchBLAS",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // The executor: page-cache reads and their concurrency; the cache tools.
+        .target(
+            name: "GoFetchExecute",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "CGoFetchLinux",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The scheduler and the engine that runs predictors → scheduler → executor; the ledger.
+        .target(
+            name: "GoFetchSchedule",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchIngest", "GoFetchPredict", "GoFetchExecute",
+                "CGoFetchLinux",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Metrics: the run summary, the CSV reporter, Prometheus, the HTML report.
+        .target(
+            name: "GoFetchMetrics",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchIngest", "GoFetchStore",
+                "GoFetchPredict", "GoFetchSchedule", "GoFetchExecute",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The runtime that wires the stages into a daemon or a traced job.
+        .target(
+            name: "GoFetchRuntime",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchTraceSources", "GoFetchIngest",
+                "GoFetchStore", "GoFetchPredict", "GoFetchSchedule", "GoFetchExecute", "GoFetchMetrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
             name: "gofetch",
             dependencies: [
-                "GoFetchCore",
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchTraceSources", "GoFetchIngest",
+                "GoFetchStore", "GoFetchPredict", "GoFetchSchedule", "GoFetchExecute", "GoFetchMetrics", "GoFetchRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -51,24 +139,36 @@ let package = Package(
         // Ingest and store throughput benchmark: `swift run -c release gofetch-bench-ingest`.
         .executableTarget(
             name: "gofetch-bench-ingest",
-            dependencies: ["GoFetchCore"],
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchIngest", "GoFetchStore", "GoFetchRuntime",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "bench/ingest"
         ),
         // Markov training and prediction cost: `swift run -c release gofetch-bench-predict`.
         .executableTarget(
             name: "gofetch-bench-predict",
-            dependencies: ["GoFetchCore"],
+            dependencies: ["GoFetchEvents", "GoFetchConfig", "GoFetchStore", "GoFetchPredict"],
             path: "bench/predict"
         ),
         // GRU training throughput and inference latency: `swift run -c release gofetch-bench-gru`.
         .executableTarget(
             name: "gofetch-bench-gru",
-            dependencies: ["GoFetchCore"],
+            dependencies: ["GoFetchEvents", "GoFetchConfig", "GoFetchStore", "GoFetchPredict"],
             path: "bench/gru"
         ),
+        // Swift Testing; beside the C, Python and end-to-end tests under tests/.
         .testTarget(
-            name: "GoFetchCoreTests",
-            dependencies: ["GoFetchCore"]
+            name: "GoFetchTests",
+            dependencies: [
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchTraceSources", "GoFetchIngest",
+                "GoFetchStore", "GoFetchPredict", "GoFetchSchedule", "GoFetchExecute", "GoFetchMetrics", "GoFetchRuntime",
+                "CGoFetchLinux",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "tests/swift/GoFetchTests"
         ),
     ],
     swiftLanguageModes: [.v6]

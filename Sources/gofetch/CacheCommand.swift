@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchConfig
+import GoFetchEvents
+import GoFetchExecute
+import GoFetchMetrics
+import GoFetchSystem
 
 struct CacheCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,5 @@
 import ArgumentParser
-import GoFetchCore
+import GoFetchConfig
 import Logging
 
 /// Options every subcommand takes.

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchRuntime
+import GoFetchStore
+import GoFetchTraceSources
 import Logging
 import ServiceLifecycle
 

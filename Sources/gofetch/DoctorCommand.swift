@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchRuntime
 
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchRuntime
 
 struct EnvCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

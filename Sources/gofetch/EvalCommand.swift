@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchEvents
+import GoFetchMetrics
+import GoFetchPredict
+import GoFetchStore
+import GoFetchSystem
 
 struct EvalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -75,14 +79,14 @@ struct EvalCommand: AsyncParsableCommand {
         let kinds: [AccessKind] = [.open, .read, .mmap]
         let total = try store.eventCount(runID: run, kinds: kinds)
         let progress = ProgressLine()
-        let started = GoFetchCore.Clock.monotonicNanoseconds()
+        let started = GoFetchSystem.Clock.monotonicNanoseconds()
         var done = 0
         try store.replay(runID: run, kinds: kinds) { event in
             evaluation.feed(event)
             done += 1
             if done & 1023 == 0 {
                 progress.update {
-                    let elapsed = Double(GoFetchCore.Clock.monotonicNanoseconds() - started) / 1e9
+                    let elapsed = Double(GoFetchSystem.Clock.monotonicNanoseconds() - started) / 1e9
                     let filled = total == 0 ? 30 : min(30, 30 * done / total)  // a live daemon may add events meanwhile
                     return "eval [\(String(repeating: "#", count: filled))\(String(repeating: "-", count: 30 - filled))] \(done)/\(total) events, \(Format.fixed(Double(done) / max(elapsed, 1e-9) / 1_000, 1)) k/s"
                 }
@@ -90,7 +94,7 @@ struct EvalCommand: AsyncParsableCommand {
             return true
         }
         progress.clear()
-        let seconds = Double(GoFetchCore.Clock.monotonicNanoseconds() - started) / 1e9
+        let seconds = Double(GoFetchSystem.Clock.monotonicNanoseconds() - started) / 1e9
         let scores = evaluation.scores()
         if json {
             let report = EvalReport(database: configuration.storage.dbPath, run: run, events: done, seconds: seconds,

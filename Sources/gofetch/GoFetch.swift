@@ -1,4 +1,5 @@
 import ArgumentParser
+import GoFetchConfig
 
 @main
 struct GoFetch: AsyncParsableCommand {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import GoFetchCore
+import GoFetchStore
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

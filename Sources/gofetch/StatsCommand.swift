@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchEvents
+import GoFetchMetrics
+import GoFetchStore
 
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

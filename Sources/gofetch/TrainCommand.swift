@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
-import GoFetchCore
+import GoFetchConfig
+import GoFetchEvents
+import GoFetchPredict
+import GoFetchStore
 
 struct TrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

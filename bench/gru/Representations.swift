@@ -1,4 +1,7 @@
-import GoFetchCore
+import GoFetchEvents
+import GoFetchPredict
+import GoFetchStore
+
 
 /// Online top-1 accuracy: each open is predicted before the predictor learns it.
 func onlineAccuracy(_ predictor: some Predictor, _ files: [FileID]) -> Double {

@@ -16,7 +16,10 @@
 // (docs/gru.md): online top-1 next-file accuracy on a test part, after training on
 // a training part, for Markov (order 3) and GRU variants.
 import Foundation
-import GoFetchCore
+import GoFetchEvents
+import GoFetchPredict
+import GoFetchStore
+import GoFetchSystem
 
 if CommandLine.arguments.dropFirst().first == "representations" {
     compareRepresentations()

@@ -8,8 +8,13 @@
 // 4. daemon: socket → ingest → writer queue → SQLite, counted when committed.
 import Foundation
 import Glibc
+import GoFetchConfig
+import GoFetchEvents
+import GoFetchIngest
+import GoFetchRuntime
+import GoFetchStore
+import GoFetchSystem
 import Logging
-import GoFetchCore
 
 let millions = CommandLine.arguments.count > 1 ? Double(CommandLine.arguments[1]) ?? 2 : 2
 let total = Int(millions * 1_000_000)

@@ -7,7 +7,9 @@
 // the model holds many contexts), reports training time and peak memory (VmHWM),
 // then times 1 M predictions (top-5 + an 8-step path) and prints p50/p99.
 import Foundation
-import GoFetchCore
+import GoFetchEvents
+import GoFetchPredict
+import GoFetchSystem
 
 let millions = CommandLine.arguments.count > 1 ? Double(CommandLine.arguments[1]) ?? 10 : 10
 let events = Int(millions * 1_000_000)

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-# Copied from Sources/GoFetchCore/Store/StoreSchema.swift (schema version 2: its
+# Copied from Sources/GoFetchStore/StoreSchema.swift (schema version 2: its
 # `statements`, then `version2`);
 # every statement is idempotent, so either side may create the file first.
 SCHEMA = [

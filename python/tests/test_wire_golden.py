@@ -1,5 +1,5 @@
 """tests/contracts/wire-golden.json, as the shim (tests/shim/test_wire.py) and the daemon
-(Tests/GoFetchCoreTests/WireGoldenContractTests.swift) run it: the client's encoder writes
+(tests/swift/GoFetchTests/WireGoldenContractTests.swift) run it: the client's encoder writes
 each message byte for byte, and its decoder reads the bytes back to the same records."""
 import json
 import os

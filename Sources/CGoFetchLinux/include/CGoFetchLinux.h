@@ -1,10 +1,10 @@
 // C shims for what Swift's Glibc module does not give us.
 //
 // Swift imports Glibc without _GNU_SOURCE, and it knows nothing of system calls
-// newer than its headers. Each shim below exists for one of those two reasons,
-// except the BLAS wrappers at the end, which keep OpenBLAS's headers out of
-// Swift's view; every symbol is prefixed `CGoFetch_` so it can never collide with
-// libc.
+// newer than its headers. Each shim below exists for one of those two reasons;
+// every symbol is prefixed `CGoFetch_` so it can never collide with libc. It
+// links nothing beyond libc: OpenBLAS (CGoFetchBLAS) and libbpf (CGoFetchBPF) are
+// modules of their own, linked only where they are used.
 #pragma once
 
 // The header includes only what it needs for its own types: the system headers
@@ -169,60 +169,3 @@ extern const int CGoFetch_SOCK_SEQPACKET;
 extern const int CGoFetch_SOCK_NONBLOCK;
 extern const int CGoFetch_SOCK_CLOEXEC;
 extern const short CGoFetch_POLLRDHUP;
-
-// MARK: - BLAS (OpenBLAS, Debian's libopenblas-dev)
-//
-// The GRU predictor's matrix products. cblas.h stays in the .c file: it pulls in
-// OpenBLAS's configuration headers, which this module's users need not see.
-// Matrices are row-major; `transpose_*` is 0 or 1.
-
-/// C = alpha·op(A)·op(B) + beta·C for an m×k op(A) and a k×n op(B). The
-/// corresponding C function is `cblas_sgemm`.
-void CGoFetch_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
-                    const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-/// y = alpha·op(A)·x + beta·y for an m×n A. The corresponding C function is `cblas_sgemv`.
-void CGoFetch_sgemv(int transpose, int m, int n, float alpha, const float *a, int lda,
-                    const float *x, float beta, float *y);
-/// Threads OpenBLAS may use for one call. The corresponding C function is
-/// `openblas_set_num_threads`.
-void CGoFetch_blas_set_threads(int count);
-
-// MARK: - eBPF trace source (libbpf, Debian's libbpf-dev)
-//
-// Loads bpf/gofetch.bpf.o, attaches its tracepoints and drains its ring buffer.
-// libbpf's headers stay in BPF.c.
-
-/// One ring-buffer record; mirrors `struct gofetch_record` in bpf/gofetch.bpf.c.
-typedef struct {
-    uint32_t kind;
-    uint32_t pid;
-    uint32_t tid;
-    int32_t fd;
-    uint32_t uid;
-    uint32_t gid;
-    uint64_t time_ns;
-    uint64_t duration_ns;
-    uint64_t offset;
-    uint64_t length;
-    uint64_t device;
-    uint64_t inode;
-    char path[256];
-} CGoFetch_bpf_record;
-
-typedef struct CGoFetch_bpf CGoFetch_bpf;
-
-/// Opens, loads and attaches the object at `path`; NULL with a message in `error` on failure.
-CGoFetch_bpf *CGoFetch_bpf_open(const char *path, char *error, size_t error_length);
-/// Traces process `pid` and the processes it forks from now on.
-int CGoFetch_bpf_trace_pid(CGoFetch_bpf *bpf, uint32_t pid);
-/// Traces the processes `pid` forks from now on (and theirs), not `pid` itself.
-int CGoFetch_bpf_trace_children(CGoFetch_bpf *bpf, uint32_t pid);
-/// Records lost in user space (more waiting than one drain takes).
-uint64_t CGoFetch_bpf_lost(CGoFetch_bpf *bpf);
-/// A descriptor that polls readable when records wait.
-int CGoFetch_bpf_fd(CGoFetch_bpf *bpf);
-/// Takes every waiting record; `*count` of them are at the returned pointer, valid until the next call.
-const CGoFetch_bpf_record *CGoFetch_bpf_consume(CGoFetch_bpf *bpf, size_t *count);
-/// Records the kernel side dropped because the ring buffer was full.
-uint64_t CGoFetch_bpf_dropped(CGoFetch_bpf *bpf);
-void CGoFetch_bpf_close(CGoFetch_bpf *bpf);

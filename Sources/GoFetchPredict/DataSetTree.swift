@@ -1,0 +1,240 @@
+/// First-epoch warming when nothing announces the order: the folder tree the job
+/// reads from is taken as its data set, listed (by the lister, as the client) and
+/// warmed, unread files first, in one stable order (sorted, as the walk lists it).
+///
+/// A root is the deepest folder holding half of the last `window` files
+/// the job opened outside the roots it has: a shuffled image folder shows its root after a
+/// few opens, a folder read in its own order shows one class folder, and the next
+/// class folder (a sibling) widens the root to their parent. It is never `/`.
+///
+/// Within an epoch (its number and the files read come from ``EpochRemainingSet``)
+/// it hands out each unread file once, in list order, so that when the data set is
+/// larger than the budget the same files are held every epoch instead of whichever
+/// LRU left; once every unread file was handed out it starts on the next epoch's
+/// first files (files this epoch has read), so the next epoch starts warm. A file
+/// larger than `chunkBytes` is handed out in chunks.
+import GoFetchEvents
+
+public final class DataSetTree {
+    public struct Options: Sendable, Equatable {
+        /// Opens outside the roots that decide a root, once this many were seen: the
+        /// deepest folder holding half of them (so a few strays, the script, a config
+        /// or a file list, do not make it shallower).
+        public var window = 16
+        /// Files of the data set, at most.
+        public var maxFiles = 1_000_000
+        /// Confidence of its predictions (above the default threshold, below exact orders).
+        public var confidence = 0.7
+        /// Data sets (separate trees) at most.
+        public var maxRoots = 8
+
+        public init(window: Int = 16, maxFiles: Int = 1_000_000, confidence: Double = 0.7) {
+            self.window = window
+            self.maxFiles = maxFiles
+            self.confidence = confidence
+        }
+    }
+
+    public let options: Options
+    /// The data sets' roots (usually one), in the order found.
+    public private(set) var roots: [String] = []
+    public var root: String? { roots.first }
+    /// The client whose opens found the root: files are listed and warmed as it.
+    public private(set) var client: (uid: UInt32, gid: UInt32, pid: UInt32) = (0, 0, 0)
+    /// The data set, in list order.
+    public private(set) var files: [FileID] = []
+    private var members: [FileID: UInt64] = [:]
+    public private(set) var bytes: UInt64 = 0
+    /// Files left out at `maxFiles`.
+    public private(set) var leftOut = 0
+    /// Predictions made.
+    public private(set) var handedOutCount = 0
+    private var recentFolders: [Substring] = []
+    private var recentUID: UInt32 = .max
+    private var opensUnderRoot = 0
+    /// The epoch (``EpochRemainingSet/epochsCompleted``) each file was last handed out for.
+    private var handedOut: [FileID: Int] = [:]
+    private var cursor = 0
+    private var cursorEpoch = -1
+    /// Handing out the next epoch's files (this one's are all out).
+    private var ahead = false
+    /// Files passed over because they could not be handed out yet (`eligible` said no:
+    /// the client had not reported them, the lister's walk had not reached them): tried
+    /// again first at each call, so a file known from the store before the walk is not
+    /// lost for the epoch.
+    private var waiting: [FileID] = []
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    /// Whether `file` belongs to the data set.
+    public func contains(_ file: FileID) -> Bool { members[file] != nil }
+
+    /// Notes an open of `path` by the client; returns a root to walk when the data
+    /// set's root is found or widens (the caller asks the lister, then ``adopt``s
+    /// the files it knows already).
+    public func observeOpen(path: String, uid: UInt32, gid: UInt32, pid: UInt32) -> String? {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return nil }
+        let folder = path[..<slash]
+        if roots.contains(where: { Self.isUnder(folder, $0) }) {
+            return nil
+        }
+        // One user's opens at a time decide a root: another user's folders never join
+        // them (nor widen that user's root), so no data set spans two users' files.
+        if uid != recentUID {
+            recentFolders.removeAll()
+            recentUID = uid
+        }
+        recentFolders.append(folder)
+        if recentFolders.count > options.window { recentFolders.removeFirst(recentFolders.count - options.window) }
+        guard recentFolders.count == options.window,
+              let found = Self.deepestHolding(recentFolders, atLeast: (options.window + 1) / 2) else { return nil }
+        recentFolders.removeAll()
+        // A sibling of a root (the next class folder of a data set read in order)
+        // widens it to their parent; anything else is a data set of its own.
+        var taken = found
+        if uid == client.uid, let index = roots.firstIndex(where: { Self.commonAncestor(Substring(found), Substring($0)) == Self.parent(of: $0) }) {
+            taken = String(Self.parent(of: roots[index]))
+            guard taken != "/" && !taken.isEmpty else { return nil }
+            roots.remove(at: index)
+        } else if roots.count >= options.maxRoots {
+            return nil
+        }
+        roots.removeAll { Self.isUnder(Substring($0), taken) }
+        roots.append(taken)
+        client = (uid, gid, pid)
+        return taken
+    }
+
+    /// The deepest folder under which at least `count` of `folders` lie (a stray
+    /// open elsewhere, a config or a list, does not decide it); never `/`.
+    static func deepestHolding(_ folders: [Substring], atLeast count: Int) -> String? {
+        guard folders.count >= count else { return nil }
+        var counts: [Substring: Int] = [:]
+        for folder in folders {
+            var end = folder.endIndex
+            while end > folder.startIndex {
+                counts[folder[..<end], default: 0] += 1
+                guard let slash = folder[..<end].lastIndex(of: "/"), slash != folder.startIndex else { break }
+                end = slash
+            }
+        }
+        return counts.filter { $0.value >= count }.max { a, b in
+            a.key.count != b.key.count ? a.key.count < b.key.count : a.key > b.key
+        }.map { String($0.key) }
+    }
+
+    static func parent(of folder: String) -> Substring {
+        guard let slash = folder.lastIndex(of: "/") else { return "" }
+        return slash == folder.startIndex ? "/" : folder[..<slash]
+    }
+
+    /// Takes a file into the data set when it lies under the root (listed, or known before).
+    public func adopt(_ file: FileID, path: String, size: UInt64) {
+        guard members[file] == nil, roots.contains(where: { Self.isUnder(path[...], $0) }) else { return }
+        guard files.count < options.maxFiles else {
+            leftOut += 1
+            return
+        }
+        members[file] = size
+        files.append(file)
+        bytes &+= size
+    }
+
+    /// A file's size changed (its first open told the real one).
+    public func resize(_ file: FileID, to size: UInt64) {
+        guard let old = members[file], old != size else { return }
+        members[file] = size
+        bytes = bytes &- old &+ size
+    }
+
+    /// Whether waiting files must be looked at again (see ``next(limit:epoch:read:chunkBytes:eligible:eligibleChanged:)``).
+    private var waitingDirty = true
+
+    /// The next files to warm in epoch `epoch`: unread ones not yet handed out, in
+    /// list order; when none is left, the next epoch's first files.
+    /// - Parameters:
+    ///   - read: whether the job has read a file in this epoch.
+    ///   - chunkBytes: files larger than this are handed out in chunks of it.
+    ///   - eligible: whether a file may be handed out now; one that may not waits (bounded
+    ///     by the data set) and is tried again first at a later call.
+    ///   - eligibleChanged: whether `eligible` may say yes to a file it refused before;
+    ///     waiting files are looked at again only then.
+    public func next(limit: Int, epoch: Int, read: (FileID) -> Bool, chunkBytes: UInt64,
+                     eligible: (FileID) -> Bool = { _ in true }, eligibleChanged: Bool = true) -> [Prediction] {
+        guard limit > 0, !files.isEmpty else { return [] }
+        if epoch != cursorEpoch {
+            cursorEpoch = epoch
+            cursor = 0
+            ahead = false
+            waiting.removeAll()
+        }
+        var predictions: [Prediction] = []
+        func handOut(_ file: FileID, for target: Int) {
+            handedOut[file] = target
+            let size = members[file] ?? 0
+            var offset: UInt64 = 0
+            repeat {
+                predictions.append(Prediction(fileID: file, offset: offset, length: size == 0 ? 0 : min(chunkBytes, size - offset),
+                                              confidence: options.confidence, predictor: .dataSetTree))
+                offset += chunkBytes
+            } while offset < size
+        }
+        // Files not eligible yet are looked at again only when eligibility may have
+        // changed: the list can hold most of the tree, and this runs many times a second.
+        if eligibleChanged { waitingDirty = true }
+        if !waiting.isEmpty && waitingDirty {
+            var still: [FileID] = []
+            var full = false
+            for file in waiting {
+                guard predictions.count < limit else {
+                    full = true
+                    still.append(file)
+                    continue
+                }
+                guard eligible(file) else {
+                    still.append(file)
+                    continue
+                }
+                if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch) }
+            }
+            waiting = still
+            waitingDirty = full  // stopped at the limit: the rest is looked at next time
+        }
+        var scanned = 0
+        while predictions.count < limit && scanned < files.count {
+            if cursor >= files.count {
+                guard !ahead else { break }
+                ahead = true
+                cursor = 0
+            }
+            let file = files[cursor]
+            cursor += 1
+            scanned += 1
+            let target = ahead ? epoch + 1 : epoch
+            guard handedOut[file] != target, ahead || !read(file) else { continue }
+            guard eligible(file) else {
+                if !ahead && waiting.count < files.count { waiting.append(file) }
+                continue
+            }
+            handOut(file, for: target)
+        }
+        handedOutCount += predictions.count
+        return predictions
+    }
+
+    static func isUnder(_ path: Substring, _ root: String) -> Bool {
+        path.hasPrefix(root) && (path.count == root.count || path[path.index(path.startIndex, offsetBy: root.count)] == "/" || root == "/")
+    }
+
+    /// The deepest folder holding both `a` and `b` ("" when only `/` does).
+    static func commonAncestor(_ a: Substring, _ b: Substring) -> Substring {
+        let aParts = a.split(separator: "/", omittingEmptySubsequences: true)
+        let bParts = b.split(separator: "/", omittingEmptySubsequences: true)
+        var shared = 0
+        while shared < aParts.count && shared < bParts.count && aParts[shared] == bParts[shared] { shared += 1 }
+        guard shared > 0 else { return "" }
+        return Substring("/" + aParts.prefix(shared).joined(separator: "/"))
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import GoFetchEvents
+
+/// Variable-order Markov (n-gram) predictor over the files a stream opens — the
+/// seed's baseline, bounded.
+///
+/// Orders 1…`maxOrder` are learned together; a prediction uses the longest context
+/// seen before and backs off to shorter ones. Confidence is the observed transition
+/// probability. Each stream (process, or data-loader worker) keeps its own history,
+/// so interleaved workers do not scramble each other's contexts. Contexts beyond
+/// `maxContexts` and successors beyond `maxSuccessors` evict the least used, counted.
+public final class MarkovPredictor: Predictor {
+    public struct Options: Sendable, Equatable {
+        public var maxOrder = 3
+        public var maxContexts = 2_000_000
+        public var maxSuccessors = 8
+        public var maxStreams = 65_536
+
+        public init(maxOrder: Int = 3, maxContexts: Int = 2_000_000, maxSuccessors: Int = 8, maxStreams: Int = 65_536) {
+            self.maxOrder = maxOrder
+            self.maxContexts = maxContexts
+            self.maxSuccessors = maxSuccessors
+            self.maxStreams = maxStreams
+        }
+    }
+
+    /// The last one to three files of a stream, most recent first; unused slots are 0.
+    struct Context: Hashable {
+        var first: FileID
+        var second: FileID
+        var third: FileID
+    }
+
+    struct Successor {
+        var file: FileID
+        var count: UInt32
+    }
+
+    struct Entry {
+        var successors: [Successor]
+        var total: UInt32
+        var lastUsed: UInt32
+    }
+
+    public let kind = PredictorKind.markov
+    public let options: Options
+    var table: [Context: Entry] = [:]
+    private var histories: [StreamKey: Context] = [:]
+    private var streamUse: [StreamKey: UInt32] = [:]
+    private var tick: UInt32 = 0
+    public private(set) var contextsEvicted = 0
+    public private(set) var successorsEvicted = 0
+    public private(set) var transitionsLearned = 0
+
+    public init(options: Options = Options()) {
+        precondition((1...3).contains(options.maxOrder), "maxOrder must be 1…3")
+        self.options = options
+    }
+
+    public var contextCount: Int { table.count }
+
+    public func observe(_ event: TraceEvent) {
+        guard event.kind == .open else { return }
+        observe(file: event.fileID, stream: StreamKey(event))
+    }
+
+    /// Learns that `stream` opened `file` next.
+    public func observe(file: FileID, stream: StreamKey) {
+        tick &+= 1
+        var history = histories[stream] ?? Context(first: 0, second: 0, third: 0)
+        if history.first == file { return }  // a re-open of the same file is not a transition
+        if history.first != 0 {
+            for order in 1...options.maxOrder {
+                guard let context = Self.context(history, order: order) else { break }
+                learn(context, next: file)
+            }
+            transitionsLearned += 1
+        }
+        history = Context(first: file, second: history.first, third: history.second)
+        if histories[stream] == nil && histories.count >= options.maxStreams { forgetOldestStream() }
+        histories[stream] = history
+        streamUse[stream] = tick
+    }
+
+    public func predict(after event: TraceEvent, limit: Int) -> [Prediction] {
+        predict(stream: StreamKey(event), limit: limit)
+    }
+
+    /// The most likely next files of `stream`, from its longest known context.
+    public func predict(stream: StreamKey, limit: Int) -> [Prediction] {
+        guard limit > 0, let history = histories[stream] else { return [] }
+        for order in stride(from: options.maxOrder, through: 1, by: -1) {
+            guard let context = Self.context(history, order: order), let entry = table[context], entry.total > 0 else { continue }
+            let total = Double(entry.total)
+            return entry.successors
+                .sorted { $0.count > $1.count }
+                .prefix(limit)
+                .map { Prediction(fileID: $0.file, confidence: Double($0.count) / total, predictor: .markov) }
+        }
+        return []
+    }
+
+    /// The next files of `stream` further ahead: the top `limit` successors, then the
+    /// most likely path `depth` steps on, each step's confidence the product of the
+    /// transition probabilities so far. Slow storage needs more than one file of lead.
+    public func predict(stream: StreamKey, limit: Int, depth: Int) -> [Prediction] {
+        var predictions = predict(stream: stream, limit: limit)
+        guard depth > 1, var best = predictions.first, var history = histories[stream] else { return predictions }
+        var seen = Set(predictions.map(\.fileID))
+        for _ in 1..<depth {
+            history = Context(first: best.fileID, second: history.first, third: history.second)
+            guard let next = Self.mostLikely(after: history, in: table, maxOrder: options.maxOrder),
+                  seen.insert(next.file).inserted else { break }
+            best = Prediction(fileID: next.file, confidence: best.confidence * next.probability, predictor: .markov)
+            predictions.append(best)
+        }
+        return predictions
+    }
+
+    private static func mostLikely(after history: Context, in table: [Context: Entry], maxOrder: Int) -> (file: FileID, probability: Double)? {
+        for order in stride(from: maxOrder, through: 1, by: -1) {
+            guard let context = context(history, order: order), let entry = table[context], entry.total > 0,
+                  let top = entry.successors.max(by: { $0.count < $1.count }) else { continue }
+            return (top.file, Double(top.count) / Double(entry.total))
+        }
+        return nil
+    }
+
+    /// Drops what a stream remembers (its process ended).
+    public func forget(stream: StreamKey) {
+        histories[stream] = nil
+        streamUse[stream] = nil
+    }
+
+    static func context(_ history: Context, order: Int) -> Context? {
+        switch order {
+        case 1: return history.first == 0 ? nil : Context(first: history.first, second: 0, third: 0)
+        case 2: return history.second == 0 ? nil : Context(first: history.first, second: history.second, third: 0)
+        default: return history.third == 0 ? nil : history
+        }
+    }
+
+    private func learn(_ context: Context, next file: FileID) {
+        if let index = table.index(forKey: context) {
+            // In place: copying the entry out and back would copy its successor array.
+            update(&table.values[index], with: file)
+            return
+        }
+        if table.count >= options.maxContexts { evictLeastUsed() }
+        table[context] = Entry(successors: [Successor(file: file, count: 1)], total: 1, lastUsed: tick)
+    }
+
+    private func update(_ entry: inout Entry, with file: FileID) {
+        entry.lastUsed = tick
+        entry.total &+= 1
+        if let index = entry.successors.firstIndex(where: { $0.file == file }) {
+            entry.successors[index].count &+= 1
+        } else if entry.successors.count < options.maxSuccessors {
+            entry.successors.append(Successor(file: file, count: 1))
+        } else {
+            // Replace the rarest successor (its count is the newcomer's too: space-saving).
+            let index = entry.successors.indices.min { entry.successors[$0].count < entry.successors[$1].count }!
+            entry.successors[index] = Successor(file: file, count: entry.successors[index].count &+ 1)
+            successorsEvicted += 1
+        }
+    }
+
+    /// Removes about the least recently used fifth of the contexts. The age cut-off
+    /// is estimated from a sample of 2,000 entries (the table's iteration order is
+    /// its hash order, so every k-th entry is a fair sample), which keeps eviction one
+    /// pass over the table instead of a sort of it.
+    private func evictLeastUsed() {
+        let step = max(1, table.count / 2_000)
+        var sample: [UInt32] = []
+        sample.reserveCapacity(2_001)
+        for (index, entry) in table.values.enumerated() where index % step == 0 {
+            sample.append(tick &- entry.lastUsed)
+        }
+        sample.sort(by: >)
+        let threshold = sample[min(sample.count - 1, sample.count / 5)]
+        let before = table.count
+        // Removing in place: rebuilding a table of millions of entries costs far more.
+        let stale = table.compactMap { tick &- $0.value.lastUsed >= threshold ? $0.key : nil }
+        for key in stale { table.removeValue(forKey: key) }
+        if table.count == before, let oldest = table.max(by: { tick &- $0.value.lastUsed < tick &- $1.value.lastUsed })?.key {
+            table[oldest] = nil  // all equally old: drop one so the cap holds
+        }
+        contextsEvicted += before - table.count
+    }
+
+    /// The table of streams is full: the least recently used quarter goes at once, so
+    /// that a new process costs a scan of the table once in `maxStreams / 4` times, not
+    /// every time (a long-running daemon sees ever new pids).
+    private func forgetOldestStream() {
+        let ages = streamUse.values.map { tick &- $0 }.sorted(by: >)
+        guard !ages.isEmpty else { return }
+        let cutoff = ages[max(0, ages.count / 4 - 1)]
+        let stale = streamUse.compactMap { tick &- $0.value >= cutoff ? $0.key : nil }
+        for stream in stale { forget(stream: stream) }
+    }
+}

@@ -1,0 +1,479 @@
+import DequeModule
+import Foundation
+import GoFetchConfig
+import GoFetchEvents
+import GoFetchExecute
+import GoFetchIngest
+import GoFetchPredict
+import GoFetchSystem
+import Logging
+import Synchronization
+
+/// Live prediction and prefetching: fed by ingest, it runs the predictors, the
+/// scheduler and the executor on its own thread, so ingest never waits on them.
+///
+/// Batches beyond `capacity` events are dropped (counted) rather than queued.
+public final class PrefetchEngine: EventSink, @unchecked Sendable {
+    public let markov: MarkovPredictor?
+    public let remaining: EpochRemainingSet
+    public let patterns: PatternDetector
+    public let hybrid: HybridPredictor
+    /// The GRU (`predictor.ml.enabled` with a trained model), inside the hybrid.
+    public let gru: GRUPredictor?
+    public let lookahead: LookaheadPredictor
+    /// The folder tree the job reads from, warmed from the first epoch on when no
+    /// order predictor follows the job (``DataSetTree``); listed by `lister`.
+    public let tree: DataSetTree
+    private let lister: DirectoryLister?
+    /// How often, recently, an exact order (lookahead, Markov, GRU) answered an open
+    /// (exponentially weighted): the tree stays quiet while one does.
+    private var orderedShare = 0.5
+    public let scheduler: PrefetchScheduler
+    public let executor: PrefetchExecutor
+    /// Fates of prefetches and warm/cold accesses; owned by the engine thread.
+    public let ledger: PrefetchLedger
+    /// The clients' memory cgroups: the budget never exceeds their room.
+    public let cgroups: CgroupBudget
+    /// Events refused because the engine's inbox was full.
+    public let droppedEvents = Atomic<Int>(0)
+    /// Predictions not sent because the client they would be opened as never reported
+    /// the file (``FileReporters``): another client's events had put it there.
+    public let unreported = Atomic<Int>(0)
+    private var reporters = FileReporters()
+    /// What offerTree last asked the tree with: when neither changed, no waiting file became eligible.
+    private var reportersSeen = -1, treeClientSeen: UInt32 = .max
+    public let predictions = Atomic<Int>(0)
+    private let topK: Int
+    private let capacity: Int
+    private let logger: Logger
+
+    /// What ingest handed over and the engine has not taken yet. Events and control
+    /// records wait in one queue per client user, taken in turns of at most
+    /// ``turn`` each: one user's flood of events (a hostile client, or a job
+    /// announcing millions of files) waits behind its own backlog, not in front of
+    /// another user's opens. File records are taken whole (events name them).
+    private struct Inbox {
+        var files: [FileRecord] = []
+        var listed: [ListedFile] = []
+        var queues: [UInt32: Deque<TraceEvent>] = [:]
+        var events = 0
+        var results: [PrefetchResult] = []
+        var stopping = false
+    }
+    /// Events of one user taken per turn.
+    static let turn = 256
+    private let inbox = Mutex(Inbox())
+    private let wakeUp = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
+    private var files: [FileID: (path: String, size: UInt64)] = [:]
+    private var running = false
+    private let choices = Mutex(ChoiceCounts())
+    /// The clients' supplementary groups, for the executor's permission checks (engine thread).
+    private let clientGroups = ClientGroups()
+    /// `prefetcher.evict_consumed`, and the data set's bytes as of the last epoch boundary.
+    private let evictConsumed: Bool
+    private var dataSetBytes: (epoch: Int, bytes: UInt64) = (-1, 0)
+    private let published = Mutex(AccountingSnapshot())
+    private var lastPublished: UInt64 = 0
+
+    /// How often the hybrid chose each predictor, epoch boundaries seen, and what the
+    /// lookahead and the data-set tree did (published by the engine thread).
+    public struct ChoiceCounts: Sendable, Equatable {
+        public var markov = 0
+        public var remainingSet = 0
+        public var gru = 0
+        public var epochs = 0
+        /// Files announced by the Python client's lookahead.
+        public var announced = 0
+        /// The data-set tree: its root, files, bytes, requests handed out.
+        public var treeRoot: String?
+        public var treeFiles = 0
+        public var treeBytes: UInt64 = 0
+        public var treeRequests = 0
+        /// Files of the trees left out at the tree's bound (``DataSetTree/Options/maxFiles``).
+        public var treeFilesLeftOut = 0
+    }
+
+    public var choiceCounts: ChoiceCounts { choices.withLock { $0 } }
+
+    /// The ledger's counters when an epoch ended (the remaining set saw the boundary),
+    /// and the wall time of the open that began the next one: per-epoch figures are
+    /// the differences. At most ``maxEpochMarks``; later boundaries are counted only.
+    public struct EpochMark: Sendable {
+        public var wallNanoseconds: Int64
+        public var counters: LedgerCounters
+    }
+    public static let maxEpochMarks = 10_000
+    private let marks = Mutex<[EpochMark]>([])
+    private var markedEpochs = 0
+    public var epochMarks: [EpochMark] { marks.withLock { $0 } }
+
+    /// - Parameter lister: walks the data-set trees (as the client); without one the
+    ///   tree predictor only knows the files the job opened.
+    ///   - shares: each user's share of the daemon's CPU: a user past it has its queued
+    ///     events left for later, and its predictions' time is charged to it.
+    public init(configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister? = nil, shares: UserShares? = nil,
+                logger: Logger) {
+        self.logger = logger
+        self.lister = lister
+        self.shares = shares
+        tree = DataSetTree(options: .init(maxFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
+        evictConsumed = configuration.prefetcher.evictConsumed
+        topK = configuration.prefetcher.topKPredictions
+        capacity = configuration.storage.queueCapacity
+        markov = configuration.predictor.baselineEnabled ? MarkovPredictor(options: .init(maxOrder: configuration.predictor.baselineMaxOrder)) : nil
+        remaining = EpochRemainingSet(options: .init(maxFiles: configuration.ingest.maxFiles))
+        var paths: [FileID: String] = [:]
+        for record in knownFiles {
+            files[record.id] = (record.path, record.size)
+            paths[record.id] = record.path
+        }
+        let pathIndex = PathIndex(paths)
+        self.pathIndex = pathIndex
+        // The detector's window may not exceed what the scheduler issues in one request,
+        // or it would believe it is further ahead than anything warmed.
+        var patternOptions = PatternDetector.Options(configuration)
+        let maxRequest = UInt64(configuration.prefetcher.maxPrefetchSizeMB * 1_048_576)
+        patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequest)
+        patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequest)
+        patterns = PatternDetector(options: patternOptions, pathOf: { pathIndex.path($0) })
+        var gru: GRUPredictor?
+        let modelPath = configuration.predictor.mlModelPath
+        if configuration.predictor.mlEnabled {
+            do {
+                gru = try GRUPredictor(contentsOf: modelPath, files: knownFiles)
+                logger.info("loaded GRU model", metadata: ["path": "\(modelPath)"])
+            } catch {
+                logger.warning("GRU not used: its model did not load (train one with `gofetch train --model gru`)", metadata: ["path": "\(modelPath)", "error": "\(error)"])
+            }
+        }
+        self.gru = gru
+        hybrid = HybridPredictor(markov: markov, remaining: remaining, gru: gru, markovDepth: 8)
+        lookahead = LookaheadPredictor(window: configuration.predictor.lookaheadWindow, maxFiles: configuration.ingest.maxFiles)
+        let scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
+        self.scheduler = scheduler
+        var ledgerOptions = PrefetchLedger.Options()
+        ledgerOptions.timing = ReadTiming(configuration)
+        ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
+        ledger = PrefetchLedger(options: ledgerOptions)
+        ledger.onFate = { fate, evicted, uid in scheduler.feedback(fate, evicted: evicted, uid: uid, now: Clock.monotonicNanoseconds()) }
+        cgroups = CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction)
+        let results = ResultForwarder()
+        executor = PrefetchExecutor(
+            threads: configuration.prefetcher.executorThreads, capacity: 256,
+            method: PrefetchMethod(rawValue: configuration.prefetcher.method.rawValue), logger: logger,
+            onResult: { result in results.forward(result) })
+        results.engine = self
+    }
+    private let pathIndex: PathIndex
+    private let shares: UserShares?
+
+    /// File paths by id, shared with the pattern detector (which names model files by extension).
+    private final class PathIndex: Sendable {
+        private let paths: Mutex<[FileID: String]>
+        init(_ paths: [FileID: String]) { self.paths = Mutex(paths) }
+        func path(_ id: FileID) -> String? { paths.withLock { $0[id] } }
+        func add(_ records: [FileRecord]) { paths.withLock { for record in records { $0[record.id] = record.path } } }
+    }
+
+    /// Hands executor results back to the engine thread.
+    private final class ResultForwarder: @unchecked Sendable {
+        weak var engine: PrefetchEngine?
+        func forward(_ result: PrefetchResult) { engine?.deliver(result) }
+    }
+
+    private func deliver(_ result: PrefetchResult) {
+        inbox.withLock { $0.results.append(result) }
+        wakeUp.signal()
+    }
+
+    /// Loads a trained Markov model (`gofetch train`), mapping its files by path.
+    public func loadMarkovModel(path: String) throws(ModelFileError) -> (contexts: Int, skipped: Int) {
+        guard let markov else { return (0, 0) }
+        let ids = Dictionary(files.map { ($0.value.path, $0.key) }, uniquingKeysWith: { a, _ in a })
+        return try markov.load(from: path) { ids[$0] }
+    }
+
+    public func start() {
+        executor.start()
+        running = true
+        thread = JoinableThread(name: "gofetch-predict") { [self] in run() }
+    }
+
+    public func stop() {
+        guard running else { return }
+        running = false
+        inbox.withLock { $0.stopping = true }
+        wakeUp.signal()
+        thread?.join()
+        executor.stop()
+        // The engine thread is gone: settle what is left on this one.
+        for result in inbox.withLock({ $0.results }) { ledger.completed(result) }
+        ledger.finish()
+        publish(now: Clock.monotonicNanoseconds(), force: true)
+    }
+
+    /// The accounting as the engine thread last published it (at most 0.5 s old; final after ``stop()``).
+    public func accounting() -> AccountingSnapshot { published.withLock { $0 } }
+
+    private func publish(now: UInt64, force: Bool = false) {
+        guard force || now &- lastPublished >= 500_000_000 else { return }
+        lastPublished = now
+        let snapshot = ledger.snapshot()
+        published.withLock { $0 = snapshot }
+    }
+
+    /// Takes a batch from ingest without waiting. Events beyond the inbox's room
+    /// (`capacity` in all, half of it for any one user) are dropped, counted; file
+    /// records never are: later events name them.
+    public func consume(_ batch: EventBatch) {
+        let dropped = inbox.withLock { inbox -> Int in
+            inbox.files += batch.files
+            inbox.listed += batch.listed
+            var dropped = 0
+            // Control records (lookahead, epochs) go before the batch's events, as they were sent.
+            for list in [batch.control, batch.events] {
+                var index = list.startIndex
+                while index < list.endIndex {
+                    // A run of one user's records at a time: one dictionary access per run.
+                    let uid = list[index].uid
+                    var end = index + 1
+                    while end < list.endIndex && list[end].uid == uid { end += 1 }
+                    let room = min(capacity - inbox.events, capacity / 2 - (inbox.queues[uid]?.count ?? 0))
+                    let taken = max(0, min(room, end - index))
+                    if taken > 0 { inbox.queues[uid, default: []].append(contentsOf: list[index..<(index + taken)]) }
+                    inbox.events += taken
+                    dropped += end - index - taken
+                    index = end
+                }
+            }
+            return dropped
+        }
+        if dropped > 0 { droppedEvents.add(dropped) }
+        wakeUp.signal()
+    }
+
+    /// Takes what is waiting: all file records, and up to ``turn`` records of each user
+    /// who has CPU share left (``UserShares``); `more` when such records are left.
+    private func takeInbox() -> (files: [FileRecord], listed: [ListedFile], turns: [[TraceEvent]], results: [PrefetchResult], stopping: Bool, more: Bool) {
+        inbox.withLock { inbox in
+            defer {
+                inbox.files.removeAll(keepingCapacity: true)
+                inbox.listed.removeAll(keepingCapacity: true)
+                inbox.results.removeAll(keepingCapacity: true)
+            }
+            var turns: [[TraceEvent]] = []
+            var more = false
+            for uid in Array(inbox.queues.keys) {
+                // A user past its share waits; its events stay queued (its half of the inbox bounds them).
+                if let shares, shares.isSharing, !shares.mayRun(uid), !inbox.stopping { continue }
+                let count = min(Self.turn, inbox.queues[uid]!.count)
+                turns.append(Array(inbox.queues[uid]!.prefix(count)))
+                inbox.queues[uid]!.removeFirst(count)
+                if inbox.queues[uid]!.isEmpty { inbox.queues[uid] = nil } else { more = true }
+                inbox.events -= count
+            }
+            return (inbox.files, inbox.listed, turns, inbox.results, inbox.stopping, more)
+        }
+    }
+
+    private func run() {
+        var backlog = false
+        while true {
+            // While requests wait for rate tokens, come back soon to release them; budget
+            // and the executor's room come back with events and results, which wake this
+            // thread (the 20 ms is for what only time frees: expiry, memory pressure).
+            let timeout: DispatchTime = scheduler.waitingForTokens ? .now() + .milliseconds(2)
+                : scheduler.queuedCount > 0 ? .now() + .milliseconds(20) : .now() + .milliseconds(100)
+            if !backlog { _ = wakeUp.wait(timeout: timeout) }
+            let taken = takeInbox()
+            backlog = taken.more
+            for result in taken.results {
+                scheduler.completed(result)
+                ledger.completed(result)
+            }
+            receive(files: taken.files, listed: taken.listed)
+            // One turn of each user's records, then what they made is released below.
+            for records in taken.turns {
+                if let uid = records.first?.uid { charged(uid) { process(records) } }
+            }
+            // The last events (ingest flushes right before stopping) still count: the
+            // job's last reads decide fates, so the rest is taken (at once: `backlog`)
+            // before returning. Nothing new is released after them.
+            if taken.stopping {
+                if taken.more { continue }
+                return
+            }
+            let now = Clock.monotonicNanoseconds()
+            cgroups.refresh(now: now)
+            scheduler.setCeiling(cgroups.ceiling)
+            offerTree(now: now)
+            scheduler.release(now: now) { request in
+                guard executor.submit(request) else { return false }
+                ledger.issued(request, now: now)
+                return true
+            }
+            ledger.sweep(now: now)
+            publish(now: now)
+            var counts = ChoiceCounts()
+            counts.markov = hybrid.choices[.markov] ?? 0
+            counts.remainingSet = hybrid.choices[.remainingSet] ?? 0
+            counts.gru = hybrid.choices[.gru] ?? 0
+            counts.epochs = remaining.epochsCompleted
+            counts.announced = lookahead.announcedFiles
+            counts.treeRoot = tree.root
+            counts.treeFiles = tree.files.count
+            counts.treeBytes = tree.bytes
+            counts.treeRequests = tree.handedOutCount
+            counts.treeFilesLeftOut = tree.leftOut
+            choices.withLock { $0 = counts }
+        }
+    }
+
+    /// Under memory pressure, a file the epoch has read is given back when the job
+    /// closes it. When the data set does not fit the clients' memory cgroup, reclaim
+    /// (least recently used first) would otherwise evict the files the epoch has not
+    /// read yet, cached longer ago, and keep the ones it just read and will not read
+    /// again until the next epoch. Done as the client on the executor's threads (an
+    /// open on slow storage must not hold up predictions); the pages are clean: no I/O.
+    /// From the first epoch on when the data-set tree knows the data set.
+    private func giveBackIfConsumed(_ event: TraceEvent) {
+        let inTree = tree.contains(event.fileID) && remaining.readThisEpoch.contains(event.fileID)
+        guard evictConsumed, inTree || remaining.epochsCompleted > 0 && remaining.consumed(event.fileID),
+              let tightest = cgroups.tightest, let file = files[event.fileID] else { return }
+        if dataSetBytes.epoch != remaining.epochsCompleted {
+            dataSetBytes = (remaining.epochsCompleted, remaining.dataSet.reduce(0) { $0 + (files[$1]?.size ?? 0) })
+        }
+        let room = tightest.limit > tightest.anonymous ? tightest.limit - tightest.anonymous : 0
+        guard max(dataSetBytes.bytes, tree.bytes) > room else { return }
+        var request = PrefetchRequest(
+            fileID: event.fileID, path: file.path, uid: event.uid, gid: event.gid,
+            groups: clientGroups.groups(pid: event.pid, uid: event.uid, gid: event.gid, now: event.monotonicNanoseconds),
+            offset: 0, length: 0, confidence: 1, deadline: nil, predictor: .remainingSet, queuedAt: event.monotonicNanoseconds)
+        request.purpose = .giveBack
+        executor.submit(request)
+    }
+
+    /// Keeps the scheduler's queue fed from the data-set tree while no exact order
+    /// answers the job's opens; the budget and rates pace what is released.
+    private func offerTree(now: UInt64) {
+        let target = 256
+        guard tree.root != nil, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
+        let read = remaining.readThisEpoch
+        let client = tree.client
+        // The tree's work is its client's, charged to its share of the daemon's CPU.
+        guard shares?.mayRun(client.uid) != false else { return }
+        // Only files the client reported (its lister walk, its opens): the others wait in
+        // the tree, not lost for the epoch, until the walk reaches them.
+        charged(client.uid) {
+            let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
+                                 read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes,
+                                 eligible: { reporters.contains($0, uid: client.uid) },
+                                 eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
+            (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
+            offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
+        }
+    }
+
+    /// Runs `body`, charging its time to `uid`'s share of the daemon's CPU (``UserShares``).
+    private func charged(_ uid: UInt32, _ body: () -> Void) {
+        if let shares { shares.measured(uid, body) } else { body() }
+    }
+
+    /// Offers predictions to be opened as the client `uid`, only for files that client
+    /// reported (``FileReporters``); the rest are counted in ``unreported``.
+    private func offer(_ made: [Prediction], uid: UInt32, gid: UInt32, pid: UInt32, now: UInt64) {
+        guard !made.isEmpty else { return }
+        predictions.add(made.count)
+        var allowed = made
+        allowed.removeAll { !reporters.contains($0.fileID, uid: uid) }
+        if allowed.count < made.count { unreported.add(made.count - allowed.count) }
+        guard !allowed.isEmpty else { return }
+        let groups = clientGroups.groups(pid: pid, uid: uid, gid: gid, now: now)
+        scheduler.offer(allowed, uid: uid, gid: gid, groups: groups, now: now) { files[$0] }
+    }
+
+    /// File records (new files, changed ones) and the files listings found, with the user listed as.
+    private func receive(files records: [FileRecord], listed: [ListedFile]) {
+        if !records.isEmpty {
+            pathIndex.add(records)
+            for record in records {
+                files[record.id] = (record.path, record.size)
+                gru?.directories.add(record)
+                if tree.contains(record.id) { tree.resize(record.id, to: record.size) } else { tree.adopt(record.id, path: record.path, size: record.size) }
+            }
+        }
+        for file in listed { reporters.add(file.fileID, uid: file.uid) }
+    }
+
+    /// One user's control records and events, in the order sent.
+    private func process(_ records: [TraceEvent]) {
+        let now = Clock.monotonicNanoseconds()
+        let control = records.filter { $0.kind == .lookahead }
+        for record in control {
+            lookahead.announce(record)
+            reporters.add(record.fileID, uid: record.uid)
+        }
+        for announcer in lookahead.announcers(in: control) {
+            let first = lookahead.next(announcer: announcer)
+            if let client = control.first(where: { $0.pid == announcer }) {
+                offer(first, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
+            }
+        }
+        var lastPID: UInt32 = 0
+        for event in records where event.kind != .lookahead {
+            if event.pid != lastPID {
+                lastPID = event.pid
+                cgroups.saw(pid: event.pid, now: now)
+            }
+            let cold = ledger.observe(event)
+            let started = Clock.monotonicNanoseconds()
+            var made: [Prediction] = []
+            switch event.kind {
+            case .open:
+                reporters.add(event.fileID, uid: event.uid)
+                scheduler.consumed(event.fileID)
+                scheduler.opened(event.fileID, now: event.monotonicNanoseconds)
+                patterns.observe(event)
+                hybrid.observe(event)
+                if remaining.epochsCompleted != markedEpochs {
+                    markedEpochs = remaining.epochsCompleted
+                    let mark = EpochMark(wallNanoseconds: event.wallNanoseconds, counters: ledger.counters)
+                    marks.withLock { if $0.count < Self.maxEpochMarks { $0.append(mark) } }
+                }
+                var ordered = true
+                if lookahead.covers(event.fileID) {
+                    // The sampler said exactly what comes next: no guessing needed.
+                    lookahead.observe(event)
+                    made = lookahead.predict(after: event, limit: topK)
+                } else {
+                    made = hybrid.predict(after: event, limit: topK)
+                    ordered = made.first.map { $0.predictor == .markov || $0.predictor == .gru } ?? false
+                    if !ordered, let path = files[event.fileID]?.path,
+                       let root = tree.observeOpen(path: path, uid: event.uid, gid: event.gid, pid: event.pid) {
+                        lister?.requestTree(root, uid: event.uid, gid: event.gid, pid: event.pid)
+                        for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
+                    }
+                    // The tree warms the data set in one stable order; the remaining set's
+                    // files are among them (a shuffled epoch's order cannot be followed).
+                    if !ordered && tree.contains(event.fileID) { made = [] }
+                }
+                orderedShare = 0.9 * orderedShare + (ordered ? 0.1 : 0)
+            case .read, .mmap:
+                if event.kind == .mmap { reporters.add(event.fileID, uid: event.uid) }
+                scheduler.consumed(event.fileID)
+                // The job waited for storage: the scheduler's sampling of residency checks ends.
+                if cold { scheduler.noteColdRead() }
+                patterns.observe(event)
+                made = patterns.predict(after: event, limit: topK)
+            case .close:
+                giveBackIfConsumed(event)
+                continue
+            case .epoch, .lookahead:
+                continue
+            }
+            ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started)
+            offer(made, uid: event.uid, gid: event.gid, pid: event.pid, now: now)
+        }
+    }
+}

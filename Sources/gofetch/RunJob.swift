@@ -1,0 +1,96 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import GoFetchConfig
+import GoFetchEvents
+import GoFetchMetrics
+import GoFetchRuntime
+import GoFetchStore
+import GoFetchSystem
+import GoFetchTraceSources
+
+/// Runs `command` under an in-process daemon (trace only, or with prefetching),
+/// prints the summary on standard error, and exits with the command's exit code.
+/// With `pythonHook` (and `trace.python_hook`), every Python interpreter of the job
+/// loads the client at start-up and announces its DataLoaders' orders (``PythonClient``).
+func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, pythonHook: Bool, title: String, report: String? = nil) async throws {
+    var configuration = try options.loadConfiguration()
+    let logger = options.makeLogger(label: "gofetch.\(title)")
+    var python = PythonHookReport(enabled: false, disabledBecause: pythonHook ? "trace.python_hook is false" : "--no-python-hook")
+    var pythonClient: String?
+    if pythonHook && configuration.trace.pythonHook {
+        pythonClient = PythonClient.locate()
+        if let pythonClient {
+            // The client's own modules are not the job's data.
+            configuration.trace.excludePrefixes.append(pythonClient)
+        } else {
+            python.disabledBecause = "the Python client was not found (set GOFETCH_PYTHON_CLIENT to the folder holding gofetch/ and inject/)"
+        }
+    }
+    let kernelSource = try source.makeKernelSource(configuration)
+    let library = kernelSource == nil ? try PreloadLibrary.locate(configured: configuration.trace.preloadLibrary) : ""
+
+    let socketDirectory = (configuration.daemon.socketPath as NSString).deletingLastPathComponent
+    let socketPath = socket ?? "\(socketDirectory.isEmpty ? "." : socketDirectory)/\(title)-\(getpid()).sock"
+
+    let daemon = try TraceDaemon(
+        configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
+        source: title, prefetch: prefetch, kernelSource: kernelSource, logger: logger)
+    try daemon.start()
+
+    // A kernel source traces the job untouched: no LD_PRELOAD.
+    var environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(
+        base: ProcessInfo.processInfo.environment, library: library, socketPath: socketPath, trace: configuration.trace)
+    let pythonStatus = pythonClient.map { _ in "\(socketPath).python" }
+    if let pythonClient {
+        environment = PythonClient.environment(
+            base: environment, client: pythonClient, socketPath: socketPath,
+            mode: kernelSource == nil ? .shim : .announce, statusPath: pythonStatus)
+    }
+    // The job's first opens happen before spawn returns: trace gofetch's children from now on.
+    kernelSource?.traceChildren(of: UInt32(bitPattern: getpid()))
+    let child: ChildProcess
+    do {
+        child = try ChildProcess.spawn(command, environment: environment)
+    } catch {
+        daemon.stop()
+        throw error
+    }
+    kernelSource?.trace(pid: UInt32(bitPattern: child.pid))
+    let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
+    let exitCode = await child.exitCode()
+    forwarding.cancel()
+
+    // Children that outlive the command (daemonised workers) get a moment to flush.
+    await daemon.waitForClientsToLeave(timeout: 2)
+    daemon.stop()
+    let summary = daemon.summary()
+    if let pythonStatus { python = PythonHookReport.collect(statusPath: pythonStatus) }
+    let sourceReport = kernelSource?.report()
+    // The report is the user's to ask for: a failure to write it is said, never the job's exit code.
+    var reportPath: String?
+    if let report {
+        do {
+            try ReportPage.forRun(store: daemon.store, runID: daemon.runID, timing: ReadTiming(configuration)).write(to: report)
+            reportPath = report
+        } catch {
+            FileHandle.standardError.write(Data("gofetch: no report written: \(error)\n".utf8))
+        }
+    }
+    if json {
+        try printJSON(TraceReport(runID: daemon.runID, database: configuration.storage.dbPath, exitCode: exitCode, summary: summary,
+                                  pythonHook: prefetch ? python : nil, source: sourceReport, report: reportPath))
+    } else {
+        var text = summary.render(title: title)
+        if prefetch {
+            text += "\n  \("python lookahead".padding(toLength: 22, withPad: " ", startingAt: 0))\(python.text)"
+        }
+        if let sourceReport {
+            text += "\n  \(sourceReport.title.padding(toLength: 22, withPad: " ", startingAt: 0))\(sourceReport.text)"
+        }
+        text += "\n  \("store".padding(toLength: 22, withPad: " ", startingAt: 0))\(configuration.storage.dbPath) (run \(daemon.runID))"
+        if let reportPath { text += "\n  \("report".padding(toLength: 22, withPad: " ", startingAt: 0))\(reportPath)" }
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+    if exitCode != 0 { throw ExitCode(exitCode) }
+}

@@ -1,0 +1,113 @@
+@testable import GoFetchEvents
+@testable import GoFetchExecute
+@testable import GoFetchPredict
+import Testing
+
+@Suite("data-set tree")
+struct DataSetTreeTests {
+    /// Opens `paths` in order; returns the roots the tree asked to walk.
+    func open(_ tree: DataSetTree, _ paths: [String]) -> [String] {
+        paths.compactMap { tree.observeOpen(path: $0, uid: 1000, gid: 1000, pid: 42) }
+    }
+
+    @Test("a shuffled folder shows its root after a window of opens; strays before it do not make it shallower")
+    func shuffledRoot() {
+        let tree = DataSetTree()
+        var paths = ["/work/venv/pyvenv.cfg", "/work/venv/pyvenv.cfg", "/tmp/job/train.py", "/tmp/job/train.py", "/tmp/job/list.txt"]
+        for i in 0..<11 { paths.append("/tmp/mnt/class_\(i % 7)/img_\(i).jpg") }
+        #expect(open(tree, paths) == ["/tmp/mnt"])
+        #expect(tree.client == (1000, 1000, 42))
+        // Opens under the root never move it.
+        #expect(open(tree, (0..<40).map { "/tmp/mnt/class_\($0 % 7)/other_\($0).jpg" }) == [])
+        #expect(tree.roots == ["/tmp/mnt"])
+    }
+
+    @Test("a folder read in its own order: one class folder, then its sibling widens the root to their parent")
+    func siblingWidens() {
+        let tree = DataSetTree()
+        #expect(open(tree, (0..<16).map { "/data/set/class_0/\($0).jpg" }) == ["/data/set/class_0"])
+        #expect(open(tree, (0..<16).map { "/data/set/class_1/\($0).jpg" }) == ["/data/set"])
+        #expect(tree.roots == ["/data/set"])
+        // Something unrelated is a data set of its own, and / never is.
+        #expect(open(tree, (0..<16).map { "/srv/other/\($0).bin" }) == ["/srv/other"])
+        #expect(open(tree, (0..<16).map { "/x\($0)/f" }) == [])
+        #expect(tree.roots == ["/data/set", "/srv/other"])
+    }
+
+    @Test("another user's folders never widen a user's root, nor mix into the window that finds one")
+    func usersApart() {
+        let tree = DataSetTree()
+        #expect(open(tree, (0..<16).map { "/shared/a/class_0/\($0).jpg" }) == ["/shared/a/class_0"])
+        // A sibling folder read by another user is that user's data set, not a wider root of the first.
+        let other = (0..<16).compactMap { tree.observeOpen(path: "/shared/a/class_1/\($0).jpg", uid: 65534, gid: 65534, pid: 7) }
+        #expect(other == ["/shared/a/class_1"])
+        #expect(tree.roots == ["/shared/a/class_0", "/shared/a/class_1"])
+        // Two users' opens interleaved: neither's folders count toward the other's window.
+        let mixed = DataSetTree()
+        var found: [String] = []
+        for i in 0..<8 {
+            found += [mixed.observeOpen(path: "/u1/data/\(i)", uid: 1, gid: 1, pid: 1),
+                      mixed.observeOpen(path: "/u2/data/\(i)", uid: 2, gid: 2, pid: 2)].compactMap { $0 }
+        }
+        #expect(found == [])
+    }
+
+    @Test("unread files first, in one stable order, each once an epoch; then the next epoch's first; large files in chunks")
+    func stableOrder() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: id == 6 ? 50 : 10) }
+        tree.adopt(99, path: "/elsewhere/f", size: 10)
+        #expect(!tree.contains(99) && tree.contains(6) && tree.bytes == 100)
+        var read: Set<FileID> = [2]
+        let first = tree.next(limit: 3, epoch: 0, read: { read.contains($0) }, chunkBytes: 20)
+        #expect(first.map(\.fileID) == [1, 3, 4])
+        read.insert(5)
+        let rest = tree.next(limit: 5, epoch: 0, read: { read.contains($0) }, chunkBytes: 20)
+        // 5 was read meanwhile; 6 (50 bytes) in chunks of 20; then the next epoch from the start.
+        #expect(rest.map(\.fileID) == [6, 6, 6, 1, 2])
+        #expect(rest.prefix(3).map(\.offset) == [0, 20, 40] && rest.prefix(3).map(\.length) == [20, 20, 10])
+        // The new epoch does not hand out again what was handed out for it ahead.
+        let next = tree.next(limit: 3, epoch: 1, read: { _ in false }, chunkBytes: 20)
+        #expect(next.map(\.fileID) == [3, 4, 5])
+        #expect(next.allSatisfy { $0.predictor == .dataSetTree && $0.confidence == 0.7 })
+    }
+
+    @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")
+    func waitsUntilEligible() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        var reported: Set<FileID> = [1, 3]
+        let first = tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { reported.contains($0) })
+        #expect(first.map(\.fileID) == [1, 3])
+        reported.formUnion([2, 4])  // the lister's walk reached them
+        let later = tree.next(limit: 10, epoch: 0, read: { $0 == 4 }, chunkBytes: 20, eligible: { reported.contains($0) })
+        // 2 goes out first; 4 was read meanwhile, so what follows is the next epoch's, from the start.
+        #expect(later.map(\.fileID) == [2, 1, 2, 3, 4])
+    }
+}
+
+@Suite("concurrency window")
+struct ConcurrencyWindowTests {
+    @Test("storage with a fixed latency opens the window to its maximum; a saturated link keeps it small")
+    func adapts() {
+        var latencyBound = ConcurrencyWindow(maximum: 32)
+        var now: UInt64 = 1
+        for _ in 0..<200 {
+            now += 1_000_000
+            // 3 ms per request whatever the number in flight.
+            latencyBound.completed(bytes: 110_000, nanoseconds: 3_000_000, inFlight: latencyBound.limit, now: now)
+        }
+        #expect(latencyBound.limit == 32)
+
+        var linkBound = ConcurrencyWindow(maximum: 32)
+        for _ in 0..<200 {
+            now += 1_000_000
+            // 3 ms of latency plus 4 ms on the link for each request in flight.
+            let inFlight = linkBound.limit
+            linkBound.completed(bytes: 128 * 1024, nanoseconds: UInt64(3_000_000 + 4_000_000 * inFlight), inFlight: inFlight, now: now)
+        }
+        #expect(linkBound.limit <= 2)
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import GRDB
+@testable import GoFetchEvents
+@testable import GoFetchMetrics
+@testable import GoFetchPredict
+@testable import GoFetchSchedule
+@testable import GoFetchStore
+import Testing
+
+@Suite("gofetch report")
+struct ReportTests {
+    /// A job that reads `files` files once per epoch in a shuffled order; in epoch 1
+    /// the first `coldInFirst` reads take 5 ms (cold), every other read 20 µs (warm).
+    func job(files: Int, epochs: Int, coldPerEpoch: [Int], start: Int64 = 1_000_000_000_000, seed: UInt64 = 7) -> [TraceEvent] {
+        var generator = SplitMix64(seed: seed)
+        var events: [TraceEvent] = []
+        var time = start
+        for epoch in 0..<epochs {
+            for (index, file) in (1...FileID(files)).shuffled(using: &generator).enumerated() {
+                time += 10_000_000
+                events.append(TraceEvent(fileID: file, kind: .open, pid: 10, tid: 10, uid: 0, wallNanoseconds: time,
+                                         monotonicNanoseconds: UInt64(time), offset: 0, length: 0, durationNanoseconds: 0))
+                let cold = index < coldPerEpoch[epoch]
+                events.append(TraceEvent(fileID: file, kind: .read, pid: 10, tid: 10, uid: 0, wallNanoseconds: time + 1_000,
+                                         monotonicNanoseconds: UInt64(time + 1_000), offset: 0, length: 4_096,
+                                         durationNanoseconds: cold ? 5_000_000 : 20_000))
+            }
+        }
+        return events
+    }
+
+    func files(_ count: Int) -> [FileRecord] {
+        (1...count).map { FileRecord(id: FileID($0), path: "/data/<img \($0)>.jpg", device: 1, inode: UInt64($0), size: 4_096, firstSeenWallNanoseconds: 0) }
+    }
+
+    @Test("a run's reads are split into epochs by the live engine's rule, with cold reads, stall and files by stall")
+    func epochsFromReplay() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("t.db"))
+        let baselineRun = try store.beginRun(command: "python train.py", source: "trace")
+        try store.write(files: files(40), events: job(files: 40, epochs: 3, coldPerEpoch: [40, 40, 40])[...], runID: baselineRun)
+        try store.endRun(baselineRun)
+        _ = try store.beginRun(command: "python other.py", source: "trace")
+        let run = try store.beginRun(command: "python train.py", source: "run")
+        try store.write(files: [], events: job(files: 40, epochs: 3, coldPerEpoch: [12, 0, 1], start: 2_000_000_000_000)[...], runID: run)
+        try store.endRun(run)
+
+        let report = try RunReport.load(store: store, runID: run)
+        #expect(report.epochs.map(\.coldReads) == [12, 0, 1])
+        #expect(report.epochs.map(\.reads) == [40, 40, 40])
+        #expect(report.epochs.map(\.files) == [40, 40, 40])
+        #expect(report.epochs.map(\.stallNanoseconds) == [60_000_000, 0, 5_000_000])
+        #expect(report.coldReads == 13 && report.stallNanoseconds == 65_000_000)
+        #expect(report.timeline.reduce(0) { $0 + $1.cold } == 13)
+        #expect(report.timeline.reduce(0) { $0 + $1.warm } == 107)
+        #expect(report.coldReadLatency == [HistogramBucket(upToNanoseconds: 5_000_000, count: 13)])
+        // Every file with a cold read (one may have had two, in two epochs), most stall first.
+        #expect(report.topFiles.reduce(0) { $0 + $1.stallNanoseconds } == 65_000_000)
+        #expect(report.topFiles.reduce(0) { $0 + $1.coldReads } == 13)
+        #expect(report.topFiles.map(\.stallNanoseconds) == report.topFiles.map(\.stallNanoseconds).sorted(by: >))
+
+        // The baseline is the newest trace run of the same command, before this run.
+        let baseline = try #require(try RunReport.baselineRun(in: store, for: report.run))
+        #expect(baseline.id == baselineRun)
+        let page = try ReportPage.forRun(store: store, runID: run, timing: ReadTiming())
+        #expect(page.runs.first?.baseline?.epochs.map(\.coldReads) == [40, 40, 40])
+        let html = page.render()
+        #expect(html.contains("without prefetch (run \(baselineRun))"))
+        #expect(html.contains("stall removed"))
+        // 600 ms → 65 ms.
+        #expect(html.contains("<div class=\"value\">89.2 %</div><div class=\"name\">stall removed</div>"))
+        // File names are text, never markup.
+        #expect(html.contains("/data/&lt;img ") && !html.contains("<img "))
+        #expect(!html.contains("<script"))
+        #expect(!html.contains("http://") || html.components(separatedBy: "http://").count - 1 == html.components(separatedBy: "xmlns=\"http://www.w3.org/2000/svg\"").count - 1)
+
+        #expect(throws: ReportError.self) { try RunReport.load(store: store, runID: 99) }
+    }
+
+    @Test("the epoch tag of the Python client decides epochs when events carry one")
+    func taggedEpochs() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("t.db"))
+        let run = try store.beginRun(command: "job", source: "run")
+        // Two epochs of only 5 of 10 files each: no repetition, but tagged.
+        var events: [TraceEvent] = []
+        for (index, file) in ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10] as [FileID]).enumerated() {
+            let time = Int64(1_000_000_000 + index * 1_000_000)
+            events.append(TraceEvent(fileID: file, kind: .open, pid: 1, tid: 1, uid: 0, epoch: index < 5 ? 0 : 1, wallNanoseconds: time,
+                                     monotonicNanoseconds: UInt64(time), offset: 0, length: 0, durationNanoseconds: 0))
+            events.append(TraceEvent(fileID: file, kind: .read, pid: 1, tid: 1, uid: 0, epoch: index < 5 ? 0 : 1, wallNanoseconds: time + 10,
+                                     monotonicNanoseconds: UInt64(time + 10), offset: 0, length: 100, durationNanoseconds: 1_000))
+        }
+        try store.write(files: files(10), events: events[...], runID: run)
+        let report = try RunReport.load(store: store)
+        #expect(report.run.id == run)
+        #expect(report.epochs.map(\.reads) == [5, 5])
+    }
+
+    @Test("per-epoch fates are the differences of the ledger's counters at the engine's epoch boundaries")
+    func epochFigures() {
+        var first = LedgerCounters(), second = LedgerCounters(), final = LedgerCounters()
+        first.accesses = 100; first.coldAccesses = 30; first.coveredAccesses = 50; first.issued = 90
+        first.fates = [.useful: 50, .late: 10, .wasted: 5]
+        second.accesses = 200; second.coldAccesses = 31; second.coveredAccesses = 140; second.issued = 180
+        second.fates = [.useful: 140, .late: 10, .wasted: 6, .skipped: 3]
+        final = second
+        final.accesses = 250
+        let figures = EpochFigures.split(
+            marks: [.init(wallNanoseconds: 10, counters: first), .init(wallNanoseconds: 20, counters: second)], final: final)
+        #expect(figures.map(\.epoch) == [1, 2, 3])
+        #expect(figures.map(\.startedNanoseconds) == [nil, 10, 20])
+        #expect(figures.map(\.accesses) == [100, 100, 50])
+        #expect(figures.map(\.coldAccesses) == [30, 1, 0])
+        #expect(figures.map(\.useful) == [50, 90, 0])
+        #expect(figures.map(\.skipped) == [0, 3, 0])
+        #expect(figures[0].accuracy == 50.0 / 65.0)
+        #expect(figures[1].coverage == 0.9)
+    }
+
+    @Test("latency buckets are bounded by 1, 2 and 5 × powers of ten and hold every recorded value")
+    func buckets() {
+        var histogram = LatencyHistogram()
+        #expect(histogram.buckets().isEmpty)
+        for value: UInt64 in [500, 1_000, 1_500, 3_000_000, 3_000_000, 4_999_999, 7_000_000_000] { histogram.record(value) }
+        let buckets = histogram.buckets()
+        #expect(buckets.first == HistogramBucket(upToNanoseconds: 1_000, count: 2))
+        #expect(buckets.contains(HistogramBucket(upToNanoseconds: 2_000, count: 1)))
+        #expect(buckets.contains(HistogramBucket(upToNanoseconds: 5_000_000, count: 3)))
+        #expect(buckets.last == HistogramBucket(upToNanoseconds: 10_000_000_000, count: 1))
+        #expect(buckets.reduce(0) { $0 + $1.count } == 7)
+    }
+
+    @Test("chart axes end on a round value at or above the largest one")
+    func ticks() {
+        #expect(SVGChart.niceTicks(maximum: 0) == [0, 1])
+        #expect(SVGChart.niceTicks(maximum: 9.3) == [0, 2, 4, 6, 8, 10])
+        #expect(SVGChart.niceTicks(maximum: 0.2) == [0, 0.05, 0.1, 0.15000000000000002, 0.2])
+        #expect(SVGChart.niceTicks(maximum: 1234).last == 1500)
+        #expect(SVGChart.escape("a<b & \"c\"") == "a&lt;b &amp; &quot;c&quot;")
+    }
+
+    @Test("a store of schema version 1 is migrated: samples and results tables, version 2")
+    func migration() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("v1.db")
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in
+            for statement in StoreSchema.statements { try db.execute(sql: statement) }
+            try db.execute(sql: "CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")
+            try db.execute(sql: "INSERT INTO grdb_migrations VALUES ('v1')")
+        }
+        try queue.close()
+        let store = try TraceStore(path: path)
+        let run = try store.beginRun(command: "job", source: "run")
+        let sample = StoredSample(wallNanoseconds: 5, epoch: 1, accesses: 2, coldAccesses: 1, coveredAccesses: 1, stallNanoseconds: 9,
+                                  issued: 3, useful: 1, late: 1, wasted: 0, skipped: 1, failed: 0, bytesPrefetched: 100,
+                                  outstandingBytes: 10, budgetBytes: 1_000, events: 7, eventsDropped: 0)
+        try store.writeSample(sample, runID: run)
+        try store.saveResult("{}", runID: run)
+        #expect(try store.samples(runID: run) == [sample])
+        #expect(try store.result(runID: run) == "{}")
+        let version = try store.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'") }
+        #expect(version == "2")
+    }
+}
