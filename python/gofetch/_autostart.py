@@ -18,6 +18,6 @@ def start(mode: str) -> str:
     from . import _runtime
 
     enable_hook(None, accesses=(mode != "announce"))
-    shim = _runtime._shim is not None
+    shim = _runtime.shim_reports_accesses()
     reporter = "kernel source" if mode == "announce" else ("preload shim" if shim else "client")
     return "Python %d.%d, accesses by the %s" % (sys.version_info[0], sys.version_info[1], reporter)

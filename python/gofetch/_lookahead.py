@@ -38,7 +38,7 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
-from . import _runtime
+from . import _runtime, _state
 
 _ATTR = "_gofetch_lookahead"
 _learned: Dict[int, Dict[int, List[str]]] = {}   # dataset key -> index -> paths (in the root)
@@ -54,9 +54,12 @@ def _learned_sink(key, index, path) -> None:
     paths = table.get(index)
     if paths is None:
         table[index] = [path]
-        _runtime._C.learned += 1
+        _state.counters.learned += 1
     elif path not in paths:
         paths.append(path)
+
+
+_state.root_learn_sink = _learned_sink
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,11 +148,11 @@ class LookaheadSampler:
         self.epoch: Optional[int] = None
         self.epochs_planned = 0
         self.last_plan: Optional[list] = None
-        self._seen_generation = _runtime._explicit_epoch_generation
+        self._seen_generation = _state.explicit_epoch_generation
         self.key = id(dataset) if dataset is not None else None
         self._resolve = path_resolver(dataset, path_of)
         self.learning = False
-        if self._resolve is None and dataset is not None and _runtime._active:
+        if self._resolve is None and dataset is not None and _runtime.is_active():
             self.learning = True
             _learned.setdefault(self.key, {})
             _learning.add(self.key)
@@ -187,7 +190,7 @@ class LookaheadSampler:
         try:
             self._announce(plan)
         except Exception:
-            _runtime._C.internal_errors += 1
+            _state.counters.internal_errors += 1
         yield from plan
         if error is not None:
             raise error
@@ -195,10 +198,10 @@ class LookaheadSampler:
         yield from iterator
 
     def _next_epoch_number(self) -> int:
-        generation = _runtime._explicit_epoch_generation
-        if generation != self._seen_generation and _runtime._explicit_epoch is not None:
+        generation = _state.explicit_epoch_generation
+        if generation != self._seen_generation and _state.explicit_epoch is not None:
             self._seen_generation = generation
-            return _runtime._explicit_epoch
+            return _state.explicit_epoch
         return 0 if self.epoch is None else self.epoch + 1
 
     def _announce(self, plan: list) -> None:
@@ -217,7 +220,7 @@ class LookaheadSampler:
             # file opened once): stop learning, announce nothing.
             _learning.discard(self.key)
             self.learning = False
-        rt = _runtime._rt if _runtime._rt is not None and _runtime._rt.pid == os.getpid() else None
+        rt = _runtime.current_runtime()
         if rt is None:
             rt = _runtime.ensure_runtime()
         if resolve is None:
@@ -281,7 +284,7 @@ def _batched(loader) -> bool:
 
 def _for_loader(loader, source, path_of=None) -> Optional[LookaheadSampler]:
     dataset = getattr(loader, "dataset", None)
-    if path_resolver(dataset, path_of) is None and not _runtime._active:
+    if path_resolver(dataset, path_of) is None and not _runtime.is_active():
         return None  # nothing to announce and nothing to learn from
     return LookaheadSampler(source, dataset, num_workers=_dispatch_workers(loader), batched=_batched(loader),
                             path_of=path_of)
@@ -311,7 +314,7 @@ def _patch_loader_class(cls) -> bool:
             d = self.__dict__
             planned = d.get(_ATTR)
             if planned is None:
-                if not (_auto and _runtime._active and _eligible(self)):
+                if not (_auto and _runtime.is_active() and _eligible(self)):
                     return source
                 planned = _for_loader(self, source)
                 d[_ATTR] = planned if planned is not None else False
@@ -323,7 +326,7 @@ def _patch_loader_class(cls) -> bool:
                 planned.source = source
             return planned
         except Exception:
-            _runtime._C.internal_errors += 1
+            _state.counters.internal_errors += 1
             return source
 
     _index_sampler._gofetch_original = original
@@ -390,7 +393,7 @@ def _patch_fetcher_class(cls) -> bool:
     def fetch_learning(self, possibly_batched_index):
         dataset = self.dataset
         key = id(dataset)
-        if key not in _learning or not _runtime._active:
+        if key not in _learning or not _runtime.is_active():
             return fetch(self, possibly_batched_index)
         if self.auto_collation:
             if hasattr(dataset, "__getitems__") and dataset.__getitems__:
@@ -446,7 +449,7 @@ class _PatchingLoader(importlib.abc.Loader):
                 module.__loader__ = self._loader
             self._patch(module)
         except Exception:
-            _runtime._C.internal_errors += 1
+            _state.counters.internal_errors += 1
         _Watcher.done(module.__name__)
 
     def __getattr__(self, name):
@@ -498,7 +501,7 @@ def install_torch_integration(auto: bool = True) -> None:
             try:
                 patch(module)
             except Exception:
-                _runtime._C.internal_errors += 1
+                _state.counters.internal_errors += 1
         else:
             _Watcher.pending.add(name)
     if _Watcher.pending and not any(isinstance(f, _Watcher) for f in sys.meta_path):

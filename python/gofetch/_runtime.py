@@ -39,7 +39,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from . import wire
+from . import _state, wire
+from ._state import Counters
 from ._filter import PathFilter
 from ._links import CollectorServer, Link, default_socket_path
 
@@ -70,33 +71,13 @@ _BINARY_MODES = frozenset(("rb", "br"))
 _HEADER = struct.Struct("<2sBBHHIIQ")
 
 
-class Counters:
-    """Per-process counters (``gofetch.stats()``)."""
-
-    FIELDS = (
-        "recorded", "queue_dropped", "internal_errors", "bad_paths",
-        "db_written", "db_errors", "db_dropped", "db_skipped_locked", "db_lock_busy",
-        "daemon_sent", "daemon_dropped", "daemon_unconnected", "daemon_messages", "daemon_connects",
-        "collector_sent", "collector_dropped", "collector_received", "collector_messages",
-        "lookahead_announced", "lookahead_records", "lookahead_dropped", "learned",
-    )
-    __slots__ = FIELDS
-
-    def __init__(self):
-        for name in self.FIELDS:
-            setattr(self, name, 0)
-
-    def as_dict(self) -> Dict[str, int]:
-        return {name: getattr(self, name) for name in self.FIELDS}
-
-
 # ---------------------------------------------------------------------------------------------
 # Hot state, module globals (read on every event)
 
 _active = False          # interception on
 _q: "collections.deque" = collections.deque()
 _cap = 1 << 17
-_C = Counters()
+_C = _state.counters
 _worker: Optional[int] = -1   # None: a forked child that has not learnt its worker id yet
 _epoch_cell = _orig_mmap(-1, _mmap_module.PAGESIZE)  # MAP_SHARED|MAP_ANONYMOUS: shared with forked children
 _epoch = memoryview(_epoch_cell).cast("I")
@@ -115,8 +96,6 @@ _filter: Optional[PathFilter] = None
 _rt: Optional["Runtime"] = None
 _last_rt: Optional["Runtime"] = None
 _rt_lock = threading.Lock()
-_explicit_epoch_generation = 0
-_explicit_epoch: Optional[int] = None
 
 
 def _current_worker() -> int:
@@ -919,7 +898,7 @@ def _after_fork_in_child() -> None:
     except Exception:
         pass
     _q = collections.deque()
-    _C = Counters()
+    _C = _state.counters = Counters()
     _worker = None
     _shim_applied = (None, None)
     _rt_lock = threading.Lock()
@@ -991,6 +970,22 @@ def _ensure_atexit() -> None:
         _register_atexit()
 
 
+def is_active() -> bool:
+    """Whether interception is on in this process."""
+    return _active
+
+
+def shim_reports_accesses() -> bool:
+    """Whether the preload shim is loaded in this process and reports its accesses."""
+    return _shim is not None
+
+
+def current_runtime() -> Optional["Runtime"]:
+    """This process's runtime, or ``None`` (none started, or one inherited across a fork)."""
+    rt = _rt
+    return rt if rt is not None and rt.pid == os.getpid() else None
+
+
 def ensure_runtime() -> "Runtime":
     """The process's runtime; a LITE one (announcements to the daemon only) when the hook is off."""
     global _rt
@@ -1046,8 +1041,7 @@ def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True
             if rt.collector_address:
                 os.environ[ENV_COLLECTOR] = "@" + rt.collector_address[1:]
                 os.environ[ENV_DB] = db_path or ""
-            from . import _lookahead
-            _learn_sink = _lookahead._learned_sink
+            _learn_sink = _state.root_learn_sink
         _rt = rt
         _light = (_shim is not None or not _send_accesses) and rt.store is None and not (rt.role == Runtime.CLIENT and rt.forward_events)
         rt.start()
@@ -1121,12 +1115,11 @@ def set_worker(worker_id: Optional[int]) -> None:
 def set_epoch(epoch: Optional[int], *, explicit: bool = True, worker: Optional[int] = None,
               notify: bool = True) -> None:
     """Tags this process family's events with ``epoch`` and tells the daemon (kind-5 record)."""
-    global _explicit_epoch, _explicit_epoch_generation
     value = UNKNOWN_EPOCH if epoch is None else int(epoch) & 0xFFFFFFFF
     _epoch[0] = value
     if explicit:
-        _explicit_epoch = None if epoch is None else int(epoch)
-        _explicit_epoch_generation += 1
+        _state.explicit_epoch = None if epoch is None else int(epoch)
+        _state.explicit_epoch_generation += 1
     _sync_shim()
     if notify and value != UNKNOWN_EPOCH and _rt is not None and len(_q) < _cap:
         w = _worker if worker is None else worker

@@ -9,7 +9,7 @@ import random
 import pytest
 
 import gofetch_testlib  # noqa: F401  (puts python/ on sys.path)
-from gofetch import LookaheadSampler, _runtime, path_resolver, wire
+from gofetch import LookaheadSampler, _runtime, _state, path_resolver, wire
 
 
 class Recorder:
@@ -28,7 +28,7 @@ class Recorder:
 def recorder(monkeypatch):
     rec = Recorder()
     monkeypatch.setattr(_runtime, "_rt", rec)
-    monkeypatch.setattr(_runtime, "_explicit_epoch", None)
+    monkeypatch.setattr(_state, "explicit_epoch", None)
     yield rec
     _runtime._epoch[0] = _runtime.UNKNOWN_EPOCH
 

@@ -1,0 +1,44 @@
+"""State one process's client shares between its tracing runtime (``_runtime``) and
+its DataLoader integration (``_lookahead``): neither reads the other's private names.
+
+``_runtime`` imports nothing from ``_lookahead``; ``_lookahead`` uses ``_runtime``'s
+public functions and this module. Values here are read through the module
+(``_state.counters``) because a forked child replaces them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+
+class Counters:
+    """Per-process counters (``gofetch.stats()``)."""
+
+    FIELDS = (
+        "recorded", "queue_dropped", "internal_errors", "bad_paths",
+        "db_written", "db_errors", "db_dropped", "db_skipped_locked", "db_lock_busy",
+        "daemon_sent", "daemon_dropped", "daemon_unconnected", "daemon_messages", "daemon_connects",
+        "collector_sent", "collector_dropped", "collector_received", "collector_messages",
+        "lookahead_announced", "lookahead_records", "lookahead_dropped", "learned",
+    )
+    __slots__ = FIELDS
+
+    def __init__(self):
+        for name in self.FIELDS:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> Dict[str, int]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+# This process's counters (a forked child starts its own).
+counters = Counters()
+
+# The epoch the script set with ``set_epoch`` (``None``: none yet), and how many
+# times it was set, so a sampler sees each explicit setting once.
+explicit_epoch: Optional[int] = None
+explicit_epoch_generation = 0
+
+# Where the root process's runtime hands (dataset key, index, path) when a sample's
+# file is learned; ``_lookahead`` puts its sink here when it is imported.
+root_learn_sink: Optional[Callable[[int, Any, str], None]] = None
