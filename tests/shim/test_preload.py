@@ -1046,6 +1046,30 @@ def test_the_shim_decides_every_case_of_the_shared_path_filter_table(shim, liste
         assert recorded == case["wanted"], case
 
 
+def test_the_shim_filter_compiled_alone_decides_every_case_of_the_shared_table(tmp_path):
+    """preload/filter.c linked into a plain program (tests/shim/filter_cases.c), no
+    LD_PRELOAD: the same table, decided by the filter's own functions."""
+    table = pathlib.Path(__file__).resolve().parents[1] / "contracts" / "path-filter.json"
+    cases = json.loads(table.read_text())["cases"]
+    program = tmp_path / "filter_cases"
+    preload = pathlib.Path(__file__).resolve().parents[2] / "preload"
+    result = subprocess.run(
+        ["cc", "-std=gnu11", "-Wall", "-Wextra", "-U_FORTIFY_SOURCE", "-pthread", "-o", str(program),
+         str(pathlib.Path(__file__).with_name("filter_cases.c")), str(preload / "filter.c"), str(preload / "state.c")],
+        capture_output=True, text=True)
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+    def fill(text):
+        return text.replace("{root}", str(tmp_path))
+
+    lines = "".join(":".join(map(fill, c["include"])) + "\t" + ":".join(map(fill, c["exclude"])) + "\t" + fill(c["path"]) + "\n"
+                    for c in cases)
+    decided = subprocess.run([str(program)], input=lines, capture_output=True, text=True, check=True).stdout.split()
+    assert len(decided) == len(cases)
+    for case, wanted in zip(cases, decided):
+        assert (wanted == "1") == case["wanted"], case
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="listening as another user (nobody) needs root")
 def test_a_socket_of_another_user_is_never_sent_to(shim, tmp_path):
     """Someone else made the socket's folder first (as /tmp/gofetch-<uid> can be): the
