@@ -82,6 +82,7 @@ let package = Package(
             dependencies: [
                 "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchStore", "CGoFetchBLAS",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The executor: page-cache reads and their concurrency; the cache tools.
@@ -123,6 +124,7 @@ let package = Package(
                 "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchTraceSources", "GoFetchIngest",
                 "GoFetchStore", "GoFetchPredict", "GoFetchSchedule", "GoFetchExecute", "GoFetchMetrics",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -166,6 +168,7 @@ let package = Package(
                 "CGoFetchLinux",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "tests/swift/GoFetchTests"

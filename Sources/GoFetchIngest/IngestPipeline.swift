@@ -19,13 +19,18 @@ public final class IngestPipeline: @unchecked Sendable {
     private var pendingListed: [ListedFile] = []
     /// Lists folders for prediction: the data-set trees the engine asks for and, with
     /// `listOpenedFolders` (the GRU runs: it needs a folder's files known before they
-    /// are opened), the folder of each file the job opens. Set before events flow.
-    public var lister: DirectoryLister?
-    public var listOpenedFolders = false
+    /// are opened), the folder of each file the job opens.
+    public let lister: DirectoryLister?
+    public let listOpenedFolders: Bool
     /// Catalog entries made from listings alone; at most half the catalog.
     private var listedFiles = 0
 
-    public init(catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics, timing: ReadTiming = ReadTiming()) {
+    public init(
+        catalog: FileCatalog, tableCapacity: Int, sinks: [any EventSink], statistics: IngestStatistics, timing: ReadTiming = ReadTiming(),
+        lister: DirectoryLister? = nil, listOpenedFolders: Bool = false
+    ) {
+        self.lister = lister
+        self.listOpenedFolders = listOpenedFolders
         self.timing = timing
         self.catalog = catalog
         self.table = OpenFileTable(capacity: tableCapacity)

@@ -54,8 +54,8 @@ public final class IngestServer: @unchecked Sendable {
     private var reportedFailures = WireDecodeStatistics()
     private static let listenerToken = UInt64.max
     private static let kernelSourceToken = UInt64.max - 1
-    /// A kernel trace source read on the receive thread beside the clients; set before ``start()``.
-    public var kernelSource: (any KernelTraceSource)?
+    /// A kernel trace source read on the receive thread beside the clients.
+    public let kernelSource: (any KernelTraceSource)?
     private static let batch = 64
 
     /// Each user's share of the daemon's CPU (``UserShares``): a user past it has its
@@ -63,10 +63,16 @@ public final class IngestServer: @unchecked Sendable {
     /// own sockets, and a flood fills them and is dropped by its sender.
     private let shares: UserShares?
     /// What storing one event costs, as the store measured it (charged to its sender).
-    public var storeNanosecondsPerEvent: (@Sendable () -> Double)?
+    private let storeNanosecondsPerEvent: (@Sendable () -> Double)?
 
+    /// - Parameters:
+    ///   - kernelSource: a kernel trace source (fanotify, eBPF) read beside the clients.
+    ///   - storeNanosecondsPerEvent: what storing one event costs, charged to its sender's share.
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, shares: UserShares? = nil, pipeline: IngestPipeline,
+                kernelSource: (any KernelTraceSource)? = nil, storeNanosecondsPerEvent: (@Sendable () -> Double)? = nil,
                 statistics: IngestStatistics, logger: Logger) {
+        self.kernelSource = kernelSource
+        self.storeNanosecondsPerEvent = storeNanosecondsPerEvent
         self.socketPath = socketPath
         self.socketMode = socketMode
         self.maxClients = maxClients

@@ -2,16 +2,22 @@ import Foundation
 import GoFetchConfig
 import GoFetchEvents
 import GoFetchIngest
+import GoFetchExecute
 import GoFetchMetrics
+import GoFetchPredict
 import GoFetchSchedule
 import GoFetchStore
 import GoFetchSystem
 import GoFetchTraceSources
 import Logging
 
-/// The daemon's running parts for tracing: store, writer, ingest pipeline and
-/// receive thread, wired from a ``Configuration``. `gofetch daemon` runs it as a
-/// service; `gofetch trace` runs it in-process around one command.
+/// The daemon's running parts, wired from a ``Configuration``: store and writer,
+/// ingest pipeline and receive thread, and when prefetching the engine, the lister
+/// and the metrics. ``start()`` starts them in ``components``' order; ``services``
+/// runs them in a swift-service-lifecycle `ServiceGroup`, which stops them in the
+/// reverse order (ingest first, the store writer last); ``finish()`` then closes
+/// the run. `gofetch daemon` runs the group until SIGTERM; `gofetch trace` and
+/// `run` run it with the job as the service whose exit ends it.
 public final class TraceDaemon: @unchecked Sendable {
     public let configuration: Configuration
     public let store: TraceStore
@@ -24,12 +30,15 @@ public final class TraceDaemon: @unchecked Sendable {
     public let engine: PrefetchEngine?
     /// The CSV and Prometheus outputs; `nil` when only tracing.
     public let metrics: MetricsReporter?
-    public private(set) var prometheus: PrometheusServer?
     /// Lists folders for prediction (data-set trees; for the GRU, the folders the job
     /// uses); `nil` when not prefetching.
-    public private(set) var lister: DirectoryLister?
+    public let lister: DirectoryLister?
+    /// What runs on threads of its own, in the order it starts: nothing is received
+    /// (ingest, last) before what it goes to runs.
+    public let components: [(name: String, component: any ThreadedComponent)]
     private let logger: Logger
-    private var running = false
+    private var started = false
+    private var finished = false
 
     /// Opens the store and prepares the socket; nothing runs until ``start()``.
     /// - Parameters:
@@ -56,20 +65,13 @@ public final class TraceDaemon: @unchecked Sendable {
             store: store, runID: runID, capacity: configuration.storage.queueCapacity,
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
         var sinks: [any EventSink] = configuration.storage.recordEvents ? [writer] : []
+        var components: [(name: String, component: any ThreadedComponent)] = [("store writer", writer)]
+        var lister: DirectoryLister?
         let shares = configuration.daemon.userCPUShare > 0 ? UserShares(share: configuration.daemon.userCPUShare) : nil
         if prefetch {
-            let lister = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
-            self.lister = lister
-            let engine = PrefetchEngine(configuration: configuration, knownFiles: known, lister: lister, shares: shares, logger: logger)
-            let modelPath = configuration.predictor.baselineModelPath
-            if configuration.predictor.baselineEnabled && FileManager.default.fileExists(atPath: modelPath) {
-                do {
-                    let loaded = try engine.loadMarkovModel(path: modelPath)
-                    logger.info("loaded Markov model", metadata: ["path": "\(modelPath)", "contexts": "\(loaded.contexts)", "skipped": "\(loaded.skipped)"])
-                } catch {
-                    logger.warning("Markov model not loaded; learning from scratch", metadata: ["error": "\(error)"])
-                }
-            }
+            let folders = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
+            lister = folders
+            let engine = Self.makeEngine(configuration: configuration, knownFiles: known, lister: folders, shares: shares, logger: logger)
             sinks.append(engine)
             self.engine = engine
             let ingest = ingestStatistics, store = storeStatistics
@@ -85,55 +87,99 @@ public final class TraceDaemon: @unchecked Sendable {
                     eventsDropped: ingest.clientDropped.value + store.dropped.value + engine.droppedEvents.value,
                     predictions: engine.predictions.value, epoch: engine.choiceCounts.epochs)
             }
+            // The metrics start before (so stop after) the engine: their last sample is
+            // taken once the engine has drained what ingest handed it.
+            if let metrics {
+                components.append(("metrics reporter", metrics))
+                let text = configuration.metrics.prometheusListen
+                if !text.isEmpty, let address = ListenAddress(text) {
+                    let server = PrometheusServer(address: address, registry: metrics.registry, logger: logger) { metrics.refreshRegistry() }
+                    components.append(("prometheus", PrometheusComponent(server: server, logger: logger)))
+                }
+            }
+            components += [("prefetch engine", engine), ("directory lister", folders)]
         } else {
             engine = nil
             metrics = nil
         }
+        // The GRU names files by their place in their folder: list the folders the job uses.
         let pipeline = IngestPipeline(
             catalog: catalog, tableCapacity: configuration.ingest.maxOpenFiles, sinks: sinks, statistics: ingestStatistics,
-            timing: ReadTiming(configuration))
+            timing: ReadTiming(configuration), lister: lister, listOpenedFolders: engine?.gru != nil)
         server = IngestServer(
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
-            maxClients: configuration.daemon.maxClients, shares: shares, pipeline: pipeline, statistics: ingestStatistics, logger: logger)
-        server.kernelSource = kernelSource
-        server.storeNanosecondsPerEvent = { [storeStatistics] in storeStatistics.nanosecondsPerEvent }
-        pipeline.lister = lister
-        // The GRU names files by their place in their folder: list the folders the job uses.
-        pipeline.listOpenedFolders = engine?.gru != nil
+            maxClients: configuration.daemon.maxClients, shares: shares, pipeline: pipeline, kernelSource: kernelSource,
+            storeNanosecondsPerEvent: { [storeStatistics] in storeStatistics.nanosecondsPerEvent },
+            statistics: ingestStatistics, logger: logger)
+        let listening: @Sendable () -> Void = { [logger, server, store, runID] in
+            logger.info("listening", metadata: ["socket": "\(server.socketPath)", "db": "\(store.path)", "run": "\(runID)"])
+        }
+        components.append(("ingest server", AnnouncedComponent(server, announce: listening)))
+        self.components = components
+        self.lister = lister
     }
 
-    public func start() throws(IngestServerError) {
-        writer.start()
-        engine?.start()
-        lister?.start()
-        if let metrics {
-            metrics.start()
-            startPrometheus(metrics)
+    /// The prefetch engine and the parts it runs, each built through its initialiser:
+    /// the predictors (with the saved models loaded), the scheduler, the ledger whose
+    /// fates feed the scheduler's budget, the clients' cgroup budget and the executor.
+    public static func makeEngine(
+        configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister?, shares: UserShares?, logger: Logger
+    ) -> PrefetchEngine {
+        let scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
+        let predictors = Predictors(
+            configuration: configuration, knownFiles: knownFiles,
+            maxRequestBytes: UInt64(configuration.prefetcher.maxPrefetchSizeMB * 1_048_576), logger: logger)
+        var ledgerOptions = PrefetchLedger.Options()
+        ledgerOptions.timing = ReadTiming(configuration)
+        ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
+        let ledger = PrefetchLedger(options: ledgerOptions) { fate, evicted, uid in
+            scheduler.feedback(fate, evicted: evicted, uid: uid, now: Clock.monotonicNanoseconds())
         }
-        do {
-            try server.start()
-        } catch {
-            lister?.stop()
-            engine?.stop()
-            prometheus?.stop()
-            metrics?.stop()
-            writer.stop()
-            throw error
-        }
-        running = true
-        logger.info("listening", metadata: ["socket": "\(server.socketPath)", "db": "\(store.path)", "run": "\(runID)"])
+        return PrefetchEngine(
+            configuration: configuration, knownFiles: knownFiles, predictors: predictors, scheduler: scheduler, ledger: ledger,
+            cgroups: CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction),
+            makeExecutor: { onResult in
+                PrefetchExecutor(
+                    threads: configuration.prefetcher.executorThreads, capacity: 256,
+                    method: PrefetchMethod(rawValue: configuration.prefetcher.method.rawValue), logger: logger, onResult: onResult)
+            },
+            lister: lister, shares: shares, logger: logger)
     }
 
-    /// Drains the clients, commits everything, closes the run.
+    /// Starts every component in order; if one fails, those already started are stopped
+    /// (in reverse) and its error is thrown.
+    public func start() throws {
+        for (index, part) in components.enumerated() {
+            do {
+                try part.component.start()
+            } catch {
+                for earlier in components[..<index].reversed() { earlier.component.stop() }
+                throw error
+            }
+        }
+        started = true
+    }
+
+    /// The components as services for one `ServiceGroup`, each started after the one
+    /// before it (and the first after `after`); the last one's `started` gate opens
+    /// when the daemon listens.
+    public func services(after: StartGate? = nil) -> [ComponentService] {
+        started = true
+        return ComponentService.chain(components, after: after)
+    }
+
+    /// Stops every component (in reverse order) and closes the run: for a caller that
+    /// runs no `ServiceGroup` (tests, benchmarks).
     public func stop() {
-        guard running else { return }
-        running = false
-        server.stop()
-        lister?.stop()
-        engine?.stop()
-        prometheus?.stop()
-        metrics?.stop()
-        writer.stop()
+        guard started else { return }
+        for part in components.reversed() { part.component.stop() }
+        finish()
+    }
+
+    /// Once the components have stopped: retention, the run's summary stored, the run closed.
+    public func finish() {
+        guard started, !finished else { return }
+        finished = true
         applyRetention()
         do {
             // What `gofetch report` shows beside the events: the summary, per-epoch fates, lead times.
@@ -147,20 +193,6 @@ public final class TraceDaemon: @unchecked Sendable {
             try store.endRun(runID)
         } catch {
             logger.error("closing the run failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Serves `metrics.prometheus_listen` when set; a failure is logged, never fatal.
-    private func startPrometheus(_ metrics: MetricsReporter) {
-        let text = configuration.metrics.prometheusListen
-        guard !text.isEmpty, let address = ListenAddress(text) else { return }
-        let server = PrometheusServer(address: address, registry: metrics.registry, logger: logger) { metrics.refreshRegistry() }
-        do {
-            try server.start()
-            prometheus = server
-            logger.info("serving Prometheus metrics", metadata: ["address": "\(address)", "port": "\(server.port)"])
-        } catch {
-            logger.warning("Prometheus metrics not served", metadata: ["address": "\(address)", "error": "\(error)"])
         }
     }
 

@@ -108,73 +108,46 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var markedEpochs = 0
     public var epochMarks: [EpochMark] { marks.withLock { $0 } }
 
-    /// - Parameter lister: walks the data-set trees (as the client); without one the
-    ///   tree predictor only knows the files the job opened.
+    /// Runs parts built elsewhere (the runtime's builder, ``TraceDaemon``): this
+    /// initialiser only connects them.
+    /// - Parameters:
+    ///   - knownFiles: the store's files, as the catalog starts with them.
+    ///   - ledger: its fates feed the scheduler's budget (``PrefetchLedger/init(options:onFate:)``).
+    ///   - makeExecutor: builds the executor around the engine's result inbox.
+    ///   - lister: walks the data-set trees (as the client); without one the tree
+    ///     predictor only knows the files the job opened.
     ///   - shares: each user's share of the daemon's CPU: a user past it has its queued
     ///     events left for later, and its predictions' time is charged to it.
-    public init(configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister? = nil, shares: UserShares? = nil,
-                logger: Logger) {
+    public init(
+        configuration: Configuration, knownFiles: [FileRecord], predictors: Predictors, scheduler: PrefetchScheduler,
+        ledger: PrefetchLedger, cgroups: CgroupBudget,
+        makeExecutor: (_ onResult: @escaping @Sendable (PrefetchResult) -> Void) -> PrefetchExecutor,
+        lister: DirectoryLister? = nil, shares: UserShares? = nil, logger: Logger
+    ) {
         self.logger = logger
         self.lister = lister
         self.shares = shares
-        tree = DataSetTree(options: .init(maxFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
         evictConsumed = configuration.prefetcher.evictConsumed
         topK = configuration.prefetcher.topKPredictions
         capacity = configuration.storage.queueCapacity
-        markov = configuration.predictor.baselineEnabled ? MarkovPredictor(options: .init(maxOrder: configuration.predictor.baselineMaxOrder)) : nil
-        remaining = EpochRemainingSet(options: .init(maxFiles: configuration.ingest.maxFiles))
-        var paths: [FileID: String] = [:]
-        for record in knownFiles {
-            files[record.id] = (record.path, record.size)
-            paths[record.id] = record.path
-        }
-        let pathIndex = PathIndex(paths)
-        self.pathIndex = pathIndex
-        // The detector's window may not exceed what the scheduler issues in one request,
-        // or it would believe it is further ahead than anything warmed.
-        var patternOptions = PatternDetector.Options(configuration)
-        let maxRequest = UInt64(configuration.prefetcher.maxPrefetchSizeMB * 1_048_576)
-        patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequest)
-        patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequest)
-        patterns = PatternDetector(options: patternOptions, pathOf: { pathIndex.path($0) })
-        var gru: GRUPredictor?
-        let modelPath = configuration.predictor.mlModelPath
-        if configuration.predictor.mlEnabled {
-            do {
-                gru = try GRUPredictor(contentsOf: modelPath, files: knownFiles)
-                logger.info("loaded GRU model", metadata: ["path": "\(modelPath)"])
-            } catch {
-                logger.warning("GRU not used: its model did not load (train one with `gofetch train --model gru`)", metadata: ["path": "\(modelPath)", "error": "\(error)"])
-            }
-        }
-        self.gru = gru
-        hybrid = HybridPredictor(markov: markov, remaining: remaining, gru: gru, markovDepth: 8)
-        lookahead = LookaheadPredictor(window: configuration.predictor.lookaheadWindow, maxFiles: configuration.ingest.maxFiles)
-        let scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
+        markov = predictors.markov
+        remaining = predictors.remaining
+        patterns = predictors.patterns
+        gru = predictors.gru
+        hybrid = predictors.hybrid
+        lookahead = predictors.lookahead
+        tree = predictors.tree
+        paths = predictors.paths
+        for record in knownFiles { files[record.id] = (record.path, record.size) }
         self.scheduler = scheduler
-        var ledgerOptions = PrefetchLedger.Options()
-        ledgerOptions.timing = ReadTiming(configuration)
-        ledgerOptions.windowNanoseconds = scheduler.options.expiryNanoseconds
-        ledger = PrefetchLedger(options: ledgerOptions)
-        ledger.onFate = { fate, evicted, uid in scheduler.feedback(fate, evicted: evicted, uid: uid, now: Clock.monotonicNanoseconds()) }
-        cgroups = CgroupBudget(fraction: configuration.prefetcher.cgroupBudgetFraction)
+        self.ledger = ledger
+        self.cgroups = cgroups
         let results = ResultForwarder()
-        executor = PrefetchExecutor(
-            threads: configuration.prefetcher.executorThreads, capacity: 256,
-            method: PrefetchMethod(rawValue: configuration.prefetcher.method.rawValue), logger: logger,
-            onResult: { result in results.forward(result) })
+        executor = makeExecutor { result in results.forward(result) }
         results.engine = self
     }
-    private let pathIndex: PathIndex
+    private let paths: FilePaths
     private let shares: UserShares?
-
-    /// File paths by id, shared with the pattern detector (which names model files by extension).
-    private final class PathIndex: Sendable {
-        private let paths: Mutex<[FileID: String]>
-        init(_ paths: [FileID: String]) { self.paths = Mutex(paths) }
-        func path(_ id: FileID) -> String? { paths.withLock { $0[id] } }
-        func add(_ records: [FileRecord]) { paths.withLock { for record in records { $0[record.id] = record.path } } }
-    }
 
     /// Hands executor results back to the engine thread.
     private final class ResultForwarder: @unchecked Sendable {
@@ -185,13 +158,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private func deliver(_ result: PrefetchResult) {
         inbox.withLock { $0.results.append(result) }
         wakeUp.signal()
-    }
-
-    /// Loads a trained Markov model (`gofetch train`), mapping its files by path.
-    public func loadMarkovModel(path: String) throws(ModelFileError) -> (contexts: Int, skipped: Int) {
-        guard let markov else { return (0, 0) }
-        let ids = Dictionary(files.map { ($0.value.path, $0.key) }, uniquingKeysWith: { a, _ in a })
-        return try markov.load(from: path) { ids[$0] }
     }
 
     public func start() {
@@ -396,7 +362,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// File records (new files, changed ones) and the files listings found, with the user listed as.
     private func receive(files records: [FileRecord], listed: [ListedFile]) {
         if !records.isEmpty {
-            pathIndex.add(records)
+            paths.add(records)
             for record in records {
                 files[record.id] = (record.path, record.size)
                 gru?.directories.add(record)

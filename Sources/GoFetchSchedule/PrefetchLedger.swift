@@ -43,7 +43,7 @@ public final class PrefetchLedger {
     public let options: Options
     /// Called with each fate as it is decided, whether the prefetch was evicted before
     /// use, and the user it was made for.
-    public var onFate: ((PrefetchFate, _ evicted: Bool, _ uid: UInt32) -> Void)?
+    public let onFate: ((PrefetchFate, _ evicted: Bool, _ uid: UInt32) -> Void)?
     private var entries: [FileID: [Entry]] = [:]
     private var tracked = 0
     /// Ranges of files whose useful prefetch the job is now reading: warm reads there count as covered.
@@ -52,8 +52,9 @@ public final class PrefetchLedger {
     private(set) public var counters = LedgerCounters()
     private(set) public var histograms = LedgerHistograms()
 
-    public init(options: Options = Options()) {
+    public init(options: Options = Options(), onFate: ((PrefetchFate, _ evicted: Bool, _ uid: UInt32) -> Void)? = nil) {
         self.options = options
+        self.onFate = onFate
     }
 
     /// The scheduler released `request` to the executor at `now`.

@@ -60,17 +60,23 @@ struct DaemonCommand: AsyncParsableCommand {
         var cgroups: CgroupTracer?
         if let kernelSource, !traceCgroups.isEmpty {
             cgroups = try CgroupTracer(paths: traceCgroups, source: kernelSource)
-            cgroups?.start()
         }
-        defer { cgroups?.stop() }
         let daemon = try TraceDaemon(
             configuration: configuration, socketPath: socket, command: "daemon", source: "daemon", prefetch: true,
             kernelSource: kernelSource, logger: logger, onCommit: onCommit)
-        let group = ServiceGroup(
-            services: [DaemonService(daemon: daemon)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        try await group.run()
+        // Each part starts after the one before it (the cgroups' processes are traced
+        // before ingest listens); SIGTERM or SIGINT stops them in reverse; then the run is closed.
+        var services: [any Service] = []
+        var first: StartGate?
+        if let cgroups {
+            let tracer = ComponentService.chain([("cgroup tracer", cgroups)])
+            services += tracer
+            first = tracer.last?.started
+        }
+        services += daemon.services(after: first)
+        services.append(RetentionService(daemon: daemon))
+        try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        daemon.finish()
         if json {
             try printJSON(daemon.summary())
             return
@@ -83,12 +89,11 @@ struct DaemonCommand: AsyncParsableCommand {
     }
 }
 
-/// The daemon as a service: starts, applies retention now and then, stops on graceful shutdown.
-struct DaemonService: Service {
+/// Applies `storage.retention` every five minutes until graceful shutdown.
+struct RetentionService: Service {
     let daemon: TraceDaemon
 
-    func run() async throws {
-        try daemon.start()
+    func run() async {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(300))
@@ -96,6 +101,5 @@ struct DaemonService: Service {
                 daemon.applyRetention()
             }
         }
-        daemon.stop()
     }
 }

@@ -8,6 +8,8 @@ import GoFetchRuntime
 import GoFetchStore
 import GoFetchSystem
 import GoFetchTraceSources
+import ServiceLifecycle
+import Synchronization
 
 /// Runs `command` under an in-process daemon (trace only, or with prefetching),
 /// prints the summary on standard error, and exits with the command's exit code.
@@ -36,7 +38,6 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
     let daemon = try TraceDaemon(
         configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
         source: title, prefetch: prefetch, kernelSource: kernelSource, logger: logger)
-    try daemon.start()
 
     // A kernel source traces the job untouched: no LD_PRELOAD.
     var environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(
@@ -47,23 +48,20 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
             base: environment, client: pythonClient, socketPath: socketPath,
             mode: kernelSource == nil ? .shim : .announce, statusPath: pythonStatus)
     }
-    // The job's first opens happen before spawn returns: trace gofetch's children from now on.
-    kernelSource?.traceChildren(of: UInt32(bitPattern: getpid()))
-    let child: ChildProcess
+    // The daemon's parts start in order, then the job once ingest listens; the job's
+    // exit shuts the daemon's parts down in reverse; then the run is closed.
+    let parts = daemon.services()
+    let job = JobService(command: command, environment: environment, kernelSource: kernelSource, daemon: daemon, after: parts.last?.started)
     do {
-        child = try ChildProcess.spawn(command, environment: environment)
+        try await ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: parts.map { .init(service: $0) } + [.init(service: job, successTerminationBehavior: .gracefullyShutdownGroup)],
+            logger: logger)).run()
     } catch {
-        daemon.stop()
-        throw error
+        daemon.finish()
+        throw job.spawnError ?? error
     }
-    kernelSource?.trace(pid: UInt32(bitPattern: child.pid))
-    let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
-    let exitCode = await child.exitCode()
-    forwarding.cancel()
-
-    // Children that outlive the command (daemonised workers) get a moment to flush.
-    await daemon.waitForClientsToLeave(timeout: 2)
-    daemon.stop()
+    daemon.finish()
+    let exitCode = job.exitCode
     let summary = daemon.summary()
     if let pythonStatus { python = PythonHookReport.collect(statusPath: pythonStatus) }
     let sourceReport = kernelSource?.report()
@@ -93,4 +91,49 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
     if exitCode != 0 { throw ExitCode(exitCode) }
+}
+
+/// The traced command as a service: started once the daemon listens, gofetch's
+/// signals go to it, and when it has exited (and the processes it left behind have
+/// had a moment to flush) the service ends, which shuts the group down.
+final class JobService: Service, Sendable {
+    let command: [String]
+    let environment: [String: String]
+    let kernelSource: (any KernelTraceSource)?
+    let daemon: TraceDaemon
+    let after: StartGate?
+    private let outcome = Mutex<(exitCode: Int32, spawnError: ChildProcessError?)>((0, nil))
+
+    init(command: [String], environment: [String: String], kernelSource: (any KernelTraceSource)?, daemon: TraceDaemon, after: StartGate?) {
+        self.command = command
+        self.environment = environment
+        self.kernelSource = kernelSource
+        self.daemon = daemon
+        self.after = after
+    }
+
+    /// The command's exit code (128 + the signal that ended it), once the service ended.
+    var exitCode: Int32 { outcome.withLock { $0.exitCode } }
+    /// Why the command could not be started, if it could not.
+    var spawnError: ChildProcessError? { outcome.withLock { $0.spawnError } }
+
+    func run() async throws {
+        if let after, await !after.wait() { return }
+        // The job's first opens happen before spawn returns: trace gofetch's children from now on.
+        kernelSource?.traceChildren(of: UInt32(bitPattern: getpid()))
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(command, environment: environment)
+        } catch {
+            outcome.withLock { $0.spawnError = error }
+            throw error
+        }
+        kernelSource?.trace(pid: UInt32(bitPattern: child.pid))
+        let forwarding = SignalForwarding(to: child, signals: [SIGINT, SIGTERM, SIGHUP])
+        let code = await child.exitCode()
+        forwarding.cancel()
+        outcome.withLock { $0.exitCode = code }
+        // Children that outlive the command (daemonised workers) get a moment to flush.
+        await daemon.waitForClientsToLeave(timeout: 2)
+    }
 }

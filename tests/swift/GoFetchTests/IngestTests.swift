@@ -203,10 +203,10 @@ struct IngestTests {
         let collector = Collector()
         let statistics = IngestStatistics()
         // Room for 8 files: at most 4 may come from listings.
-        let pipeline = IngestPipeline(catalog: FileCatalog(capacity: 8), tableCapacity: 10, sinks: [collector], statistics: statistics)
         let lister = DirectoryLister(options: .init(nextSibling: false))  // siblings: the next test
-        pipeline.lister = lister
-        pipeline.listOpenedFolders = true
+        let pipeline = IngestPipeline(
+            catalog: FileCatalog(capacity: 8), tableCapacity: 10, sinks: [collector], statistics: statistics,
+            lister: lister, listOpenedFolders: true)
         lister.start()
         defer { lister.stop() }
         func open(_ path: String, inode: UInt64, uid: UInt32 = 0) {

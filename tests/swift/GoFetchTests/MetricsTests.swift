@@ -33,9 +33,8 @@ struct MetricsTests {
 
     @Test("the ledger decides each fate from completion time and the read's timing")
     func fates() {
-        let ledger = PrefetchLedger()
         var decided: [(PrefetchFate, Bool)] = []
-        ledger.onFate = { fate, evicted, _ in decided.append((fate, evicted)) }
+        let ledger = PrefetchLedger(onFate: { fate, evicted, _ in decided.append((fate, evicted)) })
         let ms: UInt64 = 1_000_000
         // 1: completed at 10 ms, read warm at 20 ms → useful.
         let a = request(1)
@@ -168,9 +167,8 @@ struct MetricsTests {
         let ms: UInt64 = 1_000_000
         // The ledger: a prefetch for uid 1000, read cold by uid 65534 (a report anyone can
         // send), is no eviction; read cold by 1000 itself 5 s later, it is.
-        let ledger = PrefetchLedger()
         var decided: [(PrefetchFate, Bool, UInt32)] = []
-        ledger.onFate = { decided.append(($0, $1, $2)) }
+        let ledger = PrefetchLedger(onFate: { decided.append(($0, $1, $2)) })
         var prefetch = request(1)
         prefetch.uid = 1_000
         ledger.issued(prefetch, now: 1 * ms)

@@ -4,6 +4,7 @@ import Glibc
 @testable import GoFetchIngest
 @testable import GoFetchSchedule
 @testable import GoFetchSystem
+@testable import GoFetchRuntime
 import Testing
 
 /// One daemon serves every client on a node: what one client sends must not steer
@@ -31,7 +32,7 @@ struct SharedDaemonTests {
         let records = ([trigger, target] + own).enumerated().map { index, path in
             FileRecord(id: FileID(index + 1), path: path, device: 0, inode: 0, size: 64 << 10, firstSeenWallNanoseconds: 0)
         }
-        let engine = PrefetchEngine(configuration: testConfiguration(directory), knownFiles: [], logger: .test)
+        let engine = TraceDaemon.makeEngine(configuration: testConfiguration(directory), knownFiles: [], lister: nil, shares: nil, logger: .test)
         engine.start()
         defer { engine.stop() }
         engine.consume(EventBatch(files: records))
