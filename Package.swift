@@ -177,8 +177,3 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-// The stages are separate modules so the compiler keeps the layering; in release
-// builds the optimizer still inlines and specializes across them, as when they were one.
-for target in package.targets where target.name.hasPrefix("GoFetch") && target.type == .regular {
-    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
-}
