@@ -38,7 +38,7 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
-from . import _runtime, _state
+from . import _runtime, _sender, _state
 
 _ATTR = "_gofetch_lookahead"
 _learned: Dict[int, Dict[int, List[str]]] = {}   # dataset key -> index -> paths (in the root)
@@ -224,7 +224,7 @@ class LookaheadSampler:
         if rt is None:
             rt = _runtime.ensure_runtime()
         if resolve is None:
-            rt.announce(_runtime.Announcement(epoch, _runtime.get_worker(), lambda: ()))
+            rt.announce(_sender.Announcement(epoch, _runtime.get_worker(), lambda: ()))
             return
         batched = self.batched
         if batched is None:
@@ -253,7 +253,7 @@ class LookaheadSampler:
                 _learning.discard(key)  # every sample known: workers forked from now on stop reporting
 
         # A learned mapping may still be arriving from workers that just finished: wait a moment.
-        rt.announce(_runtime.Announcement(epoch, _runtime.get_worker(), entries),
+        rt.announce(_sender.Announcement(epoch, _runtime.get_worker(), entries),
                     delay=2 * rt.flush_interval + 0.005 if learned is not None else 0.0)
 
 

@@ -31,6 +31,13 @@ class Counters:
         return {name: getattr(self, name) for name in self.FIELDS}
 
 
+# The kinds of the items the interception queues for the sender: the wire's event
+# kinds, and two of its own (MAP: which file a sample index opened; ANNOUNCE: a
+# lookahead list). EPOCH items are (EPOCH, epoch, worker).
+OPEN, READ, MMAP, CLOSE, EPOCH = 1, 2, 3, 4, 5
+MAP = 0
+ANNOUNCE = 16
+
 # This process's counters (a forked child starts its own).
 counters = Counters()
 
