@@ -170,8 +170,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var epochFigures: [EpochFigures]
 
     public init(_ engine: PrefetchEngine) {
-        let scheduler = engine.scheduler.statistics
-        let executor = engine.executor.statistics
+        let scheduler = engine.schedulerStatistics
+        let executor = engine.executorStatistics
         predictions = engine.predictions.value
         let choices = engine.choiceCounts
         markovChoices = choices.markov

@@ -81,8 +81,8 @@ public final class TraceDaemon: @unchecked Sendable {
             ) { [unowned engine] in
                 MetricsSample(
                     wallNanoseconds: Clock.wallNanoseconds(), accounting: engine.accounting(),
-                    outstandingBytes: engine.scheduler.statistics.outstandingBytes.value,
-                    budgetBytes: engine.scheduler.statistics.effectiveBudget.value,
+                    outstandingBytes: engine.schedulerStatistics.outstandingBytes.value,
+                    budgetBytes: engine.schedulerStatistics.effectiveBudget.value,
                     events: ingest.eventsAccepted.value,
                     eventsDropped: ingest.clientDropped.value + store.dropped.value + engine.droppedEvents.value,
                     predictions: engine.predictions.value, epoch: engine.choiceCounts.epochs)

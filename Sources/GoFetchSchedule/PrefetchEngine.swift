@@ -28,8 +28,12 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// How often, recently, an exact order (lookahead, Markov, GRU) answered an open
     /// (exponentially weighted): the tree stays quiet while one does.
     private var orderedShare = 0.5
-    public let scheduler: PrefetchScheduler
-    public let executor: PrefetchExecutor
+    private let scheduler: PrefetchScheduler
+    private let executor: PrefetchExecutor
+    /// The scheduler's and the executor's counters: what the figures (Metrics) read of
+    /// the parts the engine runs.
+    public var schedulerStatistics: SchedulerStatistics { scheduler.statistics }
+    public var executorStatistics: ExecutorStatistics { executor.statistics }
     /// Fates of prefetches and warm/cold accesses; owned by the engine thread.
     public let ledger: PrefetchLedger
     /// The clients' memory cgroups: the budget never exceeds their room.

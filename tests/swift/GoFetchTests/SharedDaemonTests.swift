@@ -40,7 +40,7 @@ struct SharedDaemonTests {
 
         // The teacher opens a then x, again and again: the shared Markov table learns a -> x.
         engine.consume(EventBatch(events: (0..<6).flatMap { _ in [open(1, uid: teacher, pid: 20_001), open(2, uid: teacher, pid: 20_001)] }))
-        #expect(waitUntil(seconds: 5) { engine.scheduler.statistics.offered.value > 0 })
+        #expect(waitUntil(seconds: 5) { engine.schedulerStatistics.offered.value > 0 })
         usleep(300_000)
         // A read of x lets x be offered again at once (not only after the de-duplication window).
         engine.consume(EventBatch(events: [open(2, uid: teacher, pid: 20_001, kind: .read)]))
