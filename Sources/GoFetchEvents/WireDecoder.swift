@@ -1,6 +1,6 @@
-/// Counts of rejected input by reason.
 import GoFetchSystem
 
+/// Counts of rejected input by reason.
 public struct WireDecodeStatistics: Sendable, Hashable {
     public private(set) var counts = [Int](repeating: 0, count: WireDecodeFailure.allCases.count)
 

@@ -1,7 +1,7 @@
-/// Builds wire messages. The preload shim has its own C encoder; this one serves
-/// the in-process sources, the tests and the ingest benchmark.
 import GoFetchSystem
 
+/// Builds wire messages. The preload shim has its own C encoder; this one serves
+/// the in-process sources, the tests and the ingest benchmark.
 public struct WireEncoder: Sendable {
     public let source: TraceSource
     public let pid: UInt32

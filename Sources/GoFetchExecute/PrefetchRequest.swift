@@ -1,6 +1,6 @@
-/// One range of one file to warm (or a file's pages to give back), on behalf of one client.
 import GoFetchEvents
 
+/// One range of one file to warm (or a file's pages to give back), on behalf of one client.
 public struct PrefetchRequest: Sendable, Hashable {
     public enum Purpose: Sendable, Hashable {
         /// Load the range into the page cache.

@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// The files ingest knows: path ↔ id and (device, inode) → id, bounded.
 ///
 /// Confined to the ingest thread. It is seeded from the store at start, so file
@@ -9,8 +11,6 @@
 /// record's identity (device, inode, size) changes only at an open by the user who
 /// registered it or by root: another user's claim is refused
 /// (``Registration/claimRefused(_:)``).
-import GoFetchEvents
-
 public struct FileCatalog: Sendable {
     public struct Identity: Hashable, Sendable {
         public var device: UInt64

@@ -1,8 +1,8 @@
-/// Turns decoded ``AccessEvent``s into resolved ``TraceEvent``s and hands them to
-/// the sinks. Confined to the ingest thread; it never blocks.
 import GoFetchEvents
 import GoFetchSystem
 
+/// Turns decoded ``AccessEvent``s into resolved ``TraceEvent``s and hands them to
+/// the sinks. Confined to the ingest thread; it never blocks.
 public final class IngestPipeline: @unchecked Sendable {
     public private(set) var catalog: FileCatalog
     public private(set) var table: OpenFileTable

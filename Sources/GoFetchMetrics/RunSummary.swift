@@ -1,9 +1,9 @@
-/// The figures printed when `trace` (and later `run`, `daemon`) ends. All measured.
 import GoFetchEvents
 import GoFetchIngest
 import GoFetchSchedule
 import GoFetchStore
 
+/// The figures printed when `trace` (and later `run`, `daemon`) ends. All measured.
 public struct RunSummary: Sendable, Codable, Equatable {
     public var events: Int
     public var opens: Int

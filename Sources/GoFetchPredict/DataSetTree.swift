@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// First-epoch warming when nothing announces the order: the folder tree the job
 /// reads from is taken as its data set, listed (by the lister, as the client) and
 /// warmed, unread files first, in one stable order (sorted, as the walk lists it).
@@ -13,8 +15,6 @@
 /// LRU left; once every unread file was handed out it starts on the next epoch's
 /// first files (files this epoch has read), so the next epoch starts warm. A file
 /// larger than `chunkBytes` is handed out in chunks.
-import GoFetchEvents
-
 public final class DataSetTree {
     public struct Options: Sendable, Equatable {
         /// Opens outside the roots that decide a root, once this many were seen: the

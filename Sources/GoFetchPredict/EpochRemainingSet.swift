@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// The epoch-aware remaining set: in an epoch every file of the data set that has
 /// not been read yet will be read before the epoch ends, whatever the order.
 ///
@@ -6,8 +8,6 @@
 /// already read this epoch being opened again. Within an epoch it predicts the data
 /// set minus what was read, each file once (it never re-predicts what it already
 /// handed out or what was read).
-import GoFetchEvents
-
 public final class EpochRemainingSet: Predictor {
     public struct Options: Sendable, Equatable {
         /// Re-opens of already-read files in a row that mark a new epoch (no tag).

@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// Picks, per stream, the file-level predictor whose recent measured accuracy is
 /// best, and falls back: a repeated order gets Markov's exact next files, a shuffled
 /// epoch gets the remaining set, never garbage Markov guesses.
@@ -7,8 +9,6 @@
 /// top-k for that stream; remaining set: an unread file of the data set). A
 /// candidate that had nothing to say is not scored. Scores start at 0.5 and are
 /// exponentially weighted (α = 0.1), so a change of pattern shows within tens of files.
-import GoFetchEvents
-
 public final class HybridPredictor: Predictor {
     public let kind = PredictorKind.markov
     public let markov: MarkovPredictor?

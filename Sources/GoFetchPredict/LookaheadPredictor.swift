@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// Exact lookahead: the data loader's sampler announced the order in which the job
 /// will read its files (Python hook, kind-6 records). Prefetch along that list, a
 /// window ahead of the position the job has reached.
@@ -6,8 +8,6 @@
 /// processes, so the position is found by file, not by process: an open of the
 /// k-th announced file means the job is at least at k. Each announcer (a rank under
 /// DistributedSampler) keeps its own list; a new announcement replaces its last one.
-import GoFetchEvents
-
 public final class LookaheadPredictor: Predictor {
     public let kind = PredictorKind.lookahead
     /// Files warmed ahead of the job's position.

@@ -1,7 +1,7 @@
-/// Fits a Markov predictor from the stored traces.
 import GoFetchStore
 import GoFetchSystem
 
+/// Fits a Markov predictor from the stored traces.
 public enum MarkovTraining {
     public struct Report: Sendable, Codable {
         public var opens: Int

@@ -1,7 +1,7 @@
-/// The access pattern of one reader in one file (the second seed's patterns).
 import GoFetchConfig
 import GoFetchEvents
 
+/// The access pattern of one reader in one file (the second seed's patterns).
 public enum AccessPattern: String, Sendable, CaseIterable, Codable {
     case random
     case sequential

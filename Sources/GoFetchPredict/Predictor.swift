@@ -1,4 +1,3 @@
-/// Which predictor made a prediction.
 import GoFetchEvents
 
 /// "What comes next, how sure, how many bytes, by when."

@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// Which users reported each file: opened it, announced it in a lookahead, or had its
 /// folder listed as them. The learned state (Markov table, remaining set, data-set
 /// tree) is shared by every client of a daemon, so a prediction made on one client's
@@ -7,8 +9,6 @@
 ///
 /// Most files have one user: kept inline; up to ``maxUsersPerFile`` in all, later
 /// users of a file are refused (counted in ``overflowed``): bounded by the catalog.
-import GoFetchEvents
-
 struct FileReporters {
     static let maxUsersPerFile = 8
     private var first: [FileID: UInt32] = [:]

@@ -1,4 +1,3 @@
-import GoFetchSystem
 import Synchronization
 
 /// Counters of the store writer.

@@ -1,6 +1,6 @@
-/// One stored open and the stream it belongs to.
 import GoFetchEvents
 
+/// One stored open and the stream it belongs to.
 public struct StoredOpen: Sendable, Hashable {
     public var stream: StreamKey
     public var file: FileID

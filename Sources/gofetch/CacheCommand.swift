@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import GoFetchConfig
 import GoFetchEvents
 import GoFetchExecute
 import GoFetchMetrics

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import GoFetchRuntime
-import GoFetchStore
 import GoFetchTraceSources
 import Logging
 import ServiceLifecycle

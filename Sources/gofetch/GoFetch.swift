@@ -1,5 +1,4 @@
 import ArgumentParser
-import GoFetchConfig
 
 @main
 struct GoFetch: AsyncParsableCommand {

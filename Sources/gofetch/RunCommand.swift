@@ -1,5 +1,4 @@
 import ArgumentParser
-import GoFetchStore
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

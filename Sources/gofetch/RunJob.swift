@@ -1,11 +1,9 @@
 import ArgumentParser
 import Dispatch
 import Foundation
-import GoFetchConfig
 import GoFetchEvents
 import GoFetchMetrics
 import GoFetchRuntime
-import GoFetchStore
 import GoFetchSystem
 import GoFetchTraceSources
 import ServiceLifecycle

@@ -1,13 +1,6 @@
 import ArgumentParser
 import Dispatch
 import Foundation
-import GoFetchConfig
-import GoFetchEvents
-import GoFetchMetrics
-import GoFetchRuntime
-import GoFetchStore
-import GoFetchSystem
-import GoFetchTraceSources
 
 struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
-/// Charts as inline SVG text: the report works offline, with no script and no
-/// library. Every bar and point carries a `<title>` (the browser shows it on hover).
 import GoFetchEvents
 
+/// Charts as inline SVG text: the report works offline, with no script and no
+/// library. Every bar and point carries a `<title>` (the browser shows it on hover).
 enum SVGChart {
     struct Series {
         var name: String

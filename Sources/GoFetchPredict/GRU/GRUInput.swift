@@ -1,8 +1,8 @@
+import GoFetchEvents
+
 /// One step's input to the GRU: a row of each of its four embedding tables, which
 /// together describe the file just opened without naming it, so the table sizes
 /// stay fixed however many files the data set has.
-import GoFetchEvents
-
 struct GRUInput: Hashable, Sendable {
     /// The file's path hashed into `hashBuckets` rows (row `hashBuckets`: a file the
     /// directory index does not know). Collisions are allowed: the row only lets the

@@ -1,3 +1,5 @@
+import GoFetchEvents
+
 /// The trained GRU, run live: one step per open of a stream, from a fixed-size
 /// hidden state the stream keeps, then the most probable moves turned back into
 /// files by the ``DirectoryIndex`` (so it predicts files the job has never opened,
@@ -7,8 +9,6 @@
 /// output), the same for any data set; ``observe(_:)-([TraceEvent])`` runs the
 /// steps of many streams as matrix products. At most `maxStreams` states are kept
 /// (the least recently used one is dropped, counted in ``streamsEvicted``).
-import GoFetchEvents
-
 public final class GRUPredictor: Predictor {
     public struct Options: Sendable, Equatable {
         /// Streams with a state, at most.

@@ -1,8 +1,8 @@
+import GoFetchEvents
+
 /// Streams of opens encoded for the GRU, stretch after stretch: each step's input,
 /// the class of the move to the step after it (the target) and whether the state
 /// before it starts from zero (a stretch's first step).
-import GoFetchEvents
-
 struct GRUSequences {
     var inputs: [GRUInput] = []
     var targets: [Int32] = []

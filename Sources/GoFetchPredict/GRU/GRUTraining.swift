@@ -1,11 +1,11 @@
-/// Fits a ``GRUModel`` to stored opens: a vocabulary of the most frequent moves,
-/// then epochs of truncated backpropagation through time with Adam, scored on a
-/// held-out tail of every stream after each epoch, stopping when that score stops
-/// improving and keeping the best epoch's weights. Deterministic for a seed.
 import GoFetchEvents
 import GoFetchStore
 import GoFetchSystem
 
+/// Fits a ``GRUModel`` to stored opens: a vocabulary of the most frequent moves,
+/// then epochs of truncated backpropagation through time with Adam, scored on a
+/// held-out tail of every stream after each epoch, stopping when that score stops
+/// improving and keeping the best epoch's weights. Deterministic for a seed.
 public enum GRUTraining {
     public struct Options: Sendable, Equatable {
         public var hyperparameters = GRUModel.Hyperparameters()

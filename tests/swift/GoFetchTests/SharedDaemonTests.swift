@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 @testable import GoFetchEvents
 @testable import GoFetchIngest
-@testable import GoFetchSchedule
 @testable import GoFetchSystem
 @testable import GoFetchRuntime
 import Testing
