@@ -37,6 +37,7 @@ public final class TraceDaemon: @unchecked Sendable {
     /// (ingest, last) before what it goes to runs.
     public let components: [(name: String, component: any ThreadedComponent)]
     private let logger: Logger
+    /// Started by ``start()`` (not by a service group), so ``stop()`` stops the components.
     private var started = false
     private var finished = false
 
@@ -164,21 +165,22 @@ public final class TraceDaemon: @unchecked Sendable {
     /// before it (and the first after `after`); the last one's `started` gate opens
     /// when the daemon listens.
     public func services(after: StartGate? = nil) -> [ComponentService] {
-        started = true
-        return ComponentService.chain(components, after: after)
+        ComponentService.chain(components, after: after)
     }
 
     /// Stops every component (in reverse order) and closes the run: for a caller that
     /// runs no `ServiceGroup` (tests, benchmarks).
     public func stop() {
         guard started else { return }
+        started = false
         for part in components.reversed() { part.component.stop() }
         finish()
     }
 
-    /// Once the components have stopped: retention, the run's summary stored, the run closed.
+    /// Once the components have stopped: retention, the run's summary stored, the run
+    /// closed (once; later calls do nothing).
     public func finish() {
-        guard started, !finished else { return }
+        guard !finished else { return }
         finished = true
         applyRetention()
         do {

@@ -1,9 +1,10 @@
-"""State one process's client shares between its tracing runtime (``_runtime``) and
-its DataLoader integration (``_lookahead``): neither reads the other's private names.
+"""State one process's client shares between its interception (``_runtime``), its
+sender (``_sender``) and its DataLoader integration (``_lookahead``): none reads
+another's private names.
 
-``_runtime`` imports nothing from ``_lookahead``; ``_lookahead`` uses ``_runtime``'s
-public functions and this module. Values here are read through the module
-(``_state.counters``) because a forked child replaces them.
+``_runtime`` imports nothing from ``_lookahead``, ``_sender`` nothing from
+``_runtime``. Values here are read through the module (``_state.counters``)
+because a forked child replaces them.
 """
 
 from __future__ import annotations
