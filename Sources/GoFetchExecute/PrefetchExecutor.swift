@@ -245,6 +245,10 @@ public final class PrefetchExecutor: @unchecked Sendable {
             }
             statistics.count(result.outcome)
             statistics.bytesLoaded.add(Int(result.bytes))
+            logger.trace("prefetch", metadata: [
+                "path": "\(request.path)", "offset": "\(request.offset)", "outcome": "\(result.outcome)",
+                "bytes": "\(result.bytes)", "queued": "\(request.queuedAt)", "issued": "\(result.issuedAt)",
+                "completed": "\(result.completedAt)", "predictor": "\(request.predictor)"])
             onResult(result)
         }
     }

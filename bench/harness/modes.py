@@ -113,6 +113,9 @@ def gofetch_command(bench: Bench, mode: str, run_dir: str) -> List[str]:
                "--db", os.path.join(run_dir, "gofetch.db")]
     if mode == "transparent":
         command.append("--no-python-hook")
+    # GOFETCH_BENCH_LOG_LEVEL=trace: every prefetch's timing in the run's job.log.
+    if os.environ.get("GOFETCH_BENCH_LOG_LEVEL"):
+        command += ["--log-level", os.environ["GOFETCH_BENCH_LOG_LEVEL"]]
     return command
 
 

@@ -413,6 +413,24 @@ def _patch_fetcher_class(cls) -> bool:
     return True
 
 
+def _patch_fetcher_init(cls) -> None:
+    """A DataLoader worker makes its fetcher once its worker info is set and before its
+    first sample: it learns its worker id there, so that even reads that never pass
+    through ``open()`` (tarfile's streams use ``os.open``; the preload shim sees them)
+    carry it from the first."""
+    init = cls.__dict__.get("__init__")
+    if init is None or getattr(init, "_gofetch_original", None) is not None:
+        return
+
+    def init_identifying(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        _runtime.identify_worker()
+
+    init_identifying._gofetch_original = init
+    init_identifying.__doc__ = init.__doc__
+    cls.__init__ = init_identifying
+
+
 def _patch_dataloader_module(module) -> None:
     loader = getattr(module, "DataLoader", None)
     if loader is not None:
@@ -423,6 +441,9 @@ def _patch_fetch_module(module) -> None:
     fetcher = getattr(module, "_MapDatasetFetcher", None)
     if fetcher is not None:
         _patch_fetcher_class(fetcher)
+    base = getattr(module, "_BaseDatasetFetcher", None)
+    if base is not None:
+        _patch_fetcher_init(base)
 
 
 _TARGETS = {

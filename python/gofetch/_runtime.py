@@ -50,6 +50,9 @@ OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 ENV_COLLECTOR = "GOFETCH_HOOK_COLLECTOR"
 ENV_DB = "GOFETCH_HOOK_DB"
+# "/proc/PID/fd/N": the epoch cell of process PID, which a child it starts with a new
+# interpreter (multiprocessing's spawn and forkserver) maps to share its epochs.
+ENV_EPOCH_CELL = "GOFETCH_EPOCH_CELL"
 
 _orig_open = io.open
 _fallback_open = io.open  # what untraced opens go to: builtins.open as enable() found it
@@ -74,10 +77,53 @@ _active = False          # interception on
 _q: "collections.deque" = collections.deque()
 _cap = 1 << 17
 _C = _state.counters
-_worker: Optional[int] = -1   # None: a forked child that has not learnt its worker id yet
-_epoch_cell = _orig_mmap(-1, _mmap_module.PAGESIZE)  # MAP_SHARED|MAP_ANONYMOUS: shared with forked children
-_epoch = memoryview(_epoch_cell).cast("I")
-_epoch[0] = UNKNOWN_EPOCH
+
+
+def _parent_epoch_cell() -> Optional[_mmap_module.mmap]:
+    """The epoch cell of the process that started this interpreter, when it left one
+    (``ENV_EPOCH_CELL``) and is this process's parent: a DataLoader worker under spawn,
+    or the forkserver whose forked workers then share it too. Another process that
+    inherited the variable (a grandchild, an unrelated job) keeps its own epochs."""
+    path = os.environ.get(ENV_EPOCH_CELL, "")
+    parts = path.split("/")
+    if len(parts) != 5 or parts[:2] != ["", "proc"] or parts[3] != "fd" or parts[2] != str(os.getppid()):
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        return _orig_mmap(fd, _mmap_module.PAGESIZE)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _own_epoch_cell() -> tuple:
+    """(cell, fd): a page that forked children share by inheritance and children with a
+    new interpreter by opening /proc/PID/fd/fd; fd is -1 where memfd_create is missing."""
+    try:
+        fd = os.memfd_create("gofetch-epoch", getattr(os, "MFD_CLOEXEC", 1))
+        os.ftruncate(fd, _mmap_module.PAGESIZE)
+        cell = _orig_mmap(fd, _mmap_module.PAGESIZE)
+    except (AttributeError, OSError, ValueError):
+        return _orig_mmap(-1, _mmap_module.PAGESIZE), -1  # MAP_SHARED|MAP_ANONYMOUS
+    return cell, fd
+
+
+# None: a child that has not learnt its worker id yet (a forked child, or one started by
+# multiprocessing with a new interpreter); it asks torch at its first event.
+_worker: Optional[int] = -1
+_epoch_cell = _parent_epoch_cell()
+_epoch_fd = -1
+if _epoch_cell is not None:
+    _worker = None
+    _epoch = memoryview(_epoch_cell).cast("I")
+else:
+    _epoch_cell, _epoch_fd = _own_epoch_cell()
+    _epoch = memoryview(_epoch_cell).cast("I")
+    _epoch[0] = UNKNOWN_EPOCH
 _fd_table: Dict[int, tuple] = {}
 _scope = threading.local()   # .v = (dataset key, index) while a sample is being fetched
 _learn_sink: Optional[Callable[[int, Any, str], None]] = None
@@ -118,6 +164,15 @@ def _resolve_worker() -> int:
             except Exception:
                 pass
     return -1
+
+
+def identify_worker() -> None:
+    """Learns this process's worker id now if it does not know it (see _resolve_worker)."""
+    try:
+        if _worker is None:
+            _resolve_worker()
+    except Exception:
+        _C.internal_errors += 1
 
 
 def _sync_shim() -> None:
@@ -459,6 +514,8 @@ def _after_fork_in_child() -> None:
     _q = collections.deque()
     _C = _state.counters = Counters()
     _worker = None
+    if _active:
+        _share_epoch_cell()  # the inherited cell, now at this process's /proc entry
     _shim_applied = (None, None)
     _rt_lock = threading.Lock()
     rt = _rt
@@ -563,6 +620,12 @@ def _env_address(value: str) -> str:
     return "\0" + value[1:] if value.startswith("@") else value
 
 
+def _share_epoch_cell() -> None:
+    """Tells the children this process starts with a new interpreter where its epoch cell is."""
+    if _epoch_fd >= 0:
+        os.environ[ENV_EPOCH_CELL] = f"/proc/{os.getpid()}/fd/{_epoch_fd}"
+
+
 def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True, flush_interval=0.02,
            db_interval=0.1, busy_timeout_ms=1000, queue_capacity=1 << 17, trace_mmap=True,
            accesses=True) -> "Runtime":
@@ -580,6 +643,7 @@ def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True
         _cap = max(1024, int(queue_capacity))
         _shim = _find_shim()
         _send_accesses = bool(accesses)
+        _share_epoch_cell()
         env_worker = os.environ.get("GOFETCH_WORKER_ID")
         if env_worker:
             try:

@@ -242,6 +242,39 @@ if __name__ == "__main__":
     assert query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
 
 
+
+def test_spawned_child_shares_the_epoch_and_a_grandchild_does_not(tmp_path):
+    """A child started with a new interpreter by multiprocessing maps its parent's epoch
+    cell (GOFETCH_EPOCH_CELL): it sees the epoch the parent sets after it started, and
+    sets one the parent sees. A process that inherited the variable from further up
+    (here a subprocess of that child) keeps its own epochs."""
+    script = tmp_path / "epoch_job.py"
+    script.write_text(f"""
+import multiprocessing, os, subprocess, sys, time, gofetch
+gofetch.enable_hook(None)
+
+def child(started, go, seen):
+    started.set(); go.wait()
+    seen.put(gofetch.get_epoch())
+    gofetch.set_epoch(7)
+    code = "import gofetch; gofetch.enable_hook(None); print(gofetch.get_epoch())"
+    seen.put(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    started, go, seen = ctx.Event(), ctx.Event(), ctx.Queue()
+    p = ctx.Process(target=child, args=(started, go, seen))
+    p.start(); started.wait()
+    gofetch.set_epoch(3)
+    go.set()
+    first, grandchild = seen.get(timeout=60), seen.get(timeout=60)
+    p.join()
+    print(first, grandchild, gofetch.get_epoch(), p.exitcode)
+""")
+    proc = subprocess.run([PYTHON, str(script)], env=job_env(), capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "None", "7", "0"]
+
 OPEN_SEMANTICS = r'''
 import builtins, io, json, os, pickle, sqlite3, sys, threading
 data = sys.argv[1]

@@ -23,7 +23,7 @@ if config.get("hook"):
 
 import torch  # noqa: E402
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler,  # noqa: E402
-                              RandomSampler, Subset)
+                              IterableDataset, RandomSampler, Subset, get_worker_info)
 
 
 def scan(root):
@@ -97,6 +97,27 @@ class Images(Dataset):
         return [int(index), digest(image.convert("RGB").tobytes()), int(label), noise()]
 
 
+class TarShards(IterableDataset):
+    """Tar shards streamed with tarfile, as webdataset-style loaders do: each worker
+    reads whole shards (shard i goes to worker i mod workers), member by member."""
+
+    def __init__(self, root):
+        self.shards = sorted(os.path.join(root, name) for name in os.listdir(root) if name.endswith(".tar"))
+
+    def __iter__(self):
+        import tarfile
+
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        for number, shard in enumerate(self.shards):
+            if number % workers != worker:
+                continue
+            with tarfile.open(shard, mode="r|") as stream:
+                for member in stream:
+                    data = stream.extractfile(member).read()
+                    yield [number * 100_000 + int(member.name.split("_")[-1].split(".")[0]), digest(data), number, noise()]
+
+
 def collate(batch):
     return [list(item) for item in batch]
 
@@ -109,6 +130,8 @@ def main():
         dataset = Opaque(config["data"])
     elif kind == "images":
         dataset = Images(config["data"])
+    elif kind == "tar":
+        dataset = TarShards(config["data"])
     else:
         dataset = Folder(config["data"])
     if kind == "subset":
@@ -116,6 +139,8 @@ def main():
     workers = config.get("num_workers", 0)
     sampler_kind = config.get("sampler", "random")
     kwargs = dict(num_workers=workers, collate_fn=collate, persistent_workers=config.get("persistent", False))
+    if config.get("context"):
+        kwargs["multiprocessing_context"] = config["context"]
     sampler = None
     if sampler_kind == "distributed":
         sampler = DistributedSampler(dataset, num_replicas=config.get("replicas", 2), rank=config.get("rank", 0),
@@ -124,6 +149,8 @@ def main():
     elif sampler_kind == "batch_sampler":
         batches = BatchSampler(RandomSampler(dataset), config.get("batch_size", 4), drop_last=True)
         loader = DataLoader(dataset, batch_sampler=batches, **kwargs)
+    elif kind == "tar":
+        loader = DataLoader(dataset, batch_size=config.get("batch_size", 4), **kwargs)
     elif sampler_kind == "unbatched":
         kwargs["collate_fn"] = list  # what a sample becomes without automatic batching
         loader = DataLoader(dataset, batch_size=None, shuffle=True, **kwargs)
