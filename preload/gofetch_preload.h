@@ -23,6 +23,8 @@
 #define GF_FLAG_PATH_TRUNCATED (1u << 1)
 #define GF_FLAG_VECTORED (1u << 2)
 #define GF_FLAG_POSITIONAL (1u << 3)
+/* bit 4: the start of an announcement (lookahead records only) */
+#define GF_FLAG_WARMED_AT_OPEN (1u << 5)   /* open: the shim asked for the whole file (open_readahead.c) */
 
 #define GF_MAX_MESSAGE 65536
 #define GF_MAX_PATH 4096

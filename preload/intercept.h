@@ -64,6 +64,8 @@ static inline void note_io(struct tstate *t, uint8_t kind, uint8_t flags, int fd
         off_t pos = lseek(fd, 0, SEEK_CUR);
         offset = pos >= 0 && (uint64_t)pos >= length ? (uint64_t)pos - length : OFFSET_UNKNOWN;
     }
+    if (kind == GF_KIND_READ)
+        open_readahead_read(fd, offset, length);
     struct gf_record r = {
         .kind = kind, .flags = flags, .fd = fd, .time_ns = t0, .dev = fi->dev, .ino = fi->ino,
         .offset = offset, .length = length, .duration_ns = saturate32(t1 - t0),
@@ -78,6 +80,7 @@ static inline void note_close(struct tstate *t, int fd, const struct fdinfo *fi,
     uint64_t t1 = mono_ns();
     int saved = errno;
     guard_on(t);
+    open_readahead_close(fd);
     struct gf_record r = {
         .kind = GF_KIND_CLOSE, .flags = flags, .fd = fd, .time_ns = t0, .dev = fi->dev,
         .ino = fi->ino, .duration_ns = saturate32(t1 - t0),

@@ -62,9 +62,11 @@ void note_open(struct tstate *t, int dirfd, const char *path, int fd, uint64_t f
         if (len && path_wanted(abs, len) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
             if (fd < FD_TABLE_SIZE) {
                 fd_track(fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+                bool warmed = open_readahead(fd, (uint64_t)st.st_dev, (uint64_t)st.st_size);
                 struct gf_record r = {
                     .kind = GF_KIND_OPEN,
-                    .flags = (uint8_t)(rflags | (truncated ? GF_FLAG_PATH_TRUNCATED : 0)),
+                    .flags = (uint8_t)(rflags | (truncated ? GF_FLAG_PATH_TRUNCATED : 0)
+                                       | (warmed ? GF_FLAG_WARMED_AT_OPEN : 0)),
                     .fd = fd, .time_ns = t0, .dev = (uint64_t)st.st_dev, .ino = (uint64_t)st.st_ino,
                     .offset = flags, .length = (uint64_t)st.st_size,
                     .duration_ns = saturate32(t1 - t0),

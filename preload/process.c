@@ -51,6 +51,7 @@ void init_config(void)
         if (*end == '\0' && v >= INT32_MIN && v <= INT32_MAX)
             atomic_store(&g_worker, (int32_t)v);
     }
+    open_readahead_config();
     socket_address();
     atomic_store(&g_pid, getpid());
 }

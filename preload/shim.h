@@ -16,6 +16,8 @@
  *   GOFETCH_INCLUDE       colon-separated path prefixes; when non-empty, only these
  *   GOFETCH_FLUSH_MS      max age of a buffered event before it is sent (default 2)
  *   GOFETCH_WORKER_ID     worker id stamped on every record (default -1)
+ *   GOFETCH_OPEN_READAHEAD_KB  warm files up to this size at open on FUSE and network
+ *                         file systems while the job reads them whole (open_readahead.c; unset, 0: off)
  *
  * Path filter: a path is recorded when it is not under an exclude prefix and, if
  * GOFETCH_INCLUDE is set, is under an include prefix. When both match, the
@@ -36,6 +38,7 @@
  *   buffers.c     per-thread buffers and flushing
  *   filter.c      the path filter (also built alone by tests/shim/filter_cases.c)
  *   process.c     start-up, configuration, fork, exit, the Python client's API
+ *   open_readahead.c  warming a small file at open on storage where a round trip is dear
  *   intercept_*.c the wrappers, by family: open, read, fd (mmap, close, dup), stdio
  */
 #pragma once
@@ -394,6 +397,11 @@ void exclude_install_of(const char *program, bool venv_only);
 void exclude_own_install(void);
 void socket_address(void);
 void init_config(void);
+void open_readahead_config(void);
+bool open_readahead(int fd, uint64_t dev, uint64_t size);
+void open_readahead_read(int fd, uint64_t offset, uint64_t length);
+void open_readahead_close(int fd);
+extern _Atomic uint64_t g_ra_warmed;
 void lazy_init(void);
 void atfork_prepare(void);
 void atfork_child(void);

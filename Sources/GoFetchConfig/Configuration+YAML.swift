@@ -92,6 +92,7 @@ extension Configuration {
             try node.string("preload_library", into: &config.trace.preloadLibrary, nonEmpty: false)
             try node.double("flush_interval_ms", into: &config.trace.flushIntervalMS, in: 0.1...10_000)
             try node.bool("python_hook", into: &config.trace.pythonHook)
+            try node.int("open_readahead_kb", into: &config.trace.openReadaheadKB, in: 0...1_048_576)
             try node.finish()
         }
         if let node = try top.section("ingest") {

@@ -119,6 +119,11 @@ public struct Configuration: Sendable, Equatable {
         /// interpreter the job starts, which announces each DataLoader epoch's files in
         /// the order it will read them (exact lookahead, no change to the script).
         public var pythonHook = true
+        /// The shim warms a file of at most this many KiB when the job opens it, on FUSE
+        /// and network file systems, while the job reads such files whole (one round trip
+        /// to the storage instead of the two or three of the kernel's first readahead).
+        /// 0 turns it off.
+        public var openReadaheadKB = 1_024
     }
 
     public struct Ingest: Sendable, Equatable {

@@ -60,6 +60,8 @@ public struct AccessFlags: OptionSet, Sendable, Hashable {
     public static let positional = AccessFlags(rawValue: 1 << 3)
     /// Lookahead: the first record of a new announcement (earlier lists of the sender are void).
     public static let announcementStart = AccessFlags(rawValue: 1 << 4)
+    /// Open: the shim asked for the whole (small) file at open (`trace.open_readahead_kb`).
+    public static let warmedAtOpen = AccessFlags(rawValue: 1 << 5)
 }
 
 /// One access event as a trace source reports it, before ingest resolves its file.

@@ -43,12 +43,14 @@ public final class IngestPipeline: @unchecked Sendable {
     /// Resolves a batch of events from one client; call ``flush()`` to hand them on.
     public func ingest(_ events: [AccessEvent], uid: UInt32, gid: UInt32 = 0, parentPID: UInt32 = 0) {
         var opens = 0, reads = 0, mmaps = 0, closes = 0, bytes = 0, wait = 0, unresolved = 0, accepted = 0, cold = 0, stall = 0
+        var warmedAtOpen = 0
         for event in events {
             let wall = Int64(bitPattern: event.monotonicNanoseconds) &+ wallOffset
             let fileID: FileID
             switch event.kind {
             case .open:
                 opens += 1
+                if event.flags.contains(.warmedAtOpen) { warmedAtOpen += 1 }
                 guard let path = event.path else { unresolved += 1; continue }
                 guard let id = accept(catalog.register(path: path, device: event.device, inode: event.inode, size: event.length, wallNanoseconds: wall, uid: uid), uid: uid, gid: gid, pid: event.pid) else { continue }
                 fileID = id
@@ -102,6 +104,7 @@ public final class IngestPipeline: @unchecked Sendable {
             accepted += 1
         }
         statistics.opens.add(opens)
+        if warmedAtOpen > 0 { statistics.warmedAtOpen.add(warmedAtOpen) }
         statistics.reads.add(reads)
         statistics.mmaps.add(mmaps)
         statistics.closes.add(closes)

@@ -11,6 +11,8 @@ public final class IngestStatistics: Sendable {
     public let messagesTruncated = Atomic<Int>(0)
     public let eventsAccepted = Atomic<Int>(0)
     public let opens = Atomic<Int>(0)
+    /// Opens of small files on remote storage that the shim warmed whole at open.
+    public let warmedAtOpen = Atomic<Int>(0)
     public let reads = Atomic<Int>(0)
     public let mmaps = Atomic<Int>(0)
     public let closes = Atomic<Int>(0)

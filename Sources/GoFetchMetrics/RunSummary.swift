@@ -7,6 +7,9 @@ import GoFetchStore
 public struct RunSummary: Sendable, Codable, Equatable {
     public var events: Int
     public var opens: Int
+    /// Opens the shim warmed whole at open (`trace.open_readahead_kb`); `nil` in summaries
+    /// stored before it was counted.
+    public var warmedAtOpen: Int?
     public var reads: Int
     public var mmaps: Int
     public var closes: Int
@@ -45,6 +48,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public init(ingest: IngestStatistics, store: StoreStatistics, engine: PrefetchEngine? = nil, listing: DirectoryLister.Statistics? = nil) {
         events = ingest.eventsAccepted.value
         opens = ingest.opens.value
+        warmedAtOpen = ingest.warmedAtOpen.value
         reads = ingest.reads.value
         mmaps = ingest.mmaps.value
         closes = ingest.closes.value
@@ -81,6 +85,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
         func row(_ name: String, _ value: String) { lines.append("  \(name.padding(toLength: 22, withPad: " ", startingAt: 0))\(value)") }
         row("events", "\(events) (open \(opens), read \(reads), mmap \(mmaps), close \(closes))")
         row("files recorded", "\(committedFiles)")
+        if let warmedAtOpen, warmedAtOpen > 0 {
+            row("warmed at open", "\(warmedAtOpen) small files on remote storage read whole in one request when the job opened them (trace.open_readahead_kb)")
+        }
         row("bytes read", Format.bytes(bytesRead))
         row("time in reads", Format.duration(nanoseconds: readWaitNanoseconds))
         row("cold reads", "\(coldReads) of \(reads) (page-cache misses by their time), stall \(Format.duration(nanoseconds: stallNanoseconds))")

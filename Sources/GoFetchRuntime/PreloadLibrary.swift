@@ -39,6 +39,7 @@ public enum PreloadLibrary {
             environment["GOFETCH_INCLUDE"] = trace.includePrefixes.joined(separator: ":")
         }
         environment["GOFETCH_FLUSH_MS"] = Format.fixed(trace.flushIntervalMS, 3)
+        environment["GOFETCH_OPEN_READAHEAD_KB"] = String(trace.openReadaheadKB)
         environment.removeValue(forKey: "GOFETCH_DISABLE")
         return environment
     }

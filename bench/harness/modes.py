@@ -78,6 +78,9 @@ def write_gofetch_config(path: str, excluded: List[str]) -> None:
         f.write("trace:\n  exclude_prefixes:\n")
         for p in prefixes:
             f.write(f"    - {p}\n")
+        # GOFETCH_BENCH_OPEN_READAHEAD_KB=0: the shim's warming at open off, to compare.
+        if os.environ.get("GOFETCH_BENCH_OPEN_READAHEAD_KB"):
+            f.write(f"  open_readahead_kb: {int(os.environ['GOFETCH_BENCH_OPEN_READAHEAD_KB'])}\n")
 
 
 # What each workload's interpreter imports before its first epoch.

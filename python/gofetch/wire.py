@@ -58,6 +58,8 @@ class Flag(enum.IntFlag):
     PATH_TRUNCATED = 1 << 1
     VECTORED = 1 << 2
     POSITIONAL = 1 << 3
+    # Open: the shim asked for the whole (small) file at open (trace.open_readahead_kb).
+    WARMED_AT_OPEN = 1 << 5
     # Lookahead: the first record (offset 0) of a new announcement; the daemon
     # drops any earlier list from the same sender.
     ANNOUNCEMENT_START = 1 << 4

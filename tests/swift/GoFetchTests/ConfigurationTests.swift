@@ -52,6 +52,7 @@ struct ConfigurationTests {
               exclude_prefixes: []
               flush_interval_ms: 5
               python_hook: false
+              open_readahead_kb: 256
             storage:
               retention:
                 max_age_days: 7
@@ -78,6 +79,8 @@ struct ConfigurationTests {
         #expect(config.trace.flushIntervalMS == 5)
         #expect(config.trace.pythonHook == false)
         #expect(Configuration().trace.pythonHook == true)
+        #expect(config.trace.openReadaheadKB == 256)
+        #expect(Configuration().trace.openReadaheadKB == 1_024)
         #expect(config.storage.retentionMaxAgeDays == 7)
         #expect(config.storage.retentionMaxEvents == 1_000_000)
         #expect(config.ingest.maxFiles == 5000)
