@@ -26,12 +26,6 @@ static uint64_t g_ra_max;                /* bytes; 0: off */
 static _Atomic int g_ra_score;
 _Atomic uint64_t g_ra_warmed;            /* files warmed at open */
 
-/* Per tracked fd: the size when it is a candidate (0: not one) and how far it was read. */
-static struct {
-    uint64_t size;
-    _Atomic uint64_t end;
-} g_ra[FD_TABLE_SIZE];
-
 /* File systems reached over a link (statfs f_type); the rest are left to the kernel. */
 static bool remote_type(unsigned long type)
 {
@@ -100,11 +94,11 @@ bool open_readahead(int fd, uint64_t dev, uint64_t size)
 {
     if ((unsigned)fd >= FD_TABLE_SIZE)
         return false;
-    g_ra[fd].size = 0;
+    g_fds[fd].ra_size = 0;
     if (g_ra_max == 0 || size == 0 || size > g_ra_max || !device_remote(fd, dev))
         return false;
-    atomic_store_explicit(&g_ra[fd].end, 0, memory_order_relaxed);
-    g_ra[fd].size = size;
+    atomic_store_explicit(&g_fds[fd].ra_end, 0, memory_order_relaxed);
+    g_fds[fd].ra_size = size;
     if (atomic_load_explicit(&g_ra_score, memory_order_relaxed) < 2)
         return false;
     /* The raw system call: nothing of ours, nor another preload's, in between. */
@@ -114,22 +108,13 @@ bool open_readahead(int fd, uint64_t dev, uint64_t size)
     return true;
 }
 
-void open_readahead_read(int fd, uint64_t offset, uint64_t length)
-{
-    if ((unsigned)fd >= FD_TABLE_SIZE || g_ra[fd].size == 0 || offset == OFFSET_UNKNOWN)
-        return;
-    uint64_t end = offset + length;
-    uint64_t seen = atomic_load_explicit(&g_ra[fd].end, memory_order_relaxed);
-    if (end > seen)
-        atomic_store_explicit(&g_ra[fd].end, end, memory_order_relaxed);
-}
-
 void open_readahead_close(int fd)
 {
-    if ((unsigned)fd >= FD_TABLE_SIZE || g_ra[fd].size == 0)
+    if ((unsigned)fd >= FD_TABLE_SIZE || g_fds[fd].ra_size == 0)
         return;
-    bool whole = atomic_load_explicit(&g_ra[fd].end, memory_order_relaxed) >= g_ra[fd].size;
-    g_ra[fd].size = 0;
+    struct fd_slot *s = &g_fds[fd];
+    bool whole = atomic_load_explicit(&s->ra_end, memory_order_relaxed) >= s->ra_size;
+    s->ra_size = 0;
     int score = atomic_load_explicit(&g_ra_score, memory_order_relaxed);
     score = whole ? (score < 16 ? score + 1 : 16) : (score > -16 + 4 ? score - 4 : -16);
     atomic_store_explicit(&g_ra_score, score, memory_order_relaxed);

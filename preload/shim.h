@@ -213,6 +213,10 @@ struct fd_slot {
     uint32_t pad;
     uint64_t dev;
     uint64_t ino;
+    /* open_readahead.c: the size of a small file on remote storage (0: not one), and
+     * how far the job has read it (here, so a read touches one line of the table). */
+    uint64_t ra_size;
+    _Atomic uint64_t ra_end;
 };
 
 struct fdinfo {
@@ -359,6 +363,17 @@ static inline void fd_forget(int fd)
         atomic_store_explicit(&g_fds[fd].tracked, 0, memory_order_release);
 }
 
+/* A read of a tracked fd: how far a small file on remote storage has been read. */
+static inline void open_readahead_read(int fd, uint64_t offset, uint64_t length)
+{
+    struct fd_slot *s = &g_fds[fd];
+    if (likely(s->ra_size == 0) || offset == OFFSET_UNKNOWN)
+        return;
+    uint64_t end = offset + length;
+    if (end > atomic_load_explicit(&s->ra_end, memory_order_relaxed))
+        atomic_store_explicit(&s->ra_end, end, memory_order_relaxed);
+}
+
 /*
  * How a flush treats a connection that another thread is still opening: that
  * thread may be descheduled for milliseconds on a busy machine, and its
@@ -399,7 +414,6 @@ void socket_address(void);
 void init_config(void);
 void open_readahead_config(void);
 bool open_readahead(int fd, uint64_t dev, uint64_t size);
-void open_readahead_read(int fd, uint64_t offset, uint64_t length);
 void open_readahead_close(int fd);
 extern _Atomic uint64_t g_ra_warmed;
 void lazy_init(void);
