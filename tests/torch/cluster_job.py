@@ -1,8 +1,8 @@
 """One rank of a data-parallel job as torchrun starts it: gloo process group, a
 DistributedSampler over a folder of files, a DataLoader with 2 workers, a short
-sleep per batch as the accelerator step. Nothing of gofetch in it.
+sleep per batch as the accelerator step (STEP_MS, default 10). Nothing of gofetch in it.
 
-    torchrun --nnodes 2 --nproc-per-node 1 --node-rank R ... cluster_job.py DATA OUT EPOCHS
+    torchrun --nnodes 2 --nproc-per-node 1 --node-rank R ... cluster_job.py DATA OUT EPOCHS [STEP_MS]
 
 Writes OUT/rank<R>.json: per epoch, the files this rank read (in the order its
 workers returned them), the stall (time blocked in next()), how many reads
@@ -34,6 +34,7 @@ class Files(Dataset):
 
 def main():
     data, out, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    step = float(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.01
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     dataset = Files(data)
@@ -54,7 +55,7 @@ def main():
             stall += time.monotonic() - t
             files += [dataset.paths[i] for i in indices.tolist()]
             cold += [ns > 1_000_000 for ns in times.tolist()]
-            time.sleep(0.01)
+            time.sleep(step)
         result["epochs"].append({"files": files, "stall_s": stall, "cold": cold, "started_ns": started})
     dist.barrier()
     dist.destroy_process_group()
