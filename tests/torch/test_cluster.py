@@ -38,7 +38,7 @@ else:
 from mount import SlowMount  # noqa: E402
 from nodes import Node, evict, gofetch_binary, run_job  # noqa: E402
 
-FILES = 240
+FILES = 400
 
 
 def test_two_nodes_each_daemon_warms_its_own_ranks_files(tmp_path):
@@ -54,7 +54,7 @@ def test_two_nodes_each_daemon_warms_its_own_ranks_files(tmp_path):
         evict(paths)
         nodes = [Node(gofetch, tmp_path / f"node{n}") for n in range(2)]
         try:
-            results = run_job(mount.path, tmp_path / "out", 1, [node.environment() for node in nodes])
+            results = run_job(mount.path, tmp_path / "out", 1, [node.environment() for node in nodes], step_ms=20)
         finally:
             summaries = [node.stop() for node in nodes]
     shares = {rank: set(result["epochs"][0]["files"]) for rank, result in results.items()}
