@@ -24,7 +24,6 @@
 
 static uint64_t g_ra_max;                /* bytes; 0: off */
 static _Atomic int g_ra_score;
-_Atomic uint64_t g_ra_warmed;            /* files warmed at open */
 
 /* File systems reached over a link (statfs f_type); the rest are left to the kernel. */
 static bool remote_type(unsigned long type)
@@ -81,13 +80,9 @@ static bool device_remote(int fd, uint64_t dev)
 
 void open_readahead_config(void)
 {
-    const char *kb = getenv("GOFETCH_OPEN_READAHEAD_KB");
-    if (kb && *kb) {
-        char *end;
-        unsigned long v = strtoul(kb, &end, 10);
-        if (*end == '\0' && v <= (1ul << 20))
-            g_ra_max = (uint64_t)v * 1024;
-    }
+    double kb;
+    if (env_decimal("GOFETCH_OPEN_READAHEAD_KB", 1 << 20, &kb))
+        g_ra_max = (uint64_t)kb * 1024;
 }
 
 bool open_readahead(int fd, uint64_t dev, uint64_t size)
@@ -102,10 +97,7 @@ bool open_readahead(int fd, uint64_t dev, uint64_t size)
     if (atomic_load_explicit(&g_ra_score, memory_order_relaxed) < 2)
         return false;
     /* The raw system call: nothing of ours, nor another preload's, in between. */
-    if (syscall(SYS_fadvise64, fd, (off_t)0, (off_t)size, POSIX_FADV_WILLNEED) != 0)
-        return false;
-    atomic_fetch_add_explicit(&g_ra_warmed, 1, memory_order_relaxed);
-    return true;
+    return syscall(SYS_fadvise64, fd, (off_t)0, (off_t)size, POSIX_FADV_WILLNEED) == 0;
 }
 
 void open_readahead_close(int fd)

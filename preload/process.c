@@ -27,6 +27,19 @@ void socket_address(void)
 }
 
 
+bool env_decimal(const char *name, double max, double *out)
+{
+    const char *text = getenv(name);
+    if (!text || !*text)
+        return false;
+    char *end;
+    double v = strtod(text, &end);
+    if (*end != '\0' || !(v >= 0 && v <= max))
+        return false;
+    *out = v;
+    return true;
+}
+
 void init_config(void)
 {
     const char *exclude = getenv("GOFETCH_EXCLUDE");
@@ -37,13 +50,9 @@ void init_config(void)
     if (include)
         prefix_parse(&g_include, include);
 
-    const char *ms = getenv("GOFETCH_FLUSH_MS");
-    if (ms && *ms) {
-        char *end;
-        unsigned long v = strtoul(ms, &end, 10);
-        if (*end == '\0' && v <= 60000)
-            g_flush_ns = (uint64_t)v * 1000000ull;
-    }
+    double ms;
+    if (env_decimal("GOFETCH_FLUSH_MS", 60000, &ms))
+        g_flush_ns = (uint64_t)(ms * 1e6 + 0.5);
     const char *worker = getenv("GOFETCH_WORKER_ID");
     if (worker && *worker) {
         char *end;

@@ -411,11 +411,12 @@ void normalise_path(char *p);
 void exclude_install_of(const char *program, bool venv_only);
 void exclude_own_install(void);
 void socket_address(void);
+/* A number in the environment: decimal, 0 to max; false (out untouched) when unset or not one. */
+bool env_decimal(const char *name, double max, double *out);
 void init_config(void);
 void open_readahead_config(void);
 bool open_readahead(int fd, uint64_t dev, uint64_t size);
 void open_readahead_close(int fd);
-extern _Atomic uint64_t g_ra_warmed;
 void lazy_init(void);
 void atfork_prepare(void);
 void atfork_child(void);

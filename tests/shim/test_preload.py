@@ -793,7 +793,8 @@ def test_age_flush_before_blocking(shim, listener, tmp_path):
         print("blocking", flush=True)
         sys.stdin.readline()     # a read on an untracked fd: the shim flushes before it blocks
         """)
-    for flush_ms, expect_early in (("2", True), ("60000", False)):
+    # "60000.000": how gofetch run and gofetch env write trace.flush_interval_ms.
+    for flush_ms, expect_early in (("2", True), ("60000", False), ("60000.000", False)):
         lst = listener(name=f"s{flush_ms}.sock")
         proc = subprocess.Popen(
             [PYTHON, "-c", code], env=traced_env(shim, lst.path, GOFETCH_FLUSH_MS=flush_ms), text=True,
