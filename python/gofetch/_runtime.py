@@ -114,16 +114,14 @@ def _own_epoch_cell() -> tuple:
 
 # None: a child that has not learnt its worker id yet (a forked child, or one started by
 # multiprocessing with a new interpreter); it asks torch at its first event.
-_worker: Optional[int] = -1
 _epoch_cell = _parent_epoch_cell()
+_worker: Optional[int] = None if _epoch_cell is not None else -1
 _epoch_fd = -1
-if _epoch_cell is not None:
-    _worker = None
-    _epoch = memoryview(_epoch_cell).cast("I")
-else:
+if _epoch_cell is None:
     _epoch_cell, _epoch_fd = _own_epoch_cell()
-    _epoch = memoryview(_epoch_cell).cast("I")
-    _epoch[0] = UNKNOWN_EPOCH
+_epoch = memoryview(_epoch_cell).cast("I")
+if _worker == -1:
+    _epoch[0] = UNKNOWN_EPOCH  # a cell of our own; a parent's keeps its epoch
 _fd_table: Dict[int, tuple] = {}
 _scope = threading.local()   # .v = (dataset key, index) while a sample is being fetched
 _learn_sink: Optional[Callable[[int, Any, str], None]] = None
