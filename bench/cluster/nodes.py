@@ -22,15 +22,8 @@ from typing import List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ROOT / "tests" / "torch" / "cluster_job.py"
-
-
-def gofetch_binary(release: bool = False) -> str:
-    command = ["swift", "build", "--show-bin-path"] + (["-c", "release"] if release else [])
-    bin_dir = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    path = os.path.join(bin_dir, "gofetch")
-    if not (os.path.exists(path) and os.path.exists(os.path.join(bin_dir, "libgofetch_preload.so"))):
-        raise FileNotFoundError(f"{path} or its shim missing: run {'CONFIG=release ' if release else ''}scripts/build")
-    return path
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from built_gofetch import gofetch_binary  # noqa: E402,F401 (bench/cluster/run and the test use it from here)
 
 
 def free_port() -> int:

@@ -84,13 +84,14 @@ def shards(tmp_path_factory):
     return paths, str(root)
 
 
-def run_both(config: dict, listener_factory, tmp_path) -> tuple:
-    """The job without gofetch, then with the hook; returns (baseline, hooked, listener)."""
+def run_both(config: dict, listener_factory, tmp_path, **hooked_env: str) -> tuple:
+    """The job without gofetch, then with the hook (and `hooked_env`); returns
+    (baseline, hooked, listener)."""
     baseline = run_job("loader_job.py", config, job_env(fake_torch=False), timeout=TIMEOUT)
     assert baseline["torch"] == torch.__version__
     lst = listener_factory()
     hooked = run_job("loader_job.py", dict(config, hook=True, db=str(tmp_path / "t.db")),
-                     job_env(lst.path, fake_torch=False), timeout=TIMEOUT)
+                     job_env(lst.path, fake_torch=False, **hooked_env), timeout=TIMEOUT)
     lst.wait_quiet()
     assert hooked["batches"] == baseline["batches"]
     assert hooked["stats"]["errors"] == 0
@@ -122,19 +123,14 @@ def test_announced_order_is_the_order_read(case, images, folder, listener, tmp_p
         assert all(len(epoch) == len(paths) // 2 for epoch in read)
 
 
-@pytest.mark.skipif(not SHIM.exists(), reason="the preload shim is not built (scripts/build)")
 def test_tar_shards_iterable_dataset(shards, listener, tmp_path):
     """tarfile streams a shard through os.open and os.read, which only the preload shim
     sees; the hook tags its records with the worker from the worker's first read."""
+    assert SHIM.exists(), f"{SHIM} is missing: run scripts/build"
     paths, root = shards
     config = dict(dataset="tar", data=root, seed=3, epochs=2, batch_size=4, num_workers=2)
-    baseline = run_job("loader_job.py", config, job_env(fake_torch=False), timeout=TIMEOUT)
-    lst = listener()
-    hooked = run_job("loader_job.py", dict(config, hook=True, db=str(tmp_path / "t.db")),
-                     job_env(lst.path, fake_torch=False, LD_PRELOAD=str(SHIM), GOFETCH_INCLUDE=root), timeout=TIMEOUT)
-    lst.wait_quiet()
-    assert hooked["batches"] == baseline["batches"]
-    assert hooked["stats"]["errors"] == 0 and hooked["stats"]["shim"] is True
+    _, hooked, lst = run_both(config, listener, tmp_path, LD_PRELOAD=str(SHIM), GOFETCH_INCLUDE=root)
+    assert hooked["stats"]["shim"] is True
     # No sampler, no order: nothing may be announced for an iterable data set.
     assert not list(lst.records(wire.Kind.LOOKAHEAD, pid=hooked["pid"]))
     samples = [sample for epoch in hooked["batches"] for batch in epoch for sample in batch]

@@ -23,10 +23,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from harness import cgroups, loader, pagecache  # noqa: E402
 from harness.cleanup import Cleanup  # noqa: E402
 from harness.datasets import ensure_images  # noqa: E402
+from built_gofetch import gofetch_binary  # noqa: E402
 
 
 def _skip(reason):
@@ -301,10 +303,7 @@ def test_bench_run_end_to_end(tmp_path):
     # the harness is under test here, not gofetch's speed.
     gofetch = find_gofetch(None)
     if gofetch is None or not os.path.exists(os.path.join(os.path.dirname(gofetch), "libgofetch_preload.so")):
-        bin_dir = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True,
-                                 check=True).stdout.strip()
-        gofetch = os.path.join(bin_dir, "gofetch")
-    assert os.path.exists(os.path.join(os.path.dirname(gofetch), "libgofetch_preload.so")), "run scripts/build first"
+        gofetch = gofetch_binary()
     out = tmp_path / "out"
     # The built-in loader: the harness is under test, and it needs no torch.
     run = subprocess.Popen(

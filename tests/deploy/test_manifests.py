@@ -7,22 +7,21 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from built_gofetch import gofetch_binary  # noqa: E402
 DEPLOY = ROOT / "deploy"
 
 
 @pytest.fixture(scope="module")
 def gofetch():
-    bin_dir = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-    path = os.path.join(bin_dir, "gofetch")
-    assert os.path.exists(path), f"{path} missing: run scripts/build first"
-    return path
+    return gofetch_binary()
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,19 @@ The executable and the shim are built by scripts/build (scripts/test runs it fir
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from built_gofetch import gofetch_binary  # noqa: E402
 from job_interpreter import job_python  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def gofetch_bin():
-    bin_dir = subprocess.run(
-        ["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    path = os.path.join(bin_dir, "gofetch")
-    assert os.path.exists(path), f"{path} missing: run scripts/build first"
-    assert os.path.exists(os.path.join(bin_dir, "libgofetch_preload.so")), "shim missing: run scripts/build first"
-    return path
+    return gofetch_binary()
 
 
 @pytest.fixture(scope="session")
