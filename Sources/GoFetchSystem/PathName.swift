@@ -1,3 +1,5 @@
+import Glibc
+
 /// A Linux path is bytes; gofetch keeps paths as `String`s. A path that is not
 /// UTF-8 (a data set named in Latin-1, say) keeps its bytes: each byte that is not
 /// part of valid UTF-8 becomes the private-use scalar U+EF00 + byte (U+EF80…U+EFFF),
@@ -19,6 +21,19 @@ public enum PathName {
             return text
         }
         return slowDecode(bytes)
+    }
+
+    /// ``decode(_:)`` for bytes in memory, as wire messages and kernel records hold
+    /// them: this one runs once per traced open, and the generic one, called across
+    /// modules, walks the bytes through protocol witnesses.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> String? {
+        guard let base = bytes.baseAddress else { return "" }
+        guard memchr(base, 0, bytes.count) == nil else { return nil }
+        let units = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        if let text = String(validating: units, as: UTF8.self), !mayHoldEscapes(units) {
+            return text
+        }
+        return slowDecode(units)
     }
 
     /// Calls `body` with the path's bytes as a C string (see the type's note).

@@ -125,6 +125,7 @@ struct WireDecoderTests {
         #expect(decoder.statistics.total == 0)
         #expect(events.map { PathName.bytes($0.path!) } == names)
         #expect(PathName.decode(Array("/a".utf8) + [0] + Array("b".utf8)) == nil)
+        #expect((Array("/a".utf8) + [0] + Array("b".utf8)).withUnsafeBytes { PathName.decode($0) } == nil)
 
         // Every byte string without a NUL has one text and back.
         var generator = SplitMix64(seed: 11)
@@ -133,6 +134,7 @@ struct WireDecoderTests {
             let bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next() % 255 + 1) }
             let text = try #require(PathName.decode(bytes))
             #expect(PathName.bytes(text) == bytes)
+            #expect(bytes.withUnsafeBytes { PathName.decode($0) } == text)  // the overload for bytes in memory agrees
             #expect(PathName.withCString(text) { String(cString: $0).isEmpty == false })
         }
     }
