@@ -5,7 +5,7 @@ extension TraceStore {
     /// Events stored (of `runID` when given) of the given kinds.
     public func eventCount(runID: Int64? = nil, kinds: [AccessKind] = AccessKind.accesses) throws(TraceStoreError) -> Int {
         try read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE \(Self.filter(runID: runID, kinds: kinds))") ?? 0
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE \(filter(runID: runID, kinds: kinds))") ?? 0
         }
     }
 
@@ -17,7 +17,7 @@ extension TraceStore {
         try read { db in
             let cursor = try Row.fetchCursor(db, sql: """
                 SELECT file_id, kind, pid, tid, uid, worker_id, epoch, time_ns, mono_ns, offset, length, duration_ns, source, flags, run_id
-                FROM events WHERE \(Self.filter(runID: runID, kinds: kinds)) ORDER BY id
+                FROM events WHERE \(filter(runID: runID, kinds: kinds)) ORDER BY id
                 """)
             while let row = try cursor.next() {
                 let run: Int64 = row[14]
@@ -40,9 +40,9 @@ extension TraceStore {
         }
     }
 
-    private static func filter(runID: Int64?, kinds: [AccessKind]) -> String {
+    private func filter(runID: Int64?, kinds: [AccessKind]) -> String {
         var clauses = ["kind IN (\(kinds.map { String($0.rawValue) }.joined(separator: ",")))"]
-        if let runID { clauses.append("run_id = \(runID)") }
+        if let runID { clauses.append(runCondition(runID)) }
         return clauses.joined(separator: " AND ")
     }
 }

@@ -121,7 +121,7 @@ extension TraceStore {
     /// Wall times of the run's first and last event; `nil` without events.
     public func eventSpan(runID: Int64) throws(TraceStoreError) -> (first: Int64, last: Int64)? {
         try read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT MIN(time_ns), MAX(time_ns) FROM events WHERE run_id = ?", arguments: [runID])
+            let row = try Row.fetchOne(db, sql: "SELECT MIN(time_ns), MAX(time_ns) FROM events WHERE \(runCondition(runID))")
             guard let row, let first = row[0] as Int64?, let last = row[1] as Int64? else { return nil }
             return (first, last)
         }

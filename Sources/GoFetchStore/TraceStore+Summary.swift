@@ -63,7 +63,7 @@ extension TraceStore {
     public func summary(top: Int, runID: Int64? = nil, timing: ReadTiming = ReadTiming(), order: StoreSummary.FileOrder = .bytes) throws(TraceStoreError) -> StoreSummary {
         let cold = Self.coldRead(timing)
         return try read { db in
-            let filter = runID == nil ? "" : "WHERE run_id = \(runID!)"
+            let filter = runID.map { "WHERE \(runCondition($0))" } ?? ""
             let and = runID == nil ? "WHERE" : "\(filter) AND"
             let totals = try Row.fetchOne(db, sql: """
                 SELECT COUNT(*), MIN(time_ns), MAX(time_ns), COUNT(DISTINCT pid), COUNT(DISTINCT file_id) FROM events \(filter)
@@ -78,7 +78,10 @@ extension TraceStore {
             }
             let runs = try Row.fetchAll(db, sql: """
                 SELECT r.id, r.command, r.source, r.started_ns, r.ended_ns,
-                       (SELECT COUNT(*) FROM events e WHERE e.run_id = r.id)
+                       \(runSpans ? """
+                           (SELECT COUNT(*) FROM run_spans s JOIN events e
+                            ON e.id BETWEEN s.first_event_id AND s.last_event_id AND e.run_id = s.run_id WHERE s.run_id = r.id)
+                           """ : "(SELECT COUNT(*) FROM events e WHERE e.run_id = r.id)")
                 FROM runs r \(runID == nil ? "" : "WHERE r.id = \(runID!)") ORDER BY r.id
                 """).map {
                 StoreSummary.Run(id: $0[0], command: $0[1], source: $0[2], startedNanoseconds: $0[3], endedNanoseconds: $0[4], events: $0[5])
@@ -105,7 +108,7 @@ extension TraceStore {
     /// The `top` files most read (or with the most stall), of `runID` when given: one scan.
     public func topFiles(_ top: Int, runID: Int64? = nil, timing: ReadTiming = ReadTiming(), order: StoreSummary.FileOrder) throws(TraceStoreError) -> [StoreSummary.TopFile] {
         try read { db in
-            try Self.topFiles(db, top: top, filter: runID == nil ? "" : "WHERE run_id = \(runID!)", cold: Self.coldRead(timing), order: order)
+            try Self.topFiles(db, top: top, filter: runID.map { "WHERE \(runCondition($0))" } ?? "", cold: Self.coldRead(timing), order: order)
         }
     }
 

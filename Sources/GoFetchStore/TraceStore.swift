@@ -22,6 +22,9 @@ public final class TraceStore: Sendable {
     /// Held for the life of a writing store: file ids are allocated in memory, so two
     /// writing processes on one store would hand out the same ids.
     private let lock: FileDescriptor?
+    /// Whether the store keeps each run's id range (version 3); an older one, opened
+    /// read-only, is queried by its index on run_id.
+    let runSpans: Bool
 
     /// Opens (and creates or migrates) the store.
     /// - Parameters:
@@ -47,7 +50,9 @@ public final class TraceStore: Sendable {
                 guard FileManager.default.fileExists(atPath: path) else {
                     throw TraceStoreError(path: path, problem: "no such file (run `gofetch trace` first, or pass --db)")
                 }
-                database = try DatabaseQueue(path: path, configuration: configuration)
+                let queue = try DatabaseQueue(path: path, configuration: configuration)
+                database = queue
+                runSpans = try queue.read { try $0.tableExists("run_spans") }
                 lock = nil
             } else {
                 let directory = (path as NSString).deletingLastPathComponent
@@ -66,6 +71,7 @@ public final class TraceStore: Sendable {
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 try StoreSchema.migrator().migrate(pool)
                 database = pool
+                runSpans = true
             }
         } catch let error as TraceStoreError {
             throw error
@@ -145,6 +151,7 @@ public final class TraceStore: Sendable {
             // building a StatementArguments of 15 existentials per row costs more
             // than the insert itself (measured: 90 k/s that way, see bench/ingest).
             let handle = insert.sqliteStatement
+            var firstID: Int64 = 0
             for event in events {
                 sqlite3_bind_int64(handle, 1, runID)
                 sqlite3_bind_int64(handle, 2, event.wallNanoseconds)
@@ -166,8 +173,17 @@ public final class TraceStore: Sendable {
                 guard code == SQLITE_DONE else {
                     throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
                 }
+                if firstID == 0 { firstID = db.lastInsertedRowID }
+            }
+            if firstID != 0 {
+                try db.cachedStatement(sql: StoreSchema.extendRunSpan).execute(arguments: [runID, firstID, db.lastInsertedRowID])
             }
         }
+    }
+
+    /// The condition that selects `runID`'s events (see ``StoreSchema/runCondition(_:table:spans:)``).
+    func runCondition(_ runID: Int64, table: String = "events") -> String {
+        StoreSchema.runCondition(runID, table: table, spans: runSpans)
     }
 
     /// Deletes events beyond the retention limits; returns how many went.
@@ -194,7 +210,10 @@ public final class TraceStore: Sendable {
                     sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [maxEvents])
                 deleted += db.changesCount
             }
-            if deleted > 0 { try deleteSamplesBeforeOldestEvent(db) }
+            if deleted > 0 {
+                try deleteSamplesBeforeOldestEvent(db)
+                try db.execute(sql: "DELETE FROM run_spans WHERE last_event_id < COALESCE((SELECT MIN(id) FROM events), 9223372036854775807)")
+            }
             return deleted
         }
     }

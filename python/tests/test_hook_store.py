@@ -118,9 +118,13 @@ def test_read_offsets_follow_the_file(traced):
 
 def test_schema_rows_and_view(traced):
     db, files = traced["db"], traced["files"]
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
     tables = {name for (name,) in query(db, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view', 'index')")}
-    assert {"meta", "runs", "files", "events", "traces", "events_by_run_time"} <= tables
+    assert {"meta", "runs", "files", "events", "traces", "run_spans"} <= tables
+    assert "events_by_run_time" not in tables  # version 3: no index on events
+    # The run's span is exactly the ids of its events.
+    assert query(db, "SELECT run_id, first_event_id, last_event_id FROM run_spans") == \
+        query(db, "SELECT run_id, MIN(id), MAX(id) FROM events GROUP BY run_id")
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     runs = query(db, "SELECT id, started_ns, ended_ns, command, source FROM runs")
     assert len(runs) == 1
@@ -372,3 +376,34 @@ def test_open_semantics(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["files"] == [str(data / "a.bin")]
     assert out["stats"]["errors"] == 0
+
+
+def test_a_store_from_before_version_3_is_migrated_by_the_hook(tmp_path):
+    """The hook opening a version-2 store drops its index on events, records each run's span of ids
+    (two interleaved runs), and widens its own run's span as it writes."""
+    from gofetch import _state, _store
+    db = str(tmp_path / "old.db")
+    connection = sqlite3.connect(db)
+    for statement in _store.SCHEMA[:-1]:  # all but the version stamp
+        connection.execute(statement)
+    connection.execute("CREATE INDEX events_by_run_time ON events(run_id, time_ns)")
+    connection.execute("INSERT INTO runs (id, started_ns, command, source) VALUES (1, 0, 'a', 't'), (2, 0, 'b', 't')")
+    connection.execute("INSERT INTO files (id, path, dev, ino, size, first_seen_ns) VALUES (1, '/x', 1, 1, 1, 0)")
+    for run in (1, 2, 1):
+        connection.executemany(
+            "INSERT INTO events (run_id, time_ns, mono_ns, pid, tid, uid, file_id, kind, offset, length, duration_ns, "
+            "source, flags) VALUES (?, 0, 0, 1, 1, 0, 1, 2, 0, 1, 1, 1, 0)", [(run,)] * 5)
+    connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    connection.commit()
+    connection.close()
+
+    writer = _store.StoreWriter(db, _state.Counters(), command="migrate")
+    event = (2, ("/x", 1, 1, 1), 3, 0, 1, time.monotonic_ns(), 1000, 1, -1, _store.UNKNOWN_EPOCH, 0)
+    writer.write([(os.getpid(), os.getuid(), [event] * 3)])
+    writer.write([(os.getpid(), os.getuid(), [event] * 2)])
+    writer.close()
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    assert query(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'") == []
+    assert query(db, "SELECT run_id, first_event_id, last_event_id FROM run_spans ORDER BY run_id") == \
+        [(1, 1, 15), (2, 6, 10), (3, 16, 20)]
+    assert query(db, "SELECT COUNT(*) FROM events WHERE run_id = 3") == [(5,)]

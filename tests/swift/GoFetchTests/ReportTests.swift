@@ -140,7 +140,7 @@ struct ReportTests {
         #expect(SVGChart.escape("a<b & \"c\"") == "a&lt;b &amp; &quot;c&quot;")
     }
 
-    @Test("a store of schema version 1 is migrated: samples and results tables, version 2")
+    @Test("a store of schema version 1 is migrated: samples and results tables, run spans, version 3")
     func migration() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("v1.db")
@@ -161,6 +161,68 @@ struct ReportTests {
         #expect(try store.samples(runID: run) == [sample])
         #expect(try store.result(runID: run) == "{}")
         let version = try store.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'") }
-        #expect(version == "2")
+        #expect(version == "3")
+    }
+
+    @Test("a run's events are its span of ids: interleaved runs, a migrated version-2 store, and one read without spans")
+    func runSpans() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("v2.db")
+        func events(_ count: Int, wall: Int64) -> ArraySlice<TraceEvent> {
+            (0..<count).map {
+                TraceEvent(fileID: 1, kind: $0 % 2 == 0 ? .open : .read, pid: 1, tid: 1, uid: 0, wallNanoseconds: wall + Int64($0),
+                           monotonicNanoseconds: UInt64($0), offset: 0, length: 1, durationNanoseconds: 1)
+            }[...]
+        }
+        // A version-2 store (index on run_id, no spans) with two runs.
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in
+            for statement in StoreSchema.statements + StoreSchema.version2 { try db.execute(sql: statement) }
+            try db.execute(sql: "CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")
+            try db.execute(sql: "INSERT INTO grdb_migrations VALUES ('v1'), ('v2')")
+            try db.execute(sql: "INSERT INTO runs (id, started_ns, command, source) VALUES (1, 0, 'a', 'test'), (2, 0, 'b', 'test')")
+            try db.execute(sql: "INSERT INTO files (id, path, dev, ino, size, first_seen_ns) VALUES (1, '/data/x', 1, 1, 1, 0)")
+            for (run, wall) in [(1, 100), (2, 200), (1, 300)] {
+                for i in 0..<10 {
+                    try db.execute(sql: """
+                        INSERT INTO events (run_id, time_ns, mono_ns, pid, tid, uid, file_id, kind, offset, length, duration_ns, source, flags)
+                        VALUES (?, ?, 0, 1, 1, 0, 1, 2, 0, 1, 1, 1, 0)
+                        """, arguments: [run, wall + i])
+                }
+            }
+        }
+        try queue.close()
+        // Read-only, it stays version 2 and answers by run_id.
+        let old = try TraceStore(path: path, readOnly: true)
+        #expect(!old.runSpans)
+        #expect(try old.eventCount(runID: 1, kinds: [.read]) == 20)
+        #expect(try old.eventSpan(runID: 2)! == (200, 209))
+        // Opened to write, it is migrated: the index goes, each run's span is its ids.
+        let store = try TraceStore(path: path)
+        let spans = try store.read { db in try Row.fetchAll(db, sql: "SELECT run_id, first_event_id, last_event_id FROM run_spans ORDER BY run_id") }
+        #expect(spans.map { [$0[0], $0[1], $0[2]] as [Int64] } == [[1, 1, 30], [2, 11, 20]])
+        #expect(try store.read { db in try db.indexes(on: "events") }.isEmpty)
+        // A third run writes in two transactions with a fourth between them; each run's figures are its own.
+        let third = try store.beginRun(command: "c", source: "test")
+        let fourth = try store.beginRun(command: "d", source: "test")
+        try store.write(files: [], events: events(6, wall: 1_000), runID: third)
+        try store.write(files: [], events: events(4, wall: 2_000), runID: fourth)
+        try store.write(files: [], events: events(6, wall: 3_000), runID: third)
+        #expect(try store.eventCount(runID: third, kinds: [.open, .read]) == 12)
+        #expect(try store.eventCount(runID: fourth, kinds: [.open, .read]) == 4)
+        #expect(try store.eventCount(runID: 1, kinds: [.read]) == 20)
+        #expect(try store.eventSpan(runID: third)! == (1_000, 3_005))
+        #expect(try store.eventSpan(runID: 2)! == (200, 209))
+        let summary = try store.summary(top: 5)
+        #expect(summary.runs.map(\.events) == [20, 10, 12, 4])
+        #expect(try store.summary(top: 5, runID: third).events == 12)
+        var replayed: [Int64] = []
+        try store.replay(runID: fourth) { replayed.append($0.wallNanoseconds); return true }
+        #expect(replayed == [2_000, 2_001, 2_002, 2_003])
+        // The query reads the run's range of ids, not the table.
+        let plan = try store.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM events WHERE \(store.runCondition(third))").map { $0["detail"] as String }
+        }
+        #expect(plan.contains { $0.contains("INTEGER PRIMARY KEY (rowid>? AND rowid<?)") }, "\(plan)")
     }
 }
