@@ -23,9 +23,10 @@ public final class HybridPredictor: Predictor {
     public private(set) var choices: [PredictorKind: Int] = [:]
 
     struct StreamState {
-        var markovPending: Set<FileID> = []
+        /// The last top-k (a few files: searched in order, not hashed).
+        var markovPending: [FileID] = []
         var markovAccuracy = 0.5
-        var gruPending: Set<FileID> = []
+        var gruPending: [FileID] = []
         var gruAccuracy = 0.5
         var remainingAccuracy = 0.5
         var opens = 0
@@ -57,7 +58,14 @@ public final class HybridPredictor: Predictor {
         guard event.kind == .open else { return }
         let key = StreamKey(event)
         if streams[key] == nil && streams.count >= maxStreams { streams.removeAll(keepingCapacity: true) }
-        var state = streams[key] ?? StreamState()
+        // Changed in place in the table (one lookup, no copy of the pending lists).
+        observe(event, in: &streams[key, default: StreamState()])
+        markov?.observe(event)
+        gru?.observe(event)
+        remaining?.observe(event)
+    }
+
+    private func observe(_ event: TraceEvent, in state: inout StreamState) {
         if !state.markovPending.isEmpty {
             let hit = state.markovPending.contains(event.fileID)
             state.markovAccuracy = 0.9 * state.markovAccuracy + (hit ? 0.1 : 0)
@@ -71,22 +79,21 @@ public final class HybridPredictor: Predictor {
             state.remainingAccuracy = 0.9 * state.remainingAccuracy + (hit ? 0.1 : 0)
         }
         state.opens += 1
-        streams[key] = state
-        markov?.observe(event)
-        gru?.observe(event)
-        remaining?.observe(event)
     }
 
     public func predict(after event: TraceEvent, limit: Int) -> [Prediction] {
         guard event.kind == .open else { return [] }
         let key = StreamKey(event)
-        guard var state = streams[key] else { return [] }
+        guard let index = streams.index(forKey: key) else { return [] }
         let markovPredictions = markov?.predict(stream: key, limit: limit, depth: markovDepth) ?? []
         let gruPredictions = gru?.predict(stream: key, limit: limit, depth: markovDepth) ?? []
         // Scored on the next file only: what the top-k said comes right after this one.
-        state.markovPending = Set(markovPredictions.prefix(limit).map(\.fileID))
-        state.gruPending = Set(gruPredictions.prefix(limit).map(\.fileID))
-        streams[key] = state
+        // (In place in the table: a copy out and back would copy both lists every open.)
+        streams.values[index].markovPending.removeAll(keepingCapacity: true)
+        streams.values[index].markovPending.append(contentsOf: markovPredictions.prefix(limit).lazy.map(\.fileID))
+        streams.values[index].gruPending.removeAll(keepingCapacity: true)
+        streams.values[index].gruPending.append(contentsOf: gruPredictions.prefix(limit).lazy.map(\.fileID))
+        let state = streams.values[index]
 
         // The order predictor: Markov, unless the GRU measures clearly better (by 0.05).
         let useGRU = gru != nil && state.gruAccuracy > state.markovAccuracy + 0.05

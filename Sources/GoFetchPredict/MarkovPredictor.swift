@@ -29,6 +29,12 @@ public final class MarkovPredictor: Predictor {
         var first: FileID
         var second: FileID
         var third: FileID
+
+        /// One word into the hasher, not three: contexts are looked up several times per
+        /// open. File ids are the daemon's own small numbers, so the mix keeps them apart.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(first &* -7_046_029_254_386_353_131 ^ second &* -4_417_276_706_812_531_889 ^ third &* 1_609_587_929_392_839_161)
+        }
     }
 
     struct Successor {
@@ -106,11 +112,12 @@ public final class MarkovPredictor: Predictor {
     public func predict(stream: StreamKey, limit: Int, depth: Int) -> [Prediction] {
         var predictions = predict(stream: stream, limit: limit)
         guard depth > 1, var best = predictions.first, var history = histories[stream] else { return predictions }
-        var seen = Set(predictions.map(\.fileID))
+        // A dozen files at most: searched in order, not hashed.
+        predictions.reserveCapacity(predictions.count + depth - 1)
         for _ in 1..<depth {
             history = Context(first: best.fileID, second: history.first, third: history.second)
             guard let next = Self.mostLikely(after: history, in: table, maxOrder: options.maxOrder),
-                  seen.insert(next.file).inserted else { break }
+                  !predictions.contains(where: { $0.fileID == next.file }) else { break }
             best = Prediction(fileID: next.file, confidence: best.confidence * next.probability, predictor: .markov)
             predictions.append(best)
         }

@@ -107,7 +107,9 @@ public final class PatternDetector: Predictor {
     public func observe(_ event: TraceEvent) {
         switch event.kind {
         case .open:
-            opened(file: event.fileID, pid: event.pid, size: event.length, path: pathOf(event.fileID))
+            // The path only names a new large file's kind (model or not): not looked up for the rest.
+            let path = event.length >= options.minFileSize ? pathOf(event.fileID) : nil
+            opened(file: event.fileID, pid: event.pid, size: event.length, path: path)
         case .read, .mmap:
             record(file: event.fileID, pid: event.pid, offset: event.offset, length: event.length, time: event.monotonicNanoseconds)
         case .close, .epoch, .lookahead:

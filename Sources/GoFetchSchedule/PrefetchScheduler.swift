@@ -114,11 +114,16 @@ public final class PrefetchScheduler {
     private var openedAt: [FileID: UInt64] = [:]
     private let maxOpened = 1_000_000
     /// One offer in `checkEvery` is sent while the cache holds what the job reads:
-    /// doubled after each 16 ranges in a row found resident, back to 1 at anything
-    /// loaded, an eviction before use or memory pressure, a quarter at each cold read
-    /// of the job (a read can be slow for other reasons: a preempted thread; the cold
-    /// reads of a real eviction come many in a row).
+    /// doubled after each 16 ranges in a row found resident, back to 1 at an eviction
+    /// before use or memory pressure, a quarter at anything loaded and at each cold
+    /// read of the job. A read can be slow for other reasons (a preempted thread), and
+    /// a virtual machine's host reclaims a page now and then even without pressure;
+    /// the loads and cold reads of a data set leaving the cache come many in a row.
     public private(set) var checkEvery = 1
+
+    /// Whether the residency checks find what is predicted cached (1 in 8 offers or
+    /// fewer checked): the job rereads a data set the cache holds.
+    public var findsCached: Bool { checkEvery >= 8 }
     private var offersSinceCheck = 0
     private var residentInRow = 0
 
@@ -182,10 +187,19 @@ public final class PrefetchScheduler {
     /// - Parameter file: the path and size of a file id, `nil` when unknown.
     public func offer(_ predictions: [Prediction], uid: UInt32, gid: UInt32, groups: [UInt32] = [], now: UInt64, file: (FileID) -> (path: String, size: UInt64)?) {
         // top-k is applied by the predictors (`limit`); a Markov path adds steps beyond it.
+        statistics.offered.add(predictions.count)
+        var duplicates = 0
+        defer { if duplicates > 0 { statistics.duplicates.add(duplicates) } }
         for prediction in predictions {
-            statistics.offered.add(1)
             guard prediction.confidence >= options.confidenceThreshold else {
                 statistics.belowThreshold.add(1)
+                continue
+            }
+            // Most offers repeat one still fresh (a Markov path moves on by one file per
+            // open): found before the file's record is looked up.
+            let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
+            if let seen = recent[key], now &- seen < options.dedupWindowNanoseconds {
+                duplicates += 1
                 continue
             }
             guard let info = file(prediction.fileID) else {
@@ -198,11 +212,6 @@ public final class PrefetchScheduler {
             var length = prediction.length == 0 ? available : min(prediction.length, available)
             length = min(length, options.maxRequestBytes)
             guard length > 0 else { continue }
-            let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
-            if let seen = recent[key], now &- seen < options.dedupWindowNanoseconds {
-                statistics.duplicates.add(1)
-                continue
-            }
             // Sent or assumed resident, not offered again until the job reads it.
             recent[key] = now
             recentByFile[prediction.fileID, default: []].append(key)
@@ -310,7 +319,7 @@ public final class PrefetchScheduler {
                 checkEvery = min(checkEvery * 2, max(options.maxCheckInterval, 1))
             }
         case .completed:
-            checkEveryOffer()
+            sampleMore()
         case .denied, .missing, .failed, .cannotLast:
             break
         }
@@ -331,6 +340,10 @@ public final class PrefetchScheduler {
 
     /// The job waited for storage: what it reads may not all be cached any more.
     public func noteColdRead() {
+        sampleMore()
+    }
+
+    private func sampleMore() {
         checkEvery = max(1, checkEvery / 4)
         residentInRow = 0
     }
