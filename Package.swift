@@ -27,10 +27,11 @@ let package = Package(
 
         // C shims, one per linker need: Linux calls Glibc's module map lacks
         // (cachestat, fanotify, SO_PEERCRED, recvmmsg; libc only), the GRU's BLAS calls
-        // (OpenBLAS) and the eBPF loader (libbpf).
+        // (OpenBLAS), the eBPF loader (libbpf) and SQLite's variadic configuration call.
         .target(name: "CGoFetchLinux"),
         .target(name: "CGoFetchBLAS", linkerSettings: [.linkedLibrary("openblas")]),
         .target(name: "CGoFetchBPF", linkerSettings: [.linkedLibrary("bpf")]),
+        .target(name: "CGoFetchSQLite", linkerSettings: [.linkedLibrary("sqlite3")]),
 
         // System calls (one thin layer, typed errors) and process facts.
         .target(
@@ -69,7 +70,7 @@ let package = Package(
         .target(
             name: "GoFetchStore",
             dependencies: [
-                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig",
+                "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "CGoFetchSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -1,9 +1,12 @@
 import Histogram
 
-/// A nanosecond histogram from 1 ns to 1 hour; larger values are clamped.
+/// A nanosecond histogram from 1 ns to 1 hour; larger values are clamped. Values are
+/// kept to two significant digits (1 %): with three, each histogram held 33,792
+/// counters (264 KiB), and the engine copied its five whole after every snapshot the
+/// metrics read (copy on write), a tenth of its thread at 10k events/s.
 public struct LatencyHistogram: Sendable {
     private static let highest: UInt64 = 3_600_000_000_000
-    public private(set) var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
+    public private(set) var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highest, numberOfSignificantValueDigits: .two)
 
     public init() {}
 
@@ -35,7 +38,7 @@ public struct LatencyHistogram: Sendable {
         }
         var counts = [Int](repeating: 0, count: bounds.count)
         for value in histogram.recordedValues() {
-            // The histogram keeps 3 significant digits: a value is its bucket's lowest equivalent.
+            // The histogram keeps 2 significant digits: a value is its bucket's lowest equivalent.
             let index = bounds.firstIndex { histogram.lowestEquivalentForValue(value.value) <= $0 } ?? bounds.count - 1
             counts[index] += Int(value.count)
         }

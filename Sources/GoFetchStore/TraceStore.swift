@@ -1,3 +1,4 @@
+import CGoFetchSQLite
 import Foundation
 import GRDB
 import GRDBSQLite
@@ -31,6 +32,7 @@ public final class TraceStore: Sendable {
     ///   - path: the SQLite file.
     ///   - readOnly: open for queries only; the file must exist.
     public init(path: String, readOnly: Bool = false) throws(TraceStoreError) {
+        _ = Self.multiThreaded
         self.path = path
         var configuration = GRDB.Configuration()
         configuration.readonly = readOnly
@@ -79,6 +81,11 @@ public final class TraceStore: Sendable {
             throw TraceStoreError(path: path, problem: "\(error)")
         }
     }
+
+    /// Whether SQLite runs without a mutex per call (set before its first connection):
+    /// GRDB hands each connection to one thread at a time, and the 17 calls an event's
+    /// insert makes each took and released the connection's mutex, a fifth of the insert.
+    static let multiThreaded: Bool = gofetch_sqlite_use_multithread() == SQLITE_OK
 
     deinit {
         if let lock { try? lock.close() }
@@ -143,42 +150,59 @@ public final class TraceStore: Sendable {
                     ])
                 }
             }
-            let insert = try db.cachedStatement(sql: """
-                INSERT INTO events (run_id, time_ns, mono_ns, pid, tid, uid, worker_id, epoch, file_id, kind, offset, length, duration_ns, source, flags)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            // The hot path binds with SQLite's C API on GRDB's prepared statement:
-            // building a StatementArguments of 15 existentials per row costs more
-            // than the insert itself (measured: 90 k/s that way, see bench/ingest).
-            let handle = insert.sqliteStatement
+            // Rows go in 20 to a statement (the last few one by one): SQLite's work per
+            // statement (its program's set-up, the cursor) is paid once per 20 rows, which
+            // takes the insert from 1.5 to 0.8 µs a row (bench: libsqlite3, 200k rows).
+            let many = try db.cachedStatement(sql: Self.insertEvents(rows: Self.rowsPerInsert)).sqliteStatement
+            let one = try db.cachedStatement(sql: Self.insertEvents(rows: 1)).sqliteStatement
             var firstID: Int64 = 0
-            for event in events {
-                sqlite3_bind_int64(handle, 1, runID)
-                sqlite3_bind_int64(handle, 2, event.wallNanoseconds)
-                sqlite3_bind_int64(handle, 3, Int64(bitPattern: event.monotonicNanoseconds))
-                sqlite3_bind_int64(handle, 4, Int64(event.pid))
-                sqlite3_bind_int64(handle, 5, Int64(event.tid))
-                sqlite3_bind_int64(handle, 6, Int64(event.uid))
-                if let worker = event.workerID { sqlite3_bind_int64(handle, 7, Int64(worker)) } else { sqlite3_bind_null(handle, 7) }
-                if let epoch = event.epoch { sqlite3_bind_int64(handle, 8, Int64(epoch)) } else { sqlite3_bind_null(handle, 8) }
-                sqlite3_bind_int64(handle, 9, event.fileID)
-                sqlite3_bind_int64(handle, 10, Int64(event.kind.rawValue))
-                sqlite3_bind_int64(handle, 11, Int64(bitPattern: event.offset))
-                sqlite3_bind_int64(handle, 12, Int64(bitPattern: event.length))
-                sqlite3_bind_int64(handle, 13, Int64(event.durationNanoseconds))
-                sqlite3_bind_int64(handle, 14, Int64(event.source.rawValue))
-                sqlite3_bind_int64(handle, 15, Int64(event.flags.rawValue))
+            var index = events.startIndex
+            while index < events.endIndex {
+                let rows = events.endIndex - index >= Self.rowsPerInsert ? Self.rowsPerInsert : 1
+                let handle = rows == 1 ? one : many
+                // The hot path binds with SQLite's C API on GRDB's prepared statement:
+                // building a StatementArguments of 15 existentials per row costs more
+                // than the insert itself (measured: 90 k/s that way, see bench/ingest).
+                for row in 0..<rows {
+                    let event = events[index + row]
+                    let base = Int32(row * 15)
+                    sqlite3_bind_int64(handle, base + 1, runID)
+                    sqlite3_bind_int64(handle, base + 2, event.wallNanoseconds)
+                    sqlite3_bind_int64(handle, base + 3, Int64(bitPattern: event.monotonicNanoseconds))
+                    sqlite3_bind_int64(handle, base + 4, Int64(event.pid))
+                    sqlite3_bind_int64(handle, base + 5, Int64(event.tid))
+                    sqlite3_bind_int64(handle, base + 6, Int64(event.uid))
+                    if let worker = event.workerID { sqlite3_bind_int64(handle, base + 7, Int64(worker)) } else { sqlite3_bind_null(handle, base + 7) }
+                    if let epoch = event.epoch { sqlite3_bind_int64(handle, base + 8, Int64(epoch)) } else { sqlite3_bind_null(handle, base + 8) }
+                    sqlite3_bind_int64(handle, base + 9, event.fileID)
+                    sqlite3_bind_int64(handle, base + 10, Int64(event.kind.rawValue))
+                    sqlite3_bind_int64(handle, base + 11, Int64(bitPattern: event.offset))
+                    sqlite3_bind_int64(handle, base + 12, Int64(bitPattern: event.length))
+                    sqlite3_bind_int64(handle, base + 13, Int64(event.durationNanoseconds))
+                    sqlite3_bind_int64(handle, base + 14, Int64(event.source.rawValue))
+                    sqlite3_bind_int64(handle, base + 15, Int64(event.flags.rawValue))
+                }
                 let code = sqlite3_step(handle)
                 sqlite3_reset(handle)
                 guard code == SQLITE_DONE else {
                     throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
                 }
-                if firstID == 0 { firstID = db.lastInsertedRowID }
+                // A statement's rows take consecutive ids; the last one's is reported.
+                if firstID == 0 { firstID = db.lastInsertedRowID - Int64(rows) + 1 }
+                index += rows
             }
             if firstID != 0 {
                 try db.cachedStatement(sql: StoreSchema.extendRunSpan).execute(arguments: [runID, firstID, db.lastInsertedRowID])
             }
         }
+    }
+
+    static let rowsPerInsert = 20
+
+    /// `INSERT INTO events … VALUES (…), (…)` with `rows` rows of 15 parameters.
+    static func insertEvents(rows: Int) -> String {
+        "INSERT INTO events (run_id, time_ns, mono_ns, pid, tid, uid, worker_id, epoch, file_id, kind, offset, length, duration_ns, source, flags) VALUES "
+            + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
 
     /// The condition that selects `runID`'s events (see ``StoreSchema/runCondition(_:table:spans:)``).

@@ -327,6 +327,38 @@ struct IngestTests {
         #expect(catalog.id(path: "/data/x") == 1)
     }
 
+    @Test("events written 20 rows to a statement keep their order, values and consecutive ids, with the run's span")
+    func multiRowInsert() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("traces.db"))
+        let run = try store.beginRun(command: "t", source: "test")
+        let file = FileRecord(id: 1, path: "/data/x", device: 1, inode: 1, size: 10, firstSeenWallNanoseconds: 0)
+        // 47 = two statements of 20 and seven of one; every other event has a worker and an epoch.
+        let events = (0..<47).map { (i: Int) -> TraceEvent in
+            let tagged = i % 2 == 0
+            let kind: AccessKind = i % 3 == 0 ? .open : .read
+            return TraceEvent(fileID: 1, kind: kind, pid: UInt32(i + 100), tid: 7, uid: 3,
+                              workerID: tagged ? Int32(i) : nil, epoch: tagged ? UInt32(i / 2) : nil,
+                              wallNanoseconds: Int64(1_000 + i), monotonicNanoseconds: UInt64(i), offset: UInt64(i * 4_096),
+                              length: 4_096, durationNanoseconds: UInt32(i))
+        }
+        try store.write(files: [file], events: events[...], runID: run)
+        try store.write(files: [], events: events[..<3], runID: run)
+        let rows = try store.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, pid, worker_id, epoch, time_ns, offset, duration_ns, kind FROM events ORDER BY id")
+        }
+        #expect(rows.count == 50)
+        #expect(rows.map { $0[0] as Int64 } == Array(1...50))
+        for (row, event) in zip(rows, events + events[..<3]) {
+            #expect(row[1] as Int64 == Int64(event.pid) && row[4] as Int64 == event.wallNanoseconds)
+            #expect(row[2] as Int64? == event.workerID.map(Int64.init) && row[3] as Int64? == event.epoch.map(Int64.init))
+            #expect(row[5] as Int64 == Int64(event.offset) && row[6] as Int64 == Int64(event.durationNanoseconds))
+            #expect(row[7] as Int64 == Int64(event.kind.rawValue))
+        }
+        let span = try store.read { db in try Row.fetchOne(db, sql: "SELECT first_event_id, last_event_id FROM run_spans WHERE run_id = ?", arguments: [run]) }
+        #expect(span.map { [$0[0], $0[1]] as [Int64] } == [1, 50])
+    }
+
     @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
     func fileIDsAfterPartialLoad() throws {
         let directory = TemporaryDirectory()

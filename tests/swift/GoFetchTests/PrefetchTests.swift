@@ -371,7 +371,7 @@ struct SchedulerTests {
 
     @Test("while everything sent is found resident, fewer offers are checked; an eviction checks every one again, loads and cold reads quarter the interval")
     func residencySampling() {
-        let scheduler = PrefetchScheduler(options: options(), now: 0)
+        let scheduler = PrefetchScheduler(options: options { $0.maxCheckInterval = 64 }, now: 0)
         var next: FileID = 1
         /// Offers `count` new files and reports each released one as found resident (or loaded).
         func round(_ count: Int, outcome: PrefetchOutcome = .skipped) -> Int {
