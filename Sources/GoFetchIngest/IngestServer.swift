@@ -70,8 +70,7 @@ public final class IngestServer: @unchecked Sendable {
     ///   - storeNanosecondsPerEvent: what storing one event costs, charged to its sender's share.
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, shares: UserShares? = nil, pipeline: IngestPipeline,
                 kernelSource: (any KernelTraceSource)? = nil, storeNanosecondsPerEvent: (@Sendable () -> Double)? = nil,
-                pace: IngestPace = IngestPace(), statistics: IngestStatistics, logger: Logger) {
-        self.pace = pace
+                statistics: IngestStatistics, logger: Logger) {
         self.kernelSource = kernelSource
         self.storeNanosecondsPerEvent = storeNanosecondsPerEvent
         self.socketPath = socketPath
@@ -154,8 +153,6 @@ public final class IngestServer: @unchecked Sendable {
         listener = nil
     }
 
-    /// How long passes over the clients' sockets are apart while they send.
-    public let pace: IngestPace
 
     private func run() {
         let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.batch * WireFormat.maxMessageSize, alignment: 16)
@@ -202,12 +199,12 @@ public final class IngestServer: @unchecked Sendable {
             pipeline.registerListings()
             pipeline.flush()
             publishDecodeFailures()
-            // While clients send, take what they sent in passes `pace` apart: one wake-up
+            // While clients send, take what they sent in passes apart (IngestPace): one wake-up
             // of this thread and the engine's per pass, not per message (a job closing
             // 2,500 files a second sends 2,500 messages). Messages wait in their sockets
             // meanwhile; the shim holds events up to 2 ms anyway.
             if count > 0 {
-                let interval = pace.interval(reads: statistics.reads.load(ordering: .relaxed) - readsBefore,
+                let interval = IngestPace.interval(reads: statistics.reads.load(ordering: .relaxed) - readsBefore,
                                              cold: statistics.coldReads.load(ordering: .relaxed) - coldBefore)
                 statistics.passes.add(1)
                 if interval > IngestPace.promptNanoseconds { statistics.relaxedPasses.add(1) }

@@ -122,15 +122,13 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     ///     predictor only knows the files the job opened.
     ///   - shares: each user's share of the daemon's CPU: a user past it has its queued
     ///     events left for later, and its predictions' time is charged to it.
-    ///   - pace: ingest's pace, told whether the residency checks find predictions cached.
     public init(
         configuration: Configuration, knownFiles: [FileRecord], predictors: Predictors, scheduler: PrefetchScheduler,
         ledger: PrefetchLedger, cgroups: CgroupBudget,
         makeExecutor: (_ onResult: @escaping @Sendable (PrefetchResult) -> Void) -> PrefetchExecutor,
-        lister: DirectoryLister? = nil, shares: UserShares? = nil, pace: IngestPace? = nil, logger: Logger
+        lister: DirectoryLister? = nil, shares: UserShares? = nil, logger: Logger
     ) {
         self.logger = logger
-        self.pace = pace
         self.lister = lister
         self.shares = shares
         evictConsumed = configuration.prefetcher.evictConsumed
@@ -154,8 +152,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     }
     private let paths: FilePaths
     private let shares: UserShares?
-    /// Told whether predictions are found cached, so ingest can pass less often.
-    private let pace: IngestPace?
 
     /// Hands executor results back to the engine thread.
     private final class ResultForwarder: @unchecked Sendable {
@@ -294,7 +290,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 return true
             }
             requestsWaiting.store(scheduler.queuedCount > 0, ordering: .relaxed)
-            pace?.setCached(scheduler.findsCached)
             ledger.sweep(now: now)
             publish(now: now)
             var counts = ChoiceCounts()

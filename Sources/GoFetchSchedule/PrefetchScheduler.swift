@@ -116,16 +116,11 @@ public final class PrefetchScheduler {
     private var openedAt: [FileID: UInt64] = [:]
     private let maxOpened = 1_000_000
     /// One offer in `checkEvery` is sent while the cache holds what the job reads:
-    /// doubled after each 16 ranges in a row found resident, back to 1 at an eviction
-    /// before use or memory pressure, a quarter at anything loaded and at each cold
-    /// read of the job. A read can be slow for other reasons (a preempted thread), and
-    /// a virtual machine's host reclaims a page now and then even without pressure;
-    /// the loads and cold reads of a data set leaving the cache come many in a row.
+    /// doubled after each 16 ranges in a row found resident, back to 1 at anything
+    /// loaded, an eviction before use or memory pressure, a quarter at each cold read
+    /// of the job (a read can be slow for other reasons: a preempted thread; the cold
+    /// reads of a real eviction come many in a row).
     public private(set) var checkEvery = 1
-
-    /// Whether the residency checks find what is predicted cached (1 in 8 offers or
-    /// fewer checked): the job rereads a data set the cache holds.
-    public var findsCached: Bool { checkEvery >= 8 }
     private var offersSinceCheck = 0
     private var residentInRow = 0
 
@@ -321,7 +316,7 @@ public final class PrefetchScheduler {
                 checkEvery = min(checkEvery * 2, max(options.maxCheckInterval, 1))
             }
         case .completed:
-            sampleMore()
+            checkEveryOffer()
         case .denied, .missing, .failed, .cannotLast:
             break
         }
@@ -342,10 +337,6 @@ public final class PrefetchScheduler {
 
     /// The job waited for storage: what it reads may not all be cached any more.
     public func noteColdRead() {
-        sampleMore()
-    }
-
-    private func sampleMore() {
         checkEvery = max(1, checkEvery / 4)
         residentInRow = 0
     }

@@ -243,6 +243,7 @@ def main(argv=None) -> int:
             print(f"unknown scenario {s!r}; scenarios: {', '.join(known)}", file=sys.stderr)
             return 2
     scenarios = [s for s in all_scenarios if s.id in wanted]
+    args.out_dir = os.path.abspath(args.out_dir)  # jobs run in their own folders
     os.makedirs(args.out_dir, exist_ok=True)
     os.makedirs(args.data_dir, exist_ok=True)
     python = sys.executable
