@@ -202,3 +202,7 @@ def test_daemon_cost_benchmark_measures_both_stores(tmp_path, gofetch_bin):
         assert run["events"] >= 0.9 * 2000 * 2 and run["dropped"] == 0
         assert run["cpu_us_per_event"] > 0 and 0 < run["core_share"] < 2
     assert on["committed"] == on["events"] and off["committed"] == 0
+    # Per stage, from the threads' own CPU clocks: the store thread works only when events are stored.
+    assert {"ingest", "engine", "store"} <= set(on["stage_us_per_event"])
+    assert on["stage_us_per_event"]["store"] > 10 * off["stage_us_per_event"]["store"]
+    assert on["ingest_passes"] > 0 and 0 <= on["relaxed_passes"] <= on["ingest_passes"]
