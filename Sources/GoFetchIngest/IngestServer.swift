@@ -68,9 +68,13 @@ public final class IngestServer: @unchecked Sendable {
     /// - Parameters:
     ///   - kernelSource: a kernel trace source (fanotify, eBPF) read beside the clients.
     ///   - storeNanosecondsPerEvent: what storing one event costs, charged to its sender's share.
+    /// How long passes over the clients' sockets are apart while they send.
+    public let pace: IngestPace
+
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, shares: UserShares? = nil, pipeline: IngestPipeline,
                 kernelSource: (any KernelTraceSource)? = nil, storeNanosecondsPerEvent: (@Sendable () -> Double)? = nil,
-                statistics: IngestStatistics, logger: Logger) {
+                pace: IngestPace = IngestPace(), statistics: IngestStatistics, logger: Logger) {
+        self.pace = pace
         self.kernelSource = kernelSource
         self.storeNanosecondsPerEvent = storeNanosecondsPerEvent
         self.socketPath = socketPath
@@ -204,7 +208,7 @@ public final class IngestServer: @unchecked Sendable {
             // 2,500 files a second sends 2,500 messages). Messages wait in their sockets
             // meanwhile; the shim holds events up to 2 ms anyway.
             if count > 0 {
-                let interval = IngestPace.interval(reads: statistics.reads.load(ordering: .relaxed) - readsBefore,
+                let interval = pace.interval(reads: statistics.reads.load(ordering: .relaxed) - readsBefore,
                                              cold: statistics.coldReads.load(ordering: .relaxed) - coldBefore)
                 statistics.passes.add(1)
                 if interval > IngestPace.promptNanoseconds { statistics.relaxedPasses.add(1) }

@@ -126,9 +126,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         configuration: Configuration, knownFiles: [FileRecord], predictors: Predictors, scheduler: PrefetchScheduler,
         ledger: PrefetchLedger, cgroups: CgroupBudget,
         makeExecutor: (_ onResult: @escaping @Sendable (PrefetchResult) -> Void) -> PrefetchExecutor,
-        lister: DirectoryLister? = nil, shares: UserShares? = nil, logger: Logger
+        lister: DirectoryLister? = nil, shares: UserShares? = nil, pace: IngestPace? = nil, logger: Logger
     ) {
         self.logger = logger
+        self.pace = pace
         self.lister = lister
         self.shares = shares
         evictConsumed = configuration.prefetcher.evictConsumed
@@ -152,6 +153,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     }
     private let paths: FilePaths
     private let shares: UserShares?
+    /// Told whether predictions are found cached, so ingest can pass less often.
+    private let pace: IngestPace?
 
     /// Hands executor results back to the engine thread.
     private final class ResultForwarder: @unchecked Sendable {
@@ -290,6 +293,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 return true
             }
             requestsWaiting.store(scheduler.queuedCount > 0, ordering: .relaxed)
+            pace?.setCached(scheduler.findsCached)
             ledger.sweep(now: now)
             publish(now: now)
             var counts = ChoiceCounts()

@@ -121,6 +121,10 @@ public final class PrefetchScheduler {
     /// of the job (a read can be slow for other reasons: a preempted thread; the cold
     /// reads of a real eviction come many in a row).
     public private(set) var checkEvery = 1
+
+    /// Whether the residency checks find what is predicted cached (1 in 8 offers or
+    /// fewer checked): prefetching has nothing to do, the job rereads a cached data set.
+    public var findsCached: Bool { checkEvery >= 8 }
     private var offersSinceCheck = 0
     private var residentInRow = 0
 

@@ -130,6 +130,17 @@ _BACKFILL_RUN_SPANS = (
     "INSERT OR REPLACE INTO run_spans (run_id, first_event_id, last_event_id) "
     "SELECT run_id, MIN(id), MAX(id) FROM events GROUP BY run_id"
 )
+
+
+def create_schema(connection) -> None:
+    """Creates or completes the store's schema (version 3), as the daemon's StoreSchema does."""
+    for statement in SCHEMA:
+        connection.execute(statement)
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_spans'").fetchone() is None:
+        connection.execute(_RUN_SPANS)  # new, or a store from before version 3: its runs' spans, once
+        connection.execute(_BACKFILL_RUN_SPANS)
+
+
 _EXTEND_RUN_SPAN = (
     "INSERT INTO run_spans (run_id, first_event_id, last_event_id) VALUES (?1, ?2, ?3) "
     "ON CONFLICT(run_id) DO UPDATE SET first_event_id = MIN(first_event_id, excluded.first_event_id), "
@@ -239,11 +250,7 @@ class StoreWriter:
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for statement in SCHEMA:
-                    connection.execute(statement)
-                if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_spans'").fetchone() is None:
-                    connection.execute(_RUN_SPANS)  # a store from before version 3: its runs' spans, once
-                    connection.execute(_BACKFILL_RUN_SPANS)
+                create_schema(connection)
                 if self.run_id is None:
                     cursor = connection.execute(
                         "INSERT INTO runs (started_ns, command, source) VALUES (?, ?, 'python-hook')",

@@ -24,8 +24,7 @@ def test_swift_and_python_create_the_same_schema(tmp_path, gofetch_bin):
     subprocess.run([gofetch_bin, "trace", "--db", str(swift_db), "--", "true"], check=True, capture_output=True, timeout=60)
     python_db = tmp_path / "python.db"
     with sqlite3.connect(python_db) as connection:
-        for statement in _store.SCHEMA:
-            connection.execute(statement)
+        _store.create_schema(connection)
     swift, python = schema(swift_db), schema(python_db)
     assert ("table", "events") in swift and ("view", "traces") in swift
     # Everything Python creates must match Swift's exactly; Swift adds only GRDB's migration record.

@@ -391,7 +391,7 @@ struct SchedulerTests {
         #expect(scheduler.statistics.assumedResident.value == 16)
         #expect(scheduler.checkEvery == 4)
         for _ in 0..<20 { _ = round(64) }
-        #expect(scheduler.checkEvery == 64)
+        #expect(scheduler.checkEvery == 64 && scheduler.findsCached)
         // The job waited for storage: fewer offers are assumed resident, and after a few such reads none.
         scheduler.noteColdRead()
         #expect(scheduler.checkEvery == 16)
@@ -403,7 +403,7 @@ struct SchedulerTests {
         for _ in 0..<4 { _ = round(16) }
         #expect(scheduler.checkEvery > 1)
         #expect(round(scheduler.checkEvery, outcome: .completed) == 1)
-        #expect(scheduler.checkEvery == 1)
+        #expect(scheduler.checkEvery == 1 && !scheduler.findsCached)
         // Evicted before use, likewise.
         for _ in 0..<4 { _ = round(16) }
         #expect(scheduler.checkEvery > 1)
