@@ -162,14 +162,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         func forward(_ result: PrefetchResult) { engine?.deliver(result) }
     }
 
-    /// A result wakes the engine only when requests wait for the room it frees; else
-    /// it waits for the next pass (its times are its own: fates do not depend on when
-    /// it is read). On a virtual machine each wake-up costs tens of µs of CPU.
     private func deliver(_ result: PrefetchResult) {
         inbox.withLock { $0.results.append(result) }
-        if requestsWaiting.load(ordering: .relaxed) { wakeUp.signal() }
+        wakeUp.signal()
     }
-    private let requestsWaiting = Atomic<Bool>(false)
     private static let timedEvery = 8
     private var predictionsUntilTimed = 0
 
@@ -292,7 +288,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 ledger.issued(request, now: now)
                 return true
             }
-            requestsWaiting.store(scheduler.queuedCount > 0, ordering: .relaxed)
             pace?.setCached(scheduler.findsCached)
             ledger.sweep(now: now)
             publish(now: now)
