@@ -64,13 +64,12 @@ public final class IngestServer: @unchecked Sendable {
     private let shares: UserShares?
     /// What storing one event costs, as the store measured it (charged to its sender).
     private let storeNanosecondsPerEvent: (@Sendable () -> Double)?
+    private let pace: IngestPace
 
     /// - Parameters:
     ///   - kernelSource: a kernel trace source (fanotify, eBPF) read beside the clients.
     ///   - storeNanosecondsPerEvent: what storing one event costs, charged to its sender's share.
-    /// How long passes over the clients' sockets are apart while they send.
-    public let pace: IngestPace
-
+    ///   - pace: how long passes over the clients' sockets are apart while they send.
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, shares: UserShares? = nil, pipeline: IngestPipeline,
                 kernelSource: (any KernelTraceSource)? = nil, storeNanosecondsPerEvent: (@Sendable () -> Double)? = nil,
                 pace: IngestPace = IngestPace(), statistics: IngestStatistics, logger: Logger) {
@@ -156,7 +155,6 @@ public final class IngestServer: @unchecked Sendable {
         try? Syscall.unlinkIfPresent(socketPath)
         listener = nil
     }
-
 
     private func run() {
         let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.batch * WireFormat.maxMessageSize, alignment: 16)

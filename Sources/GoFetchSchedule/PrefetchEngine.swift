@@ -155,6 +155,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private let shares: UserShares?
     /// Told whether predictions are found cached, so ingest can pass less often.
     private let pace: IngestPace?
+    /// One prediction in `timedEvery` is timed (its percentiles stand; two clock reads
+    /// and a histogram update per event were a twentieth of the engine thread).
+    private static let timedEvery = 8
+    private var predictionsUntilTimed = 1
 
     /// Hands executor results back to the engine thread.
     private final class ResultForwarder: @unchecked Sendable {
@@ -166,8 +170,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         inbox.withLock { $0.results.append(result) }
         wakeUp.signal()
     }
-    private static let timedEvery = 8
-    private var predictionsUntilTimed = 0
 
     public func start() {
         executor.start()
@@ -403,11 +405,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 cgroups.saw(pid: event.pid, now: now)
             }
             let cold = ledger.observe(event)
-            // One prediction in `timedEvery` is timed (its percentiles stand; two clock
-            // reads and a histogram update per event were a twentieth of this thread).
-            predictionsUntilTimed -= 1
-            let timed = predictionsUntilTimed <= 0
-            if timed { predictionsUntilTimed = Self.timedEvery }
+            let timed = predictionsUntilTimed == 1
             let started = timed ? Clock.monotonicNanoseconds() : 0
             var made: [Prediction] = []
             switch event.kind {
@@ -453,7 +451,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             case .epoch, .lookahead:
                 continue
             }
-            if timed { ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started) }
+            predictionsUntilTimed -= 1
+            if timed {
+                ledger.recordPrediction(nanoseconds: Clock.monotonicNanoseconds() &- started)
+                predictionsUntilTimed = Self.timedEvery
+            }
             offer(made, uid: event.uid, gid: event.gid, pid: event.pid, now: now)
         }
     }

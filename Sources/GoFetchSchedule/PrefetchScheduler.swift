@@ -56,8 +56,8 @@ public final class PrefetchScheduler {
         /// While the executor keeps finding what it is sent already resident, only one
         /// offer in up to this many is sent to be checked (a job going over a cached
         /// data set would otherwise cost a round trip to an executor thread per open;
-        /// each wakes a thread: 64 left 40 a second at 2,500 opens a second). The job's
-        /// cold reads and anything loaded quarter the interval.
+        /// each wakes a thread: 64 left 40 a second at 2,500 opens a second). Anything
+        /// loaded checks every offer again; each cold read of the job quarters the interval.
         public var maxCheckInterval = 256
 
         public init() {}

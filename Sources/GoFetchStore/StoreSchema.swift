@@ -143,11 +143,12 @@ enum StoreSchema {
     /// The events of one run, as a condition on `events` (aliased `table`): the run's
     /// id range, then its id (another run's events may sit inside that range).
     /// A store older than version 3 (opened read-only) has the index on run_id instead.
-    static func runCondition(_ runID: Int64, table: String = "events", spans: Bool) -> String {
-        guard spans else { return "\(table).run_id = \(runID)" }
+    /// - Parameter run: the run's id as SQL: a number, or a column of an outer query.
+    static func runCondition(_ run: String, table: String = "events", spans: Bool) -> String {
+        guard spans else { return "\(table).run_id = \(run)" }
         return """
-            \(table).id BETWEEN (SELECT first_event_id FROM run_spans WHERE run_id = \(runID)) \
-            AND (SELECT last_event_id FROM run_spans WHERE run_id = \(runID)) AND \(table).run_id = \(runID)
+            \(table).id BETWEEN (SELECT first_event_id FROM run_spans WHERE run_id = \(run)) \
+            AND (SELECT last_event_id FROM run_spans WHERE run_id = \(run)) AND \(table).run_id = \(run)
             """
     }
 

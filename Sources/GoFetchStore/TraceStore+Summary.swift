@@ -78,10 +78,7 @@ extension TraceStore {
             }
             let runs = try Row.fetchAll(db, sql: """
                 SELECT r.id, r.command, r.source, r.started_ns, r.ended_ns,
-                       \(runSpans ? """
-                           (SELECT COUNT(*) FROM run_spans s JOIN events e
-                            ON e.id BETWEEN s.first_event_id AND s.last_event_id AND e.run_id = s.run_id WHERE s.run_id = r.id)
-                           """ : "(SELECT COUNT(*) FROM events e WHERE e.run_id = r.id)")
+                       (SELECT COUNT(*) FROM events e WHERE \(runCondition(run: "r.id", table: "e")))
                 FROM runs r \(runID == nil ? "" : "WHERE r.id = \(runID!)") ORDER BY r.id
                 """).map {
                 StoreSummary.Run(id: $0[0], command: $0[1], source: $0[2], startedNanoseconds: $0[3], endedNanoseconds: $0[4], events: $0[5])

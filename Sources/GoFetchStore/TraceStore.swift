@@ -207,7 +207,12 @@ public final class TraceStore: Sendable {
 
     /// The condition that selects `runID`'s events (see ``StoreSchema/runCondition(_:table:spans:)``).
     func runCondition(_ runID: Int64, table: String = "events") -> String {
-        StoreSchema.runCondition(runID, table: table, spans: runSpans)
+        runCondition(run: "\(runID)", table: table)
+    }
+
+    /// The same for a run id given as SQL (a column of an outer query).
+    func runCondition(run: String, table: String) -> String {
+        StoreSchema.runCondition(run, table: table, spans: runSpans)
     }
 
     /// Deletes events beyond the retention limits; returns how many went.
