@@ -5,7 +5,8 @@
   then `posix_fadvise(POSIX_FADV_DONTNEED)` on every file given (the mount's
   files and the source's), for pages drop_caches could not drop (mapped or
   otherwise pinned ones).
-- `residency(paths)`: resident pages / pages of the files, by mmap + mincore.
+- `residency(paths)`: resident pages / pages of the files, by mmap + mincore
+  (`fd_residency(fd)`: of one open file, as a job checks a file it opened).
 - `prewarm(paths)`: read every file completely with a pool of threads, in the
   harness's own process (so, in the root cgroups: pages are charged there and a
   job's memory limit does not evict them, and a blkio throttle does not slow it).
@@ -67,22 +68,27 @@ def file_residency(path: str) -> Tuple[int, int]:
     except OSError:
         return 0, 0
     try:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return 0, 0
-        pages = (size + PAGE - 1) // PAGE
-        addr = _libc.mmap(None, size, _PROT_READ, _MAP_SHARED, fd, 0)
-        if addr in (None, _MAP_FAILED):
-            return 0, pages
-        try:
-            vec = ctypes.create_string_buffer(pages)
-            if _libc.mincore(addr, size, vec) != 0:
-                return 0, pages
-            return sum(b & 1 for b in vec.raw), pages
-        finally:
-            _libc.munmap(addr, size)
+        return fd_residency(fd)
     finally:
         os.close(fd)
+
+
+def fd_residency(fd: int) -> Tuple[int, int]:
+    """(resident pages, pages) of an open file, by mmap + mincore (nothing is read)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0, 0
+    pages = (size + PAGE - 1) // PAGE
+    addr = _libc.mmap(None, size, _PROT_READ, _MAP_SHARED, fd, 0)
+    if addr in (None, _MAP_FAILED):
+        return 0, pages
+    try:
+        vec = ctypes.create_string_buffer(pages)
+        if _libc.mincore(addr, size, vec) != 0:
+            return 0, pages
+        return sum(b & 1 for b in vec.raw), pages
+    finally:
+        _libc.munmap(addr, size)
 
 
 def residency(paths: Sequence[str]) -> float:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -156,8 +157,25 @@ def test_trace_counts_cold_reads_and_their_stall(tmp_path, gofetch_bin, python_b
             assert result.returncode == 0, result.stderr
             summaries.append(json.loads(result.stderr[result.stderr.index("{"):])["summary"])
     cold, warm = summaries
-    print("cold pass:", cold["coldReads"], "of", cold["reads"], cold["stallNanoseconds"] / 1e6, "ms; warm pass:", warm["coldReads"])
-    # Each file's first read waits on the emulator (≥ 20 ms); the read that finds EOF does not.
-    assert cold["coldReads"] >= 10
-    assert cold["stallNanoseconds"] >= 10 * 20_000_000
-    assert warm["coldReads"] == 0 and warm["reads"] >= 10
+    # The shim warms a small file on remote storage at open (open_readahead), so the
+    # emulator's 20 ms run from the open, and each file's first read waits for what is
+    # left of them: at least 20 ms less the time from the open to the read.
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        run = c.execute("SELECT min(id) FROM runs").fetchone()[0]
+        rows = c.execute("SELECT file_id, kind, mono_ns, duration_ns FROM events WHERE run_id = ? AND kind IN (1, 2) "
+                         "ORDER BY id", (run,)).fetchall()
+    opened, gaps = {}, []
+    for file_id, kind, mono, duration in rows:
+        if kind == 1:
+            opened[file_id] = mono
+        elif file_id in opened:
+            gaps.append(mono - opened.pop(file_id))  # the file's first read
+    print("cold pass:", cold["coldReads"], "of", cold["reads"], cold["stallNanoseconds"] / 1e6, "ms; open to first read:",
+          [round(g / 1e6, 2) for g in gaps], "ms; warm pass:", warm["coldReads"], "of", warm["reads"])
+    assert len(gaps) == 10
+    assert cold["coldReads"] >= 10  # the first read of each file; the read that finds EOF is warm
+    assert cold["stallNanoseconds"] >= sum(max(0, 20_000_000 - g) for g in gaps)
+    assert cold["stallNanoseconds"] >= 10 * 10_000_000  # the gaps are short: the reads did wait
+    # Warm by their time: a read is cold when slower than a page-cache copy, and a busy
+    # machine may delay one warm read past that.
+    assert warm["coldReads"] <= 1 and warm["reads"] >= 10

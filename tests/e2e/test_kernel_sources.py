@@ -93,6 +93,10 @@ DROPPER = textwrap.dedent(
     os.setresuid(65534, 65534, 65534)
     time.sleep(0.3)
     read(sys.argv[2])
+    # A job lives on after its reads. Events are judged when the daemon reads them, and
+    # a process gone by then keeps the ids last seen (a busy daemon that last looked
+    # before the drop would count these opens as root's).
+    time.sleep(0.3)
     """
 )
 

@@ -284,7 +284,7 @@ def test_willneed_makes_pages_resident_in_readahead_window_slices(source, figure
            f"one WILLNEED of 1 MiB -> {one_hint}/{pages} pages; slices of {window // KiB} KiB -> {sliced}/{pages}, "
            f"then 1 MiB read {ms(read_after_slices)}; a read right after the hint {ms(read_right_after_hint)}")
     assert window == 128 * KiB
-    assert hint_cost < 0.010  # asynchronous: it does not wait for the storage
+    assert hint_cost < 0.020  # asynchronous: it returns before the storage could serve one request (20 ms)
     assert one_hint == window // PAGE < pages
     assert sliced == pages
     assert read_after_slices < 0.010

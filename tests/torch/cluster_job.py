@@ -6,14 +6,18 @@ sleep per batch as the accelerator step (STEP_MS, default 10). Nothing of gofetc
 
 Writes OUT/rank<R>.json: per epoch, the files this rank read (in the order its
 workers returned them), the stall (time blocked in next()), how many reads
-were cold (slower than 2 ms: on the 3 ms emulator a cold read takes longer, a warm
-one slowed by a busy CPU rarely does; per file in the same order), and the monotonic time
-the epoch started.
+were cold (per file in the same order: not wholly in the page cache when the worker
+opened it, by mincore before reading; a read's time would count a warm read that a
+busy CPU delayed), how long each read took, and the monotonic time the epoch started.
 """
 import json
 import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "harness"))
+from pagecache import fd_residency  # noqa: E402
 
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -29,8 +33,9 @@ class Files(Dataset):
     def __getitem__(self, index):
         started = time.monotonic_ns()
         with open(self.paths[index], "rb") as f:
+            resident, pages = fd_residency(f.fileno())
             data = f.read()
-        return index, len(data), time.monotonic_ns() - started
+        return index, len(data), resident < pages, time.monotonic_ns() - started
 
 
 def main():
@@ -45,19 +50,21 @@ def main():
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         started = time.monotonic_ns()
-        stall, files, cold = 0.0, [], []
+        stall, files, cold, read_ns = 0.0, [], [], []
         iterator = iter(loader)
         while True:
             t = time.monotonic()
             try:
-                indices, sizes, times = next(iterator)
+                indices, sizes, colds, times = next(iterator)
             except StopIteration:
                 break
             stall += time.monotonic() - t
             files += [dataset.paths[i] for i in indices.tolist()]
-            cold += [ns > 2_000_000 for ns in times.tolist()]
+            cold += [bool(c) for c in colds.tolist()]
+            read_ns += times.tolist()
             time.sleep(step)
-        result["epochs"].append({"files": files, "stall_s": stall, "cold": cold, "started_ns": started})
+        result["epochs"].append({"files": files, "stall_s": stall, "cold": cold, "read_ns": read_ns,
+                                 "started_ns": started})
     dist.barrier()
     dist.destroy_process_group()
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:

@@ -12,8 +12,10 @@ storage emulator (FUSE, 3 ms per request), evicted before the run.
 Checked: each daemon warmed only files of its own node's rank (prefetches outside
 that share: 0), nearly all of them (>= 90 %), and each rank found most of its
 first epoch warm (after the loader's first batches, which it asks for the moment
-the order is announced, at most 10 % of its files cold). The stall of each rank beside a
-warm run is measured by bench/cluster/run, not asserted here."""
+the order is announced, at most 10 % of its files cold: not wholly resident when the
+worker opened them, by mincore; a read's time is no test on two busy cores, where
+warm reads of a run with none cold took over 2 ms 15-27 times in 168). The stall of
+each rank beside a warm run is measured by bench/cluster/run, not asserted here."""
 
 from __future__ import annotations
 
@@ -67,8 +69,10 @@ def test_two_nodes_each_daemon_warms_its_own_ranks_files(tmp_path):
         # the moment the epoch's order is announced: those cannot be warm yet.
         first = 2 * 2 * 8
         later_cold = sum(epoch["cold"][first:])
+        slow = sum(ns > 2_000_000 for ns in epoch["read_ns"][first:])
         print(f"node {n}: rank {n} read {len(shares[n])} files, stall {epoch['stall_s']:.2f} s, "
-              f"{sum(epoch['cold'])} cold ({later_cold} after the first {first}); its daemon prefetched "
+              f"{sum(epoch['cold'])} cold ({later_cold} after the first {first}; {slow} reads after those "
+              f"took over 2 ms, cold or slowed by the busy CPU); its daemon prefetched "
               f"{len(prefetched & shares[n])} of them, {len(outside)} outside; "
               f"announced {summaries[n]['prefetch']['announced']}")
         assert not outside, f"node {n}'s daemon warmed files of the other node's rank: {sorted(outside)[:5]}"
