@@ -64,13 +64,16 @@ public final class IngestServer: @unchecked Sendable {
     private let shares: UserShares?
     /// What storing one event costs, as the store measured it (charged to its sender).
     private let storeNanosecondsPerEvent: (@Sendable () -> Double)?
+    private let pace: IngestPace
 
     /// - Parameters:
     ///   - kernelSource: a kernel trace source (fanotify, eBPF) read beside the clients.
     ///   - storeNanosecondsPerEvent: what storing one event costs, charged to its sender's share.
+    ///   - pace: how long passes over the clients' sockets are apart while they send.
     public init(socketPath: String, socketMode: UInt32, maxClients: Int, shares: UserShares? = nil, pipeline: IngestPipeline,
                 kernelSource: (any KernelTraceSource)? = nil, storeNanosecondsPerEvent: (@Sendable () -> Double)? = nil,
-                statistics: IngestStatistics, logger: Logger) {
+                pace: IngestPace = IngestPace(), statistics: IngestStatistics, logger: Logger) {
+        self.pace = pace
         self.kernelSource = kernelSource
         self.storeNanosecondsPerEvent = storeNanosecondsPerEvent
         self.socketPath = socketPath
@@ -153,9 +156,6 @@ public final class IngestServer: @unchecked Sendable {
         listener = nil
     }
 
-    /// Shortest time between two passes over the clients' sockets while they send.
-    static let passInterval: UInt64 = 5_000_000
-
     private func run() {
         let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.batch * WireFormat.maxMessageSize, alignment: 16)
         defer { buffers.deallocate() }
@@ -176,6 +176,7 @@ public final class IngestServer: @unchecked Sendable {
         while !stopping.load(ordering: .acquiring) {
             guard let epoll, let count = try? Syscall.epollWait(epoll, tokens: tokens, events: readiness, timeoutMilliseconds: 50) else { break }
             let passStarted = Clock.monotonicNanoseconds()
+            let (readsBefore, coldBefore) = (statistics.reads.load(ordering: .relaxed), statistics.coldReads.load(ordering: .relaxed))
             for i in 0..<count {
                 let token = tokens[i]
                 if token == Self.listenerToken {
@@ -200,14 +201,17 @@ public final class IngestServer: @unchecked Sendable {
             pipeline.registerListings()
             pipeline.flush()
             publishDecodeFailures()
-            // While clients send, take what they sent in passes at least `passInterval`
-            // apart: one wake-up of this thread and the engine's per pass, not per message
-            // (a job closing 2,500 files a second sends 2,500 messages). Messages wait in
-            // their sockets meanwhile; the shim holds events up to 2 ms anyway.
+            // While clients send, take what they sent in passes apart (IngestPace): one wake-up
+            // of this thread and the engine's per pass, not per message (a job closing
+            // 2,500 files a second sends 2,500 messages). Messages wait in their sockets
+            // meanwhile; the shim holds events up to 2 ms anyway.
             if count > 0 {
+                let interval = pace.interval(reads: statistics.reads.load(ordering: .relaxed) - readsBefore,
+                                             cold: statistics.coldReads.load(ordering: .relaxed) - coldBefore)
                 statistics.passes.add(1)
+                if interval > IngestPace.promptNanoseconds { statistics.relaxedPasses.add(1) }
                 let elapsed = Clock.monotonicNanoseconds() &- passStarted
-                if elapsed < Self.passInterval { Syscall.sleep(nanoseconds: Self.passInterval - elapsed) }
+                if elapsed < interval { Syscall.sleep(nanoseconds: interval - elapsed) }
             }
         }
         // Final drain: everything clients sent before stop() is ingested, including

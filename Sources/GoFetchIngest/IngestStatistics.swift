@@ -10,8 +10,10 @@ public final class IngestStatistics: Sendable {
     /// Messages larger than the receive buffer (cut by the kernel, then rejected).
     public let messagesTruncated = Atomic<Int>(0)
     public let eventsAccepted = Atomic<Int>(0)
-    /// Passes over the clients' sockets that received something (each wakes this thread and the engine's).
+    /// Passes over the clients' sockets that received something, and those taken at the
+    /// relaxed pace (``IngestPace``).
     public let passes = Atomic<Int>(0)
+    public let relaxedPasses = Atomic<Int>(0)
     public let opens = Atomic<Int>(0)
     /// Opens of small files on remote storage that the shim warmed whole at open.
     public let warmedAtOpen = Atomic<Int>(0)

@@ -21,9 +21,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var refusedClients: Int
     /// Passes a client's socket was left unread: its user had taken its share of the daemon's CPU.
     public var heldForShare: Int?
-    /// Ingest's passes over the sockets that received something; `nil` in summaries
-    /// stored before they were counted.
+    /// Ingest's passes over the sockets that received something, and those at the relaxed
+    /// pace (``IngestPace``); `nil` in summaries stored before they were counted.
     public var ingestPasses: Int?
+    public var relaxedPasses: Int?
     public var clientDropped: Int
     public var malformed: Int
     public var unresolved: Int
@@ -63,6 +64,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         refusedClients = ingest.connectionsRefused.value
         heldForShare = ingest.heldForShare.value
         ingestPasses = ingest.passes.value
+        relaxedPasses = ingest.relaxedPasses.value
         clientDropped = ingest.clientDropped.value
         malformed = ingest.decodeStatistics.total + ingest.messagesTruncated.value
         unresolved = ingest.unresolved.value

@@ -69,10 +69,11 @@ public final class TraceDaemon: @unchecked Sendable {
         var components: [(name: String, component: any ThreadedComponent)] = [("store writer", writer)]
         var lister: DirectoryLister?
         let shares = configuration.daemon.userCPUShare > 0 ? UserShares(share: configuration.daemon.userCPUShare) : nil
+        let pace = IngestPace()
         if prefetch {
             let folders = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
             lister = folders
-            let engine = Self.makeEngine(configuration: configuration, knownFiles: known, lister: folders, shares: shares, logger: logger)
+            let engine = Self.makeEngine(configuration: configuration, knownFiles: known, lister: folders, shares: shares, pace: pace, logger: logger)
             sinks.append(engine)
             self.engine = engine
             let ingest = ingestStatistics, store = storeStatistics
@@ -111,7 +112,7 @@ public final class TraceDaemon: @unchecked Sendable {
             socketPath: socketPath ?? configuration.daemon.socketPath, socketMode: configuration.daemon.socketMode,
             maxClients: configuration.daemon.maxClients, shares: shares, pipeline: pipeline, kernelSource: kernelSource,
             storeNanosecondsPerEvent: { [storeStatistics] in storeStatistics.nanosecondsPerEvent },
-            statistics: ingestStatistics, logger: logger)
+            pace: pace, statistics: ingestStatistics, logger: logger)
         let listening: @Sendable () -> Void = { [logger, server, store, runID] in
             logger.info("listening", metadata: ["socket": "\(server.socketPath)", "db": "\(store.path)", "run": "\(runID)"])
         }
@@ -124,7 +125,8 @@ public final class TraceDaemon: @unchecked Sendable {
     /// the predictors (with the saved models loaded), the scheduler, the ledger whose
     /// fates feed the scheduler's budget, the clients' cgroup budget and the executor.
     public static func makeEngine(
-        configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister?, shares: UserShares?, logger: Logger
+        configuration: Configuration, knownFiles: [FileRecord], lister: DirectoryLister?, shares: UserShares?, pace: IngestPace? = nil,
+        logger: Logger
     ) -> PrefetchEngine {
         let scheduler = PrefetchScheduler(options: .init(configuration), now: Clock.monotonicNanoseconds())
         let predictors = Predictors(
@@ -144,7 +146,7 @@ public final class TraceDaemon: @unchecked Sendable {
                     threads: configuration.prefetcher.executorThreads, capacity: 256,
                     method: PrefetchMethod(rawValue: configuration.prefetcher.method.rawValue), logger: logger, onResult: onResult)
             },
-            lister: lister, shares: shares, logger: logger)
+            lister: lister, shares: shares, pace: pace, logger: logger)
     }
 
     /// Starts every component in order; if one fails, those already started are stopped

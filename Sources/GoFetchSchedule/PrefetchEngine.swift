@@ -126,9 +126,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         configuration: Configuration, knownFiles: [FileRecord], predictors: Predictors, scheduler: PrefetchScheduler,
         ledger: PrefetchLedger, cgroups: CgroupBudget,
         makeExecutor: (_ onResult: @escaping @Sendable (PrefetchResult) -> Void) -> PrefetchExecutor,
-        lister: DirectoryLister? = nil, shares: UserShares? = nil, logger: Logger
+        lister: DirectoryLister? = nil, shares: UserShares? = nil, pace: IngestPace? = nil, logger: Logger
     ) {
         self.logger = logger
+        self.pace = pace
         self.lister = lister
         self.shares = shares
         evictConsumed = configuration.prefetcher.evictConsumed
@@ -152,6 +153,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     }
     private let paths: FilePaths
     private let shares: UserShares?
+    /// Told whether predictions are found cached, so ingest can pass less often.
+    private let pace: IngestPace?
     /// One prediction in `timedEvery` is timed (its percentiles stand; two clock reads
     /// and a histogram update per event were a twentieth of the engine thread).
     private static let timedEvery = 8
@@ -287,6 +290,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 ledger.issued(request, now: now)
                 return true
             }
+            pace?.setCached(scheduler.findsCached)
             ledger.sweep(now: now)
             publish(now: now)
             var counts = ChoiceCounts()

@@ -290,6 +290,19 @@ struct IngestTests {
         #expect(ProcessStat.of(UInt32(Int32.max)) == nil)
     }
 
+    @Test("ingest passes relax only while predictions are found cached and the pass's reads are warm")
+    func pace() {
+        let pace = IngestPace()
+        #expect(pace.interval(reads: 100, cold: 0) == IngestPace.promptNanoseconds)  // prefetching has work: prompt
+        pace.setCached(true)
+        #expect(pace.interval(reads: 100, cold: 0) == IngestPace.relaxedNanoseconds)
+        #expect(pace.interval(reads: 0, cold: 0) == IngestPace.relaxedNanoseconds)  // opens and closes only
+        #expect(pace.interval(reads: 100, cold: 5) == IngestPace.relaxedNanoseconds)  // 1 in 20: noise of a busy machine
+        #expect(pace.interval(reads: 100, cold: 6) == IngestPace.promptNanoseconds)  // the job waits for storage: at once
+        pace.setCached(false)
+        #expect(pace.interval(reads: 100, cold: 0) == IngestPace.promptNanoseconds)
+    }
+
     @Test("retention keeps the newest events and a reopened store keeps its file ids")
     func retentionAndReopen() throws {
         let directory = TemporaryDirectory()

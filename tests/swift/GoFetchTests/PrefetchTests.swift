@@ -371,7 +371,7 @@ struct SchedulerTests {
 
     @Test("while everything sent is found resident, fewer offers are checked; anything loaded or an eviction checks every one again, cold reads quarter the interval")
     func residencySampling() {
-        let scheduler = PrefetchScheduler(options: options(), now: 0)
+        let scheduler = PrefetchScheduler(options: options { $0.maxCheckInterval = 64 }, now: 0)
         var next: FileID = 1
         /// Offers `count` new files and reports each released one as found resident (or loaded).
         func round(_ count: Int, outcome: PrefetchOutcome = .skipped) -> Int {
@@ -391,7 +391,7 @@ struct SchedulerTests {
         #expect(scheduler.statistics.assumedResident.value == 16)
         #expect(scheduler.checkEvery == 4)
         for _ in 0..<20 { _ = round(64) }
-        #expect(scheduler.checkEvery == 64)
+        #expect(scheduler.checkEvery == 64 && scheduler.findsCached)
         // The job waited for storage: fewer offers are assumed resident, and after a few such reads none.
         scheduler.noteColdRead()
         #expect(scheduler.checkEvery == 16)
@@ -403,7 +403,7 @@ struct SchedulerTests {
         for _ in 0..<4 { _ = round(16) }
         #expect(scheduler.checkEvery > 1)
         #expect(round(scheduler.checkEvery, outcome: .completed) == 1)
-        #expect(scheduler.checkEvery == 1)
+        #expect(scheduler.checkEvery == 1 && !scheduler.findsCached)
         // Evicted before use, likewise.
         for _ in 0..<4 { _ = round(16) }
         #expect(scheduler.checkEvery > 1)
