@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The modules follow the data flow (docs/architecture.md): each may use only
@@ -66,11 +67,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The trace store (SQLite through GRDB), beside ingest.
+        // The trace store (SQLite through GRDB), beside ingest; the cluster's shared
+        // store (PostgreSQL through PostgresNIO) that committed runs are copied to.
         .target(
             name: "GoFetchStore",
             dependencies: [
                 "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "CGoFetchSQLite",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "SystemPackage", package: "swift-system"),

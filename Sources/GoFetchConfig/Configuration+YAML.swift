@@ -31,6 +31,9 @@ extension Configuration {
             try node.int("queue_capacity", into: &config.storage.queueCapacity, in: 1_000...100_000_000)
             try node.int("batch_size", into: &config.storage.batchSize, in: 1...1_000_000)
             try node.bool("record_events", into: &config.storage.recordEvents)
+            try node.clusterStoreURL("url", into: &config.storage.url)
+            try node.string("node", into: &config.storage.node, nonEmpty: true, maxLength: 255)
+            try node.string("job", into: &config.storage.job, nonEmpty: false, maxLength: 255)
             if let retention = try node.section("retention") {
                 try retention.double("max_age_days", into: &config.storage.retentionMaxAgeDays, in: 0...36_500)
                 try retention.int("max_events", into: &config.storage.retentionMaxEvents, in: 0...Int(Int64.max))
@@ -245,6 +248,20 @@ private final class Section {
             prefixes.append(scalar.string.count > 1 && scalar.string.hasSuffix("/") ? String(scalar.string.dropLast()) : scalar.string)
         }
         target = prefixes
+    }
+
+    /// `""` or a PostgreSQL URL (``ClusterStoreAddress``).
+    func clusterStoreURL(_ key: String, into target: inout String) throws(ConfigurationError) {
+        guard let node = value(key) else { return }
+        guard case .scalar(let scalar) = node else { throw fail(key, node, "expected a string") }
+        let text = scalar.string
+        guard !text.isEmpty else { target = ""; return }
+        do {
+            _ = try ClusterStoreAddress(parsing: text)
+        } catch {
+            throw fail(key, node, error.description)
+        }
+        target = text
     }
 
     /// `""`, `unix:/absolute/path`, or `HOST:PORT` with a loopback host.

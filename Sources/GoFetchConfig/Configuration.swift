@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +28,14 @@ public struct Configuration: Sendable, Equatable {
         public var retentionMaxAgeDays = 0.0
         /// Only the newest this many events are kept; 0 keeps all.
         public var retentionMaxEvents = 0
+        /// The cluster's shared store (`docs/store.md`): a PostgreSQL URL
+        /// (``ClusterStoreAddress``) the daemon copies its committed runs to, and
+        /// `train`, `eval`, `stats` and `report` read; `""`: this machine's file only.
+        public var url = ""
+        /// This daemon's name in the cluster's store (default: the host name).
+        public var node = ProcessInfo.processInfo.hostName
+        /// The job its runs are filed under in the cluster's store (`gofetch run --job`).
+        public var job = ""
         /// Write each event to the store (false: runs, samples and summaries only;
         /// prediction and prefetching are the same, `train` and `eval` have no trace).
         public var recordEvents = true

@@ -48,8 +48,11 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var treeFilesNotWalked: Int
     /// Present when gofetch prefetched (`run`, `daemon`).
     public var prefetch: PrefetchSummary?
+    /// Present when the runs are copied to the cluster's store (`storage.url`).
+    public var cluster: ClusterSummary?
 
-    public init(ingest: IngestStatistics, store: StoreStatistics, engine: PrefetchEngine? = nil, listing: DirectoryLister.Statistics? = nil) {
+    public init(ingest: IngestStatistics, store: StoreStatistics, engine: PrefetchEngine? = nil, listing: DirectoryLister.Statistics? = nil,
+                cluster: ClusterStatistics? = nil) {
         events = ingest.eventsAccepted.value
         opens = ingest.opens.value
         warmedAtOpen = ingest.warmedAtOpen.value
@@ -81,6 +84,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         treesWalked = listing?.trees ?? 0
         treeFilesNotWalked = listing?.treeFilesLeftOut ?? 0
         prefetch = engine.map(PrefetchSummary.init)
+        self.cluster = cluster.map(ClusterSummary.init)
     }
 
     /// Events lost anywhere between the application and the store.
@@ -107,6 +111,12 @@ public struct RunSummary: Sendable, Codable, Equatable {
         if foldersListed + foldersNotListed > 0 {
             row("folders listed", "\(foldersListed) (\(foldersNotListed) not listed): \(filesListed) files known before their first open, \(listingsSkipped) left out (half the catalog is the bound)")
         }
+        if let cluster {
+            row("cluster store", "\(cluster.copiedEvents) events and \(cluster.copiedFiles) files copied in \(cluster.transactions) transactions, "
+                + "\(cluster.runsCompleted) runs complete; \(cluster.connections) connections, \(cluster.failures) failures"
+                + (cluster.pendingEvents > 0 ? "; \(cluster.pendingEvents) events wait in this machine's store for the next daemon" : "")
+                + (cluster.lastError.map { "; last error: \($0)" } ?? ""))
+        }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
             row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" } ?? "none"))
@@ -129,6 +139,30 @@ public struct RunSummary: Sendable, Codable, Equatable {
             }
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// What the copier to the cluster's store did (``ClusterCopier``).
+public struct ClusterSummary: Sendable, Codable, Equatable {
+    public var copiedEvents: Int
+    public var copiedFiles: Int
+    public var transactions: Int
+    public var connections: Int
+    public var failures: Int
+    public var runsCompleted: Int
+    /// Committed events left in this machine's store for the next daemon to copy.
+    public var pendingEvents: Int
+    public var lastError: String?
+
+    public init(_ statistics: ClusterStatistics) {
+        copiedEvents = statistics.copiedEvents.value
+        copiedFiles = statistics.copiedFiles.value
+        transactions = statistics.transactions.value
+        connections = statistics.connections.value
+        failures = statistics.failures.value
+        runsCompleted = statistics.runsCompleted.value
+        pendingEvents = statistics.pendingEvents.value
+        lastError = statistics.lastError.withLock { $0 }
     }
 }
 

@@ -16,6 +16,11 @@ public protocol ThreadedComponent: AnyObject, Sendable {
 }
 
 extension StoreWriter: ThreadedComponent {}
+/// Stopping it leaves its thread running: ``TraceDaemon/finish()`` copies the rest of
+/// the run once it has ended, then stops it.
+extension ClusterCopier: ThreadedComponent {
+    public func stop() {}
+}
 extension PrefetchEngine: ThreadedComponent {}
 extension DirectoryLister: ThreadedComponent {}
 extension MetricsReporter: ThreadedComponent {}

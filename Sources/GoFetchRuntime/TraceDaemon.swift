@@ -26,6 +26,9 @@ public final class TraceDaemon: @unchecked Sendable {
     public let storeStatistics = StoreStatistics()
     public let server: IngestServer
     private let writer: StoreWriter
+    /// Copies the runs to the cluster's store (`storage.url`); `nil` without one.
+    private let copier: ClusterCopier?
+    public let clusterStatistics = ClusterStatistics()
     /// Prediction and prefetching; `nil` when only tracing.
     public let engine: PrefetchEngine?
     /// The CSV and Prometheus outputs; `nil` when only tracing.
@@ -62,17 +65,33 @@ public final class TraceDaemon: @unchecked Sendable {
         runID = try store.beginRun(command: command, source: source)
         let known = try store.files(limit: configuration.ingest.maxFiles)
         let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: known, maxID: try store.maxFileID())
+        var clusterAddress: ClusterStoreAddress?
+        if !configuration.storage.url.isEmpty {
+            do {
+                clusterAddress = try ClusterStoreAddress(parsing: configuration.storage.url)
+            } catch {
+                throw TraceStoreError(path: configuration.storage.url, problem: "storage.url: \(error)")
+            }
+        }
+        if let clusterAddress {
+            copier = ClusterCopier(address: clusterAddress, store: store, node: configuration.storage.node, job: configuration.storage.job,
+                                   currentRun: runID, statistics: clusterStatistics, logger: logger)
+        } else {
+            copier = nil
+        }
         writer = StoreWriter(
             store: store, runID: runID, capacity: configuration.storage.queueCapacity,
             batchSize: configuration.storage.batchSize, statistics: storeStatistics, logger: logger, onCommit: onCommit)
         var sinks: [any EventSink] = configuration.storage.recordEvents ? [writer] : []
         var components: [(name: String, component: any ThreadedComponent)] = [("store writer", writer)]
+        if let copier { components.append(("cluster copier", copier)) }
         var lister: DirectoryLister?
         let shares = configuration.daemon.userCPUShare > 0 ? UserShares(share: configuration.daemon.userCPUShare) : nil
         let pace = IngestPace()
         if prefetch {
             let folders = DirectoryLister(options: .init(maxTreeFiles: min(1_000_000, configuration.ingest.maxFiles / 2)))
             lister = folders
+            if let clusterAddress { Self.fetchClusterModels(clusterAddress, configuration: configuration, logger: logger) }
             let engine = Self.makeEngine(configuration: configuration, knownFiles: known, lister: folders, shares: shares, pace: pace, logger: logger)
             sinks.append(engine)
             self.engine = engine
@@ -198,7 +217,28 @@ public final class TraceDaemon: @unchecked Sendable {
         } catch {
             logger.error("closing the run failed", metadata: ["error": "\(error)"])
         }
+        // The run is complete in this machine's store: the rest of it to the cluster's.
+        copier?.finish(seconds: Self.clusterFinishSeconds)
     }
+
+    /// A node new to the cluster starts from the models fitted on the others' runs:
+    /// each model file that is missing here is fetched from the cluster's store.
+    static func fetchClusterModels(_ address: ClusterStoreAddress, configuration: Configuration, logger: Logger) {
+        for (name, path) in [("markov", configuration.predictor.baselineModelPath), ("gru", configuration.predictor.mlModelPath)]
+        where !FileManager.default.fileExists(atPath: path) {
+            do {
+                if try ClusterModels.fetch(address, name: name, to: path, logger: logger) {
+                    logger.notice("model fetched from the cluster's store", metadata: ["model": "\(name)", "path": "\(path)"])
+                }
+            } catch {
+                logger.warning("no model from the cluster's store", metadata: ["model": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// How long a stopping daemon tries to copy the rest of its run to the cluster's
+    /// store; what is left waits in this machine's store for the next daemon.
+    static let clusterFinishSeconds = 10.0
 
     /// Deletes events beyond `storage.retention`; failures are logged, never fatal.
     public func applyRetention() {
@@ -220,6 +260,7 @@ public final class TraceDaemon: @unchecked Sendable {
     }
 
     public func summary() -> RunSummary {
-        RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine, listing: lister?.statistics)
+        RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine, listing: lister?.statistics,
+                   cluster: copier == nil ? nil : clusterStatistics)
     }
 }

@@ -14,6 +14,11 @@ public struct TraceStoreError: Error, CustomStringConvertible, Sendable {
     public var problem: String
 
     public var description: String { "trace store \(path): \(problem)" }
+
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
 }
 
 /// The SQLite trace store (GRDB, WAL): files, events, runs, and the seed's `traces` view.

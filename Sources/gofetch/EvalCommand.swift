@@ -29,6 +29,7 @@ struct EvalCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var cluster: ClusterFilterOptions
 
     @Option(help: ArgumentHelp("Only this run's events.", valueName: "id"))
     var run: Int64?
@@ -59,10 +60,11 @@ struct EvalCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.loadConfiguration()
-        guard FileManager.default.fileExists(atPath: configuration.storage.dbPath) else {
+        guard !configuration.storage.url.isEmpty && options.db == nil || FileManager.default.fileExists(atPath: configuration.storage.dbPath) else {
             throw ValidationError("no trace store at \(configuration.storage.dbPath); record one with `gofetch trace -- COMMAND` or pass --db")
         }
-        let store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
+        let reading = try ReadingStore(configuration, options: options, filter: cluster)
+        let store = reading.store
         let files = try store.files(limit: configuration.ingest.maxFiles)
         var evaluationOptions = OfflineEvaluation.Options()
         evaluationOptions.window = window
@@ -97,7 +99,7 @@ struct EvalCommand: AsyncParsableCommand {
         let seconds = Double(GoFetchSystem.Clock.monotonicNanoseconds() - started) / 1e9
         let scores = evaluation.scores()
         if json {
-            let report = EvalReport(database: configuration.storage.dbPath, run: run, events: done, seconds: seconds,
+            let report = EvalReport(database: reading.name, run: run, events: done, seconds: seconds,
                                     window: window, topK: evaluationOptions.topK, threshold: evaluationOptions.confidenceThreshold, predictors: scores)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

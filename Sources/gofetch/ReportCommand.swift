@@ -17,6 +17,7 @@ struct ReportCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var cluster: ClusterFilterOptions
 
     @Option(help: ArgumentHelp("The run to show (`gofetch stats` lists them); the newest by default.", valueName: "id"))
     var run: Int64?
@@ -65,7 +66,8 @@ struct ReportCommand: AsyncParsableCommand {
             page = ReportPage(title: "gofetch benchmark report", bench: results, runs: sections)
             path = output ?? "\(folder.isEmpty ? "." : folder)/report.html"
         } else {
-            let store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
+            let reading = try ReadingStore(configuration, options: options, filter: cluster)
+            let store = reading.store
             page = try ReportPage.forRun(store: store, runID: run, baselineID: baseline, compare: !noBaseline, timing: timing, top: top)
             let runID = page.runs.first?.report.run.id ?? 0
             let folder = (configuration.storage.dbPath as NSString).deletingLastPathComponent

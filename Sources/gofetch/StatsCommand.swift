@@ -11,6 +11,7 @@ struct StatsCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var cluster: ClusterFilterOptions
 
     @Option(help: "How many of the most-read files to list.")
     var top = 10
@@ -30,14 +31,15 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.loadConfiguration()
-        let store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
+        let reading = try ReadingStore(configuration, options: options, filter: cluster)
+        let store = reading.store
         let summary = try store.summary(top: top, runID: run, timing: ReadTiming(configuration), order: sort)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(summary), as: UTF8.self))
         } else {
-            print(StatsReport.render(summary, database: configuration.storage.dbPath, order: sort))
+            print(StatsReport.render(summary, database: reading.name, order: sort))
         }
     }
 }

@@ -23,6 +23,7 @@ struct TrainCommand: AsyncParsableCommand {
     }
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var cluster: ClusterFilterOptions
 
     @Option(help: "Which model to fit: markov or gru.")
     var model: Model = .markov
@@ -67,14 +68,15 @@ struct TrainCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.loadConfiguration()
-        let store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
+        let reading = try ReadingStore(configuration, options: options, filter: cluster)
+        let store = reading.store
         switch model {
-        case .markov: try trainMarkov(configuration, store)
-        case .gru: try trainGRU(configuration, store)
+        case .markov: try trainMarkov(configuration, store, reading)
+        case .gru: try trainGRU(configuration, store, reading)
         }
     }
 
-    private func trainMarkov(_ configuration: Configuration, _ store: TraceStore) throws {
+    private func trainMarkov(_ configuration: Configuration, _ store: TraceStore, _ reading: ReadingStore) throws {
         let markov = MarkovPredictor(options: .init(maxOrder: configuration.predictor.baselineMaxOrder))
         let report = try MarkovTraining.train(markov, from: store, runID: run) { opens in
             FileHandle.standardError.write(Data("\r  \(opens / 1_000_000) M opens replayed".utf8))
@@ -82,6 +84,7 @@ struct TrainCommand: AsyncParsableCommand {
         let paths = Dictionary(try store.files(limit: Int.max).map { ($0.id, $0.path) }, uniquingKeysWith: { a, _ in a })
         let path = output ?? configuration.predictor.baselineModelPath
         try markov.save(to: path) { paths[$0] }
+        try reading.share(model: "markov", file: path)
         print("""
             trained markov (orders 1–\(markov.options.maxOrder)) on \(report.opens) opens in \(Format.fixed(report.seconds, 2)) s: \
             \(report.transitions) transitions, \(report.contexts) contexts (\(report.contextsEvicted) evicted)
@@ -89,7 +92,7 @@ struct TrainCommand: AsyncParsableCommand {
             """)
     }
 
-    private func trainGRU(_ configuration: Configuration, _ store: TraceStore) throws {
+    private func trainGRU(_ configuration: Configuration, _ store: TraceStore, _ reading: ReadingStore) throws {
         let opens = try store.opens(runID: run)
         guard opens.count >= 2 else { throw ValidationError("the trace store \(store.path) holds \(opens.count) opens; the GRU needs a trace to learn from (gofetch trace -- CMD)") }
         let directories = DirectoryIndex(files: try store.files(limit: configuration.ingest.maxFiles))
@@ -113,6 +116,7 @@ struct TrainCommand: AsyncParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         let summary = String(decoding: try encoder.encode(report), as: UTF8.self)
         try model.save(to: path, extra: ["training": summary])
+        try reading.share(model: "gru", file: path)
         let best = report.best
         print("""
             trained gru (hidden \(hidden), \(report.transitions) moves + other, crossing \(report.crossing), \(report.parameters) weights) \

@@ -136,6 +136,30 @@ struct ConfigurationTests {
         #expect(error("prefetcher:\n  rate_limit_per_sec: 0\n").contains("out of range"))
     }
 
+    @Test("the cluster's store: PostgreSQL URLs over TCP or a Unix socket, and what is wrong with the others")
+    func clusterStoreURL() throws {
+        let tcp = try ClusterStoreAddress(parsing: "postgresql://gofetch:secret@db.internal:6432/traces")
+        #expect(tcp.endpoint == .tcp(host: "db.internal", port: 6432))
+        #expect(tcp.user == "gofetch" && tcp.password == "secret" && tcp.database == "traces")
+        #expect(!tcp.description.contains("secret"))
+        let socket = try ClusterStoreAddress(parsing: "postgres://gofetch@/gofetch?host=/run/postgresql")
+        #expect(socket.endpoint == .unix(path: "/run/postgresql/.s.PGSQL.5432"))
+        #expect(try ClusterStoreAddress(parsing: "postgresql://u@h/d").endpoint == .tcp(host: "h", port: 5432))
+
+        let loaded = try Configuration.parse(yaml: "storage:\n  url: postgresql://u@/d?host=/tmp/pg\n  node: worker-3\n  job: resnet\n", file: "c.yaml")
+        #expect(loaded.storage.url == "postgresql://u@/d?host=/tmp/pg")
+        #expect(loaded.storage.node == "worker-3" && loaded.storage.job == "resnet")
+        #expect(Configuration().storage.url.isEmpty && !Configuration().storage.node.isEmpty)
+
+        #expect(error("storage:\n  url: mysql://u@h/d\n").contains("not a PostgreSQL URL"))
+        #expect(error("storage:\n  url: postgresql://h/d\n").contains("names no user"))
+        #expect(error("storage:\n  url: postgresql://u@h\n").contains("names no database"))
+        #expect(error("storage:\n  url: postgresql://u@/d\n").contains("names no host"))
+        #expect(error("storage:\n  url: postgresql://u@/d?host=run\n").contains("not an absolute folder"))
+        #expect(error("storage:\n  url: postgresql://u@h/d?sslmode=require\n").contains("unknown parameter 'sslmode'"))
+        #expect(error("storage:\n  node: ''\n").contains("must not be empty"))
+    }
+
     @Test("YAML that does not parse is reported as such")
     func badSyntax() {
         #expect(error("storage: [unclosed\n").contains("not valid YAML"))
