@@ -198,12 +198,11 @@ public final class TraceDaemon: @unchecked Sendable {
         finish()
     }
 
-    /// Once the components have stopped: retention, the run's summary stored, the run
-    /// closed (once; later calls do nothing).
+    /// Once the components have stopped: the run's summary stored, the run closed, the
+    /// rest of it copied to the cluster's store, retention (once; later calls do nothing).
     public func finish() {
         guard !finished else { return }
         finished = true
-        applyRetention()
         do {
             // What `gofetch report` shows beside the events: the summary, per-epoch fates, lead times.
             let encoder = JSONEncoder()
@@ -217,28 +216,32 @@ public final class TraceDaemon: @unchecked Sendable {
         } catch {
             logger.error("closing the run failed", metadata: ["error": "\(error)"])
         }
-        // The run is complete in this machine's store: the rest of it to the cluster's.
+        // The run is complete in this machine's store: the rest of it to the cluster's,
+        // then retention (which must not take events the copier has yet to send).
         copier?.finish(seconds: Self.clusterFinishSeconds)
+        applyRetention()
     }
 
     /// A node new to the cluster starts from the models fitted on the others' runs:
     /// each model file that is missing here is fetched from the cluster's store.
     static func fetchClusterModels(_ address: ClusterStoreAddress, configuration: Configuration, logger: Logger) {
-        for (name, path) in [("markov", configuration.predictor.baselineModelPath), ("gru", configuration.predictor.mlModelPath)]
-        where !FileManager.default.fileExists(atPath: path) {
-            do {
-                if try ClusterModels.fetch(address, name: name, to: path, logger: logger) {
-                    logger.notice("model fetched from the cluster's store", metadata: ["model": "\(name)", "path": "\(path)"])
-                }
-            } catch {
-                logger.warning("no model from the cluster's store", metadata: ["model": "\(name)", "error": "\(error)"])
+        let missing = [("markov", configuration.predictor.baselineModelPath), ("gru", configuration.predictor.mlModelPath)]
+            .filter { !FileManager.default.fileExists(atPath: $0.1) }
+            .map { (name: $0.0, file: $0.1) }
+        guard !missing.isEmpty else { return }
+        do {
+            // One connection, at most 3 s to connect: the job waits for the daemon to listen.
+            for name in try ClusterModels.fetch(address, models: missing, logger: logger) {
+                logger.notice("model fetched from the cluster's store", metadata: ["model": "\(name)"])
             }
+        } catch {
+            logger.warning("no model from the cluster's store", metadata: ["error": "\(error)"])
         }
     }
 
     /// How long a stopping daemon tries to copy the rest of its run to the cluster's
     /// store; what is left waits in this machine's store for the next daemon.
-    static let clusterFinishSeconds = 10.0
+    static let clusterFinishSeconds = 5.0
 
     /// Deletes events beyond `storage.retention`; failures are logged, never fatal.
     public func applyRetention() {

@@ -232,8 +232,11 @@ public final class TraceStore: Sendable {
                 let cutoff = Int64(bitPattern: Clock.wallNanoseconds()) - Int64(maxAgeDays * 86_400 * 1e9)
                 // Events are stored in time order, so the cut is an id: SQLite finds the
                 // first newer row by scanning in rowid order and deletes a rowid range.
+                // The newest event stays, whatever its age: SQLite numbers a new row after
+                // the largest id left, and ids must keep rising (the cluster copier resumes
+                // after the last id it copied).
                 try db.execute(
-                    sql: "DELETE FROM events WHERE id < COALESCE((SELECT MIN(id) FROM events WHERE time_ns >= ?), (SELECT MAX(id) + 1 FROM events))",
+                    sql: "DELETE FROM events WHERE id < COALESCE((SELECT MIN(id) FROM events WHERE time_ns >= ?), (SELECT MAX(id) FROM events))",
                     arguments: [cutoff])
                 deleted += db.changesCount
                 // Samples go with the events of their time (not counted: they are not events).

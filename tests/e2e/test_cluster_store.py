@@ -230,3 +230,19 @@ def test_daemon_killed_leaves_its_run_for_the_next_daemon(tmp_path, cluster, gof
     print("runs in the cluster's store:", runs, "committed by the killed daemon:", committed)
     assert runs[0][0] == "1" and runs[0][2] == "t"  # the killed run never ended
     assert int(psql(url, "SELECT count(*) FROM events e JOIN runs r ON r.id = e.run_id WHERE r.local_id = 1")[0][0]) == committed
+
+
+def test_a_database_gofetch_did_not_make_is_refused_and_the_job_goes_on(tmp_path, cluster, gofetch_bin, python_bin):
+    """A `runs` table gofetch did not make: the daemon copies nothing into it, says
+    why, keeps every event in its own store, and the job runs as without the cluster."""
+    _, url = cluster
+    psql(url, "CREATE TABLE runs (id int)")
+    files = make_files(str(tmp_path / "data"), 10, seed=3)
+    reader = "import sys\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\n"
+    summary = trace(gofetch_bin, url, str(tmp_path / "n.db"), config(tmp_path, "n", "node-y"), [python_bin, "-c", reader, *files])
+    figures = summary["cluster"]
+    print("cluster:", figures)
+    assert figures["copiedEvents"] == 0 and figures["connections"] == 0 and figures["failures"] >= 1
+    assert "has a table 'runs' that gofetch did not make" in figures["lastError"]
+    assert figures["pendingEvents"] == summary["committedEvents"] > 0
+    assert query(str(tmp_path / "n.db"), "SELECT count(*) FROM events")[0][0] == summary["committedEvents"]

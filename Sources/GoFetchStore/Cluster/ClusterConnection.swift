@@ -3,23 +3,30 @@ import GoFetchConfig
 import Logging
 import NIOCore
 import PostgresNIO
-import Synchronization
 
 /// What went wrong with the cluster's store: the address (without its password) and the problem.
 public struct ClusterStoreError: Error, CustomStringConvertible, Sendable {
     public var address: String
     public var problem: String
+    /// Trying again cannot help (a database gofetch will not write to).
+    public var permanent = false
     public var description: String { "cluster store \(address): \(problem)" }
 }
 
 /// One connection to the cluster's PostgreSQL store, used from one plain thread at a
-/// time (the daemon's copier, a command): each call blocks that thread until the
-/// server answers or `timeout` passes, then the connection is closed and the call throws.
+/// time (the daemon's copier, a command, the daemon's start). Each call waits on
+/// PostgresNIO's event loop (EventLoopFuture, not Swift concurrency: the caller may be
+/// on a cooperative thread, and a pool of one would then have none left for a task)
+/// until the server answers or a timeout passes; then the connection is closed and
+/// the call throws.
 final class ClusterConnection: @unchecked Sendable {
     let address: ClusterStoreAddress
     private let connection: PostgresConnection
     private let logger: Logger
-    private static let timeout: DispatchTimeInterval = .seconds(10)
+    static let connectTimeout: TimeAmount = .seconds(3)
+    /// A statement's limit; the server is told to cancel it a little sooner
+    /// (`statement_timeout`), so one the client gave up on holds no locks.
+    static let statementTimeout: TimeAmount = .seconds(10)
 
     private init(address: ClusterStoreAddress, connection: PostgresConnection, logger: Logger) {
         self.address = address
@@ -28,43 +35,42 @@ final class ClusterConnection: @unchecked Sendable {
     }
 
     static func connect(_ address: ClusterStoreAddress, logger: Logger) throws(ClusterStoreError) -> ClusterConnection {
-        let configuration: PostgresConnection.Configuration
+        var configuration: PostgresConnection.Configuration
         switch address.endpoint {
         case .tcp(let host, let port):
             configuration = .init(host: host, port: port, username: address.user, password: address.password, database: address.database, tls: .disable)
         case .unix(let path):
             configuration = .init(unixSocketPath: path, username: address.user, password: address.password, database: address.database)
         }
-        let connection = try blocking(address, timeout: timeout, onTimeout: {}) {
-            try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+        configuration.options.connectTimeout = connectTimeout
+        let future = PostgresConnection.connect(
+            on: PostgresConnection.defaultEventLoopGroup.any(), configuration: configuration, id: 1, logger: logger)
+        // A connection that arrives after the wait gave up is closed, not leaked.
+        let connection = try wait(future, address: address, what: "connecting", timeout: connectTimeout + .seconds(1)) {
+            future.whenSuccess { let closing: EventLoopFuture<Void> = $0.close(); _ = closing }
         }
-        return ClusterConnection(address: address, connection: connection, logger: logger)
+        let opened = ClusterConnection(address: address, connection: connection, logger: logger)
+        do throws(ClusterStoreError) {
+            try opened.execute("SET statement_timeout = 9000")
+        } catch {
+            opened.close()
+            throw error
+        }
+        return opened
     }
 
     /// Runs a statement, discarding any rows.
     func execute(_ query: PostgresQuery) throws(ClusterStoreError) {
-        let (connection, logger) = (self.connection, self.logger)
-        try call {
-            try await connection.query(query, logger: logger).collect()
-            return ()
-        }
+        _ = try call(query)
     }
 
     /// Runs a query and decodes each row with `decode`.
-    func rows<T: Sendable>(_ query: PostgresQuery, _ decode: @escaping @Sendable (PostgresRow) throws -> T) throws(ClusterStoreError) -> [T] {
-        let (connection, logger) = (self.connection, self.logger)
-        return try call {
-            try await connection.query(query, logger: logger).collect().map(decode)
-        }
-    }
-
-    /// `COPY table (columns) FROM STDIN` with rows in PostgreSQL's text format.
-    func copy(table: String, columns: [String], text: ByteBuffer) throws(ClusterStoreError) {
-        let (connection, logger) = (self.connection, self.logger)
-        try call {
-            try await connection.copyFrom(table: table, columns: columns, logger: logger) { writer in
-                try await writer.write(text)
-            }
+    func rows<T>(_ query: PostgresQuery, _ decode: (PostgresRow) throws -> T) throws(ClusterStoreError) -> [T] {
+        let result = try call(query)
+        do {
+            return try result.rows.map(decode)
+        } catch {
+            throw ClusterStoreError(address: address.description, problem: "a row of an unexpected shape: \(Self.describe(error))")
         }
     }
 
@@ -76,48 +82,53 @@ final class ClusterConnection: @unchecked Sendable {
             try execute("COMMIT")
             return result
         } catch {
-            try? execute("ROLLBACK")
+            if !connection.isClosed { try? execute("ROLLBACK") }
             throw error
         }
     }
 
     func close() {
-        let connection = self.connection
-        _ = try? Self.blocking(address, timeout: .seconds(5), onTimeout: {}) { try await connection.close() }
+        guard !connection.isClosed else { return }
+        let closing: EventLoopFuture<Void> = connection.close()
+        _ = try? closing.wait()
     }
 
-    private func call<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws(ClusterStoreError) -> T {
-        let connection = self.connection
-        // A statement on a connection the server closed (a restart between two
-        // passes) would wait for the timeout instead of failing.
+    private func call(_ query: PostgresQuery) throws(ClusterStoreError) -> PostgresQueryResult {
+        // A statement on a connection the server closed (a restart between two passes)
+        // fails at once instead of waiting for the timeout.
         guard !connection.isClosed else {
             throw ClusterStoreError(address: address.description, problem: "the server closed the connection")
         }
-        return try Self.blocking(address, timeout: Self.timeout, onTimeout: { connection.close().whenComplete { _ in } }, body)
+        let connection = self.connection
+        let result: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
+        return try Self.wait(result, address: address, what: "a statement", timeout: Self.statementTimeout) {
+            let closing: EventLoopFuture<Void> = connection.close()
+            _ = closing
+        }
     }
 
-    /// Waits on this (non-cooperative) thread for `body`, run as a task.
-    private static func blocking<T: Sendable>(
-        _ address: ClusterStoreAddress, timeout: DispatchTimeInterval, onTimeout: () -> Void,
-        _ body: @escaping @Sendable () async throws -> T
+    private struct TimedOut: Error {}
+
+    /// Waits on this thread (never an event loop's) for `future`, at most `timeout`.
+    private static func wait<T: Sendable>(
+        _ future: EventLoopFuture<T>, address: ClusterStoreAddress, what: String, timeout: TimeAmount, onTimeout: () -> Void
     ) throws(ClusterStoreError) -> T {
-        let outcome = Mutex<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task.detached {
-            let result: Result<T, any Error>
-            do { result = .success(try await body()) } catch { result = .failure(error) }
-            outcome.withLock { $0 = result }
-            done.signal()
+        let loop = future.eventLoop
+        let promise = loop.makePromise(of: T.self)
+        // Both callbacks run on the future's event loop: the first to come completes the promise.
+        let timer = loop.scheduleTask(in: timeout) { promise.fail(TimedOut()) }
+        future.whenComplete { result in
+            timer.cancel()
+            promise.completeWith(result)
         }
-        if done.wait(timeout: .now() + timeout) == .timedOut {
+        do {
+            return try promise.futureResult.wait()
+        } catch is TimedOut {
             onTimeout()
-            _ = done.wait(timeout: .now() + .seconds(5))
-            throw ClusterStoreError(address: address.description, problem: "no answer within \(timeout)")
-        }
-        switch outcome.withLock({ $0 }) {
-        case .success(let value): return value
-        case .failure(let error): throw ClusterStoreError(address: address.description, problem: Self.describe(error))
-        case nil: throw ClusterStoreError(address: address.description, problem: "no answer")
+            throw ClusterStoreError(address: address.description,
+                                    problem: "no answer \(what == "connecting" ? "while connecting" : "to \(what)") within \(timeout.nanoseconds / 1_000_000_000) s")
+        } catch {
+            throw ClusterStoreError(address: address.description, problem: (what == "connecting" ? "connecting: " : "") + describe(error))
         }
     }
 

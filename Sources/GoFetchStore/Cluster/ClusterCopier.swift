@@ -63,6 +63,8 @@ public final class ClusterCopier: @unchecked Sendable {
     private var runs: [Run] = []
     private var copiedFiles = Set<Int64>()
     private var retryAt: UInt64 = 0
+    /// The server's database is not one to write to: no more tries this run.
+    private var refused = false
     private var backoff: UInt64 = 500_000_000
 
     private let stopping = Atomic<Bool>(false)
@@ -82,12 +84,14 @@ public final class ClusterCopier: @unchecked Sendable {
 
     public func start() throws(TraceStoreError) {
         storeID = try store.storeID()
-        runs = try store.runs().map { Run(local: $0) }
+        // The running run first: a short job's own events should not wait behind history.
+        let all = try store.runs()
+        runs = all.filter { $0.id == currentRun }.map { Run(local: $0) } + all.filter { $0.id != currentRun }.map { Run(local: $0) }
         thread = JoinableThread(name: "gofetch-cluster") { [self] in
             while !stopping.load(ordering: .acquiring) {
                 _ = wakeUp.wait(timeout: .now() + Self.passInterval)
                 if stopping.load(ordering: .acquiring) { break }
-                pass(final: false)
+                pass(final: false, deadline: .max)
             }
         }
     }
@@ -101,8 +105,8 @@ public final class ClusterCopier: @unchecked Sendable {
         thread = nil
         let deadline = Clock.monotonicNanoseconds() &+ UInt64(seconds * 1e9)
         retryAt = 0
-        while !runs.isEmpty && Clock.monotonicNanoseconds() < deadline {
-            pass(final: true)
+        while !runs.isEmpty && !refused && Clock.monotonicNanoseconds() < deadline {
+            pass(final: true, deadline: deadline)
             if !runs.isEmpty {
                 if connection == nil {
                     Thread.sleep(forTimeInterval: min(0.5, Double(deadline &- Clock.monotonicNanoseconds()) / 1e9))
@@ -122,21 +126,21 @@ public final class ClusterCopier: @unchecked Sendable {
     }
 
     /// Copies what is there to copy; on a failure, closes the connection and waits before the next try.
-    private func pass(final: Bool) {
-        guard Clock.monotonicNanoseconds() >= retryAt else { return }
-        do {
+    private func pass(final: Bool, deadline: UInt64) {
+        guard !refused, Clock.monotonicNanoseconds() >= retryAt else { return }
+        do throws(ClusterStoreError) {
             let connection = try connected()
             var index = 0
             while index < runs.count {
                 // The running run is complete only in the final pass (its summary is saved then).
                 let open = runs[index].local.id == currentRun && !final
-                if try copy(&runs[index], on: connection, complete: !open) {
+                if try copy(&runs[index], on: connection, complete: !open, deadline: deadline) {
                     runs.remove(at: index)
                     statistics.runsCompleted.add(1)
                 } else {
                     index += 1
                 }
-                if stopping.load(ordering: .acquiring) && !final { return }
+                if stopping.load(ordering: .acquiring) && !final || Clock.monotonicNanoseconds() >= deadline { return }
             }
             backoff = 500_000_000
         } catch {
@@ -151,6 +155,7 @@ public final class ClusterCopier: @unchecked Sendable {
             }
             connection?.close()
             connection = nil
+            refused = error.permanent
             retryAt = Clock.monotonicNanoseconds() &+ backoff
             backoff = min(backoff * 2, Self.maxBackoffNanoseconds)
         }
@@ -160,21 +165,31 @@ public final class ClusterCopier: @unchecked Sendable {
         if let connection { return connection }
         let connection = try ClusterConnection.connect(address, logger: logger)
         do throws(ClusterStoreError) {
-            try ClusterSchema.create(on: connection)
-            // Each run's row, and where its copy stands (a new server, or a new row: 0).
-            for index in runs.indices {
+            try ClusterSchema.ensure(on: connection)
+            // The server may be another (a restored backup, a replica): what it holds is
+            // read again, files included.
+            copiedFiles.removeAll()
+            // Each run's row, and where its copy stands (a new row: 0). Runs complete
+            // there (another daemon on this store finished them) are left alone.
+            var index = 0
+            while index < runs.count {
                 let local = runs[index].local
                 let found = try connection.rows("""
                     INSERT INTO runs (store_id, local_id, node, job, started_ns, ended_ns, command, source)
                     VALUES (\(storeID), \(local.id), \(node), \(job), \(local.startedNanoseconds), \(local.endedNanoseconds), \(local.command), \(local.source))
-                    ON CONFLICT (store_id, local_id) DO UPDATE SET node = EXCLUDED.node
-                    RETURNING id, copied_event_id
-                    """) { row in try row.decode((Int64, Int64).self) }
-                guard let (remote, copied) = found.first else {
+                    ON CONFLICT (store_id, local_id) DO UPDATE SET local_id = EXCLUDED.local_id
+                    RETURNING id, copied_event_id, completed
+                    """) { row in try row.decode((Int64, Int64, Bool).self) }
+                guard let (remote, copied, completed) = found.first else {
                     throw ClusterStoreError(address: address.description, problem: "no row returned for run \(local.id)")
+                }
+                if completed && local.id != currentRun {
+                    runs.remove(at: index)
+                    continue
                 }
                 runs[index].remoteID = remote
                 runs[index].copied = copied
+                index += 1
             }
         } catch {
             connection.close()
@@ -190,7 +205,7 @@ public final class ClusterCopier: @unchecked Sendable {
 
     /// Copies the run's events after its `copied` mark, a transaction per batch; then,
     /// if `complete`, its samples, summary and end. Returns whether the run is done.
-    private func copy(_ run: inout Run, on connection: ClusterConnection, complete: Bool) throws(ClusterStoreError) -> Bool {
+    private func copy(_ run: inout Run, on connection: ClusterConnection, complete: Bool, deadline: UInt64) throws(ClusterStoreError) -> Bool {
         while true {
             let rows: [EventRow]
             do {
@@ -217,7 +232,8 @@ public final class ClusterCopier: @unchecked Sendable {
             statistics.copiedEvents.add(rows.count)
             statistics.copiedFiles.add(files.count)
             statistics.transactions.add(1)
-            if rows.count < Self.batchRows || (stopping.load(ordering: .acquiring) && !complete) { break }
+            if rows.count < Self.batchRows { break }
+            if stopping.load(ordering: .acquiring) && !complete || Clock.monotonicNanoseconds() >= deadline { return false }
         }
         guard complete else { return false }
         let local: StoredRun?
@@ -232,11 +248,12 @@ public final class ClusterCopier: @unchecked Sendable {
         }
         let remoteID = run.remoteID
         try connection.transaction { () throws(ClusterStoreError) in
+            // Once per run: `completed` keeps later daemons from redoing it.
             try connection.execute("DELETE FROM samples WHERE run_id = \(remoteID)")
-            if !samples.isEmpty {
-                try connection.copy(table: "samples", columns: Self.sampleColumns, text: Self.text(samples, run: remoteID))
-            }
-            try connection.execute("UPDATE runs SET ended_ns = \(local?.endedNanoseconds), summary = \(summary) WHERE id = \(remoteID)")
+            if !samples.isEmpty { try connection.execute(Self.insertSamples(samples, run: remoteID)) }
+            try connection.execute("""
+                UPDATE runs SET ended_ns = \(local?.endedNanoseconds), summary = \(summary), completed = true WHERE id = \(remoteID)
+                """)
         }
         statistics.transactions.add(1)
         return true
@@ -254,11 +271,6 @@ public final class ClusterCopier: @unchecked Sendable {
             """
     }
 
-    static let sampleColumns = [
-        "run_id", "time_ns", "epoch", "accesses", "cold_accesses", "covered_accesses", "stall_ns", "issued", "useful", "late",
-        "wasted", "skipped", "failed", "bytes_prefetched", "outstanding_bytes", "budget_bytes", "events", "events_dropped",
-    ]
-
     /// One INSERT of the rows, each column bound as one array (`unnest`): 16 parameters
     /// whatever the batch's size. (COPY in text format was no faster: 107-116 k against
     /// 111 k events/s with 4 daemons, bench/cluster-store; and a connection the server
@@ -270,28 +282,32 @@ public final class ClusterCopier: @unchecked Sendable {
         return """
             INSERT INTO events (run_id, local_id, time_ns, mono_ns, pid, tid, uid, worker_id, epoch, file_id, kind, "offset", length,
                                 duration_ns, source, flags)
-            SELECT r, i, t, m, p, th, u, NULLIF(w, -9223372036854775808), NULLIF(e, -9223372036854775808), f, k, o, l, d, s, fl
+            SELECT r, i, t, m, p, th, ui, NULLIF(w, -9223372036854775808), NULLIF(e, -9223372036854775808), f, k, o, l, d, s, fl
             FROM unnest(\(runs)::int8[], \(column(\.id))::int8[], \(column(\.timeNanoseconds))::int8[],
                         \(column(\.monotonicNanoseconds))::int8[], \(column(\.pid))::int8[], \(column(\.tid))::int8[],
                         \(column(\.uid))::int8[], \(workers)::int8[], \(epochs)::int8[], \(column(\.fileID))::int8[],
                         \(column(\.kind))::int8[], \(column(\.offset))::int8[], \(column(\.length))::int8[],
                         \(column(\.durationNanoseconds))::int8[], \(column(\.source))::int8[], \(column(\.flags))::int8[])
-                 AS u (r, i, t, m, p, th, u, w, e, f, k, o, l, d, s, fl)
+                 AS rows (r, i, t, m, p, th, ui, w, e, f, k, o, l, d, s, fl)
             """
     }
 
-    /// Samples in COPY's text format (tab-separated; every value is a number).
-    static func text(_ samples: [StoredSample], run: Int64) -> ByteBuffer {
-        var text = ""
-        for s in samples {
-            let values: [Int64] = [
-                run, s.wallNanoseconds, Int64(s.epoch), Int64(s.accesses), Int64(s.coldAccesses), Int64(s.coveredAccesses),
-                s.stallNanoseconds, Int64(s.issued), Int64(s.useful), Int64(s.late), Int64(s.wasted), Int64(s.skipped),
-                Int64(s.failed), s.bytesPrefetched, Int64(s.outstandingBytes), Int64(s.budgetBytes), Int64(s.events),
-                Int64(s.eventsDropped),
-            ]
-            text += values.map(String.init).joined(separator: "\t") + "\n"
-        }
-        return ByteBuffer(string: text)
+    /// One INSERT of the samples, a column per array (as ``insertEvents(_:run:)``).
+    static func insertSamples(_ samples: [StoredSample], run: Int64) -> PostgresQuery {
+        func column(_ value: (StoredSample) -> Int64) -> [Int64] { samples.map(value) }
+        let runs = [Int64](repeating: run, count: samples.count)
+        return """
+            INSERT INTO samples (run_id, time_ns, epoch, accesses, cold_accesses, covered_accesses, stall_ns, issued, useful, late,
+                                 wasted, skipped, failed, bytes_prefetched, outstanding_bytes, budget_bytes, events, events_dropped)
+            SELECT * FROM unnest(\(runs)::int8[], \(column(\.wallNanoseconds))::int8[], \(column { Int64($0.epoch) })::int8[],
+                                 \(column { Int64($0.accesses) })::int8[], \(column { Int64($0.coldAccesses) })::int8[],
+                                 \(column { Int64($0.coveredAccesses) })::int8[], \(column(\.stallNanoseconds))::int8[],
+                                 \(column { Int64($0.issued) })::int8[], \(column { Int64($0.useful) })::int8[],
+                                 \(column { Int64($0.late) })::int8[], \(column { Int64($0.wasted) })::int8[],
+                                 \(column { Int64($0.skipped) })::int8[], \(column { Int64($0.failed) })::int8[],
+                                 \(column(\.bytesPrefetched))::int8[], \(column { Int64($0.outstandingBytes) })::int8[],
+                                 \(column { Int64($0.budgetBytes) })::int8[], \(column { Int64($0.events) })::int8[],
+                                 \(column { Int64($0.eventsDropped) })::int8[])
+            """
     }
 }

@@ -24,7 +24,7 @@ public enum ClusterModels {
         }
         let connection = try ClusterConnection.connect(address, logger: logger)
         defer { connection.close() }
-        try ClusterSchema.create(on: connection)
+        try ClusterSchema.ensure(on: connection)
         let bytes = ByteBuffer(bytes: data)
         let now = Int64(Date().timeIntervalSince1970 * 1e9)
         try connection.execute("""
@@ -33,22 +33,27 @@ public enum ClusterModels {
             """)
     }
 
-    /// Writes the cluster's model `name` to `file` (atomically) if the store has one;
-    /// returns whether it did.
-    public static func fetch(_ address: ClusterStoreAddress, name: String, to file: String, logger: Logger) throws(ClusterStoreError) -> Bool {
+    /// Writes each of the cluster's models the store has to its file (atomically), over
+    /// one connection; returns the names written.
+    public static func fetch(_ address: ClusterStoreAddress, models: [(name: String, file: String)], logger: Logger) throws(ClusterStoreError) -> [String] {
+        guard !models.isEmpty else { return [] }
         let connection = try ClusterConnection.connect(address, logger: logger)
         defer { connection.close() }
         let exists = try connection.rows("SELECT to_regclass('public.models') IS NOT NULL") { try $0.decode(Bool.self) }
-        guard exists.first == true else { return false }
-        let found = try connection.rows("SELECT data FROM models WHERE name = \(name)") { try $0.decode(ByteBuffer.self) }
-        guard var bytes = found.first, let data = bytes.readData(length: bytes.readableBytes) else { return false }
-        do {
-            let folder = (file as NSString).deletingLastPathComponent
-            if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
-            try data.write(to: URL(fileURLWithPath: file), options: .atomic)
-        } catch {
-            throw ClusterStoreError(address: address.description, problem: "writing the model to \(file): \(error)")
+        guard exists.first == true else { return [] }
+        var written: [String] = []
+        for (name, file) in models {
+            let found = try connection.rows("SELECT data FROM models WHERE name = \(name)") { try $0.decode(ByteBuffer.self) }
+            guard var bytes = found.first, let data = bytes.readData(length: bytes.readableBytes) else { continue }
+            do {
+                let folder = (file as NSString).deletingLastPathComponent
+                if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+                try data.write(to: URL(fileURLWithPath: file), options: .atomic)
+            } catch {
+                throw ClusterStoreError(address: address.description, problem: "writing the model to \(file): \(error)")
+            }
+            written.append(name)
         }
-        return true
+        return written
     }
 }

@@ -5,7 +5,8 @@ import PostgresNIO
 ///
 /// - `runs`: one row per run of every daemon; `copied_event_id` is the last of the
 ///   run's local event ids copied (the copier resumes after it, in the transaction
-///   that copies the rows, so no row is copied twice or skipped).
+///   that copies the rows, so no row is copied twice or skipped); `completed` once
+///   its events, samples and summary are all there (later daemons leave it alone).
 /// - `files`: per store, as that store numbers them; the same path on two nodes is
 ///   two rows (readers join by path).
 /// - `events`: the embedded store's columns, keyed by run and local id.
@@ -31,6 +32,7 @@ enum ClusterSchema {
             command TEXT NOT NULL,
             source TEXT NOT NULL,
             copied_event_id BIGINT NOT NULL DEFAULT 0,
+            completed BOOLEAN NOT NULL DEFAULT false,
             summary TEXT,
             UNIQUE (store_id, local_id)
         )
@@ -101,9 +103,28 @@ enum ClusterSchema {
         "INSERT INTO gofetch_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT (key) DO NOTHING",
     ]
 
-    /// Creates what is missing, one daemon at a time (an advisory lock: concurrent
-    /// `CREATE … IF NOT EXISTS` of one table can fail in PostgreSQL).
-    static func create(on connection: ClusterConnection) throws(ClusterStoreError) {
+    /// Checks the schema, and creates it in a database that has none. Run at every
+    /// connection, so it only reads when the schema is there: the DDL takes locks
+    /// (and ownership) a daemon should not need to copy rows.
+    static func ensure(on connection: ClusterConnection) throws(ClusterStoreError) {
+        let found = try connection.rows("SELECT to_regclass('public.gofetch_meta') IS NOT NULL, to_regclass('public.runs') IS NOT NULL") {
+            try $0.decode((Bool, Bool).self)
+        }
+        let (meta, runs) = found.first ?? (false, false)
+        if meta {
+            let version = try connection.rows("SELECT value FROM gofetch_meta WHERE key = 'schema_version'") { try $0.decode(String.self) }
+            if version.first == String(Self.version) { return }
+            throw ClusterStoreError(address: connection.address.description,
+                                    problem: "holds gofetch's schema version \(version.first ?? "(none)"); this gofetch reads and writes version \(Self.version)",
+                                    permanent: true)
+        }
+        if runs {
+            throw ClusterStoreError(address: connection.address.description,
+                                    problem: "has a table 'runs' that gofetch did not make (no gofetch_meta); give gofetch a database of its own",
+                                    permanent: true)
+        }
+        // One daemon at a time (an advisory lock): concurrent `CREATE … IF NOT EXISTS`
+        // of one table can fail in PostgreSQL.
         try connection.transaction { () throws(ClusterStoreError) in
             try connection.execute("SELECT pg_advisory_xact_lock(4742065863)")
             for statement in statements { try connection.execute(statement) }

@@ -38,6 +38,9 @@ public enum ClusterSnapshot {
         } catch {
             throw ClusterStoreError(address: address.description, problem: "making the local copy \(path): \(error)")
         }
+        // One snapshot of the server for all the reads: daemons copying meanwhile add
+        // events (and the files they name) that no read here may see half of.
+        try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         let exists = try connection.rows("SELECT to_regclass('public.runs') IS NOT NULL") { try $0.decode(Bool.self) }
         guard exists.first == true else {
             throw ClusterStoreError(address: address.description, problem: "holds no gofetch runs yet (no daemon has written to it)")
@@ -130,6 +133,7 @@ public enum ClusterSnapshot {
             }
             copied.runs += 1
         }
+        try? connection.execute("COMMIT")
         return (store, copied)
     }
 }

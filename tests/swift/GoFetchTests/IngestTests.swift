@@ -317,8 +317,11 @@ struct IngestTests {
             }
             try store.write(files: [file], events: events[...], runID: run)
             #expect(try store.applyRetention(maxAgeDays: 0, maxEvents: 100) == 900)
-            // Events stamped at 1970 are older than any age limit.
-            #expect(try store.applyRetention(maxAgeDays: 1, maxEvents: 0) == 100)
+            // Events stamped at 1970 are older than any age limit; the newest stays, so
+            // that ids keep rising (SQLite numbers a new row after the largest id left).
+            #expect(try store.applyRetention(maxAgeDays: 1, maxEvents: 0) == 99)
+            try store.write(files: [], events: events[..<1], runID: run)
+            #expect(try store.eventRows(runID: run, after: 0, limit: 10).map(\.id) == [1_000, 1_001])
             #expect(try store.integrityCheck() == "ok")
         }
         let reopened = try TraceStore(path: path)
