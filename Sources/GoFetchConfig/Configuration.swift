@@ -32,6 +32,11 @@ public struct Configuration: Sendable, Equatable {
         /// (``ClusterStoreAddress``) the daemon copies its committed runs to, and
         /// `train`, `eval`, `stats` and `report` read; `""`: this machine's file only.
         public var url = ""
+
+        /// The cluster's store that `url` names; `nil` when it names none.
+        public func clusterAddress() throws(ClusterStoreAddress.Invalid) -> ClusterStoreAddress? {
+            url.isEmpty ? nil : try ClusterStoreAddress(parsing: url)
+        }
         /// This daemon's name in the cluster's store (default: the host name).
         public var node = ProcessInfo.processInfo.hostName
         /// The job its runs are filed under in the cluster's store (`gofetch run --job`).

@@ -65,13 +65,11 @@ public final class TraceDaemon: @unchecked Sendable {
         runID = try store.beginRun(command: command, source: source)
         let known = try store.files(limit: configuration.ingest.maxFiles)
         let catalog = FileCatalog(capacity: configuration.ingest.maxFiles, existing: known, maxID: try store.maxFileID())
-        var clusterAddress: ClusterStoreAddress?
-        if !configuration.storage.url.isEmpty {
-            do {
-                clusterAddress = try ClusterStoreAddress(parsing: configuration.storage.url)
-            } catch {
-                throw TraceStoreError(path: configuration.storage.url, problem: "storage.url: \(error)")
-            }
+        let clusterAddress: ClusterStoreAddress?
+        do {
+            clusterAddress = try configuration.storage.clusterAddress()
+        } catch {
+            throw TraceStoreError(path: configuration.storage.url, problem: "storage.url: \(error)")
         }
         if let clusterAddress {
             copier = ClusterCopier(address: clusterAddress, store: store, node: configuration.storage.node, job: configuration.storage.job,

@@ -70,13 +70,10 @@ extension TraceStore {
         }
     }
 
-    /// The run's last event id (0 without events).
-    public func lastEventID(runID: Int64) throws(TraceStoreError) -> Int64 {
+    /// How many of the run's events come after the row `after`.
+    public func eventCount(runID: Int64, after: Int64) throws(TraceStoreError) -> Int {
         try read { db in
-            if runSpans {
-                return try Int64.fetchOne(db, sql: "SELECT last_event_id FROM run_spans WHERE run_id = ?", arguments: [runID]) ?? 0
-            }
-            return try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events WHERE run_id = ?", arguments: [runID]) ?? 0
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE \(runCondition(runID)) AND id > ?", arguments: [after]) ?? 0
         }
     }
 
@@ -88,11 +85,7 @@ extension TraceStore {
             for start in stride(from: 0, to: ids.count, by: 500) {
                 let part = ids[start..<min(start + 500, ids.count)]
                 let list = part.map(String.init).joined(separator: ",")
-                records += try Row.fetchAll(db, sql: "SELECT id, path, dev, ino, size, first_seen_ns FROM files WHERE id IN (\(list))").map {
-                    FileRecord(
-                        id: $0[0], path: $0[1], device: UInt64(bitPattern: $0[2]), inode: UInt64(bitPattern: $0[3]),
-                        size: UInt64(bitPattern: $0[4]), firstSeenWallNanoseconds: $0[5])
-                }
+                records += try Row.fetchAll(db, sql: "SELECT \(Self.fileColumns) FROM files WHERE id IN (\(list))").map(Self.fileRecord)
             }
             return records
         }
@@ -110,13 +103,7 @@ extension TraceStore {
     /// Adds files and rows of events to a run, in one transaction, rows in the order given.
     public func insertRows(files: [FileRecord], events: [EventRow], runID: Int64) throws(TraceStoreError) {
         try perform { db in
-            let upsert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO files (id, path, dev, ino, size, first_seen_ns) VALUES (?, ?, ?, ?, ?, ?)")
-            for file in files {
-                try upsert.execute(arguments: [
-                    file.id, file.path, Int64(bitPattern: file.device), Int64(bitPattern: file.inode),
-                    Int64(bitPattern: file.size), file.firstSeenWallNanoseconds,
-                ])
-            }
+            try Self.upsert(files, db)
             guard !events.isEmpty else { return }
             let insert = try db.cachedStatement(sql: Self.insertEvents(rows: 1))
             var firstID: Int64 = 0
@@ -128,15 +115,6 @@ extension TraceStore {
                 if firstID == 0 { firstID = db.lastInsertedRowID }
             }
             try db.cachedStatement(sql: StoreSchema.extendRunSpan).execute(arguments: [runID, firstID, db.lastInsertedRowID])
-        }
-    }
-}
-
-extension TraceStore {
-    /// How many of the run's events come after the row `after`.
-    public func eventCount(runID: Int64, after: Int64) throws(TraceStoreError) -> Int {
-        try read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE \(runCondition(runID)) AND id > ?", arguments: [after]) ?? 0
         }
     }
 }

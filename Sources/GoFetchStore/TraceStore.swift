@@ -126,11 +126,31 @@ public final class TraceStore: Sendable {
     /// Every known file, to seed ingest's catalog (at most `limit`).
     public func files(limit: Int) throws(TraceStoreError) -> [FileRecord] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT id, path, dev, ino, size, first_seen_ns FROM files ORDER BY id LIMIT ?", arguments: [limit]).map {
-                FileRecord(
-                    id: $0[0], path: $0[1], device: UInt64(bitPattern: $0[2]), inode: UInt64(bitPattern: $0[3]),
-                    size: UInt64(bitPattern: $0[4]), firstSeenWallNanoseconds: $0[5])
-            }
+            try Row.fetchAll(db, sql: "SELECT \(Self.fileColumns) FROM files ORDER BY id LIMIT ?", arguments: [limit]).map(Self.fileRecord)
+        }
+    }
+
+    static let fileColumns = "id, path, dev, ino, size, first_seen_ns"
+
+    /// A row of ``fileColumns``.
+    static func fileRecord(_ row: Row) -> FileRecord {
+        FileRecord(
+            id: row[0], path: row[1], device: UInt64(bitPattern: row[2]), inode: UInt64(bitPattern: row[3]),
+            size: UInt64(bitPattern: row[4]), firstSeenWallNanoseconds: row[5])
+    }
+
+    /// Inserts the files, or updates a known id's inode and size (a replaced file keeps its id).
+    static func upsert(_ files: [FileRecord], _ db: Database) throws {
+        guard !files.isEmpty else { return }
+        let upsert = try db.cachedStatement(sql: """
+            INSERT INTO files (\(fileColumns)) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size
+            """)
+        for file in files {
+            try upsert.execute(arguments: [
+                file.id, file.path, Int64(bitPattern: file.device), Int64(bitPattern: file.inode),
+                Int64(bitPattern: file.size), file.firstSeenWallNanoseconds,
+            ])
         }
     }
 
@@ -143,18 +163,7 @@ public final class TraceStore: Sendable {
     /// Writes files and events in one transaction.
     public func write(files: [FileRecord], events: ArraySlice<TraceEvent>, runID: Int64) throws(TraceStoreError) {
         try perform { db in
-            if !files.isEmpty {
-                let upsert = try db.cachedStatement(sql: """
-                    INSERT INTO files (id, path, dev, ino, size, first_seen_ns) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size
-                    """)
-                for file in files {
-                    try upsert.execute(arguments: [
-                        file.id, file.path, Int64(bitPattern: file.device), Int64(bitPattern: file.inode),
-                        Int64(bitPattern: file.size), file.firstSeenWallNanoseconds,
-                    ])
-                }
-            }
+            try Self.upsert(files, db)
             // Rows go in 20 to a statement (the last few one by one): SQLite's work per
             // statement (its program's set-up, the cursor) is paid once per 20 rows, which
             // takes the insert from 1.5 to 0.8 µs a row (bench: libsqlite3, 200k rows).

@@ -25,21 +25,21 @@ final class ReadingStore {
     let cluster: ClusterStoreAddress?
 
     init(_ configuration: Configuration, options: CommonOptions, filter: ClusterFilterOptions) throws {
-        guard !configuration.storage.url.isEmpty, options.db == nil else {
+        let cluster = options.db == nil ? try configuration.storage.clusterAddress() : nil
+        guard let address = cluster else {
             if filter.node != nil || filter.job != nil {
                 throw ValidationError("--node and --job filter the cluster's store; storage.url (or --store-url) names none, or --db chose a file")
             }
             store = try TraceStore(path: configuration.storage.dbPath, readOnly: true)
             name = configuration.storage.dbPath
             temporaryFolder = nil
-            cluster = nil
+            self.cluster = nil
             return
         }
-        let address = try ClusterStoreAddress(parsing: configuration.storage.url)
         let folder = NSTemporaryDirectory() + "gofetch-cluster-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         temporaryFolder = folder
-        cluster = address
+        self.cluster = address
         do {
             let (store, copied) = try ClusterSnapshot.make(
                 from: address, filter: .init(node: filter.node, job: filter.job), path: folder + "/traces.db",

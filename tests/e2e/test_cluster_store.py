@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import ROOT, make_files, query
-from test_daemon import shim_env
+from test_daemon import listening, shim_env
 
 POSTGRES = os.path.join(ROOT, "scripts", "postgres")
 
@@ -69,12 +69,9 @@ def config(tmp_path, name, node, job=""):
 
 
 def daemon_with_store(gofetch_bin, db, socket, url, *extra):
-    daemon = subprocess.Popen([gofetch_bin, "daemon", "--db", db, "--socket", socket, "--store-url", url, "--log-level", "info", *extra],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in daemon.stderr:
-        if "listening" in line:
-            return daemon
-    raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
+    return listening(subprocess.Popen(
+        [gofetch_bin, "daemon", "--db", db, "--socket", socket, "--store-url", url, "--log-level", "info", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
 
 
 def trace(gofetch_bin, url, db, config_path, command):

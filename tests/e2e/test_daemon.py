@@ -28,16 +28,19 @@ def shim_env(gofetch_bin, socket):
     return env
 
 
-def start_daemon(gofetch_bin, db, socket):
-    daemon = subprocess.Popen(
-        [gofetch_bin, "daemon", "--db", db, "--socket", socket, "--report-commits", "--log-level", "info"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    # Ready once it logs that it listens (its signal handlers are installed by then).
+def listening(daemon):
+    """The daemon, once it logs that it listens (its signal handlers are installed by then)."""
     for line in daemon.stderr:
         if "listening" in line:
             return daemon
     raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
+
+
+def start_daemon(gofetch_bin, db, socket):
+    return listening(subprocess.Popen(
+        [gofetch_bin, "daemon", "--db", db, "--socket", socket, "--report-commits", "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ))
 
 
 def start_shared_daemon(tmp_path, gofetch_bin, config_text):
@@ -49,12 +52,10 @@ def start_shared_daemon(tmp_path, gofetch_bin, config_text):
     reachable = tempfile.mkdtemp(prefix="gofetch-test-")
     os.chmod(reachable, 0o755)
     db, path = str(tmp_path / "traces.db"), os.path.join(reachable, "d.sock")
-    daemon = subprocess.Popen([gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path, "--log-level", "info"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in daemon.stderr:
-        if "listening" in line:
-            return daemon, reachable, db, path
-    raise AssertionError(f"daemon exited with {daemon.wait()} before listening")
+    daemon = listening(subprocess.Popen(
+        [gofetch_bin, "daemon", "--config", str(config), "--db", db, "--socket", path, "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return daemon, reachable, db, path
 
 
 def test_sigterm_commits_everything(tmp_path, gofetch_bin, python_bin):

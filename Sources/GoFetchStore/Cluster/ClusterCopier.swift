@@ -3,7 +3,6 @@ import GoFetchConfig
 import GoFetchEvents
 import GoFetchSystem
 import Logging
-import NIOCore
 import PostgresNIO
 import Synchronization
 
@@ -107,11 +106,9 @@ public final class ClusterCopier: @unchecked Sendable {
         retryAt = 0
         while !runs.isEmpty && !refused && Clock.monotonicNanoseconds() < deadline {
             pass(final: true, deadline: deadline)
-            if !runs.isEmpty {
-                if connection == nil {
-                    Thread.sleep(forTimeInterval: min(0.5, Double(deadline &- Clock.monotonicNanoseconds()) / 1e9))
-                    retryAt = 0
-                }
+            if !runs.isEmpty && connection == nil {
+                Thread.sleep(forTimeInterval: min(0.5, Double(deadline &- Clock.monotonicNanoseconds()) / 1e9))
+                retryAt = 0
             }
         }
         var pending = 0
@@ -207,20 +204,10 @@ public final class ClusterCopier: @unchecked Sendable {
     /// if `complete`, its samples, summary and end. Returns whether the run is done.
     private func copy(_ run: inout Run, on connection: ClusterConnection, complete: Bool, deadline: UInt64) throws(ClusterStoreError) -> Bool {
         while true {
-            let rows: [EventRow]
-            do {
-                rows = try store.eventRows(runID: run.local.id, after: run.copied, limit: Self.batchRows)
-            } catch {
-                throw ClusterStoreError(address: address.description, problem: "reading this machine's store: \(error)")
-            }
+            let rows = try local { () throws(TraceStoreError) in try store.eventRows(runID: run.local.id, after: run.copied, limit: Self.batchRows) }
             guard let last = rows.last else { break }
             let newFiles = Array(Set(rows.lazy.map(\.fileID)).subtracting(copiedFiles))
-            let files: [FileRecord]
-            do {
-                files = try store.fileRecords(ids: newFiles)
-            } catch {
-                throw ClusterStoreError(address: address.description, problem: "reading this machine's store: \(error)")
-            }
+            let files = try local { () throws(TraceStoreError) in try store.fileRecords(ids: newFiles) }
             let remoteID = run.remoteID
             try connection.transaction { () throws(ClusterStoreError) in
                 if !files.isEmpty { try connection.execute(upsertFiles(files)) }
@@ -236,15 +223,9 @@ public final class ClusterCopier: @unchecked Sendable {
             if stopping.load(ordering: .acquiring) && !complete || Clock.monotonicNanoseconds() >= deadline { return false }
         }
         guard complete else { return false }
-        let local: StoredRun?
-        let samples: [StoredSample]
-        let summary: String?
-        do {
-            local = try store.runs().first { $0.id == run.local.id }
-            samples = try store.samples(runID: run.local.id)
-            summary = try store.result(runID: run.local.id)
-        } catch {
-            throw ClusterStoreError(address: address.description, problem: "reading this machine's store: \(error)")
+        let id = run.local.id
+        let (ended, samples, summary) = try local { () throws(TraceStoreError) in
+            (try store.runs().first { $0.id == id }?.endedNanoseconds, try store.samples(runID: id), try store.result(runID: id))
         }
         let remoteID = run.remoteID
         try connection.transaction { () throws(ClusterStoreError) in
@@ -252,11 +233,20 @@ public final class ClusterCopier: @unchecked Sendable {
             try connection.execute("DELETE FROM samples WHERE run_id = \(remoteID)")
             if !samples.isEmpty { try connection.execute(Self.insertSamples(samples, run: remoteID)) }
             try connection.execute("""
-                UPDATE runs SET ended_ns = \(local?.endedNanoseconds), summary = \(summary), completed = true WHERE id = \(remoteID)
+                UPDATE runs SET ended_ns = \(ended), summary = \(summary), completed = true WHERE id = \(remoteID)
                 """)
         }
         statistics.transactions.add(1)
         return true
+    }
+
+    /// A read of this machine's store, its failure told as the copy's.
+    private func local<T>(_ read: () throws(TraceStoreError) -> T) throws(ClusterStoreError) -> T {
+        do {
+            return try read()
+        } catch {
+            throw ClusterStoreError(address: address.description, problem: "reading this machine's store: \(error)")
+        }
     }
 
     private func upsertFiles(_ files: [FileRecord]) -> PostgresQuery {

@@ -26,6 +26,9 @@ public enum ClusterSnapshot {
         public var files: Int
     }
 
+    /// Events read from the server per query.
+    static let page = 50_000
+
     /// Copies the matching runs into a new store at `path` (which must not exist).
     public static func make(
         from address: ClusterStoreAddress, filter: Filter, path: String, logger: Logger
@@ -79,13 +82,13 @@ public enum ClusterSnapshot {
                 }
             }
             copied.files += newFiles.count
+            try local { () throws(TraceStoreError) in try store.insertRows(files: newFiles, events: [], runID: id) }
             var after: Int64 = -1
-            var pending = newFiles
             while true {
                 let rows = try connection.rows("""
                     SELECT local_id, time_ns, mono_ns, pid, tid, uid, worker_id, epoch, file_id, kind::int8, "offset", length,
                            duration_ns, source::int8, flags::int8
-                    FROM events WHERE run_id = \(id) AND local_id > \(after) ORDER BY local_id LIMIT 50000
+                    FROM events WHERE run_id = \(id) AND local_id > \(after) ORDER BY local_id LIMIT \(Self.page)
                     """) { row in
                     let (localID, time, mono, pid, tid, uid, worker, epoch, file, kind, offset, length, duration, source, flags) = try row.decode(
                         (Int64, Int64, Int64, Int64, Int64, Int64, Int64?, Int64?, Int64, Int64, Int64, Int64, Int64, Int64, Int64).self)
@@ -102,16 +105,10 @@ public enum ClusterSnapshot {
                     }
                     renumbered[index].fileID = mapped
                 }
-                let files = pending
-                try local { () throws(TraceStoreError) in try store.insertRows(files: files, events: renumbered, runID: id) }
-                pending = []
+                try local { () throws(TraceStoreError) in try store.insertRows(files: [], events: renumbered, runID: id) }
                 copied.events += rows.count
                 after = last.id
-                if rows.count < 50_000 { break }
-            }
-            if !pending.isEmpty {
-                let files = pending
-                try local { () throws(TraceStoreError) in try store.insertRows(files: files, events: [], runID: id) }
+                if rows.count < Self.page { break }
             }
             let samples = try connection.rows("""
                 SELECT time_ns, epoch, accesses, cold_accesses, covered_accesses, stall_ns, issued, useful, late, wasted, skipped,
