@@ -1,6 +1,12 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// The daemon's hot path (events in, predictions, the store) without the run-time
+// exclusivity checks of class properties: a call into the runtime per access, a
+// tenth of the engine thread's CPU (bench/daemon-cost). The checks stay on in debug
+// builds, where the tests run.
+let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "gofetch",
     products: [
@@ -42,7 +48,8 @@ let package = Package(
         // The event model, the wire format, and the measures on events (the read rule, latency histograms).
         .target(
             name: "GoFetchEvents",
-            dependencies: ["GoFetchSystem", .product(name: "Histogram", package: "hdrhistogram-swift")]
+            dependencies: ["GoFetchSystem", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: hotPath
         ),
         // config.yaml: the settings every stage reads.
         .target(
@@ -65,7 +72,8 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPath
         ),
         // The trace store (SQLite through GRDB), beside ingest; the cluster's shared
         // store (PostgreSQL through PostgresNIO) that committed runs are copied to.
@@ -78,7 +86,8 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPath
         ),
         // Predictors: lookahead, Markov, GRU, patterns, the data-set tree, offline evaluation.
         .target(
@@ -87,7 +96,8 @@ let package = Package(
                 "GoFetchSystem", "GoFetchEvents", "GoFetchConfig", "GoFetchStore", "CGoFetchBLAS",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPath
         ),
         // The executor: page-cache reads and their concurrency; the cache tools.
         .target(
@@ -97,7 +107,8 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPath
         ),
         // The scheduler and the engine that runs predictors → scheduler → executor; the ledger.
         .target(
@@ -108,7 +119,8 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPath
         ),
         // Metrics: the run summary, the CSV reporter, Prometheus, the HTML report.
         .target(

@@ -37,6 +37,21 @@ public final class MarkovPredictor: Predictor {
         }
     }
 
+    /// What a stream remembers: its last files, and the path last predicted from them.
+    struct History {
+        var context: Context
+        var lastUsed: UInt32
+        /// The most likely next file when the path was walked, and the steps after it
+        /// (see ``MarkovPredictor/predict(stream:limit:depth:)``).
+        var pathStart: FileID = 0
+        var path: [Step] = []
+    }
+
+    struct Step {
+        var file: FileID
+        var probability: Double
+    }
+
     struct Successor {
         var file: FileID
         var count: UInt32
@@ -51,12 +66,13 @@ public final class MarkovPredictor: Predictor {
     public let kind = PredictorKind.markov
     public let options: Options
     var table: [Context: Entry] = [:]
-    private var histories: [StreamKey: Context] = [:]
-    private var streamUse: [StreamKey: UInt32] = [:]
+    private var histories: [StreamKey: History] = [:]
     private var tick: UInt32 = 0
     public private(set) var contextsEvicted = 0
     public private(set) var successorsEvicted = 0
     public private(set) var transitionsLearned = 0
+    /// Steps of predicted paths looked up in the table (a path moved on costs one).
+    public private(set) var pathStepsWalked = 0
 
     public init(options: Options = Options()) {
         precondition((1...3).contains(options.maxOrder), "maxOrder must be 1…3")
@@ -73,7 +89,8 @@ public final class MarkovPredictor: Predictor {
     /// Learns that `stream` opened `file` next.
     public func observe(file: FileID, stream: StreamKey) {
         tick &+= 1
-        var history = histories[stream] ?? Context(first: 0, second: 0, third: 0)
+        let index = histories.index(forKey: stream)
+        var history = index.map { histories.values[$0].context } ?? Context(first: 0, second: 0, third: 0)
         if history.first == file { return }  // a re-open of the same file is not a transition
         if history.first != 0 {
             for order in 1...options.maxOrder {
@@ -83,9 +100,14 @@ public final class MarkovPredictor: Predictor {
             transitionsLearned += 1
         }
         history = Context(first: file, second: history.first, third: history.second)
-        if histories[stream] == nil && histories.count >= options.maxStreams { forgetOldestStream() }
-        histories[stream] = history
-        streamUse[stream] = tick
+        if let index {
+            // In place: the path's array is not copied.
+            histories.values[index].context = history
+            histories.values[index].lastUsed = tick
+        } else {
+            if histories.count >= options.maxStreams { forgetOldestStream() }
+            histories[stream] = History(context: history, lastUsed: tick)
+        }
     }
 
     public func predict(after event: TraceEvent, limit: Int) -> [Prediction] {
@@ -94,7 +116,7 @@ public final class MarkovPredictor: Predictor {
 
     /// The most likely next files of `stream`, from its longest known context.
     public func predict(stream: StreamKey, limit: Int) -> [Prediction] {
-        guard limit > 0, let history = histories[stream] else { return [] }
+        guard limit > 0, let history = histories[stream]?.context else { return [] }
         for order in stride(from: options.maxOrder, through: 1, by: -1) {
             guard let context = Self.context(history, order: order), let entry = table[context], entry.total > 0 else { continue }
             let total = Double(entry.total)
@@ -109,18 +131,50 @@ public final class MarkovPredictor: Predictor {
     /// The next files of `stream` further ahead: the top `limit` successors, then the
     /// most likely path `depth` steps on, each step's confidence the product of the
     /// transition probabilities so far. Slow storage needs more than one file of lead.
+    ///
+    /// Walked once per step of the stream, not `depth` times: when the stream opened
+    /// the file the last path started from and the path's next file is still the top
+    /// successor, the path moves on by one and only its new last step is looked up.
+    /// (A step's odds learned since are picked up at the next full walk: after a
+    /// miss, or when a known step turns into one of the top successors.)
     public func predict(stream: StreamKey, limit: Int, depth: Int) -> [Prediction] {
         var predictions = predict(stream: stream, limit: limit)
-        guard depth > 1, var best = predictions.first, var history = histories[stream] else { return predictions }
+        guard depth > 1, let first = predictions.first, let index = histories.index(forKey: stream) else { return predictions }
+        let history = histories.values[index].context
+        // Taken out of the table while it changes, so that it is not copied.
+        var path = histories.values[index].path
+        histories.values[index].path = []
+        if history.first == histories.values[index].pathStart && path.first?.file == first.fileID {
+            path.removeFirst()
+        } else {
+            path.removeAll(keepingCapacity: true)
+        }
         // A dozen files at most: searched in order, not hashed.
         predictions.reserveCapacity(predictions.count + depth - 1)
-        for _ in 1..<depth {
-            history = Context(first: best.fileID, second: history.first, third: history.second)
-            guard let next = Self.mostLikely(after: history, in: table, maxOrder: options.maxOrder),
-                  !predictions.contains(where: { $0.fileID == next.file }) else { break }
+        var best = first
+        var context = Context(first: first.fileID, second: history.first, third: history.second)
+        for step in 0..<(depth - 1) {
+            let next: Step
+            if step < path.count {
+                next = path[step]
+            } else if let found = Self.mostLikely(after: context, in: table, maxOrder: options.maxOrder) {
+                pathStepsWalked += 1
+                next = Step(file: found.file, probability: found.probability)
+                path.append(next)
+            } else {
+                break
+            }
+            guard !predictions.contains(where: { $0.fileID == next.file }) else {
+                path.removeSubrange(step...)
+                break
+            }
             best = Prediction(fileID: next.file, confidence: best.confidence * next.probability, predictor: .markov)
             predictions.append(best)
+            context = Context(first: next.file, second: context.first, third: context.second)
         }
+        if path.count > depth - 1 { path.removeSubrange((depth - 1)...) }
+        histories.values[index].pathStart = first.fileID
+        histories.values[index].path = path
         return predictions
     }
 
@@ -136,7 +190,6 @@ public final class MarkovPredictor: Predictor {
     /// Drops what a stream remembers (its process ended).
     public func forget(stream: StreamKey) {
         histories[stream] = nil
-        streamUse[stream] = nil
     }
 
     static func context(_ history: Context, order: Int) -> Context? {
@@ -199,10 +252,10 @@ public final class MarkovPredictor: Predictor {
     /// that a new process costs a scan of the table once in `maxStreams / 4` times, not
     /// every time (a long-running daemon sees ever new pids).
     private func forgetOldestStream() {
-        let ages = streamUse.values.map { tick &- $0 }.sorted(by: >)
+        let ages = histories.values.map { tick &- $0.lastUsed }.sorted(by: >)
         guard !ages.isEmpty else { return }
         let cutoff = ages[max(0, ages.count / 4 - 1)]
-        let stale = streamUse.compactMap { tick &- $0.value >= cutoff ? $0.key : nil }
+        let stale = histories.compactMap { tick &- $0.value.lastUsed >= cutoff ? $0.key : nil }
         for stream in stale { forget(stream: stream) }
     }
 }

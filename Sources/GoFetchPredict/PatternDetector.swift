@@ -119,11 +119,17 @@ public final class PatternDetector: Predictor {
 
     /// Learns one read of `length` bytes at `offset`.
     public func record(file: FileID, pid: UInt32, offset: UInt64, length: UInt64, time: UInt64) {
-        let key = Key(file: file, pid: pid)
         // Offset 2^64-1 means the source could not tell; a read past the end teaches nothing.
-        guard var state = states[key], length > 0, offset != .max, offset < state.size else { return }
-        let length = min(length, state.size - offset)
+        guard length > 0, offset != .max, let index = states.index(forKey: Key(file: file, pid: pid)),
+              offset < states.values[index].size else { return }
         tick += 1
+        // In place in the table: a copy out and back would copy the reads' list at every read.
+        learn(&states.values[index], offset: offset, length: length, time: time)
+        patternCounts[states.values[index].pattern, default: 0] += 1
+    }
+
+    private func learn(_ state: inout State, offset: UInt64, length: UInt64, time: UInt64) {
+        let length = min(length, state.size - offset)
         state.lastUsed = tick
         let previous = state.recent.last
         state.recent.append(Read(offset: offset, length: length, time: time))
@@ -162,8 +168,6 @@ public final class PatternDetector: Predictor {
             }
         }
         state.highestEnd = max(state.highestEnd, offset + length)
-        states[key] = state
-        patternCounts[state.pattern, default: 0] += 1
     }
 
     /// A stride is several equal distances between successive reads, each leaving a

@@ -316,9 +316,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// open on slow storage must not hold up predictions); the pages are clean: no I/O.
     /// From the first epoch on when the data-set tree knows the data set.
     private func giveBackIfConsumed(_ event: TraceEvent) {
+        // The cheap tests first: this runs at every close.
+        guard evictConsumed, let tightest = cgroups.tightest else { return }
         let inTree = tree.contains(event.fileID) && remaining.readThisEpoch.contains(event.fileID)
-        guard evictConsumed, inTree || remaining.epochsCompleted > 0 && remaining.consumed(event.fileID),
-              let tightest = cgroups.tightest, let file = files[event.fileID] else { return }
+        guard inTree || remaining.epochsCompleted > 0 && remaining.consumed(event.fileID),
+              let file = files[event.fileID] else { return }
         if dataSetBytes.epoch != remaining.epochsCompleted {
             dataSetBytes = (remaining.epochsCompleted, remaining.dataSet.reduce(0) { $0 + (files[$1]?.size ?? 0) })
         }

@@ -216,6 +216,7 @@ public final class PrefetchScheduler {
             // Sent or assumed resident, not offered again until the job reads it.
             recent[key] = now
             recentByFile[prediction.fileID, default: []].append(key)
+            if prediction.fileID == lastConsumed { lastConsumed = nil }
             if checkEvery > 1 {
                 offersSinceCheck += 1
                 if offersSinceCheck < checkEvery {
@@ -299,6 +300,7 @@ public final class PrefetchScheduler {
             held = previous.bytes
         }
         outstanding[file] = (held + bytes, now, uid)
+        if file == lastConsumed { lastConsumed = nil }
         outstandingTotal += held + bytes
         outstandingByUID[uid, default: 0] += held + bytes
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
@@ -353,6 +355,10 @@ public final class PrefetchScheduler {
 
     /// The job read a file: what was prefetched of it no longer counts against the budget.
     public func consumed(_ file: FileID) {
+        // A file's reads follow its open: nothing of it was offered or reserved since
+        // the first of them (two table lookups saved per read).
+        guard file != lastConsumed else { return }
+        lastConsumed = file
         if let keys = recentByFile.removeValue(forKey: file) {
             for key in keys { recent[key] = nil }
         }
@@ -371,6 +377,10 @@ public final class PrefetchScheduler {
         }
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
     }
+
+    /// The file ``consumed(_:)`` last removed from `recent` and `outstanding`, while
+    /// nothing of it has been added to them since.
+    private var lastConsumed: FileID?
 
     private func pruneRecent(_ now: UInt64) {
         guard now &- lastPrune >= 1_000_000_000 else { return }

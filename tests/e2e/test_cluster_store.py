@@ -203,7 +203,7 @@ def test_daemon_killed_leaves_its_run_for_the_next_daemon(tmp_path, cluster, gof
         files = make_files(str(tmp_path / "data"), 30, seed=2)
         job = "import sys\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\n"
         subprocess.run([python_bin, "-c", job, *files], env=shim_env(gofetch_bin, socket), check=True, timeout=60)
-        # Wait for the commit (the writer commits at most every 50 ms), then kill.
+        # Wait for the commit (the writer commits at most every 200 ms), then kill.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and query(db, "SELECT count(*) FROM events")[0][0] < 90:
             time.sleep(0.05)

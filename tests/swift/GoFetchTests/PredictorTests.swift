@@ -71,6 +71,36 @@ struct PredictorTests {
         #expect(markov.predict(stream: StreamKey(pid: 10, worker: -1), limit: 1).isEmpty)
     }
 
+    @Test("a Markov path moves on by one step per open, and gives what a full walk gives")
+    func markovPathMovesOn() {
+        // Stepped asks at every open (its path moves on); walked asks every 7th open
+        // only, so its last path never starts where it is: it walks the whole path.
+        let stepped = MarkovPredictor(), walked = MarkovPredictor()
+        var generator = SplitMix64(seed: 5)
+        let order = Array(FileID(1)...300).shuffled(using: &generator)
+        let changed = Array(FileID(1)...300).shuffled(using: &generator)
+        let opens = order + order + order + changed + changed
+        var compared = 0, thirdEpochSteps = 0
+        for (index, file) in opens.enumerated() {
+            if index == 600 || index == 900 { thirdEpochSteps = stepped.pathStepsWalked - thirdEpochSteps }
+            let event = openEvent(file)
+            stepped.observe(event)
+            walked.observe(event)
+            let path = stepped.predict(stream: StreamKey(event), limit: 2, depth: 8)
+            if index % 7 == 0 {
+                let full = walked.predict(stream: StreamKey(event), limit: 2, depth: 8)
+                #expect(path.map(\.fileID) == full.map(\.fileID), "open \(index)")
+                #expect(zip(path, full).allSatisfy { abs($0.confidence - $1.confidence) < 1e-9 }, "open \(index)")
+                if index >= 300 { compared += 1 }
+            }
+        }
+        #expect(compared > 150)
+        // A repeated epoch costs one step per open (the epoch's first open walks the
+        // path: the order wrapped around), not the seven of a full walk.
+        #expect(thirdEpochSteps <= 300 + 7)
+        #expect(thirdEpochSteps >= 300)
+    }
+
     @Test("Markov memory is bounded: contexts and successors evict the least used, counted")
     func markovBounded() {
         let markov = MarkovPredictor(options: .init(maxOrder: 3, maxContexts: 1_000, maxSuccessors: 2))
