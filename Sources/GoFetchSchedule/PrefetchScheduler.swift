@@ -91,6 +91,10 @@ public final class PrefetchScheduler {
     /// The de-duplication keys of each file, so a file the job has read can be
     /// prefetched again at once (next epoch), not only after the window.
     private var recentByFile: [FileID: [DedupKey]] = [:]
+    /// The newest entries of `recent`, searched before it: most offers repeat one of
+    /// the last few (a Markov path moves on by one file per open), and a scan of 16
+    /// keys costs less than a hashed lookup (bench/daemon-cost).
+    private var newest = NewestOffers()
     private var lastPrune: UInt64 = 0
     private var lastExpiry: UInt64 = 0
     private var operations: TokenBucket
@@ -199,7 +203,7 @@ public final class PrefetchScheduler {
             // Most offers repeat one still fresh (a Markov path moves on by one file per
             // open): found before the file's record is looked up.
             let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
-            if let seen = recent[key], now &- seen < options.dedupWindowNanoseconds {
+            if let seen = newest.time(of: key) ?? recent[key], now &- seen < options.dedupWindowNanoseconds {
                 duplicates += 1
                 continue
             }
@@ -215,6 +219,7 @@ public final class PrefetchScheduler {
             guard length > 0 else { continue }
             // Sent or assumed resident, not offered again until the job reads it.
             recent[key] = now
+            newest.record(key, at: now)
             recentByFile[prediction.fileID, default: []].append(key)
             if prediction.fileID == lastConsumed { lastConsumed = nil }
             if checkEvery > 1 {
@@ -361,6 +366,7 @@ public final class PrefetchScheduler {
         lastConsumed = file
         if let keys = recentByFile.removeValue(forKey: file) {
             for key in keys { recent[key] = nil }
+            newest.remove(file)
         }
         guard let entry = outstanding.removeValue(forKey: file) else { return }
         unreserve(entry.bytes, of: entry.uid)
@@ -389,6 +395,41 @@ public final class PrefetchScheduler {
         recentByFile = recentByFile.compactMapValues { keys in
             let live = keys.filter { recent[$0] != nil }
             return live.isEmpty ? nil : live
+        }
+    }
+}
+
+/// A copy of the newest few entries of the scheduler's de-duplication table (key and
+/// time offered), kept equal to it: recorded and removed with it; an entry older
+/// than the window is treated alike in both.
+struct NewestOffers {
+    static let capacity = 16
+    private var keys: [PrefetchScheduler.DedupKey] = []
+    private var times: [UInt64] = []
+    private var next = 0
+
+    func time(of key: PrefetchScheduler.DedupKey) -> UInt64? {
+        keys.firstIndex(of: key).map { times[$0] }
+    }
+
+    mutating func record(_ key: PrefetchScheduler.DedupKey, at time: UInt64) {
+        if let index = keys.firstIndex(of: key) {
+            times[index] = time
+        } else if keys.count < Self.capacity {
+            keys.append(key)
+            times.append(time)
+        } else {
+            keys[next] = key
+            times[next] = time
+            next = (next + 1) % Self.capacity
+        }
+    }
+
+    mutating func remove(_ file: FileID) {
+        while let index = keys.firstIndex(where: { $0.file == file }) {
+            keys.remove(at: index)
+            times.remove(at: index)
+            next = 0
         }
     }
 }

@@ -243,3 +243,26 @@ def test_a_database_gofetch_did_not_make_is_refused_and_the_job_goes_on(tmp_path
     assert "has a table 'runs' that gofetch did not make" in figures["lastError"]
     assert figures["pendingEvents"] == summary["committedEvents"] > 0
     assert query(str(tmp_path / "n.db"), "SELECT count(*) FROM events")[0][0] == summary["committedEvents"]
+
+
+def test_a_version_1_database_loses_its_foreign_keys_and_is_written(tmp_path, cluster, gofetch_bin, python_bin):
+    """Version 1 of the cluster's schema had foreign keys from events and samples to
+    runs (a trigger and a query per inserted row on the server): a daemon moves such a
+    database to version 2, without them, and copies into it."""
+    _, url = cluster
+    reader = "import sys\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\n"
+    first = make_files(str(tmp_path / "first"), 5, seed=4)
+    trace(gofetch_bin, url, str(tmp_path / "a.db"), config(tmp_path, "a", "node-a"), [python_bin, "-c", reader, *first])
+    # What version 1 made: the same tables, with the two foreign keys.
+    psql(url, "ALTER TABLE events ADD CONSTRAINT events_run_id_fkey FOREIGN KEY (run_id) REFERENCES runs (id)")
+    psql(url, "ALTER TABLE samples ADD CONSTRAINT samples_run_id_fkey FOREIGN KEY (run_id) REFERENCES runs (id)")
+    psql(url, "UPDATE gofetch_meta SET value = '1' WHERE key = 'schema_version'")
+    keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('events'::regclass, 'samples'::regclass)"
+    assert psql(url, keys) == [("2",)]
+    second = make_files(str(tmp_path / "second"), 7, seed=5)
+    summary = trace(gofetch_bin, url, str(tmp_path / "b.db"), config(tmp_path, "b", "node-b"), [python_bin, "-c", reader, *second])
+    assert summary["cluster"]["failures"] == 0, summary["cluster"]
+    assert psql(url, "SELECT value FROM gofetch_meta WHERE key = 'schema_version'") == [("2",)]
+    assert psql(url, keys) == [("0",)]
+    copied = psql(url, "SELECT count(*) FROM events e JOIN runs r ON r.id = e.run_id WHERE r.node = 'node-b'")
+    assert int(copied[0][0]) == summary["committedEvents"] > 0

@@ -9,12 +9,15 @@ import PostgresNIO
 ///   its events, samples and summary are all there (later daemons leave it alone).
 /// - `files`: per store, as that store numbers them; the same path on two nodes is
 ///   two rows (readers join by path).
-/// - `events`: the embedded store's columns, keyed by run and local id.
+/// - `events`: the embedded store's columns, keyed by run and local id. No foreign
+///   key to `runs`: PostgreSQL checks one with a trigger and a query per inserted
+///   row, which cost more of the server's CPU than the insert; the copier writes a
+///   run's row before its events (version 2 dropped it; version 1 had one).
 /// - `samples`, the run's summary (`runs.summary`), and the seed's `traces` view
 ///   with each event's node and job.
 /// - `models`: models fitted on the cluster's runs (``ClusterModels``).
 enum ClusterSchema {
-    static let version = 1
+    static let version = 2
 
     static let statements: [PostgresQuery] = [
         """
@@ -52,7 +55,7 @@ enum ClusterSchema {
         """,
         """
         CREATE TABLE IF NOT EXISTS events (
-            run_id BIGINT NOT NULL REFERENCES runs (id),
+            run_id BIGINT NOT NULL,
             local_id BIGINT NOT NULL,
             time_ns BIGINT NOT NULL,
             mono_ns BIGINT NOT NULL,
@@ -73,7 +76,7 @@ enum ClusterSchema {
         """,
         """
         CREATE TABLE IF NOT EXISTS samples (
-            run_id BIGINT NOT NULL REFERENCES runs (id),
+            run_id BIGINT NOT NULL,
             time_ns BIGINT NOT NULL, epoch BIGINT NOT NULL, accesses BIGINT NOT NULL, cold_accesses BIGINT NOT NULL,
             covered_accesses BIGINT NOT NULL, stall_ns BIGINT NOT NULL, issued BIGINT NOT NULL, useful BIGINT NOT NULL,
             late BIGINT NOT NULL, wasted BIGINT NOT NULL, skipped BIGINT NOT NULL, failed BIGINT NOT NULL,
@@ -100,7 +103,14 @@ enum ClusterSchema {
                r.job AS job
         FROM events e JOIN runs r ON r.id = e.run_id JOIN files f ON f.store_id = r.store_id AND f.id = e.file_id
         """,
-        "INSERT INTO gofetch_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO gofetch_meta (key, value) VALUES ('schema_version', '2') ON CONFLICT (key) DO NOTHING",
+    ]
+
+    /// From version 1: the per-row foreign-key checks go.
+    static let fromVersion1: [PostgresQuery] = [
+        "ALTER TABLE events DROP CONSTRAINT IF EXISTS events_run_id_fkey",
+        "ALTER TABLE samples DROP CONSTRAINT IF EXISTS samples_run_id_fkey",
+        "UPDATE gofetch_meta SET value = '2' WHERE key = 'schema_version'",
     ]
 
     /// Checks the schema, and creates it in a database that has none. Run at every
@@ -114,6 +124,16 @@ enum ClusterSchema {
         if meta {
             let version = try connection.rows("SELECT value FROM gofetch_meta WHERE key = 'schema_version'") { try $0.decode(String.self) }
             if version.first == String(Self.version) { return }
+            if version.first == "1" {
+                try connection.transaction { () throws(ClusterStoreError) in
+                    try connection.execute("SELECT pg_advisory_xact_lock(4742065863)")
+                    // Another daemon may have moved it on while this one waited for the lock.
+                    let now = try connection.rows("SELECT value FROM gofetch_meta WHERE key = 'schema_version'") { try $0.decode(String.self) }
+                    guard now.first == "1" else { return }
+                    for statement in fromVersion1 { try connection.execute(statement) }
+                }
+                return
+            }
             throw ClusterStoreError(address: connection.address.description,
                                     problem: "holds gofetch's schema version \(version.first ?? "(none)"); this gofetch reads and writes version \(Self.version)",
                                     permanent: true)
