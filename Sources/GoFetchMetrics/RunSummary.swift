@@ -119,7 +119,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
-            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" } ?? "none"))
+            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" + (prefetch.treeFromLastRun != nil ? "; warmed from the start, as the last run of this command read it" : "") } ?? "none"))
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
             if prefetch.volatileMounts > 0 {
@@ -211,6 +211,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var treeRequests: Int
     /// Walked files the tree left out at its bound.
     public var treeFilesLeftOut: Int
+    /// The data-set root warmed from the start, as the last run of the same command found it.
+    public var treeFromLastRun: String?
     public var accounting: AccountingSummary
     /// What each epoch saw and what became of its prefetches, by the engine's epoch
     /// boundaries (``PrefetchEngine/EpochMark``); the last runs to the end of the run.
@@ -231,6 +233,7 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         treeBytes = Int(clamping: choices.treeBytes)
         treeRequests = choices.treeRequests
         treeFilesLeftOut = choices.treeFilesLeftOut
+        treeFromLastRun = choices.treeFromLastRun
         belowThreshold = scheduler.belowThreshold.value
         duplicates = scheduler.duplicates.value
         unknownFiles = scheduler.unknownFiles.value

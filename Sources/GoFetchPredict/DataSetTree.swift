@@ -107,6 +107,18 @@ public final class DataSetTree {
         return taken
     }
 
+    /// Takes `root` as a data set before any open shows it (the last run of the same
+    /// command read it); returns it to walk, or `nil` when a root already holds it or
+    /// the roots are full.
+    public func seed(root: String, uid: UInt32, gid: UInt32, pid: UInt32) -> String? {
+        guard root.hasPrefix("/"), root != "/", !roots.contains(where: { Self.isUnder(Substring(root), $0) }),
+              roots.count < options.maxRoots else { return nil }
+        roots.removeAll { Self.isUnder(Substring($0), root) }
+        roots.append(root)
+        client = (uid, gid, pid)
+        return root
+    }
+
     /// The deepest folder under which at least `count` of `folders` lie (a stray
     /// open elsewhere, a config or a list, does not decide it); never `/`.
     static func deepestHolding(_ folders: [Substring], atLeast count: Int) -> String? {

@@ -117,6 +117,14 @@ public final class TraceDaemon: @unchecked Sendable {
                 }
             }
             components += [("prefetch engine", engine), ("directory lister", folders)]
+            // A job run before under gofetch that read a folder tree in an order nothing
+            // predicted starts warming that tree now, during its start-up (importing
+            // its libraries, building its model), not after its first opens show it.
+            // As the job: gofetch's own user, groups and pid (the job inherits them).
+            if source == "run", let root = try? self.store.lastDataSetRoot(command: command, source: source, before: runID),
+               (try? Syscall.fileStatus(root, followSymlinks: true))?.kind == .directory {
+                engine.seedDataSet(root: root, uid: getuid(), gid: getgid(), pid: UInt32(bitPattern: getpid()))
+            }
         } else {
             engine = nil
             metrics = nil

@@ -96,6 +96,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         public var treeRequests = 0
         /// Files of the trees left out at the tree's bound (``DataSetTree/Options/maxFiles``).
         public var treeFilesLeftOut = 0
+        /// The data-set root taken from the last run of the same command, before any open.
+        public var treeFromLastRun: String?
     }
 
     public var choiceCounts: ChoiceCounts { choices.withLock { $0 } }
@@ -200,6 +202,29 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         published.withLock { $0 = snapshot }
     }
 
+    /// Warms `root` as a data set from the start, before the job opens anything in
+    /// it: the last run of the same command read its files in an order nothing
+    /// predicted. Listed and warmed as the client (`uid`, `gid`; `pid`'s groups), in
+    /// the tree's order, within the budget, while the job's opens show no order.
+    public func seedDataSet(root: String, uid: UInt32, gid: UInt32, pid: UInt32) {
+        seeds.withLock { $0.append((root, uid, gid, pid)) }
+        wakeUp.signal()
+    }
+
+    private let seeds = Mutex<[(root: String, uid: UInt32, gid: UInt32, pid: UInt32)]>([])
+    private var seededRoot: String?
+
+    private func takeSeeds() {
+        for seed in seeds.withLock({ seeds in defer { seeds.removeAll() }; return seeds }) {
+            guard let root = tree.seed(root: seed.root, uid: seed.uid, gid: seed.gid, pid: seed.pid) else { continue }
+            seededRoot = root
+            lister?.requestTree(root, uid: seed.uid, gid: seed.gid, pid: seed.pid)
+            for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
+            // No open has shown an order yet; the last run's showed none.
+            orderedShare = min(orderedShare, 0.2)
+        }
+    }
+
     /// Takes a batch from ingest without waiting. Events beyond the inbox's room
     /// (`capacity` in all, half of it for any one user) are dropped, counted; file
     /// records never are: later events name them.
@@ -270,6 +295,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 ledger.completed(result)
             }
             receive(files: taken.files, listed: taken.listed)
+            takeSeeds()
             // One turn of each user's records, then what they made is released below.
             for records in taken.turns {
                 if let uid = records.first?.uid { charged(uid) { process(records) } }
@@ -304,6 +330,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             counts.treeBytes = tree.bytes
             counts.treeRequests = tree.handedOutCount
             counts.treeFilesLeftOut = tree.leftOut
+            counts.treeFromLastRun = seededRoot
             choices.withLock { $0 = counts }
         }
     }

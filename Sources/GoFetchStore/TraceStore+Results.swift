@@ -118,6 +118,19 @@ extension TraceStore {
         }
     }
 
+    /// The data-set tree's root of the last run before `runID` of the same command
+    /// (and source) that found one, from its summary; `nil` when none did.
+    public func lastDataSetRoot(command: String, source: String, before runID: Int64) throws(TraceStoreError) -> String? {
+        try read { db in
+            guard try db.tableExists("run_results") else { return nil }
+            return try String.fetchOne(db, sql: """
+                SELECT json_extract(j.summary, '$.prefetch.treeRoot') FROM runs r JOIN run_results j ON j.run_id = r.id
+                WHERE r.command = ? AND r.source = ? AND r.id < ? AND json_extract(j.summary, '$.prefetch.treeRoot') IS NOT NULL
+                ORDER BY r.id DESC LIMIT 1
+                """, arguments: [command, source, runID])
+        }
+    }
+
     /// Wall times of the run's first and last event; `nil` without events.
     public func eventSpan(runID: Int64) throws(TraceStoreError) -> (first: Int64, last: Int64)? {
         try read { db in

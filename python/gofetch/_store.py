@@ -286,7 +286,10 @@ class StoreWriter:
     # -- writing ---------------------------------------------------------------------
 
     def write(self, batches: List[Batch]) -> None:
-        """Writes ``batches`` (and a batch that failed once before) in one transaction."""
+        """Writes ``batches`` (after the batches that failed once before) in
+        transactions of at most ``EVENTS_PER_TRANSACTION`` events, so that on a disk
+        that fills up what fits is kept. A batch that fails gets one more try with
+        the next write, then goes (counted)."""
         count = sum(len(b[2]) for b in batches)
         if not self.ready():
             if self.locked_by_other:
@@ -294,20 +297,42 @@ class StoreWriter:
             else:
                 self.counters.db_dropped += count
             return
-        pending = self.retry + batches
-        self.retry = []
+        retry, self.retry = self.retry, []
+        self.counters.db_dropped += sum(len(b[2]) for b in self._write_chunks(retry))
+        self.retry = [b for b in self._write_chunks(batches) if b[2]]
+
+    EVENTS_PER_TRANSACTION = 500
+
+    def _write_chunks(self, batches: List[Batch]) -> List[Batch]:
+        """Writes ``batches`` a transaction per chunk; returns what was not written."""
+        chunk: List[Batch] = []
+        size = 0
+        for index, (pid, uid, events) in enumerate(batches):
+            start = 0
+            while start < len(events):
+                take = min(len(events) - start, self.EVENTS_PER_TRANSACTION - size)
+                chunk.append((pid, uid, events[start:start + take]))
+                size += take
+                start += take
+                if size < self.EVENTS_PER_TRANSACTION:
+                    continue
+                if self.connection is None or not self._write_one(chunk):
+                    return chunk + ([(pid, uid, events[start:])] if start < len(events) else []) + batches[index + 1:]
+                chunk, size = [], 0
+        if chunk and (self.connection is None or not self._write_one(chunk)):
+            return chunk
+        return []
+
+    def _write_one(self, chunk: List[Batch]) -> bool:
         try:
-            written = self._write(pending)
-            self.counters.db_written += written
+            self.counters.db_written += self._write(chunk)
+            return True
         except Exception as error:
             self.counters.db_errors += 1
             self._rollback()
-            # Each batch gets one more try with the next write, then goes.
-            self.retry = [b for b in batches if b[2]]
-            retried = sum(len(b[2]) for b in pending) - sum(len(b[2]) for b in self.retry)
-            self.counters.db_dropped += retried
             if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
                 self._close_connection()  # a corrupt or unusable file: reopen later
+            return False
 
     def _rollback(self) -> None:
         if self.connection is not None:

@@ -407,3 +407,31 @@ def test_a_store_from_before_version_3_is_migrated_by_the_hook(tmp_path):
     assert query(db, "SELECT run_id, first_event_id, last_event_id FROM run_spans ORDER BY run_id") == \
         [(1, 1, 15), (2, 6, 10), (3, 16, 20)]
     assert query(db, "SELECT COUNT(*) FROM events WHERE run_id = 3") == [(5,)]
+
+
+def test_writes_go_in_transactions_of_500_events_and_a_failed_one_keeps_the_ones_before(tmp_path, monkeypatch):
+    """On a disk that fills up, what fits is kept: 1,200 events go in transactions of
+    500; when the second fails, the first stays, and the rest waits for one more try."""
+    from gofetch import _state, _store
+    db = str(tmp_path / "t.db")
+    counters = _state.Counters()
+    writer = _store.StoreWriter(db, counters, command="chunks")
+    event = (2, ("/x", 1, 1, 1), 3, 0, 1, time.monotonic_ns(), 1000, 1, -1, _store.UNKNOWN_EPOCH, 0)
+    real_write, calls = writer._write, []
+
+    def failing_second(chunk):
+        calls.append(sum(len(b[2]) for b in chunk))
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_write(chunk)
+
+    monkeypatch.setattr(writer, "_write", failing_second)
+    writer.write([(os.getpid(), os.getuid(), [event] * 700), (os.getpid(), os.getuid(), [event] * 500)])
+    assert calls == [500, 500]
+    assert counters.db_written == 500 and counters.db_errors == 1 and counters.db_dropped == 0
+    assert sum(len(b[2]) for b in writer.retry) == 700
+    writer.write([(os.getpid(), os.getuid(), [event] * 10)])  # the 700 get their one more try, then the 10
+    writer.close()
+    assert calls == [500, 500, 500, 200, 10]
+    assert counters.db_written == 1210 and counters.db_dropped == 0
+    assert query(db, "SELECT COUNT(*) FROM events") == [(1210,)]

@@ -194,6 +194,41 @@ def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp
     assert warm >= 0.8 * total
 
 
+@needs_fuse
+def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_start_up(tmp_path, gofetch_bin):
+    """The second `gofetch run` of a command whose last run read a folder tree in an
+    order nothing predicted warms that tree from the start: what the job reads after
+    its start-up (here a 2 s sleep, as importing torch takes) is warm at its first open."""
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    reader = cold_reader(tmp_path)
+    source = tmp_path / "source"
+    make_files(str(source), 300, seed=11, min_size=20_000, max_size=120_000)
+    probes = tmp_path / "probe"
+    runs = []
+    with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        lists = shuffled_epochs(tmp_path, files, probes, 1)
+        job = ["sh", "-c", f"sleep 2; exec {reader} {probes} 3 {lists[0]}"]
+        for _ in range(2):
+            evict(files)
+            result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
+                                     "--", *job], capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr
+            warm, total = map(int, result.stdout.split()[1::2])
+            runs.append((warm, total, last_json(result.stderr)["summary"]["prefetch"]))
+    (first_warm, total, first), (second_warm, _, second) = runs
+    print(f"warm before open: first run {first_warm} of {total}, second run {second_warm} of {total};",
+          f"second run's tree {second['treeRoot']} from the last run: {second.get('treeFromLastRun')}")
+    assert total == len(files)
+    assert first["treeRoot"] == mount.path and first.get("treeFromLastRun") is None
+    assert second["treeFromLastRun"] == mount.path and second["treeRoot"] == mount.path
+    # The first run found the tree only after its first opens; the second had it warm before any.
+    assert second_warm >= total - 3
+    assert second_warm > first_warm
+
+
 MEMORY = "/sys/fs/cgroup/memory"
 
 

@@ -362,6 +362,28 @@ struct IngestTests {
         #expect(span.map { [$0[0], $0[1]] as [Int64] } == [1, 50])
     }
 
+    @Test("the last run of the same command that found a data-set tree names its root; other commands and later runs do not count")
+    func lastDataSetRoot() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("traces.db"))
+        func run(_ command: String, root: String?) throws -> Int64 {
+            let id = try store.beginRun(command: command, source: "run")
+            let tree = root.map { "\"treeRoot\": \"\($0)\"" } ?? "\"treeFiles\": 0"
+            try store.saveResult("{\"prefetch\": {\(tree)}}", runID: id)
+            return id
+        }
+        _ = try run("python train.py", root: "/data/a")
+        _ = try run("python train.py", root: "/data/b")
+        _ = try run("python train.py", root: nil)  // a run that found none does not hide the one before
+        _ = try run("python eval.py", root: "/data/c")
+        let current = try store.beginRun(command: "python train.py", source: "run")
+        let later = try run("python train.py", root: "/data/d")
+        #expect(try store.lastDataSetRoot(command: "python train.py", source: "run", before: current) == "/data/b")
+        #expect(try store.lastDataSetRoot(command: "python eval.py", source: "run", before: current) == "/data/c")
+        #expect(try store.lastDataSetRoot(command: "python train.py", source: "trace", before: current) == nil)
+        #expect(try store.lastDataSetRoot(command: "python other.py", source: "run", before: later) == nil)
+    }
+
     @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
     func fileIDsAfterPartialLoad() throws {
         let directory = TemporaryDirectory()
