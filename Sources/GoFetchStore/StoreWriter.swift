@@ -104,7 +104,8 @@ public final class StoreWriter: EventSink, @unchecked Sendable {
                 return queue.writerIdle
             }
             if idle {
-                _ = wakeUp.wait(timeout: .now() + .milliseconds(100))
+                // The first batch (or a stop) signals; the timeout only bounds the wait.
+                _ = wakeUp.wait(timeout: .now() + .seconds(1))
                 continue
             }
             lastCommit = Clock.monotonicNanoseconds()

@@ -348,7 +348,8 @@ def test_bench_run_end_to_end(tmp_path):
 def test_scenarios_every_mode_quick_set_and_no_hook_in_the_job():
     from harness import scenarios
 
-    assert scenarios.MODES == ["no-prefetch", "loader", "warmup", "gofetch", "transparent", "warm"]
+    assert scenarios.MODES == ["no-prefetch", "loader", "warmup", "gofetch", "transparent", "again", "warm"]
+    assert scenarios.GOFETCH_MODES == ("gofetch", "transparent", "again")
     built = {s.id: s for s in scenarios.build(quick=True)}
     assert list(built) == scenarios.REPORT_ORDER
     assert set(scenarios.QUICK_SCENARIOS) == {"S1", "S1-cap", "S4"} <= set(built)
