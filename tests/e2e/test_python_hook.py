@@ -220,13 +220,18 @@ def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_sta
             runs.append((warm, total, last_json(result.stderr)["summary"]["prefetch"]))
     (first_warm, total, first), (second_warm, _, second) = runs
     print(f"warm before open: first run {first_warm} of {total}, second run {second_warm} of {total};",
-          f"second run's tree {second['treeRoot']} from the last run: {second.get('treeFromLastRun')}")
+          f"second run's tree {second['treeRoot']} from the last run: {second.get('treeFromLastRun')};",
+          "fates (first, second):", [{k: run["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "leadP50")}
+                                     for run in (first, second)])
     assert total == len(files)
     assert first["treeRoot"] == mount.path and first.get("treeFromLastRun") is None
     assert second["treeFromLastRun"] == mount.path and second["treeRoot"] == mount.path
-    # The first run found the tree only after its first opens; the second had it warm before any.
-    assert second_warm >= total - 3
-    assert second_warm > first_warm
+    # The first run found the tree only after its first opens; the second warmed it
+    # during the 2 s before its first: its prefetches led the reads by over a second,
+    # and every file was warm at its open but those the ledger saw evicted before use
+    # (on this shared machine the kernel sometimes drops a few warmed pages early).
+    assert first["accounting"]["leadP50"] < 1e9 <= second["accounting"]["leadP50"]
+    assert second_warm + second["accounting"]["evictedBeforeUse"] >= total - 3
 
 
 MEMORY = "/sys/fs/cgroup/memory"
