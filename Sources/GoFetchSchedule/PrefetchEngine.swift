@@ -218,11 +218,17 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         for seed in seeds.withLock({ seeds in defer { seeds.removeAll() }; return seeds }) {
             guard let root = tree.seed(root: seed.root, uid: seed.uid, gid: seed.gid, pid: seed.pid) else { continue }
             seededRoot = root
-            lister?.requestTree(root, uid: seed.uid, gid: seed.gid, pid: seed.pid)
-            for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
+            walk(root, uid: seed.uid, gid: seed.gid, pid: seed.pid)
             // No open has shown an order yet; the last run's showed none.
             orderedShare = min(orderedShare, 0.2)
         }
+    }
+
+    /// A new data-set root: the lister walks it as the client, and the files known
+    /// already under it join the tree now.
+    private func walk(_ root: String, uid: UInt32, gid: UInt32, pid: UInt32) {
+        lister?.requestTree(root, uid: uid, gid: gid, pid: pid)
+        for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
     }
 
     /// Takes a batch from ingest without waiting. Events beyond the inbox's room
@@ -459,8 +465,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                     ordered = made.first.map { $0.predictor == .markov || $0.predictor == .gru } ?? false
                     if !ordered, let path = files[event.fileID]?.path,
                        let root = tree.observeOpen(path: path, uid: event.uid, gid: event.gid, pid: event.pid) {
-                        lister?.requestTree(root, uid: event.uid, gid: event.gid, pid: event.pid)
-                        for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
+                        walk(root, uid: event.uid, gid: event.gid, pid: event.pid)
                     }
                     // The tree warms the data set in one stable order; the remaining set's
                     // files are among them (a shuffled epoch's order cannot be followed).

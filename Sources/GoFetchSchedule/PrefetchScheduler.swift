@@ -401,35 +401,22 @@ public final class PrefetchScheduler {
 
 /// A copy of the newest few entries of the scheduler's de-duplication table (key and
 /// time offered), kept equal to it: recorded and removed with it; an entry older
-/// than the window is treated alike in both.
+/// than the window is treated alike in both. Oldest first.
 struct NewestOffers {
     static let capacity = 16
-    private var keys: [PrefetchScheduler.DedupKey] = []
-    private var times: [UInt64] = []
-    private var next = 0
+    private var entries: [(key: PrefetchScheduler.DedupKey, time: UInt64)] = []
 
     func time(of key: PrefetchScheduler.DedupKey) -> UInt64? {
-        keys.firstIndex(of: key).map { times[$0] }
+        entries.first(where: { $0.key == key })?.time
     }
 
     mutating func record(_ key: PrefetchScheduler.DedupKey, at time: UInt64) {
-        if let index = keys.firstIndex(of: key) {
-            times[index] = time
-        } else if keys.count < Self.capacity {
-            keys.append(key)
-            times.append(time)
-        } else {
-            keys[next] = key
-            times[next] = time
-            next = (next + 1) % Self.capacity
-        }
+        entries.removeAll { $0.key == key }
+        entries.append((key, time))
+        if entries.count > Self.capacity { entries.removeFirst() }
     }
 
     mutating func remove(_ file: FileID) {
-        while let index = keys.firstIndex(where: { $0.file == file }) {
-            keys.remove(at: index)
-            times.remove(at: index)
-            next = 0
-        }
+        entries.removeAll { $0.key.file == file }
     }
 }

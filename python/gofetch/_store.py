@@ -305,23 +305,31 @@ class StoreWriter:
 
     def _write_chunks(self, batches: List[Batch]) -> List[Batch]:
         """Writes ``batches`` a transaction per chunk; returns what was not written."""
+        chunks = self._chunked(batches)
+        for index, chunk in enumerate(chunks):
+            if self.connection is None or not self._write_one(chunk):
+                return [batch for rest in chunks[index:] for batch in rest]
+        return []
+
+    @classmethod
+    def _chunked(cls, batches: List[Batch]) -> List[List[Batch]]:
+        """``batches`` cut into chunks of ``EVENTS_PER_TRANSACTION`` events (the last may be smaller)."""
+        chunks: List[List[Batch]] = []
         chunk: List[Batch] = []
         size = 0
-        for index, (pid, uid, events) in enumerate(batches):
+        for pid, uid, events in batches:
             start = 0
             while start < len(events):
-                take = min(len(events) - start, self.EVENTS_PER_TRANSACTION - size)
+                take = min(len(events) - start, cls.EVENTS_PER_TRANSACTION - size)
                 chunk.append((pid, uid, events[start:start + take]))
                 size += take
                 start += take
-                if size < self.EVENTS_PER_TRANSACTION:
-                    continue
-                if self.connection is None or not self._write_one(chunk):
-                    return chunk + ([(pid, uid, events[start:])] if start < len(events) else []) + batches[index + 1:]
-                chunk, size = [], 0
-        if chunk and (self.connection is None or not self._write_one(chunk)):
-            return chunk
-        return []
+                if size == cls.EVENTS_PER_TRANSACTION:
+                    chunks.append(chunk)
+                    chunk, size = [], 0
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
     def _write_one(self, chunk: List[Batch]) -> bool:
         try:

@@ -122,20 +122,18 @@ enum ClusterSchema {
         }
         let (meta, runs) = found.first ?? (false, false)
         if meta {
-            let version = try connection.rows("SELECT value FROM gofetch_meta WHERE key = 'schema_version'") { try $0.decode(String.self) }
-            if version.first == String(Self.version) { return }
-            if version.first == "1" {
-                try connection.transaction { () throws(ClusterStoreError) in
-                    try connection.execute("SELECT pg_advisory_xact_lock(4742065863)")
+            let version = try storedVersion(on: connection)
+            if version == String(Self.version) { return }
+            if version == "1" {
+                try underLock(on: connection) { () throws(ClusterStoreError) in
                     // Another daemon may have moved it on while this one waited for the lock.
-                    let now = try connection.rows("SELECT value FROM gofetch_meta WHERE key = 'schema_version'") { try $0.decode(String.self) }
-                    guard now.first == "1" else { return }
+                    guard try storedVersion(on: connection) == "1" else { return }
                     for statement in fromVersion1 { try connection.execute(statement) }
                 }
                 return
             }
             throw ClusterStoreError(address: connection.address.description,
-                                    problem: "holds gofetch's schema version \(version.first ?? "(none)"); this gofetch reads and writes version \(Self.version)",
+                                    problem: "holds gofetch's schema version \(version ?? "(none)"); this gofetch reads and writes version \(Self.version)",
                                     permanent: true)
         }
         if runs {
@@ -143,11 +141,21 @@ enum ClusterSchema {
                                     problem: "has a table 'runs' that gofetch did not make (no gofetch_meta); give gofetch a database of its own",
                                     permanent: true)
         }
-        // One daemon at a time (an advisory lock): concurrent `CREATE … IF NOT EXISTS`
-        // of one table can fail in PostgreSQL.
+        try underLock(on: connection) { () throws(ClusterStoreError) in
+            for statement in statements { try connection.execute(statement) }
+        }
+    }
+
+    private static func storedVersion(on connection: ClusterConnection) throws(ClusterStoreError) -> String? {
+        try connection.rows("SELECT value FROM gofetch_meta WHERE key = 'schema_version'") { try $0.decode(String.self) }.first
+    }
+
+    /// Schema changes, one daemon at a time (an advisory lock): concurrent `CREATE …
+    /// IF NOT EXISTS` of one table can fail in PostgreSQL.
+    private static func underLock(on connection: ClusterConnection, _ body: () throws(ClusterStoreError) -> Void) throws(ClusterStoreError) {
         try connection.transaction { () throws(ClusterStoreError) in
             try connection.execute("SELECT pg_advisory_xact_lock(4742065863)")
-            for statement in statements { try connection.execute(statement) }
+            try body()
         }
     }
 }
