@@ -54,6 +54,7 @@ extension Configuration {
             try node.double("memory_pressure_threshold", into: &config.prefetcher.memoryPressureThreshold, in: 0...100)
             try node.double("cgroup_budget_fraction", into: &config.prefetcher.cgroupBudgetFraction, in: 0...1)
             try node.bool("evict_consumed", into: &config.prefetcher.evictConsumed)
+            try node.bool("command_line_hints", into: &config.prefetcher.commandLineHints)
             try node.finish()
         }
         if let node = try top.section("predictor") {

@@ -75,6 +75,10 @@ public struct Configuration: Sendable, Equatable {
         /// When an epoch's data set does not fit the clients' memory cgroup, give back
         /// the pages of each file the epoch has read once the job closes it.
         public var evictConsumed = true
+        /// `gofetch run`: warm the folders the job's command line names (as arguments,
+        /// or in the script or configuration it names) from the job's start, until the
+        /// job's opens show it reads elsewhere.
+        public var commandLineHints = true
     }
 
     public enum Method: String, Sendable, CaseIterable {

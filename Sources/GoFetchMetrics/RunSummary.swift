@@ -119,7 +119,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
         }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
-            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" + (prefetch.treeFromLastRun != nil ? "; warmed from the start, as the last run of this command read it" : "") } ?? "none"))
+            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" + (prefetch.treeFromLastRun != nil ? "; warmed from the start, as the last run of this command read it" : "") } ?? "none")
+                + (prefetch.treeHints.map { "; named on the command line, warmed from the start: " + $0.joined(separator: ", ") } ?? "")
+                + (prefetch.treeHintsDropped.map { " (dropped, the job read elsewhere: " + $0.joined(separator: ", ") + ")" } ?? ""))
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
             if prefetch.volatileMounts > 0 {
@@ -213,6 +215,10 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var treeFilesLeftOut: Int
     /// The data-set root warmed from the start, as the last run of the same command found it.
     public var treeFromLastRun: String?
+    /// Folders the job's command line named, warmed from the start; those dropped
+    /// because the job read elsewhere (`nil`: none).
+    public var treeHints: [String]?
+    public var treeHintsDropped: [String]?
     public var accounting: AccountingSummary
     /// What each epoch saw and what became of its prefetches, by the engine's epoch
     /// boundaries (``PrefetchEngine/EpochMark``); the last runs to the end of the run.
@@ -234,6 +240,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         treeRequests = choices.treeRequests
         treeFilesLeftOut = choices.treeFilesLeftOut
         treeFromLastRun = choices.treeFromLastRun
+        treeHints = choices.treeHints.isEmpty ? nil : choices.treeHints
+        treeHintsDropped = choices.treeHintsDropped.isEmpty ? nil : choices.treeHintsDropped
         belowThreshold = scheduler.belowThreshold.value
         duplicates = scheduler.duplicates.value
         unknownFiles = scheduler.unknownFiles.value

@@ -27,6 +27,9 @@ public final class DataSetTree {
         public var confidence = 0.7
         /// Data sets (separate trees) at most.
         public var maxRoots = 8
+        /// Opens outside a root named by a hint (``seed(root:uid:gid:pid:tentative:)``)
+        /// after which the hint, with still no open under it, is dropped.
+        public var hintOpens = 128
 
         public init(window: Int = 16, maxFiles: Int = 1_000_000, confidence: Double = 0.7) {
             self.window = window
@@ -36,9 +39,19 @@ public final class DataSetTree {
     }
 
     public let options: Options
-    /// The data sets' roots (usually one), in the order found.
+    /// The data sets' roots (usually one), in the order found; hints among them.
     public private(set) var roots: [String] = []
-    public var root: String? { roots.first }
+    /// The first root the job's opens found or confirmed (a hint no open has
+    /// reached yet is not one).
+    public var root: String? { roots.first { !hints.contains($0) } }
+    /// Roots named by hints that no open has reached yet: warmed like the others,
+    /// dropped after ``Options/hintOpens`` opens elsewhere.
+    public private(set) var hints: Set<String> = []
+    private var opensOutsideHints = 0
+    /// The files under each unconfirmed hint (while there are some).
+    private var hinted: [FileID: String] = [:]
+    /// Hints dropped: the job read elsewhere.
+    public private(set) var hintsDropped: [String] = []
     /// The client whose opens found the root: files are listed and warmed as it.
     public private(set) var client: (uid: UInt32, gid: UInt32, pid: UInt32) = (0, 0, 0)
     /// The data set, in list order.
@@ -97,26 +110,75 @@ public final class DataSetTree {
         if uid == client.uid, let index = roots.firstIndex(where: { Self.commonAncestor(Substring(found), Substring($0)) == Self.parent(of: $0) }) {
             taken = String(Self.parent(of: roots[index]))
             guard taken != "/" && !taken.isEmpty else { return nil }
-            roots.remove(at: index)
+            confirm([roots.remove(at: index)])
         } else if roots.count >= options.maxRoots {
             return nil
         }
+        // Hints under the root found are part of it now.
+        confirm(Set(roots.filter { Self.isUnder(Substring($0), taken) }))
         roots.removeAll { Self.isUnder(Substring($0), taken) }
         roots.append(taken)
         client = (uid, gid, pid)
         return taken
     }
 
-    /// Takes `root` as a data set before any open shows it (the last run of the same
-    /// command read it); returns it to walk, or `nil` when a root already holds it or
-    /// the roots are full.
-    public func seed(root: String, uid: UInt32, gid: UInt32, pid: UInt32) -> String? {
+    /// Takes `root` as a data set before any open shows it; returns it to walk, or
+    /// `nil` when a root already holds it or the roots are full.
+    /// - Parameter tentative: a hint (the job's command line names the folder), kept
+    ///   while the job's opens may still reach it: see ``noteOpen(path:)``. Otherwise
+    ///   known (the last run of the same command read it).
+    public func seed(root: String, uid: UInt32, gid: UInt32, pid: UInt32, tentative: Bool = false) -> String? {
         guard root.hasPrefix("/"), root != "/", !roots.contains(where: { Self.isUnder(Substring(root), $0) }),
               roots.count < options.maxRoots else { return nil }
+        let held = roots.filter { Self.isUnder(Substring($0), root) }
+        // A hint holds no other root (the caller keeps the outermost of nested hints).
+        guard !tentative || held.isEmpty else { return nil }
         roots.removeAll { Self.isUnder(Substring($0), root) }
         roots.append(root)
+        confirm(Set(held))
+        if tentative { hints.insert(root) }
         client = (uid, gid, pid)
         return root
+    }
+
+    /// Notes any open of the client while hints wait (``hints`` not empty): an open
+    /// under a hint confirms it; after ``Options/hintOpens`` opens elsewhere, the hints
+    /// still unconfirmed are dropped, with their files.
+    public func noteOpen(path: String) {
+        guard !hints.isEmpty else { return }
+        if let hint = hints.first(where: { Self.isUnder(path[...], $0) }) {
+            confirm([hint])
+            return
+        }
+        opensOutsideHints += 1
+        guard opensOutsideHints >= options.hintOpens else { return }
+        let dropped = hints
+        hints.removeAll()
+        hintsDropped += dropped.sorted()
+        roots.removeAll { dropped.contains($0) }
+        var kept: [FileID] = []
+        var keptBeforeCursor = 0
+        for (index, file) in files.enumerated() {
+            if let hint = hinted[file], dropped.contains(hint), let size = members[file] {
+                members[file] = nil
+                handedOut[file] = nil
+                bytes &-= size
+            } else {
+                kept.append(file)
+                if index < cursor { keptBeforeCursor += 1 }
+            }
+        }
+        hinted.removeAll()
+        files = kept
+        cursor = keptBeforeCursor
+        waiting.removeAll { members[$0] == nil }
+    }
+
+    /// Hints that are data sets now (an open under them, or a root found over them).
+    private func confirm(_ confirmed: Set<String>) {
+        guard !confirmed.isDisjoint(with: hints) else { return }
+        hints.subtract(confirmed)
+        if hints.isEmpty { hinted.removeAll() } else { hinted = hinted.filter { !confirmed.contains($0.value) } }
     }
 
     /// The deepest folder under which at least `count` of `folders` lie (a stray
@@ -150,6 +212,7 @@ public final class DataSetTree {
             return
         }
         members[file] = size
+        if !hints.isEmpty, let hint = hints.first(where: { Self.isUnder(path[...], $0) }) { hinted[file] = hint }
         files.append(file)
         bytes &+= size
     }

@@ -48,11 +48,13 @@ public final class TraceDaemon: @unchecked Sendable {
     /// - Parameters:
     ///   - socketPath: overrides `daemon.socket_path`.
     ///   - command: recorded with the run.
+    ///   - arguments: the job's command line, when this daemon runs it (`gofetch run`):
+    ///     the folders it names are warmed from the start (``DataSetHints``).
     ///   - prefetch: predict and warm the page cache, not only record.
     ///   - kernelSource: a kernel trace source (fanotify) ingested beside the socket's clients.
     ///   - onCommit: called on the writer thread after each committed transaction.
     public init(
-        configuration: Configuration, socketPath: String? = nil, command: String, source: String,
+        configuration: Configuration, socketPath: String? = nil, command: String, arguments: [String]? = nil, source: String,
         prefetch: Bool = false, kernelSource: (any KernelTraceSource)? = nil, logger: Logger,
         onCommit: (@Sendable (_ batches: Int, _ events: Int) -> Void)? = nil
     ) throws(TraceStoreError) {
@@ -120,10 +122,24 @@ public final class TraceDaemon: @unchecked Sendable {
             // A job run before under gofetch that read a folder tree in an order nothing
             // predicted starts warming that tree now, during its start-up (importing
             // its libraries, building its model), not after its first opens show it.
-            // As the job: gofetch's own user, groups and pid (the job inherits them).
+            // As the job: gofetch's own user, groups and pid (the job inherits them);
+            // under root, whose job may take another user (setpriv, su), as the
+            // process of the job's first event, from then on.
+            let client = geteuid() == 0 ? nil : (uid: geteuid(), gid: getegid(), pid: UInt32(bitPattern: getpid()))
             if source == "run", let root = try? self.store.lastDataSetRoot(command: command, source: source, before: runID),
                (try? Syscall.fileStatus(root, followSymlinks: true))?.kind == .directory {
-                engine.seedDataSet(root: root, uid: getuid(), gid: getgid(), pid: UInt32(bitPattern: getpid()))
+                engine.seedDataSet(root: root, client: client)
+            } else if let arguments, configuration.prefetcher.commandLineHints {
+                // A first run: the folders its command line names, as guesses. Looked up
+                // on a thread of their own (the storage may be slow): the job starts now.
+                let hints = DataSetHints(exclude: configuration.trace.excludePrefixes,
+                                         workingDirectory: FileManager.default.currentDirectoryPath,
+                                         home: ProcessInfo.processInfo.environment["HOME"])
+                Thread.detachNewThread {
+                    for folder in hints.folders(in: arguments) {
+                        engine.seedDataSet(root: folder, client: client, tentative: true)
+                    }
+                }
             }
         } else {
             engine = nil

@@ -98,6 +98,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         public var treeFilesLeftOut = 0
         /// The data-set root taken from the last run of the same command, before any open.
         public var treeFromLastRun: String?
+        /// Folders the job's command line named, warmed from the start as data sets
+        /// (``DataSetTree/seed(root:uid:gid:pid:tentative:)``); those dropped because
+        /// the job read elsewhere.
+        public var treeHints: [String] = []
+        public var treeHintsDropped: [String] = []
     }
 
     public var choiceCounts: ChoiceCounts { choices.withLock { $0 } }
@@ -203,25 +208,47 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     }
 
     /// Warms `root` as a data set from the start, before the job opens anything in
-    /// it: the last run of the same command read its files in an order nothing
-    /// predicted. Listed and warmed as the client (`uid`, `gid`; `pid`'s groups), in
-    /// the tree's order, within the budget, while the job's opens show no order.
-    public func seedDataSet(root: String, uid: UInt32, gid: UInt32, pid: UInt32) {
-        seeds.withLock { $0.append((root, uid, gid, pid)) }
+    /// it. Listed and warmed as `client` (its uid and gid; its pid's groups), in the
+    /// tree's order, within the budget, while the job's opens show no order.
+    /// - Parameters:
+    ///   - client: `nil`: as the process of the first event that comes (a job that
+    ///     may change its user, started by root), from then on.
+    ///   - tentative: the job's command line names the folder (a hint, dropped when
+    ///     the job reads elsewhere: ``DataSetTree/noteOpen(path:)``); otherwise the
+    ///     last run of the same command read its files in an order nothing predicted.
+    public func seedDataSet(root: String, client: (uid: UInt32, gid: UInt32, pid: UInt32)?, tentative: Bool = false) {
+        seeds.withLock { $0.append(Seed(root: root, client: client, tentative: tentative)) }
         wakeUp.signal()
     }
 
-    private let seeds = Mutex<[(root: String, uid: UInt32, gid: UInt32, pid: UInt32)]>([])
+    private struct Seed {
+        var root: String
+        var client: (uid: UInt32, gid: UInt32, pid: UInt32)?
+        var tentative: Bool
+    }
+    private let seeds = Mutex<[Seed]>([])
+    /// Seeds waiting for the first event's process (engine thread).
+    private var seedsWaiting: [Seed] = []
+    private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
     private var seededRoot: String?
+    private var hintsSeeded: [String] = []
 
     private func takeSeeds() {
-        for seed in seeds.withLock({ seeds in defer { seeds.removeAll() }; return seeds }) {
-            guard let root = tree.seed(root: seed.root, uid: seed.uid, gid: seed.gid, pid: seed.pid) else { continue }
-            seededRoot = root
-            walk(root, uid: seed.uid, gid: seed.gid, pid: seed.pid)
-            // No open has shown an order yet; the last run's showed none.
+        seedsWaiting += seeds.withLock { seeds in defer { seeds.removeAll() }; return seeds }
+        guard !seedsWaiting.isEmpty else { return }
+        var waiting: [Seed] = []
+        for seed in seedsWaiting {
+            guard let client = seed.client ?? firstClient else {
+                waiting.append(seed)
+                continue
+            }
+            guard let root = tree.seed(root: seed.root, uid: client.uid, gid: client.gid, pid: client.pid, tentative: seed.tentative) else { continue }
+            if seed.tentative { hintsSeeded.append(root) } else { seededRoot = root }
+            walk(root, uid: client.uid, gid: client.gid, pid: client.pid)
+            // No open has shown an order yet.
             orderedShare = min(orderedShare, 0.2)
         }
+        seedsWaiting = waiting
     }
 
     /// A new data-set root: the lister walks it as the client, and the files known
@@ -303,6 +330,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             receive(files: taken.files, listed: taken.listed)
             takeSeeds()
             // One turn of each user's records, then what they made is released below.
+            if firstClient == nil, let first = taken.turns.first?.first {
+                firstClient = (first.uid, first.gid, first.pid)
+                takeSeeds()
+            }
             for records in taken.turns {
                 if let uid = records.first?.uid { charged(uid) { process(records) } }
             }
@@ -337,6 +368,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             counts.treeRequests = tree.handedOutCount
             counts.treeFilesLeftOut = tree.leftOut
             counts.treeFromLastRun = seededRoot
+            counts.treeHints = hintsSeeded
+            counts.treeHintsDropped = tree.hintsDropped
             choices.withLock { $0 = counts }
         }
     }
@@ -371,7 +404,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// answers the job's opens; the budget and rates pace what is released.
     private func offerTree(now: UInt64) {
         let target = 256
-        guard tree.root != nil, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
+        guard !tree.roots.isEmpty, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
         let read = remaining.readThisEpoch
         let client = tree.client
         // The tree's work is its client's, charged to its share of the daemon's CPU.
@@ -455,6 +488,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                     let mark = EpochMark(wallNanoseconds: event.wallNanoseconds, counters: ledger.counters)
                     marks.withLock { if $0.count < Self.maxEpochMarks { $0.append(mark) } }
                 }
+                // Hints wait for an open under them (any open: an announced one too).
+                if !tree.hints.isEmpty, let path = files[event.fileID]?.path { tree.noteOpen(path: path) }
                 var ordered = true
                 if lookahead.covers(event.fileID) {
                     // The sampler said exactly what comes next: no guessing needed.

@@ -11,8 +11,12 @@ struct RunCommand: AsyncParsableCommand {
             page cache ahead of them inside the budgets of the config. Every Python
             interpreter the command starts loads gofetch's client, which announces each
             torch DataLoader epoch's files in the order the loader will read them (no
-            change to the script; --no-python-hook turns it off). Prints a summary on
-            standard error and exits with the command's exit code.
+            change to the script; --no-python-hook turns it off). The folders the
+            command line names (an argument that is a folder, or an absolute folder
+            path in the script or configuration file it names) are warmed from the
+            job's start as its data set, until its opens show it reads elsewhere
+            (--no-command-line-hints turns it off). Prints a summary on standard error
+            and exits with the command's exit code.
 
             Example: gofetch run --config config.yaml -- python3 train.py
             """
@@ -31,6 +35,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-python-hook"), help: "Do not load the Python client into the job's interpreters (no automatic DataLoader lookahead; trace.python_hook: false does the same).")
     var noPythonHook = false
 
+    @Flag(name: .customLong("no-command-line-hints"), help: "Do not warm the folders the command line names before the job opens them (prefetcher.command_line_hints: false does the same).")
+    var noCommandLineHints = false
+
     @Option(help: ArgumentHelp("When the command ends, write the run's HTML report (as `gofetch report`) to this file.", valueName: "file"))
     var report: String?
 
@@ -44,6 +51,6 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, pythonHook: !noPythonHook, title: "run", report: report)
+        try await runJob(command, options: options, source: source, socket: socket, json: json, prefetch: true, pythonHook: !noPythonHook, commandLineHints: !noCommandLineHints, title: "run", report: report)
     }
 }

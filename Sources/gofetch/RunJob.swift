@@ -13,8 +13,9 @@ import Synchronization
 /// prints the summary on standard error, and exits with the command's exit code.
 /// With `pythonHook` (and `trace.python_hook`), every Python interpreter of the job
 /// loads the client at start-up and announces its DataLoaders' orders (``PythonClient``).
-func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, pythonHook: Bool, title: String, report: String? = nil) async throws {
+func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOptions, socket: String?, json: Bool, prefetch: Bool, pythonHook: Bool, commandLineHints: Bool = true, title: String, report: String? = nil) async throws {
     var configuration = try options.loadConfiguration()
+    if !commandLineHints { configuration.prefetcher.commandLineHints = false }
     let logger = options.makeLogger(label: "gofetch.\(title)")
     var python = PythonHookReport(enabled: false, disabledBecause: pythonHook ? "trace.python_hook is false" : "--no-python-hook")
     var pythonClient: String?
@@ -35,7 +36,7 @@ func runJob(_ command: [String], options: CommonOptions, source: TraceSourceOpti
 
     let daemon = try TraceDaemon(
         configuration: configuration, socketPath: socketPath, command: command.joined(separator: " "),
-        source: title, prefetch: prefetch, kernelSource: kernelSource, logger: logger)
+        arguments: command, source: title, prefetch: prefetch, kernelSource: kernelSource, logger: logger)
 
     // A kernel source traces the job untouched: no LD_PRELOAD.
     var environment = kernelSource != nil ? ProcessInfo.processInfo.environment : PreloadLibrary.environment(

@@ -111,11 +111,14 @@ def preload_interpreter(bench: Bench, workload: str) -> dict:
 
 
 def gofetch_command(bench: Bench, mode: str, run_dir: str) -> List[str]:
-    """`gofetch run` for the gofetch modes: `transparent` and `again` with --no-python-hook."""
+    """`gofetch run` for the gofetch modes: `transparent`, `unnamed` and `again` with --no-python-hook,
+    `unnamed` with --no-command-line-hints too."""
     command = [bench.gofetch, "run", "--json", "--config", bench.gofetch_config,
                "--db", os.path.join(run_dir, "gofetch.db")]
-    if mode in ("transparent", "again"):
+    if mode in ("transparent", "unnamed", "again"):
         command.append("--no-python-hook")
+    if mode == "unnamed":
+        command.append("--no-command-line-hints")
     # GOFETCH_BENCH_LOG_LEVEL=trace: every prefetch's timing in the run's job.log.
     if os.environ.get("GOFETCH_BENCH_LOG_LEVEL"):
         command += ["--log-level", os.environ["GOFETCH_BENCH_LOG_LEVEL"]]

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-MODES = ["no-prefetch", "loader", "warmup", "gofetch", "transparent", "again", "warm"]
-GOFETCH_MODES = ("gofetch", "transparent", "again")  # the modes that run under `gofetch run`
+MODES = ["no-prefetch", "loader", "warmup", "gofetch", "transparent", "unnamed", "again", "warm"]
+GOFETCH_MODES = ("gofetch", "transparent", "unnamed", "again")  # the modes that run under `gofetch run`
 
 MODE_TEXT = {
     "no-prefetch": "num_workers=0 (every batch loaded in the training loop)",
@@ -33,7 +33,10 @@ MODE_TEXT = {
     "gofetch": "loader under gofetch run: the shim's trace plus the Python client gofetch injects into the "
                "job's interpreters, which announces a torch DataLoader's epoch order (no change to the job)",
     "transparent": "loader under gofetch run --no-python-hook: the shim's trace only (no order announced; "
-                   "the data-set tree warms the folder the job reads)",
+                   "the data-set tree warms the folder the job's configuration file, named on its command line, "
+                   "names: from the job's start)",
+    "unnamed": "transparent, with --no-command-line-hints: nothing names the data set before the job opens it "
+               "(the data-set tree finds the folder from the job's first opens)",
     "again": "transparent, the job's second run: the store holds a first run of the same command (not "
              "measured), whose data-set tree the second warms from its start, during the job's start-up",
     "warm": "loader with every page resident before the job starts (the floor)",

@@ -181,8 +181,11 @@ def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
         evict(files)
         lists = shuffled_epochs(tmp_path, files, probes, 1)
-        result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
-                                 "--", reader, str(probes), "3", *lists], capture_output=True, text=True, timeout=300)
+        # Nothing names the folder ahead (its list would: docs/prefetch.md): the tree
+        # finds it from the job's opens.
+        result = subprocess.run([gofetch_bin, "run", "--json", "--no-command-line-hints", "--config", untraced(tmp_path, probes),
+                                 "--db", str(tmp_path / "t.db"), "--", reader, str(probes), "3", *lists],
+                                capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     warm, total = map(int, result.stdout.split()[1::2])
     summary = last_json(result.stderr)["summary"]
@@ -210,11 +213,15 @@ def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_sta
     with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
         lists = shuffled_epochs(tmp_path, files, probes, 1)
-        job = ["sh", "-c", f"sleep 2; exec {reader} {probes} 3 {lists[0]}"]
+        # It reads its list first, as a script its configuration: gofetch runs as root
+        # here, and warms as the job's first traced process (docs/prefetch.md).
+        job = ["sh", "-c", f"head -c 1 {lists[0]} >/dev/null; sleep 2; exec {reader} {probes} 3 {lists[0]}"]
         for _ in range(2):
             evict(files)
-            result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
-                                     "--", *job], capture_output=True, text=True, timeout=300)
+            # The command line names the folder's list: without --no-command-line-hints
+            # the first run would warm it from the start too (the test below).
+            result = subprocess.run([gofetch_bin, "run", "--json", "--no-command-line-hints", "--config", untraced(tmp_path, probes),
+                                     "--db", str(tmp_path / "t.db"), "--", *job], capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stderr
             warm, total = map(int, result.stdout.split()[1::2])
             runs.append((warm, total, last_json(result.stderr)["summary"]["prefetch"]))
@@ -232,6 +239,52 @@ def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_sta
     # (on this shared machine the kernel sometimes drops a few warmed pages early).
     assert first["accounting"]["leadP50"] < 1e9 <= second["accounting"]["leadP50"]
     assert second_warm + second["accounting"]["evictedBeforeUse"] >= total - 3
+
+
+
+@needs_fuse
+def test_a_first_run_warms_the_folder_its_configuration_names_from_its_start(tmp_path, gofetch_bin):
+    """A job's first `gofetch run`: the configuration file on its command line names the
+    data folder (and a checkpoint folder it never reads). Both are warmed from the
+    job's start; what the job reads after its start-up (a 2 s sleep) is warm at its
+    first open, and the folder it never reads is dropped once its opens show that."""
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    reader = cold_reader(tmp_path)
+    source = tmp_path / "source"
+    make_files(str(source), 300, seed=13, min_size=20_000, max_size=120_000)
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    for i in range(4):
+        (checkpoints / f"step{i}.pt").write_bytes(os.urandom(100_000))
+    probes = tmp_path / "probe"
+    with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        lists = shuffled_epochs(tmp_path, files, probes, 1)
+        config = tmp_path / "train.json"
+        config.write_text(json.dumps({"data": {"root": mount.path}, "checkpoints": str(checkpoints), "lr": 0.1}))
+        evict(files)
+        # The reader takes its order from a list (cold_reader.c), named in the environment
+        # so that only the configuration names folders (a list of them would too).
+        # It reads its configuration first, as a script does: gofetch runs as root here,
+        # and warms as the job's first traced process (docs/prefetch.md).
+        job = ["sh", "-c", f'head -c 1 "$1" >/dev/null; sleep 2; exec {reader} {probes} 3 "$ORDER"', "train", str(config)]
+        result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
+                                 "--", *job], capture_output=True, text=True, timeout=300, env={**os.environ, "ORDER": lists[0]})
+    assert result.returncode == 0, result.stderr
+    warm, total = map(int, result.stdout.split()[1::2])
+    prefetch = last_json(result.stderr)["summary"]["prefetch"]
+    print(f"warm before open: {warm} of {total}; hints {prefetch.get('treeHints')}, dropped {prefetch.get('treeHintsDropped')};",
+          "fates:", {k: prefetch["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "leadP50")})
+    assert total == len(files)
+    assert set(prefetch["treeHints"]) >= {mount.path, str(checkpoints)}
+    assert str(checkpoints) in prefetch["treeHintsDropped"] and mount.path not in prefetch["treeHintsDropped"]
+    assert prefetch["treeRoot"] == mount.path and prefetch.get("treeFromLastRun") is None
+    # Warmed during the 2 s before the first open: the prefetches led the reads by over
+    # a second, and every file was warm at its open but those evicted before use.
+    assert prefetch["accounting"]["leadP50"] >= 1e9
+    assert warm + prefetch["accounting"]["evictedBeforeUse"] >= total - 3
 
 
 MEMORY = "/sys/fs/cgroup/memory"
@@ -300,7 +353,8 @@ def test_file_names_that_are_not_utf8_are_announced_and_warmed_by_their_bytes(tm
             f.write(os.urandom(40_000))
         files.append(name)
     evict([os.fsdecode(f) for f in files])
-    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context="fork")
+    # Only the announcements: the folder named on the command line is not warmed ahead.
+    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context="fork", gofetch_args=["--no-command-line-hints"])
     prefetch = report["summary"]["prefetch"]
     print("announced:", prefetch["announced"], {k: prefetch[k] for k in ("released", "completed", "skipped", "missing", "failed")})
     assert report["pythonHook"]["enabled"] and traced["client"]

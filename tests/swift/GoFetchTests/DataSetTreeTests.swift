@@ -86,6 +86,39 @@ struct DataSetTreeTests {
         // 2 goes out first; 4 was read meanwhile, so what follows is the next epoch's, from the start.
         #expect(later.map(\.fileID) == [2, 1, 2, 3, 4])
     }
+
+    @Test("a folder the command line names is warmed as a hint: an open under it confirms it; opens only elsewhere drop it with its files")
+    func hints() {
+        var options = DataSetTree.Options()
+        options.hintOpens = 4
+        let tree = DataSetTree(options: options)
+        #expect(tree.seed(root: "/data/set", uid: 1000, gid: 1000, pid: 42, tentative: true) == "/data/set")
+        #expect(tree.seed(root: "/out", uid: 1000, gid: 1000, pid: 42, tentative: true) == "/out")
+        // A hint holding another hint, or under one, is not taken.
+        #expect(tree.seed(root: "/data", uid: 1000, gid: 1000, pid: 42, tentative: true) == nil)
+        #expect(tree.seed(root: "/data/set/a", uid: 1000, gid: 1000, pid: 42, tentative: true) == nil)
+        #expect(tree.hints == ["/data/set", "/out"] && tree.root == nil)
+        tree.adopt(1, path: "/data/set/a/1.jpg", size: 10)
+        tree.adopt(2, path: "/out/ckpt.pt", size: 100)
+        tree.adopt(3, path: "/data/set/b/3.jpg", size: 10)
+        // Hints are warmed before any open, in the order listed.
+        #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 1_000).map(\.fileID) == [1, 2])
+        tree.noteOpen(path: "/data/set/b/3.jpg")
+        #expect(tree.hints == ["/out"] && tree.root == "/data/set")
+        for i in 0..<3 { tree.noteOpen(path: "/data/set/a/\(i).jpg") }
+        #expect(tree.hints == ["/out"] && tree.contains(2))
+        // The fourth open elsewhere: /out is dropped, its file with it; the cursor stays past what went out.
+        tree.noteOpen(path: "/data/set/a/9.jpg")
+        #expect(tree.hints.isEmpty && tree.hintsDropped == ["/out"] && tree.roots == ["/data/set"])
+        #expect(!tree.contains(2) && tree.files == [1, 3] && tree.bytes == 20)
+        #expect(tree.next(limit: 1, epoch: 0, read: { _ in false }, chunkBytes: 1_000).map(\.fileID) == [3])
+        // A root found by opens over a hint makes the hint part of it.
+        let found = DataSetTree()
+        _ = found.seed(root: "/d/c0", uid: 1000, gid: 1000, pid: 42, tentative: true)
+        // The hint's sibling: both are the data set's class folders.
+        #expect(open(found, (0..<16).map { "/d/c1/\($0)" }) == ["/d"])
+        #expect(found.roots == ["/d"] && found.hints.isEmpty && found.root == "/d")
+    }
 }
 
 @Suite("concurrency window")
