@@ -127,7 +127,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
             if prefetch.volatileMounts > 0 {
                 row("cannot last", "\(prefetch.volatileMounts) FUSE mount(s) drop the page cache at every open (no keep_cache): \(prefetch.cannotLast) requests not warmed")
             }
-            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.unreported ?? 0) not reported by their client, \(prefetch.droppedEvents) events dropped")
+            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.withdrawn ?? 0) of the tree's withdrawn for an exact order, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.unreported ?? 0) not reported by their client, \(prefetch.droppedEvents) events dropped")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
             let a = prefetch.accounting
             row("accesses", "\(a.accesses) reads/mmaps: \(a.accesses - a.coldAccesses) warm, \(a.coldAccesses) cold; \(a.coveredAccesses) warm thanks to gofetch")
@@ -184,6 +184,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var unreported: Int?
     public var queueDropped: Int
     public var staleDropped: Int
+    /// The data-set tree's queued requests dropped when the lookahead's exact order came.
+    public var withdrawn: Int?
     /// Offers not sent to be checked while the cache held what the job read.
     public var assumedResident: Int
     public var droppedEvents: Int
@@ -248,6 +250,7 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         unreported = engine.unreported.value
         queueDropped = scheduler.queueDropped.value + executor.queueFull.value
         staleDropped = scheduler.staleDropped.value
+        withdrawn = scheduler.withdrawn.value
         assumedResident = scheduler.assumedResident.value
         droppedEvents = engine.droppedEvents.value
         released = scheduler.released.value

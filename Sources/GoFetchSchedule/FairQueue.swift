@@ -111,6 +111,28 @@ struct FairQueue {
         }
     }
 
+    /// Removes every queued request `matches`; returns how many.
+    mutating func removeAll(where matches: (PrefetchRequest) -> Bool) -> Int {
+        var removed = 0
+        for uid in Array(queues.keys) {
+            switch policy {
+            case .fifo: Self.modifyFIFO(&queues[uid]!) { items in
+                let before = items.count
+                items.removeAll { matches($0.request) }
+                removed += before - items.count
+            }
+            case .heap: Self.modifyHeap(&queues[uid]!) { items in
+                let kept = items.unordered.filter { !matches($0.request) }
+                removed += items.count - kept.count
+                if kept.count < items.count { items = Heap(kept) }
+            }
+            }
+            removeIfEmpty(uid)
+        }
+        count -= removed
+        return removed
+    }
+
     private mutating func removeIfEmpty(_ uid: UInt32) {
         guard queues[uid]?.count == 0 else { return }
         queues[uid] = nil

@@ -232,6 +232,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
     private var seededRoot: String?
     private var hintsSeeded: [String] = []
+    /// The tree offered predictions since the lookahead last withdrew them.
+    private var treeOffered = false
 
     private func takeSeeds() {
         seedsWaiting += seeds.withLock { seeds in defer { seeds.removeAll() }; return seeds }
@@ -417,6 +419,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                                  eligible: { reporters.contains($0, uid: client.uid) },
                                  eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
             (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
+            if !made.isEmpty { treeOffered = true }
             offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
         }
     }
@@ -459,6 +462,12 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         for record in control {
             lookahead.announce(record)
             reporters.add(record.fileID, uid: record.uid)
+        }
+        // The exact order replaces the tree's guesses (warmed from the job's start, or
+        // since its first opens): they no longer hold the budget or the queue.
+        if !control.isEmpty && treeOffered {
+            treeOffered = false
+            scheduler.withdraw(.dataSetTree)
         }
         for announcer in lookahead.announcers(in: control) {
             let first = lookahead.next(announcer: announcer)

@@ -17,6 +17,8 @@ public final class SchedulerStatistics: Sendable {
     public let released = Atomic<Int>(0)
     /// Queued whole-file requests dropped because the job opened the file meanwhile.
     public let staleDropped = Atomic<Int>(0)
+    /// Queued requests dropped because an exact order replaced their predictor (``PrefetchScheduler/withdraw(_:)``).
+    public let withdrawn = Atomic<Int>(0)
     public let budgetWaits = Atomic<Int>(0)
     public let rateWaits = Atomic<Int>(0)
     public let pressureWaits = Atomic<Int>(0)
@@ -100,7 +102,7 @@ public final class PrefetchScheduler {
     private var operations: TokenBucket
     private var bandwidth: TokenBucket
     private var pressure: MemoryPressure
-    private var outstanding: [FileID: (bytes: UInt64, since: UInt64, uid: UInt32)] = [:]
+    private var outstanding: [FileID: (bytes: UInt64, since: UInt64, uid: UInt32, predictor: PredictorKind)] = [:]
     private var outstandingTotal: UInt64 = 0
     /// Outstanding bytes per user: with several users, each may hold its share of the
     /// budget (budget ÷ users), so one user's prefetches that are never read (or never
@@ -278,7 +280,7 @@ public final class PrefetchScheduler {
             _ = operations.take(1, now: now)
             _ = bandwidth.take(Double(next.length), now: now)
             queue.removeNext()
-            reserve(next.fileID, uid: next.uid, bytes: next.length, now: now)
+            reserve(next.fileID, uid: next.uid, bytes: next.length, predictor: next.predictor, now: now)
             statistics.released.add(1)
         }
     }
@@ -297,14 +299,14 @@ public final class PrefetchScheduler {
         return mine + request.length <= budget(for: request.uid) / users || mine == 0
     }
 
-    private func reserve(_ file: FileID, uid: UInt32, bytes: UInt64, now: UInt64) {
+    private func reserve(_ file: FileID, uid: UInt32, bytes: UInt64, predictor: PredictorKind, now: UInt64) {
         var held: UInt64 = 0
         if let previous = outstanding[file] {
             // A file prefetched for two users counts against the last one's share.
             unreserve(previous.bytes, of: previous.uid)
             held = previous.bytes
         }
-        outstanding[file] = (held + bytes, now, uid)
+        outstanding[file] = (held + bytes, now, uid, predictor)
         if file == lastConsumed { lastConsumed = nil }
         outstandingTotal += held + bytes
         outstandingByUID[uid, default: 0] += held + bytes
@@ -338,6 +340,23 @@ public final class PrefetchScheduler {
         unreserve(released, of: entry.uid)
         outstanding[result.request.fileID] = entry.bytes == 0 ? nil : entry
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    /// An exact order replaced `predictor`'s guesses (the lookahead's announcements the
+    /// data-set tree's): its queued requests are dropped, and what it prefetched no
+    /// longer holds the budget, so the exact order has all of it (where memory is
+    /// short, the kernel evicts the guesses, least recently used, first). Returns the
+    /// requests dropped.
+    @discardableResult
+    public func withdraw(_ predictor: PredictorKind) -> Int {
+        let dropped = queue.removeAll { $0.predictor == predictor }
+        statistics.withdrawn.add(dropped)
+        for (file, entry) in outstanding where entry.predictor == predictor {
+            outstanding[file] = nil
+            unreserve(entry.bytes, of: entry.uid)
+        }
+        statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+        return dropped
     }
 
     /// The job opened a file at `now`: whole-file requests for it queued before are stale.

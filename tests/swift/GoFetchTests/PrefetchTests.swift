@@ -320,6 +320,21 @@ struct SchedulerTests {
         #expect(drain(scheduler, now: 31_000_000_000).count == 1)
     }
 
+    @Test("an exact order withdraws the tree's guesses: its queued requests go, and what it prefetched no longer holds the budget")
+    func withdrawTree() {
+        // A budget of 3 files: the tree's first 3 go out, the rest wait.
+        let scheduler = PrefetchScheduler(options: options { $0.memoryBudget = 3 << 20 }, now: 0)
+        scheduler.offer((1...6).map { Prediction(fileID: FileID($0), confidence: 0.7, predictor: .dataSetTree) }, uid: 0, gid: 0, now: 1, file: files)
+        #expect(drain(scheduler, now: 1).map(\.fileID) == [1, 2, 3])
+        #expect(scheduler.queuedCount == 3 && scheduler.outstandingBytes == 3 << 20)
+        scheduler.offer([Prediction(fileID: 10, confidence: 1, predictor: .lookahead)], uid: 0, gid: 0, now: 2, file: files)
+        #expect(drain(scheduler, now: 2).isEmpty)  // at the budget
+        #expect(scheduler.withdraw(.dataSetTree) == 3)
+        #expect(scheduler.statistics.withdrawn.value == 3 && scheduler.outstandingBytes == 0)
+        #expect(drain(scheduler, now: 3).map(\.fileID) == [10])
+        #expect(scheduler.queuedCount == 0)
+    }
+
     @Test("a file of unknown size (announced, never opened) is still prefetched, up to the cap")
     func unknownSize() {
         let scheduler = PrefetchScheduler(options: options { $0.maxRequestBytes = 4 << 20 }, now: 0)
