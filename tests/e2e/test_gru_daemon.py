@@ -55,7 +55,11 @@ def test_a_trained_gru_is_used_live_on_folders_it_never_saw(tmp_path, gofetch_bi
     config = tmp_path / "config.yaml"
     config.write_text(f"predictor:\n  ml:\n    enabled: true\n    model_path: {model}\n  baseline:\n    model_path: {tmp_path / 'none.gfmk'}\n")
     result = subprocess.run(
-        [gofetch_bin, "run", "--config", str(config), "--db", str(db), "--json", "--", python_bin, str(script), str(job_root)],
+        # The GRU's predictions only: the folder named on the command line is not warmed
+        # ahead (a fresh-clone run with it on had 92 of 804 prefetches never read, and
+        # the share read fell under the 0.8 asked of the GRU).
+        [gofetch_bin, "run", "--config", str(config), "--db", str(db), "--json", "--no-command-line-hints", "--",
+         python_bin, str(script), str(job_root)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stderr[result.stderr.index("{"):])["summary"]

@@ -237,8 +237,12 @@ def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_sta
     # during the 2 s before its first: its prefetches led the reads by over a second,
     # and every file was warm at its open but those the ledger saw evicted before use
     # (on this shared machine the kernel sometimes drops a few warmed pages early).
+    # The ledger's count (reads served warm) is exact to 3; the probe's (every page
+    # resident at the moment before the open) is stricter: a fresh-clone run had the
+    # ledger at 297 warm + 3 evicted and the probe at 292, another run 286 + 9.
     assert first["accounting"]["leadP50"] < 1e9 <= second["accounting"]["leadP50"]
-    assert second_warm + second["accounting"]["evictedBeforeUse"] >= total - 3
+    assert second["accounting"]["useful"] + second["accounting"]["evictedBeforeUse"] >= total - 3
+    assert second_warm + second["accounting"]["evictedBeforeUse"] >= total - 10
 
 
 
