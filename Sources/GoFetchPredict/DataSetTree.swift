@@ -183,7 +183,7 @@ public final class DataSetTree {
 
     /// The deepest folder under which at least `count` of `folders` lie (a stray
     /// open elsewhere, a config or a list, does not decide it); never `/`.
-    static func deepestHolding(_ folders: [Substring], atLeast count: Int) -> String? {
+    package static func deepestHolding(_ folders: [Substring], atLeast count: Int) -> String? {
         guard folders.count >= count else { return nil }
         var counts: [Substring: Int] = [:]
         for folder in folders {
@@ -299,7 +299,7 @@ public final class DataSetTree {
         return predictions
     }
 
-    static func isUnder(_ path: Substring, _ root: String) -> Bool {
+    package static func isUnder(_ path: Substring, _ root: String) -> Bool {
         path.hasPrefix(root) && (path.count == root.count || path[path.index(path.startIndex, offsetBy: root.count)] == "/" || root == "/")
     }
 

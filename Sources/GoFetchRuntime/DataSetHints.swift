@@ -1,4 +1,6 @@
+import GoFetchPredict
 import GoFetchSystem
+import GoFetchTraceSources
 import SystemPackage
 
 /// The folders a job's command line names, as guesses of its data set, so that
@@ -13,7 +15,7 @@ import SystemPackage
 ///
 /// Guesses only: the engine drops one the job's opens do not reach
 /// (``GoFetchPredict/DataSetTree/noteOpen(path:)``). Never `/`, a folder the trace
-/// leaves out (`trace.exclude_prefixes`, installed packages), the working folder,
+/// leaves out (``TracePathFilter``: `trace.exclude_prefixes`, installed packages), the working folder,
 /// the home folder or a folder holding either, nor a bare temporary folder (`/tmp`).
 /// Of nested folders the outermost is kept. Everything is bounded: files read, bytes
 /// read from each, paths looked at, folders returned.
@@ -33,15 +35,16 @@ public struct DataSetHints: Sendable {
     }
 
     public var options = Options()
-    /// Prefixes the trace leaves out: not data.
-    public var exclude: [String]
+    /// The trace's prefixes: a folder it leaves out is not data (and no open would
+    /// ever confirm it).
+    public var filter: TracePathFilter
     /// The job's working folder and the user's home: they hold the job's code and
     /// output, not only its data.
     public var workingDirectory: String
     public var home: String?
 
-    public init(exclude: [String], workingDirectory: String, home: String?) {
-        self.exclude = exclude
+    public init(filter: TracePathFilter, workingDirectory: String, home: String?) {
+        self.filter = filter
         self.workingDirectory = workingDirectory
         self.home = home
     }
@@ -61,7 +64,10 @@ public struct DataSetHints: Sendable {
         var lookups = 0
         var filesRead = 0
         func consider(_ path: String, scan: Bool) {
-            guard seen.insert(path).inserted, lookups < options.maxLookups else { return }
+            // A path from a file's text counts only as a folder: one that may not hold a
+            // data set (`#!/usr/bin/env python`, an import under site-packages) is not
+            // looked up.
+            guard seen.insert(path).inserted, lookups < options.maxLookups, scan || mayHold(path) else { return }
             lookups += 1
             switch kind(path) {
             case .folder:
@@ -71,7 +77,8 @@ public struct DataSetHints: Sendable {
                 filesRead += 1
                 let named = Self.absolutePaths(in: text).map { Self.normalized($0, in: workingDirectory) }
                 // A list of files: the folder holding half of them first (one lookup).
-                if named.count >= options.minListed, let folder = Self.deepestHolding(named, atLeast: (named.count + 1) / 2) {
+                let folders = named.map { $0[..<($0.lastIndex(of: "/") ?? $0.startIndex)] }
+                if named.count >= options.minListed, let folder = DataSetTree.deepestHolding(folders, atLeast: (named.count + 1) / 2) {
                     consider(folder, scan: false)
                 }
                 for path in named { consider(path, scan: false) }
@@ -89,29 +96,11 @@ public struct DataSetHints: Sendable {
         return Array(outermost.prefix(options.maxFolders))
     }
 
-    /// The deepest folder holding at least `count` of `paths` (their folders, read
-    /// as written); never `/`.
-    static func deepestHolding(_ paths: [String], atLeast count: Int) -> String? {
-        var counts: [Substring: Int] = [:]
-        for path in paths {
-            var end = path.endIndex
-            while let slash = path[..<end].lastIndex(of: "/"), slash != path.startIndex {
-                counts[path[..<slash], default: 0] += 1
-                end = slash
-            }
-        }
-        return counts.filter { $0.value >= count }.max { a, b in
-            a.key.count != b.key.count ? a.key.count < b.key.count : a.key > b.key
-        }.map { String($0.key) }
-    }
-
-    /// Whether `folder` may be a data set: not `/`, not left out by the trace, not
-    /// the working folder or the home folder or one holding either, not a bare
-    /// temporary folder.
+    /// Whether `folder` may be a data set: not `/`, not left out by the trace (its
+    /// files: the trace's rule, installed packages included), not the working folder
+    /// or the home folder or one holding either, not a bare temporary folder.
     func mayHold(_ folder: String) -> Bool {
-        guard folder != "/", !["/tmp", "/var/tmp", "/dev/shm"].contains(folder) else { return false }
-        if exclude.contains(where: { !$0.isEmpty && Self.isUnder(folder, $0.hasSuffix("/") && $0.count > 1 ? String($0.dropLast()) : $0) }) { return false }
-        if folder.contains("/site-packages") || folder.contains("/dist-packages") || folder.contains("/__pycache__") { return false }
+        guard folder != "/", !["/tmp", "/var/tmp", "/dev/shm"].contains(folder), filter.admits(folder + "/") else { return false }
         for held in [workingDirectory, home].compactMap({ $0 }) where Self.isUnder(held, folder) { return false }
         return true
     }
@@ -170,9 +159,7 @@ public struct DataSetHints: Sendable {
         return "/" + parts.joined(separator: "/")
     }
 
-    static func isUnder(_ path: String, _ folder: String) -> Bool {
-        folder == "/" || path == folder || path.hasPrefix(folder) && path.utf8[path.utf8.index(path.utf8.startIndex, offsetBy: folder.utf8.count)] == UInt8(ascii: "/")
-    }
+    static func isUnder(_ path: String, _ folder: String) -> Bool { DataSetTree.isUnder(path[...], folder) }
 
     static func lookUp(_ path: String) -> Kind {
         guard let status = try? Syscall.fileStatus(path, followSymlinks: true) else { return .other }

@@ -132,7 +132,7 @@ public final class TraceDaemon: @unchecked Sendable {
             } else if let arguments, configuration.prefetcher.commandLineHints {
                 // A first run: the folders its command line names, as guesses. Looked up
                 // on a thread of their own (the storage may be slow): the job starts now.
-                let hints = DataSetHints(exclude: configuration.trace.excludePrefixes,
+                let hints = DataSetHints(filter: TracePathFilter(configuration),
                                          workingDirectory: FileManager.default.currentDirectoryPath,
                                          home: ProcessInfo.processInfo.environment["HOME"])
                 Thread.detachNewThread {

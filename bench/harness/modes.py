@@ -120,7 +120,7 @@ def gofetch_command(bench: Bench, mode: str, run_dir: str) -> List[str]:
     if mode == "unnamed":
         command.append("--no-command-line-hints")
     # GOFETCH_BENCH_RUN_ARGS: more options of gofetch run, for a side-by-side run of
-    # one setting (e.g. --no-command-line-hints); printed with the run's command.
+    # one setting (e.g. --no-command-line-hints).
     command += os.environ.get("GOFETCH_BENCH_RUN_ARGS", "").split()
     # GOFETCH_BENCH_LOG_LEVEL=trace: every prefetch's timing in the run's job.log.
     if os.environ.get("GOFETCH_BENCH_LOG_LEVEL"):

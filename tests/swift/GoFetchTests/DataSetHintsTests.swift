@@ -1,10 +1,11 @@
 import Foundation
 @testable import GoFetchRuntime
+import GoFetchTraceSources
 import Testing
 
 @Suite("data-set hints")
 struct DataSetHintsTests {
-    let hints = DataSetHints(exclude: ["/proc", "/usr", "/etc/"], workingDirectory: "/home/ana/project", home: "/home/ana")
+    let hints = DataSetHints(filter: TracePathFilter(include: [], exclude: ["/proc", "/usr", "/etc/"]), workingDirectory: "/home/ana/project", home: "/home/ana")
 
     /// A file system of `folders` and `files` (path: text).
     func folders(_ arguments: [String], folders: Set<String>, files: [String: String] = [:], with hints: DataSetHints? = nil) -> [String] {
@@ -50,6 +51,12 @@ struct DataSetHintsTests {
                      "/home/ana/project", "/home/ana", "/home", ".", "/tmp", "/dev/shm", "/tmp/set"]
         let found = folders(named, folders: Set(named.map { $0 == "." ? "/home/ana/project" : $0 }))
         #expect(found == ["/tmp/set"])
+        // The trace's own rule: with include prefixes, only folders it traces (an include
+        // beats a shorter exclude, as in the shim).
+        let included = DataSetHints(filter: TracePathFilter(include: ["/mnt", "/usr/share/data"], exclude: ["/usr"]),
+                                    workingDirectory: "/home/ana/project", home: "/home/ana")
+        let traced = ["/srv/set", "/mnt/set", "/usr/share/data", "/usr/share/doc"]
+        #expect(folders(traced, folders: Set(traced), with: included) == ["/mnt/set", "/usr/share/data"])
     }
 
     @Test("of nested folders the outermost; at most 8; a folder named twice once; bounded lookups")
@@ -72,7 +79,7 @@ struct DataSetHintsTests {
         try FileManager.default.createDirectory(atPath: base + "/val", withIntermediateDirectories: true)
         try Data(#"{"root": "\#(base)/val"}"#.utf8).write(to: URL(fileURLWithPath: base + "/cfg.json"))
         try Data([0x7f, 0x45, 0x4c, 0x46, 0, 0x2f, 0x61]).write(to: URL(fileURLWithPath: base + "/binary"))
-        let hints = DataSetHints(exclude: [], workingDirectory: base, home: nil)
+        let hints = DataSetHints(filter: TracePathFilter(include: [], exclude: []), workingDirectory: base, home: nil)
         #expect(hints.folders(in: ["binary", "set", "--config=cfg.json", "missing"]) == [base + "/set", base + "/val"])
         #expect(DataSetHints.readText(base + "/binary", limit: 1 << 20) == nil)
     }
