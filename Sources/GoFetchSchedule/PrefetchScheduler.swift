@@ -78,11 +78,27 @@ public final class PrefetchScheduler {
     }
 
     /// The exact range: the pattern detector never repeats a range itself, and a
-    /// coarser key would swallow its next, adjacent ones.
+    /// coarser key would swallow its next, adjacent ones. The other predictors ask for
+    /// whole files, each with its own idea of the length (the data-set tree the size it
+    /// listed, the lookahead the size the client knew or 0, Markov 0): their requests
+    /// from offset 0 are one key, so a file the tree warmed is not checked again when
+    /// the lookahead announces it.
     struct DedupKey: Hashable {
         var file: FileID
         var offset: UInt64
         var length: UInt64
+
+        init(file: FileID, offset: UInt64, length: UInt64) {
+            self.file = file
+            self.offset = offset
+            self.length = length
+        }
+
+        init(_ prediction: Prediction) {
+            file = prediction.fileID
+            offset = prediction.offset
+            length = prediction.offset == 0 && prediction.predictor != .pattern ? 0 : prediction.length
+        }
     }
 
     public let options: Options
@@ -204,7 +220,7 @@ public final class PrefetchScheduler {
             }
             // Most offers repeat one still fresh (a Markov path moves on by one file per
             // open): found before the file's record is looked up.
-            let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
+            let key = DedupKey(prediction)
             if let seen = newest.time(of: key) ?? recent[key], now &- seen < options.dedupWindowNanoseconds {
                 duplicates += 1
                 continue
@@ -349,8 +365,15 @@ public final class PrefetchScheduler {
     /// requests dropped.
     @discardableResult
     public func withdraw(_ predictor: PredictorKind) -> Int {
-        let dropped = queue.removeAll { $0.predictor == predictor }
+        var files: Set<FileID> = []
+        let dropped = queue.removeAll {
+            guard $0.predictor == predictor else { return false }
+            files.insert($0.fileID)
+            return true
+        }
         statistics.withdrawn.add(dropped)
+        // Never issued: the exact order may ask for these files at once.
+        for file in files { forgetOffers(of: file) }
         for (file, entry) in outstanding where entry.predictor == predictor {
             outstanding[file] = nil
             unreserve(entry.bytes, of: entry.uid)
@@ -383,13 +406,17 @@ public final class PrefetchScheduler {
         // the first of them (two table lookups saved per read).
         guard file != lastConsumed else { return }
         lastConsumed = file
-        if let keys = recentByFile.removeValue(forKey: file) {
-            for key in keys { recent[key] = nil }
-            newest.remove(file)
-        }
+        forgetOffers(of: file)
         guard let entry = outstanding.removeValue(forKey: file) else { return }
         unreserve(entry.bytes, of: entry.uid)
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    /// Lets `file` be offered again at once.
+    private func forgetOffers(of file: FileID) {
+        guard let keys = recentByFile.removeValue(forKey: file) else { return }
+        for key in keys { recent[key] = nil }
+        newest.remove(file)
     }
 
     private func expire(_ now: UInt64) {
