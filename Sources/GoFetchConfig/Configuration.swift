@@ -70,7 +70,7 @@ public struct Configuration: Sendable, Equatable {
         public var method = Method.auto
         /// PSI memory "some avg10" percentage above which prefetching pauses.
         public var memoryPressureThreshold = 10.0
-        /// Share of a client's memory-cgroup room (limit − anonymous memory) the budget may use.
+        /// Share of a client's memory-cgroup room (limit − anonymous memory − active page cache) the budget may use.
         public var cgroupBudgetFraction = 0.5
         /// When an epoch's data set does not fit the clients' memory cgroup, give back
         /// the pages of each file the epoch has read once the job closes it.

@@ -107,8 +107,10 @@ public struct MachineCheck: Codable, Sendable, Equatable {
             return MachineCheck(name: "memory cgroup", status: .note, found: "no memory controller found for this process",
                                 fix: "mount the cgroup memory controller (v2, or v1 memory) for gofetch's budget to follow a job's limit")
         }
-        let (limit, anonymous) = group.read()
-        let text = limit.map { "limit \(Format.bytes(Int(clamping: $0))), \(Format.bytes(Int(clamping: anonymous))) anonymous" } ?? "no limit"
+        let (limit, anonymous, activeFile) = group.read()
+        let text = limit.map {
+            "limit \(Format.bytes(Int(clamping: $0))), \(Format.bytes(Int(clamping: anonymous))) anonymous, \(Format.bytes(Int(clamping: activeFile))) page cache in use"
+        } ?? "no limit"
         return MachineCheck(name: "memory cgroup", status: .ok, found: "v\(group.version) \(group.directory): \(text)", fix: "")
     }
 

@@ -2,31 +2,42 @@ import Foundation
 import Glibc
 
 /// The memory limit a client's page cache lives under: its memory cgroup (v1
-/// `memory.limit_in_bytes` or v2 `memory.max`) and the anonymous memory already
-/// charged there. Prefetching more than the room left would only evict pages the
-/// job needs, so the scheduler's budget follows it.
+/// `memory.limit_in_bytes` or v2 `memory.max`), the anonymous memory already
+/// charged there and the page cache in use (the active list: the programs' own
+/// files, what the job reads). Prefetched pages are read once and wait on the
+/// inactive list, which reclaim empties first: the room they have is what the other
+/// two leave. Prefetching more would only evict pages the job needs, so the
+/// scheduler's budget follows it.
 public struct MemoryCgroup: Sendable, Equatable {
     /// The group's folder under the cgroup mount.
     public var directory: String
     public var version: Int
 
-    /// Limit and anonymous memory now; `nil` limit when unlimited or unreadable.
-    public func read() -> (limit: UInt64?, anonymous: UInt64) {
+    /// Limit, anonymous memory and active page cache now; `nil` limit when unlimited or unreadable.
+    public func read() -> (limit: UInt64?, anonymous: UInt64, activeFile: UInt64) {
         let limitFile = version == 1 ? "memory.limit_in_bytes" : "memory.max"
         let text = (try? String(contentsOfFile: "\(directory)/\(limitFile)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         var limit = text.flatMap { UInt64($0) }
         if let value = limit, value >= 1 << 60 { limit = nil }  // v1 writes "unlimited" as a huge number
         let stat = (try? String(contentsOfFile: "\(directory)/memory.stat", encoding: .utf8)) ?? ""
-        let key = version == 1 ? "total_rss" : "anon"
+        let (key, activeKey) = version == 1 ? ("total_rss", "total_active_file") : ("anon", "active_file")
         var anonymous: UInt64 = 0
+        var activeFile: UInt64 = 0
         for line in stat.split(separator: "\n") {
             let fields = line.split(separator: " ")
             guard fields.count == 2, let value = UInt64(fields[1]) else { continue }
             if fields[0] == key { anonymous = value }
+            if fields[0] == activeKey { activeFile = value }
             // v1: the smallest limit on the way up the hierarchy.
             if fields[0] == "hierarchical_memory_limit", value < 1 << 60, value < (limit ?? .max) { limit = value }
         }
-        return (limit, anonymous)
+        return (limit, anonymous, activeFile)
+    }
+
+    /// The room prefetched pages have under `limit`: what anonymous memory and the
+    /// active page cache leave.
+    public static func room(limit: UInt64, anonymous: UInt64, activeFile: UInt64) -> UInt64 {
+        limit > anonymous &+ activeFile ? limit - anonymous - activeFile : 0
     }
 
     /// The memory cgroup of process `pid`, from `/proc/<pid>/cgroup`; `nil` when it has none
@@ -55,7 +66,8 @@ public struct MemoryCgroup: Sendable, Equatable {
 }
 
 /// Tracks the memory cgroups of the clients seen recently and turns the tightest
-/// into a budget ceiling: `fraction` × (limit − anonymous memory). Bounded: at most
+/// into a budget ceiling: `fraction` × (limit − anonymous memory − active page
+/// cache). Bounded: at most
 /// `maxProcesses` pids are remembered.
 ///
 /// Prefetched pages are charged to the daemon's own group (its threads load them),
@@ -74,16 +86,22 @@ public final class CgroupBudget {
     private var newGroup = false
     /// The current ceiling in bytes; `nil` when no client is under a limit.
     public private(set) var ceiling: UInt64?
-    /// The tightest group's limit and anonymous memory at the last refresh.
-    public private(set) var tightest: (directory: String, limit: UInt64, anonymous: UInt64)?
+    /// The tightest group at the last refresh: its limit, anonymous memory, and the room
+    /// it left prefetched pages.
+    public private(set) var tightest: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
     private let lookup: (UInt32) -> MemoryCgroup?
     /// The daemon's own memory cgroup.
     private let own: MemoryCgroup?
+    /// The daemon's own group and the groups above it. A limit set above (a pod's, with
+    /// the job and gofetch in containers of their own) holds what every group under it
+    /// charges: its own statistics count the job's memory, the daemon's group's do not.
+    private let ownAndAbove: [String]
 
     /// - Parameter own: the daemon's own group; `nil` to leave it out (tests).
     public init(fraction: Double = 0.5, maxProcesses: Int = 4_096, own: MemoryCgroup? = MemoryCgroup.of(pid: UInt32(getpid())),
                 lookup: @escaping (UInt32) -> MemoryCgroup? = { MemoryCgroup.of(pid: $0) }) {
         self.own = own
+        ownAndAbove = own.map { Self.selfAndAncestors($0.directory) } ?? []
         self.fraction = fraction
         self.maxProcesses = maxProcesses
         self.lookup = lookup
@@ -110,15 +128,29 @@ public final class CgroupBudget {
         newGroup = false
         lastSeen = lastSeen.filter { now &- $0.value < 10_000_000_000 }
         var best: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
-        for directory in Set(lastSeen.keys.filter(holdsOwnGroup)).union(own.map { [$0.directory] } ?? []) {
+        for directory in Set(lastSeen.keys.filter(holdsOwnGroup)).union(ownAndAbove) {
             let version = FileManager.default.fileExists(atPath: directory + "/memory.limit_in_bytes") ? 1 : 2
-            let (limit, anonymous) = MemoryCgroup(directory: directory, version: version).read()
+            let (limit, anonymous, activeFile) = MemoryCgroup(directory: directory, version: version).read()
             guard let limit else { continue }
-            let room = limit > anonymous ? limit - anonymous : 0
+            let room = MemoryCgroup.room(limit: limit, anonymous: anonymous, activeFile: activeFile)
             if best == nil || room < best!.room { best = (directory, limit, anonymous, room) }
         }
-        tightest = best.map { ($0.directory, $0.limit, $0.anonymous) }
+        tightest = best
         ceiling = best.map { UInt64(Double($0.room) * fraction) }
+    }
+
+    /// `directory` and the groups above it that have a memory controller's files (the
+    /// cgroup root has no v2 `memory.max`; v1's root is unlimited), at most 32.
+    static func selfAndAncestors(_ directory: String) -> [String] {
+        var found = [directory]
+        var current = directory
+        while found.count < 32, let slash = current.lastIndex(of: "/"), slash != current.startIndex {
+            current = String(current[..<slash])
+            guard FileManager.default.fileExists(atPath: current + "/memory.limit_in_bytes")
+                || FileManager.default.fileExists(atPath: current + "/memory.max") else { break }
+            found.append(current)
+        }
+        return found
     }
 
     /// Whether a limit on `directory` applies to the daemon's group (it is that group

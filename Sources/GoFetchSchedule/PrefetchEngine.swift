@@ -392,6 +392,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         if dataSetBytes.epoch != remaining.epochsCompleted {
             dataSetBytes = (remaining.epochsCompleted, remaining.dataSet.reduce(0) { $0 + (files[$1]?.size ?? 0) })
         }
+        // The data set's own pages the job read are in the active page cache: they are
+        // not what decides whether it fits.
         let room = tightest.limit > tightest.anonymous ? tightest.limit - tightest.anonymous : 0
         guard max(dataSetBytes.bytes, tree.bytes) > room else { return }
         var request = PrefetchRequest(

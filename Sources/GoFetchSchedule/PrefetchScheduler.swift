@@ -81,8 +81,8 @@ public final class PrefetchScheduler {
     /// coarser key would swallow its next, adjacent ones. The other predictors ask for
     /// whole files, each with its own idea of the length (the data-set tree the size it
     /// listed, the lookahead the size the client knew or 0, Markov 0): their requests
-    /// from offset 0 are one key, so a file the tree warmed is not checked again when
-    /// the lookahead announces it.
+    /// from offset 0 are one key, so a file the tree just offered is not offered again
+    /// for Markov's guess of it.
     struct DedupKey: Hashable {
         var file: FileID
         var offset: UInt64
@@ -365,15 +365,14 @@ public final class PrefetchScheduler {
     /// requests dropped.
     @discardableResult
     public func withdraw(_ predictor: PredictorKind) -> Int {
-        var files: Set<FileID> = []
-        let dropped = queue.removeAll {
-            guard $0.predictor == predictor else { return false }
-            files.insert($0.fileID)
-            return true
-        }
+        let dropped = queue.removeAll { $0.predictor == predictor }
         statistics.withdrawn.add(dropped)
-        // Never issued: the exact order may ask for these files at once.
-        for file in files { forgetOffers(of: file) }
+        // The exact order asks again for what the guesses had asked: the ones never issued
+        // at once, and the ones warmed are checked (with memory tight, the job may have
+        // grown since and evicted them: bench S2, S4).
+        recent.removeAll(keepingCapacity: true)
+        recentByFile.removeAll(keepingCapacity: true)
+        newest = NewestOffers()
         for (file, entry) in outstanding where entry.predictor == predictor {
             outstanding[file] = nil
             unreserve(entry.bytes, of: entry.uid)

@@ -235,7 +235,7 @@ struct MetricsTests {
             let path = directory.file(name)
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             try limit.write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
-            try "cache 1\nrss \(rss)\ntotal_rss \(rss)\nhierarchical_memory_limit 9223372036854771712\n"
+            try "cache 1\nrss \(rss)\ntotal_rss \(rss)\ntotal_active_file \(rss / 2)\nhierarchical_memory_limit 9223372036854771712\n"
                 .write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
             return MemoryCgroup(directory: path, version: 1)
         }
@@ -250,7 +250,7 @@ struct MetricsTests {
         budget.saw(pid: 2, now: 2_000_000_000)
         budget.saw(pid: 1, now: 2_000_000_000)
         budget.refresh(now: 2_000_000_000)
-        #expect(budget.ceiling == UInt64(80 << 20))  // (200 − 40) MiB × 0.5
+        #expect(budget.ceiling == UInt64(70 << 20))  // (200 − 40 anonymous − 20 page cache in use) MiB × 0.5
         // Twenty seconds later only the loose group is still active.
         budget.saw(pid: 2, now: 22_000_000_000)
         budget.refresh(now: 22_000_000_000)
@@ -286,6 +286,31 @@ struct MetricsTests {
         budget.refresh(now: 2_000_000_000)
         #expect(budget.ceiling == UInt64(512 << 20))
         #expect(budget.tightest?.directory == node.directory)
+    }
+
+    @Test("a limit set above the daemon's group (a pod's, the job in a sibling container) counts the job's memory: the ancestor's own statistics decide")
+    func cgroupAncestor() throws {
+        let directory = TemporaryDirectory()
+        func group(_ name: String, limit: UInt64, stat: String) throws -> MemoryCgroup {
+            let path = directory.file(name)
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try "\(limit)\n".write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
+            try stat.write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
+            return MemoryCgroup(directory: path, version: 1)
+        }
+        let unlimited: UInt64 = 9_223_372_036_854_771_712
+        // The pod's statistics hold both containers: the job's 430 MiB and gofetch's 17.
+        _ = try group("pod", limit: 600 << 20, stat: "total_rss \(447 << 20)\ntotal_active_file \(50 << 20)\n")
+        let daemon = try group("pod/gofetch", limit: unlimited,
+                               stat: "total_rss \(17 << 20)\ntotal_active_file 0\nhierarchical_memory_limit \(600 << 20)\n")
+        let job = try group("pod/job", limit: unlimited,
+                            stat: "total_rss \(430 << 20)\ntotal_active_file \(50 << 20)\nhierarchical_memory_limit \(600 << 20)\n")
+        let budget = CgroupBudget(fraction: 0.5, own: daemon) { _ in job }
+        budget.saw(pid: 1, now: 1)
+        budget.refresh(now: 1)
+        // (600 − 447 − 50) × 0.5, not gofetch's own group's (600 − 17) × 0.5.
+        #expect(budget.ceiling == UInt64(103 << 20) / 2)
+        #expect(budget.tightest?.directory == directory.file("pod"))
     }
 
     @Test("/proc/PID/cgroup lines name the v1 memory group, or the v2 group")
