@@ -228,16 +228,21 @@ struct MetricsTests {
         #expect(released == [1_000])
     }
 
+    /// A v1 memory cgroup folder `name` under `root` with the given limit and memory.stat.
+    func memoryGroup(_ root: TemporaryDirectory, _ name: String, limit: String, stat: String) throws -> MemoryCgroup {
+        let path = root.file(name)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try limit.write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
+        try stat.write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
+        return MemoryCgroup(directory: path, version: 1)
+    }
+
     @Test("the budget ceiling follows the tightest memory cgroup of the clients")
     func cgroupCeiling() throws {
         let directory = TemporaryDirectory()
         func group(_ name: String, limit: String, rss: UInt64) throws -> MemoryCgroup {
-            let path = directory.file(name)
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            try limit.write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
-            try "cache 1\nrss \(rss)\ntotal_rss \(rss)\ntotal_active_file \(rss / 2)\nhierarchical_memory_limit 9223372036854771712\n"
-                .write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
-            return MemoryCgroup(directory: path, version: 1)
+            try memoryGroup(directory, name, limit: limit,
+                            stat: "cache 1\nrss \(rss)\ntotal_rss \(rss)\ntotal_active_file \(rss / 2)\nhierarchical_memory_limit 9223372036854771712\n")
         }
         let tight = try group("tight", limit: "\(200 << 20)\n", rss: 40 << 20)
         let loose = try group("loose", limit: "\(4 << 30)\n", rss: 0)
@@ -261,11 +266,7 @@ struct MetricsTests {
     func cgroupIsolation() throws {
         let directory = TemporaryDirectory()
         func group(_ name: String, limit: UInt64, rss: UInt64 = 0) throws -> MemoryCgroup {
-            let path = directory.file(name)
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            try "\(limit)\n".write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
-            try "total_rss \(rss)\n".write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
-            return MemoryCgroup(directory: path, version: 1)
+            try memoryGroup(directory, name, limit: "\(limit)\n", stat: "total_rss \(rss)\n")
         }
         let node = try group("node", limit: 8 << 30)
         let daemon = try group("node/gofetch", limit: 4 << 30)
@@ -292,11 +293,7 @@ struct MetricsTests {
     func cgroupAncestor() throws {
         let directory = TemporaryDirectory()
         func group(_ name: String, limit: UInt64, stat: String) throws -> MemoryCgroup {
-            let path = directory.file(name)
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            try "\(limit)\n".write(toFile: path + "/memory.limit_in_bytes", atomically: true, encoding: .utf8)
-            try stat.write(toFile: path + "/memory.stat", atomically: true, encoding: .utf8)
-            return MemoryCgroup(directory: path, version: 1)
+            try memoryGroup(directory, name, limit: "\(limit)\n", stat: stat)
         }
         let unlimited: UInt64 = 9_223_372_036_854_771_712
         // The pod's statistics hold both containers: the job's 430 MiB and gofetch's 17.
