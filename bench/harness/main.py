@@ -424,19 +424,21 @@ def median_run(runs: List[dict]) -> dict:
     return rec
 
 
-def _calibration(bench: Bench, sc: Scenario, st, workers: bool, calibrations: Dict[str, dict],
+def _calibration(bench: Bench, sc: Scenario, st, workers: bool, client: bool, calibrations: Dict[str, dict],
                  results: dict) -> dict:
-    """The job's own memory (and gofetch's), measured once per workload and per
-    workers / no workers (the no-prefetch mode has none; a torch worker holds a few
-    hundred MiB)."""
-    key = f"{sc.workload}" + ("" if workers else "-no-workers")
+    """The job's own memory (and gofetch's), measured once per workload, per workers /
+    no workers (the no-prefetch mode has none; a torch worker holds a few hundred
+    MiB) and per client / none (only the `gofetch` mode's job runs the Python client,
+    whose frozen garbage collector keeps forked workers smaller)."""
+    key = f"{sc.workload}" + ("" if workers else "-no-workers") + ("" if client else "-no-client")
     cal = calibrations.get(key)
     if cal is not None:
         return cal
     log(f"measuring the processes' own memory ({sc.workload} job, "
         + (f"{sc.workers} workers" if workers else "no workers (as no-prefetch)")
+        + (", the Python client on (as gofetch)" if client else ", no Python client")
         + "; one run under gofetch, the data pre-read outside its cgroup, the job and gofetch in child groups) ...")
-    peaks = calibrate_memory(bench, sc, st, workers=workers)
+    peaks = calibrate_memory(bench, sc, st, workers=workers, client=client)
     job = peaks.get("job", {}).get("max_usage_bytes", 0)
     # A fixed allowance unless the job needs more: what the job is charged varies
     # between runs by ~10 MiB (which of the interpreter's and libraries' pages the
@@ -457,7 +459,8 @@ def memory_limits(args, bench: Bench, sc: Scenario, st, ds, modes: List[str], ca
     in every mode — its memory fraction (--memory-fraction overrides it) x the data set
     — + an allowance for the job's own memory (its measured peak + 16 MiB, at least
     64 MiB), measured with workers for the modes that have them and without for
-    no-prefetch. gofetch's and the warm-up's own memory is not added: it competes with
+    no-prefetch, with the Python client for gofetch and without for the others.
+    gofetch's and the warm-up's own memory is not added: it competes with
     the data for the same limit, as it would inside the job's container. Returns (limit
     per mode, the rule in words)."""
     fraction = args.memory_fraction if args.memory_fraction is not None else sc.memory_fraction
@@ -468,15 +471,19 @@ def memory_limits(args, bench: Bench, sc: Scenario, st, ds, modes: List[str], ca
         limits = {m: room + allowance for m in MODES}
         basis = f"{args.allowance_mb:.0f} MiB (--allowance-mb) in every mode"
     else:
+        # (workers, Python client) of each mode's job: no-prefetch has no workers, only
+        # gofetch runs the client.
+        def kind(mode: str) -> Tuple[bool, bool]:
+            return (mode != "no-prefetch", mode == "gofetch")
         allowances = {}
-        for workers in sorted({m != "no-prefetch" for m in modes}, reverse=True):
-            allowances[workers] = _calibration(bench, sc, st, workers, calibrations, results)
-        limits = {m: room + allowances[m != "no-prefetch"]["allowance_bytes"] for m in MODES
-                  if (m != "no-prefetch") in allowances}
+        for workers, client in sorted({kind(m) for m in modes}, reverse=True):
+            allowances[(workers, client)] = _calibration(bench, sc, st, workers, client, calibrations, results)
+        limits = {m: room + allowances[kind(m)]["allowance_bytes"] for m in MODES if kind(m) in allowances}
         parts = []
-        for workers, cal in allowances.items():
+        for (workers, client), cal in allowances.items():
             parts.append(f"{cal['allowance_bytes'] / MiB:.0f} MiB for the job "
                          + (f"with its {sc.workers} workers" if workers else "without workers (no-prefetch)")
+                         + (" and the Python client (gofetch)" if client else "")
                          + f" (measured peak {cal['job_peak_bytes'] / MiB:.0f} MiB)")
         g = next(iter(allowances.values()))["gofetch"]
         basis = (" and ".join(parts) + f"; allowance = max({FIXED_ALLOWANCE // MiB} MiB, peak + 16 MiB), the "

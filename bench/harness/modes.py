@@ -340,17 +340,22 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
     return record
 
 
-def calibrate_memory(bench: Bench, scenario: Scenario, storage, workers: bool = True) -> dict:
-    """What the processes use besides the data's page cache: the gofetch mode with
+def calibrate_memory(bench: Bench, scenario: Scenario, storage, workers: bool = True, client: bool = True) -> dict:
+    """What the processes use besides the data's page cache: a run under gofetch with
     every data page pre-read outside the run's cgroup first (so the group is charged
     only the processes' own memory), the job and gofetch each in a child group;
     their peaks (max_usage) and sampled peak anonymous memory and page cache.
     `workers` False: the job as the no-prefetch mode runs it (num_workers=0; a torch
-    worker holds a few hundred MiB of its own)."""
+    worker holds a few hundred MiB of its own). `client` False: without the Python
+    client gofetch injects (`transparent`), the job as every mode but `gofetch` runs
+    it: the client freezes what a forked worker inherits from the garbage collector,
+    which leaves the workers' copy-on-write pages shared; without it each torch worker
+    copies ~100 MiB more (bench S2 and S4 runs sized by the client's peak were killed
+    by the memory limit)."""
     extra = None if workers else {"num_workers": 0}
-    tag = "calibration-gofetch" if workers else "calibration-gofetch-no-workers"
-    rec = run_mode(bench, scenario, storage, "gofetch", None, tag=tag, prewarm=True, split_groups=True,
-                   job_spec_extra=extra)
+    tag = "calibration-" + ("gofetch" if client else "transparent") + ("" if workers else "-no-workers")
+    rec = run_mode(bench, scenario, storage, "gofetch" if client else "transparent", None, tag=tag, prewarm=True,
+                   split_groups=True, job_spec_extra=extra)
     if rec["status"] != "ok":
         raise RuntimeError(f"memory calibration run failed: {rec.get('error')}: {rec.get('log_tail')}")
     return {k: {"max_usage_bytes": v["max_usage_bytes"], **(v.get("sampled_peaks") or {})}
