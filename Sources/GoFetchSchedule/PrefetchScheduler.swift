@@ -88,12 +88,6 @@ public final class PrefetchScheduler {
         var offset: UInt64
         var length: UInt64
 
-        init(file: FileID, offset: UInt64, length: UInt64) {
-            self.file = file
-            self.offset = offset
-            self.length = length
-        }
-
         init(_ prediction: Prediction) {
             file = prediction.fileID
             offset = prediction.offset
