@@ -78,21 +78,11 @@ public final class PrefetchScheduler {
     }
 
     /// The exact range: the pattern detector never repeats a range itself, and a
-    /// coarser key would swallow its next, adjacent ones. The other predictors ask for
-    /// whole files, each with its own idea of the length (the data-set tree the size it
-    /// listed, the lookahead the size the client knew or 0, Markov 0): their requests
-    /// from offset 0 are one key, so a file the tree just offered is not offered again
-    /// for Markov's guess of it.
+    /// coarser key would swallow its next, adjacent ones.
     struct DedupKey: Hashable {
         var file: FileID
         var offset: UInt64
         var length: UInt64
-
-        init(_ prediction: Prediction) {
-            file = prediction.fileID
-            offset = prediction.offset
-            length = prediction.offset == 0 && prediction.predictor != .pattern ? 0 : prediction.length
-        }
     }
 
     public let options: Options
@@ -214,7 +204,7 @@ public final class PrefetchScheduler {
             }
             // Most offers repeat one still fresh (a Markov path moves on by one file per
             // open): found before the file's record is looked up.
-            let key = DedupKey(prediction)
+            let key = DedupKey(file: prediction.fileID, offset: prediction.offset, length: prediction.length)
             if let seen = newest.time(of: key) ?? recent[key], now &- seen < options.dedupWindowNanoseconds {
                 duplicates += 1
                 continue
@@ -361,12 +351,6 @@ public final class PrefetchScheduler {
     public func withdraw(_ predictor: PredictorKind) -> Int {
         let dropped = queue.removeAll { $0.predictor == predictor }
         statistics.withdrawn.add(dropped)
-        // The exact order asks again for what the guesses had asked: the ones never issued
-        // at once, and the ones warmed are checked (with memory tight, the job may have
-        // grown since and evicted them: bench S2, S4).
-        recent.removeAll(keepingCapacity: true)
-        recentByFile.removeAll(keepingCapacity: true)
-        newest = NewestOffers()
         for (file, entry) in outstanding where entry.predictor == predictor {
             outstanding[file] = nil
             unreserve(entry.bytes, of: entry.uid)
@@ -399,17 +383,13 @@ public final class PrefetchScheduler {
         // the first of them (two table lookups saved per read).
         guard file != lastConsumed else { return }
         lastConsumed = file
-        forgetOffers(of: file)
+        if let keys = recentByFile.removeValue(forKey: file) {
+            for key in keys { recent[key] = nil }
+            newest.remove(file)
+        }
         guard let entry = outstanding.removeValue(forKey: file) else { return }
         unreserve(entry.bytes, of: entry.uid)
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
-    }
-
-    /// Lets `file` be offered again at once.
-    private func forgetOffers(of file: FileID) {
-        guard let keys = recentByFile.removeValue(forKey: file) else { return }
-        for key in keys { recent[key] = nil }
-        newest.remove(file)
     }
 
     private func expire(_ now: UInt64) {

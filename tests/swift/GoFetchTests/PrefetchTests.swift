@@ -335,29 +335,6 @@ struct SchedulerTests {
         #expect(scheduler.queuedCount == 0)
     }
 
-    @Test("a whole file the tree offered is one request with Markov's, whatever length each gave; after a withdrawal the exact order asks for all again")
-    func wholeFileOffersAreOne() {
-        let scheduler = PrefetchScheduler(options: options { $0.memoryBudget = 2 << 20 }, now: 0)
-        // The tree asks for the size it listed; Markov and the lookahead for 0 (or the
-        // size the client saw).
-        scheduler.offer((1...4).map { Prediction(fileID: FileID($0), length: 1 << 20, confidence: 0.7, predictor: .dataSetTree) },
-                        uid: 0, gid: 0, now: 1, file: files)
-        #expect(drain(scheduler, now: 1).map(\.fileID) == [1, 2])
-        scheduler.offer([Prediction(fileID: 1, confidence: 0.9, predictor: .markov),
-                         Prediction(fileID: 3, length: 1 << 20, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: 2, file: files)
-        #expect(scheduler.statistics.duplicates.value == 2)
-        // The pattern detector's ranges keep their exact keys: a range at the start of a
-        // file is not the whole file.
-        scheduler.offer([Prediction(fileID: 1, length: 4_096, confidence: 1, predictor: .pattern)], uid: 0, gid: 0, now: 3, file: files)
-        #expect(scheduler.statistics.duplicates.value == 2 && scheduler.queuedCount == 3)
-        // Withdrawn (3 and 4 never issued; 1 and 2 warmed, perhaps evicted since): all
-        // four are the lookahead's to ask for, and to have checked, again.
-        scheduler.withdraw(.dataSetTree)
-        scheduler.offer((1...4).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .lookahead) }, uid: 0, gid: 0, now: 4, file: files)
-        #expect(scheduler.statistics.duplicates.value == 2 && scheduler.statistics.withdrawn.value == 2)
-        #expect(scheduler.queuedCount == 5)  // the pattern's range, and the lookahead's four
-    }
-
     @Test("a file of unknown size (announced, never opened) is still prefetched, up to the cap")
     func unknownSize() {
         let scheduler = PrefetchScheduler(options: options { $0.maxRequestBytes = 4 << 20 }, now: 0)
