@@ -350,8 +350,8 @@ def calibrate_memory(bench: Bench, scenario: Scenario, storage, workers: bool = 
     client gofetch injects (`transparent`), the job as every mode but `gofetch` runs
     it: the client freezes what a forked worker inherits from the garbage collector,
     which leaves the workers' copy-on-write pages shared; without it the torch job with
-    two workers measured ~90 MiB more (bench S2 runs sized by the client's peak were
-    killed by the memory limit)."""
+    two workers measured up to ~90 MiB more (bench S2 runs sized by the client's peak
+    were killed by the memory limit)."""
     extra = None if workers else {"num_workers": 0}
     tag = "calibration-" + ("gofetch" if client else "transparent") + ("" if workers else "-no-workers")
     rec = run_mode(bench, scenario, storage, "gofetch" if client else "transparent", None, tag=tag, prewarm=True,
