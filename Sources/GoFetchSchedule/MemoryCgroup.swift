@@ -36,7 +36,7 @@ public struct MemoryCgroup: Sendable, Equatable {
 
     /// The room prefetched pages have under `limit`: what anonymous memory and the
     /// active page cache leave.
-    public static func room(limit: UInt64, anonymous: UInt64, activeFile: UInt64) -> UInt64 {
+    static func room(limit: UInt64, anonymous: UInt64, activeFile: UInt64) -> UInt64 {
         limit > anonymous &+ activeFile ? limit - anonymous - activeFile : 0
     }
 
@@ -65,17 +65,17 @@ public struct MemoryCgroup: Sendable, Equatable {
     }
 }
 
-/// Tracks the memory cgroups of the clients seen recently and turns the tightest
-/// into a budget ceiling: `fraction` × (limit − anonymous memory − active page
-/// cache). Bounded: at most
-/// `maxProcesses` pids are remembered.
+/// Turns the tightest memory cgroup that can evict prefetched pages into a budget
+/// ceiling: `fraction` × (limit − anonymous memory − active page cache).
 ///
 /// Prefetched pages are charged to the daemon's own group (its threads load them),
 /// so only limits that hold the daemon's group can evict them: its own group and
 /// the groups above it. A client's group counts only when it is one of those (a
 /// `gofetch run` inside the job's container: one group for both); the limit of a
 /// client elsewhere, however tight, neither lowers the budget of the others nor
-/// triggers give-back of what they read.
+/// triggers give-back of what they read. When the daemon's own group is unknown,
+/// the groups of the clients seen in the last 10 s count (at most `maxProcesses`
+/// pids are remembered).
 public final class CgroupBudget {
     public let fraction: Double
     private let maxProcesses: Int
@@ -86,9 +86,8 @@ public final class CgroupBudget {
     private var newGroup = false
     /// The current ceiling in bytes; `nil` when no client is under a limit.
     public private(set) var ceiling: UInt64?
-    /// The tightest group at the last refresh: its limit, anonymous memory, and the room
-    /// it left prefetched pages.
-    public private(set) var tightest: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
+    /// The tightest group's limit and anonymous memory at the last refresh.
+    public private(set) var tightest: (directory: String, limit: UInt64, anonymous: UInt64)?
     private let lookup: (UInt32) -> MemoryCgroup?
     /// The daemon's own memory cgroup.
     private let own: MemoryCgroup?
@@ -107,8 +106,10 @@ public final class CgroupBudget {
         self.lookup = lookup
     }
 
-    /// A client process was active at `now`.
+    /// A client process was active at `now` (its group counts only while the daemon's
+    /// own is unknown: not looked up otherwise).
     public func saw(pid: UInt32, now: UInt64) {
+        guard own == nil else { return }
         if groups[pid] == nil {
             if groups.count >= maxProcesses { groups.removeAll(keepingCapacity: true) }
             groups[pid] = .some(lookup(pid))
@@ -118,24 +119,25 @@ public final class CgroupBudget {
         }
     }
 
-    /// Re-reads the limits of groups active in the last 10 s, at most once a second
-    /// (at once when a client in a group not seen before appeared).
-    /// The daemon's own group always counts: prefetched pages are charged to it (the
-    /// executor loads them), so its limit evicts them too.
+    /// Re-reads the limits of the daemon's own group and the groups above it (a client's
+    /// group that holds the daemon's is one of them; one that does not cannot evict what
+    /// the daemon loads), or, when the daemon's group is unknown, of the clients' groups
+    /// active in the last 10 s; at most once a second (at once when a client in a group
+    /// not seen before appeared).
     public func refresh(now: UInt64) {
         guard now &- lastRefresh >= 1_000_000_000 || lastRefresh == 0 || newGroup else { return }
         lastRefresh = now
         newGroup = false
         lastSeen = lastSeen.filter { now &- $0.value < 10_000_000_000 }
         var best: (directory: String, limit: UInt64, anonymous: UInt64, room: UInt64)?
-        for directory in Set(lastSeen.keys.filter(holdsOwnGroup)).union(ownAndAbove) {
+        for directory in own == nil ? Set(lastSeen.keys) : Set(ownAndAbove) {
             let version = FileManager.default.fileExists(atPath: directory + "/memory.limit_in_bytes") ? 1 : 2
             let (limit, anonymous, activeFile) = MemoryCgroup(directory: directory, version: version).read()
             guard let limit else { continue }
             let room = MemoryCgroup.room(limit: limit, anonymous: anonymous, activeFile: activeFile)
             if best == nil || room < best!.room { best = (directory, limit, anonymous, room) }
         }
-        tightest = best
+        tightest = best.map { ($0.directory, $0.limit, $0.anonymous) }
         ceiling = best.map { UInt64(Double($0.room) * fraction) }
     }
 
@@ -151,12 +153,5 @@ public final class CgroupBudget {
             found.append(current)
         }
         return found
-    }
-
-    /// Whether a limit on `directory` applies to the daemon's group (it is that group
-    /// or above it); every group does when the daemon's own is unknown.
-    private func holdsOwnGroup(_ directory: String) -> Bool {
-        guard let own else { return true }
-        return own.directory == directory || own.directory.hasPrefix(directory.hasSuffix("/") ? directory : directory + "/")
     }
 }
