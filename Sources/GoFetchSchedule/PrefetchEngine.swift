@@ -404,6 +404,12 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         executor.submit(request)
     }
 
+    /// The tree hands out large files in chunks of this (or the largest request, if
+    /// smaller): the reads the window lets run at once are then next to each other, one
+    /// front moving through a shard at the link's rate that the job's reads follow,
+    /// instead of several far apart sharing it.
+    static let treeChunkBytes: UInt64 = 1 << 20
+
     /// Keeps the scheduler's queue fed from the data-set tree while no exact order
     /// answers the job's opens; the budget and rates pace what is released.
     private func offerTree(now: UInt64) {
@@ -417,7 +423,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         // the tree, not lost for the epoch, until the walk reaches them.
         charged(client.uid) {
             let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
-                                 read: { read.contains($0) }, chunkBytes: scheduler.options.maxRequestBytes,
+                                 read: { read.contains($0) },
+                                 chunkBytes: min(scheduler.options.maxRequestBytes, Self.treeChunkBytes),
                                  eligible: { reporters.contains($0, uid: client.uid) },
                                  eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
             (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
