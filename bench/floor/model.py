@@ -106,10 +106,18 @@ class _Link:
     def transfer(self, nbytes: float) -> float:
         return nbytes / self.rate
 
-    def reserve_prefetch(self, now: float, nbytes: float) -> List[float]:
+    def _first_come(self, now: float, transfer: float) -> float:
+        """Reserves a request arriving `now` behind everything reserved; returns its end."""
         start = max(now + self.latency, self.free_at)
-        self.free_at = start + self.transfer(nbytes)
-        end = [self.free_at]
+        self.free_at = start + transfer
+        return self.free_at
+
+    def _job_start(self, now: float) -> float:
+        """With `job_first`: when a read of the job arriving `now` would start crossing."""
+        return max(now + self.latency, self.job_free_at)
+
+    def reserve_prefetch(self, now: float, nbytes: float) -> List[float]:
+        end = [self._first_come(now, self.transfer(nbytes))]
         self.prefetch_ends.append(end)
         return end
 
@@ -117,10 +125,8 @@ class _Link:
         """When a read of the job arriving `now` for `nbytes` completes."""
         transfer = self.transfer(nbytes)
         if not self.job_first:
-            start = max(now + self.latency, self.free_at)
-            self.free_at = start + transfer
-            return self.free_at
-        start = max(now + self.latency, self.job_free_at)
+            return self._first_come(now, transfer)
+        start = self._job_start(now)
         self.job_free_at = start + transfer
         # Prefetch not yet across at `start` crosses after this transfer instead.
         for end in self.prefetch_ends:
@@ -131,7 +137,7 @@ class _Link:
 
     def job_read_would_end(self, now: float, nbytes: float) -> float:
         """With `job_first`: when a read of the job arriving `now` would complete."""
-        return max(now + self.latency, self.job_free_at) + self.transfer(nbytes)
+        return self._job_start(now) + self.transfer(nbytes)
 
     def crossed(self, end: List[float]) -> None:
         self.prefetch_ends.remove(end)
@@ -232,7 +238,7 @@ def simulate(setup: Setup, policy: str) -> Outcome:
                 at(t2 + setup.item_s, lambda t3: item(i + 1, t3))
 
             if warm[f]:
-                at(t + setup.item_s, lambda t3: item(i + 1, t3))
+                then(t)
             elif f in on_link and not (link.job_first and
                                        link.job_read_would_end(t, setup.file_bytes) < on_link[f][0]):
                 counts["waited"] += 1
