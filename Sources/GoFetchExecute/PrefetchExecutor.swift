@@ -78,9 +78,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         /// the storage serves well, not about a storage that serves none).
         func next(threads: Int, now: UInt64) -> Int? {
             let cap = max(1, threads - max(1, threads / 4))
-            var stuck = 0
-            for (_, time) in started where now &- time > 2_000_000_000 { stuck += 1 }
-            let windowFree = active - stuck < window.limit || stopping
+            let windowFree = reading(now: now) < window.limit || stopping
             var best: (index: Int, busy: Int)?
             var seen: Set<UInt32> = []
             var index = head
@@ -94,6 +92,13 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 if busy == 0 { break }  // no user can have fewer
             }
             return best?.index
+        }
+
+        /// Warming reads at the storage now, less those in progress for over two seconds.
+        func reading(now: UInt64) -> Int {
+            var stuck = 0
+            for (_, time) in started where now &- time > 2_000_000_000 { stuck += 1 }
+            return active - stuck
         }
 
         mutating func take(_ index: Int, now: UInt64) -> (PrefetchRequest, ticket: Int) {
@@ -142,6 +147,16 @@ public final class PrefetchExecutor: @unchecked Sendable {
 
     /// Requests waiting for a thread.
     public var pending: Int { queue.withLock { $0.count } }
+
+    /// Whether a warming request sent now would start within one read: the window has
+    /// a free slot, or nothing waits for the next one. What waits here goes in the
+    /// order it came; the scheduler keeps the rest in its own, where a request for what
+    /// the job needs sooner can still go first.
+    public var hasRoom: Bool {
+        queue.withLock { queue in
+            !queue.stopping && queue.count <= max(0, queue.window.limit - queue.reading(now: Clock.monotonicNanoseconds()))
+        }
+    }
 
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult

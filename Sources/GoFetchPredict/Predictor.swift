@@ -21,6 +21,13 @@ public struct Prediction: Sendable, Hashable {
         self.deadline = deadline
         self.predictor = predictor
     }
+
+    /// The most one prefetch request reads: the scheduler sends a larger range in
+    /// pieces of this, and the data-set tree and the pattern detector hand out large
+    /// ranges in pieces of it. Then several I/O threads carry one stream, the reads at
+    /// the storage at once are next to each other, and a request for what the job
+    /// needs sooner waits behind one piece, not behind a whole range.
+    public static let pieceBytes: UInt64 = 1 << 20
 }
 
 /// The interface every predictor implements. Predictors are fed live from ingest,

@@ -34,6 +34,7 @@ public struct Predictors {
         var patternOptions = PatternDetector.Options(configuration)
         patternOptions.maxPrefetch = min(patternOptions.maxPrefetch, maxRequestBytes)
         patternOptions.minPrefetch = min(patternOptions.minPrefetch, maxRequestBytes)
+        patternOptions.pieceBytes = min(patternOptions.pieceBytes, maxRequestBytes)
         patterns = PatternDetector(options: patternOptions, pathOf: { paths.path($0) })
         lookahead = LookaheadPredictor(window: configuration.predictor.lookaheadWindow, maxFiles: configuration.ingest.maxFiles)
 

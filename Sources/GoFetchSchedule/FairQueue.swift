@@ -6,8 +6,14 @@ import HeapModule
 /// The scheduler's policy queue, one per client user, released in turn: the daemon
 /// is shared, and a user whose clients flood it with predictions (or announce
 /// millions of files) must not push every other user's requests back. Within a
-/// user's queue the policy orders requests (`fifo`: arrival; `heap`: confidence,
-/// then deadline, then arrival); across users each takes one request per turn.
+/// user's queue the policy orders requests (`fifo`: arrival; `heap`: the data-set
+/// tree's after every other predictor's, then confidence, then deadline, then
+/// arrival); across users each takes one request per turn.
+///
+/// The tree knows which files the job will read, not when: it fills what the link
+/// has left. A predictor that follows what the job reads now (the next bytes of a
+/// shard it streams, the next file of its order) names what the job waits for
+/// next, and goes ahead of the tree's queue, which holds up to seconds of reads.
 ///
 /// Bounded by `capacity` requests in all: beyond it the user with the most queued
 /// loses its least urgent one (the oldest under `fifo`), so a flood evicts its own.
@@ -16,8 +22,11 @@ struct FairQueue {
         var request: PrefetchRequest
         var sequence: UInt64
 
-        /// Higher confidence first, then the earlier deadline, then arrival.
+        /// Any predictor's before the data-set tree's, then higher confidence first,
+        /// then the earlier deadline, then arrival.
         static func < (a: Item, b: Item) -> Bool {
+            let aTree = a.request.predictor == .dataSetTree, bTree = b.request.predictor == .dataSetTree
+            if aTree != bTree { return aTree }
             if a.request.confidence != b.request.confidence { return a.request.confidence < b.request.confidence }
             let ad = a.request.deadline ?? .max, bd = b.request.deadline ?? .max
             if ad != bd { return ad > bd }

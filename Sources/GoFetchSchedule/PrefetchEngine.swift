@@ -351,7 +351,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             scheduler.setCeiling(cgroups.ceiling)
             offerTree(now: now)
             scheduler.release(now: now) { request in
-                guard executor.submit(request) else { return false }
+                guard executor.hasRoom, executor.submit(request) else { return false }
                 ledger.issued(request, now: now)
                 return true
             }
@@ -404,12 +404,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         executor.submit(request)
     }
 
-    /// The tree hands out large files in chunks of this (or the largest request, if
-    /// smaller): the reads the window lets run at once are then next to each other, one
-    /// front moving through a shard at the link's rate that the job's reads follow,
-    /// instead of several far apart sharing it.
-    static let treeChunkBytes: UInt64 = 1 << 20
-
     /// Keeps the scheduler's queue fed from the data-set tree while no exact order
     /// answers the job's opens; the budget and rates pace what is released.
     private func offerTree(now: UInt64) {
@@ -424,7 +418,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         charged(client.uid) {
             let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
                                  read: { read.contains($0) },
-                                 chunkBytes: min(scheduler.options.maxRequestBytes, Self.treeChunkBytes),
+                                 chunkBytes: min(scheduler.options.maxRequestBytes, Prediction.pieceBytes),
                                  eligible: { reporters.contains($0, uid: client.uid) },
                                  eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
             (reportersSeen, treeClientSeen) = (reporters.version, client.uid)

@@ -232,9 +232,16 @@ public final class PrefetchScheduler {
                 }
                 offersSinceCheck = 0
             }
-            enqueue(PrefetchRequest(
-                fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: prediction.offset, length: length,
-                confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))
+            // In pieces (``Prediction/pieceBytes``) where the size is known.
+            let piece = info.size == 0 ? length : Prediction.pieceBytes
+            var offset = prediction.offset
+            while offset < prediction.offset + length {
+                let size = min(piece, prediction.offset + length - offset)
+                enqueue(PrefetchRequest(
+                    fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: offset, length: size,
+                    confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))
+                offset += size
+            }
         }
         pruneRecent(now)
     }

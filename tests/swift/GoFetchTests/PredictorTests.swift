@@ -255,6 +255,32 @@ struct PredictorTests {
         #expect((shuffled.choices[.remainingSet] ?? 0) > 0)
     }
 
+    @Test("a sequential reader's range comes in pieces, dated by its read rate over several reads")
+    func patternPieces() {
+        var options = PatternDetector.Options()
+        options.pieceBytes = 256 << 10
+        options.lookaheadSeconds = 1
+        let detector = PatternDetector(options: options, pathOf: { _ in "/data/shard.tar" })
+        detector.observe(openEvent(1, size: 64 << 20))
+        // 64 KiB reads, one in four waiting 50 ms on storage, the others cached 0.1 ms
+        // apart: 448 KiB over the last 8 reads' 50.6 ms, 8.6 MiB/s (one cached read to
+        // the next alone says 625 MiB/s).
+        var time: UInt64 = 0
+        for i in 0..<16 {
+            time += i % 4 == 0 ? 50_000_000 : 100_000
+            detector.observe(readEvent(1, offset: UInt64(i) << 16, length: 64 << 10, time: time))
+        }
+        let pieces = detector.predict(file: 1, pid: 1, limit: 2)
+        // One second of the rate ahead, in pieces: `limit` counts strides, not pieces.
+        #expect(pieces.count == 35)
+        #expect(pieces.first?.offset == 16 << 16)
+        #expect(pieces.allSatisfy { $0.length <= 256 << 10 && $0.predictor == .pattern })
+        #expect(zip(pieces, pieces.dropFirst()).allSatisfy { $0.offset + $0.length == $1.offset && $0.deadline! < $1.deadline! })
+        // The last piece is due about a second after the last read, at the reader's rate.
+        let due = Double(pieces.last!.deadline! - time) / 1e9
+        #expect(due > 0.9 && due < 1.0)
+    }
+
     @Test("absurd offsets, sizes, lengths and times from a client never trap")
     func hostileNumbers() {
         let detector = PatternDetector()

@@ -245,6 +245,20 @@ struct ExecutorTests {
         }
     }
 
+    @Test("the executor takes a warming request only while it would start within one read")
+    func room() {
+        let pool = PrefetchExecutor(threads: 4, capacity: 256, method: nil, logger: .test, onResult: { _ in })
+        // Not started: nothing reads, and the window starts at one read.
+        #expect(pool.hasRoom)
+        #expect(pool.submit(request("/nonexistent/a", file: 1)))
+        #expect(pool.hasRoom)  // the window's one slot is free: one request may wait for it
+        #expect(pool.submit(request("/nonexistent/b", file: 2)))
+        #expect(!pool.hasRoom)
+        // The queue itself still takes more (a give-back does not wait on the window).
+        #expect(pool.submit(request("/nonexistent/c", file: 3)))
+        #expect(pool.pending == 3)
+    }
+
     @Test("requests run on the pool and report through the callback")
     func pool() throws {
         let directory = TemporaryDirectory()
@@ -355,6 +369,29 @@ struct SchedulerTests {
         let fifo = PrefetchScheduler(options: options { $0.policy = .fifo }, now: 0)
         fifo.offer(predictions, uid: 0, gid: 0, now: 1, file: files)
         #expect(drain(fifo, now: 1).map(\.fileID) == [1, 2, 3])
+    }
+
+    @Test("heap: the data-set tree's requests go after any other predictor's, whatever their confidence")
+    func treeLast() {
+        let scheduler = PrefetchScheduler(options: options(), now: 0)
+        scheduler.offer([Prediction(fileID: 1, confidence: 0.9, predictor: .dataSetTree),
+                         Prediction(fileID: 2, confidence: 0.95, predictor: .dataSetTree)], uid: 0, gid: 0, now: 1, file: files)
+        scheduler.offer([Prediction(fileID: 3, confidence: 0.61, deadline: 5, predictor: .pattern),
+                         Prediction(fileID: 4, confidence: 0.7, predictor: .markov)], uid: 0, gid: 0, now: 2, file: files)
+        #expect(drain(scheduler, now: 2).map(\.fileID) == [4, 3, 2, 1])
+    }
+
+    @Test("a range larger than a piece goes out in pieces, in order, covering it once")
+    func pieces() {
+        let scheduler = PrefetchScheduler(options: options { $0.maxRequestBytes = 3_500_000 }, now: 0)
+        scheduler.offer([Prediction(fileID: 9, offset: 100, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: 1) { _ in ("/data/9", 10 << 20) }
+        let released = drain(scheduler, now: 1)
+        let piece = Prediction.pieceBytes
+        #expect(released.map(\.offset) == [100, 100 + piece, 100 + 2 * piece, 100 + 3 * piece])
+        #expect(released.map(\.length) == [piece, piece, piece, 3_500_000 - 3 * piece])
+        // Sent once: the same range offered again is a duplicate.
+        scheduler.offer([Prediction(fileID: 9, offset: 100, confidence: 0.9, predictor: .markov)], uid: 0, gid: 0, now: 2) { _ in ("/data/9", 10 << 20) }
+        #expect(drain(scheduler, now: 2).isEmpty)
     }
 
     @Test("the ops/s token bucket paces releases")
