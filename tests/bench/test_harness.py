@@ -362,6 +362,8 @@ def test_scenarios_every_mode_quick_set_and_no_hook_in_the_job():
     assert built["S1-cap"].bandwidth_mbps == 30 and built["S1"].bandwidth_mbps is None
     assert built["S1-cap"].order == built["S1"].order == "shuffle"
     assert built["S3-cap"].bandwidth_mbps == 30 and built["S3-cap"].read_size == 64 << 10
+    # S3-cap's job works about as long as its link moves the data; S3's is storage-bound.
+    assert built["S3-cap"].step_ms == scenarios.S3_CAP_STEP_MS == 55 and built["S3"].step_ms == 10
     assert built["S3"].read_size == 1 << 20
     assert built["S5"].order == "sorted" and not built["S5"].memory_limited
     # S4: the data set is twice the room the limit leaves for it.
