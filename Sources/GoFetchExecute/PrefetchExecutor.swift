@@ -67,6 +67,11 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var count: Int { requests.count - head }
         /// Threads in a request of each user; when each request in progress started.
         var busyByUID: [UInt32: Int] = [:]
+        /// Warming requests waiting, per user.
+        var waitingByUID: [UInt32: Int] = [:]
+        /// Users whose last warming request that loaded anything took under a millisecond
+        /// (bounded: cleared at 4,096).
+        var fastUIDs: Set<UInt32> = []
         var started: [Int: UInt64] = [:]
         var nextTicket = 0
 
@@ -104,6 +109,10 @@ public final class PrefetchExecutor: @unchecked Sendable {
         mutating func take(_ index: Int, now: UInt64) -> (PrefetchRequest, ticket: Int) {
             let request = requests[index]
             if index == head { head += 1 } else { requests.remove(at: index) }
+            if request.purpose == .warm {
+                let waiting = waitingByUID[request.uid, default: 1] - 1
+                waitingByUID[request.uid] = waiting > 0 ? waiting : nil
+            }
             if request.purpose == .warm { active += 1 }
             busyByUID[request.uid, default: 0] += 1
             nextTicket += 1
@@ -148,15 +157,24 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// Requests waiting for a thread.
     public var pending: Int { queue.withLock { $0.count } }
 
-    /// Whether a warming request sent now would start within one read: the window has
-    /// a free slot, or nothing waits for the next one. What waits here goes in the
-    /// order it came; the scheduler keeps the rest in its own, where a request for what
-    /// the job needs sooner can still go first.
-    public var hasRoom: Bool {
+    /// Whether a warming request of `uid` sent now would start within the reads at the
+    /// storage now: fewer than a window of the user's requests wait. What waits here
+    /// goes in the order it came; the scheduler keeps the rest in its own, where a
+    /// request for what the job needs sooner can still go first. Per user: another
+    /// user's requests waiting for their share of the threads take no room from this
+    /// one. While the user's last load took under a millisecond (a hint, a local
+    /// disk), up to ``fastWaiting``: such reads end before the engine
+    /// sends the next, and a thread that finds none of the user's waiting would take
+    /// another user's, perhaps on a storage that holds it for seconds.
+    public func hasRoom(for uid: UInt32) -> Bool {
         queue.withLock { queue in
-            !queue.stopping && queue.count <= max(0, queue.window.limit - queue.reading(now: Clock.monotonicNanoseconds()))
+            let waiting = queue.waitingByUID[uid, default: 0]
+            return !queue.stopping && (waiting < queue.window.limit || queue.fastUIDs.contains(uid) && waiting < Self.fastWaiting)
         }
     }
+
+    /// Requests of a user whose reads are fast that may wait (``hasRoom(for:)``).
+    static let fastWaiting = 64
 
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult
@@ -168,6 +186,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 queue.head = 0
             }
             queue.requests.append(request)
+            if request.purpose == .warm { queue.waitingByUID[request.uid, default: 0] += 1 }
             return true
         }
         if accepted {
@@ -191,6 +210,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         queue.withLock { queue in
             queue.stopping = true
             queue.requests.removeAll()
+            queue.waitingByUID.removeAll()
             queue.head = 0
         }
         ready.lock()
@@ -251,6 +271,15 @@ public final class PrefetchExecutor: @unchecked Sendable {
                                            inFlight: queue.active, now: result.completedAt)
                 }
                 queue.done(request, ticket: ticket)
+                // Loads only: a range found resident says nothing of the storage.
+                if result.outcome == .completed && result.bytes > 0 {
+                    if result.completedAt &- result.issuedAt < 1_000_000 {
+                        if queue.fastUIDs.count >= 4_096 { queue.fastUIDs.removeAll() }
+                        queue.fastUIDs.insert(request.uid)
+                    } else {
+                        queue.fastUIDs.remove(request.uid)
+                    }
+                }
                 return min(queue.count, max(0, queue.window.limit - queue.active))
             }
             if wake > 0 {

@@ -350,8 +350,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             cgroups.refresh(now: now)
             scheduler.setCeiling(cgroups.ceiling)
             offerTree(now: now)
-            scheduler.release(now: now) { request in
-                guard executor.hasRoom, executor.submit(request) else { return false }
+            scheduler.release(now: now, hasRoom: { executor.hasRoom(for: $0) }) { request in
+                guard executor.submit(request) else { return false }
                 ledger.issued(request, now: now)
                 return true
             }

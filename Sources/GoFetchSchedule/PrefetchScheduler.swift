@@ -252,11 +252,14 @@ public final class PrefetchScheduler {
     }
 
     /// Hands requests to `submit` while budget, rates and memory pressure allow.
-    /// `submit` returns `false` when the executor cannot take more now.
-    public func release(now: UInt64, submit: (PrefetchRequest) -> Bool) {
+    /// - Parameters:
+    ///   - hasRoom: whether the executor would start a request of this user soon; a
+    ///     user without room passes its turn (the others may have it).
+    ///   - submit: `false` when the executor cannot take more now.
+    public func release(now: UInt64, hasRoom: (UInt32) -> Bool = { _ in true }, submit: (PrefetchRequest) -> Bool) {
         expire(now)
         waitingForTokens = false
-        var atBudget = 0  // users in a row found at their budget
+        var atBudget = 0  // users in a row found at their budget (or without room)
         while let next = queue.next {
             if next.offset == 0, next.predictor != .pattern, let opened = openedAt[next.fileID], opened >= next.queuedAt {
                 queue.removeNext()
@@ -271,6 +274,12 @@ public final class PrefetchScheduler {
             guard withinBudget(next) else {
                 statistics.budgetWaits.add(1)
                 // This user is at its budget (its waste scale may be small): the others may have room.
+                atBudget += 1
+                guard atBudget < queue.users else { return }
+                queue.skipTurn()
+                continue
+            }
+            guard hasRoom(next.uid) else {
                 atBudget += 1
                 guard atBudget < queue.users else { return }
                 queue.skipTurn()

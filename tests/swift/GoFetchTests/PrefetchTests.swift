@@ -245,18 +245,18 @@ struct ExecutorTests {
         }
     }
 
-    @Test("the executor takes a warming request only while it would start within one read")
+    @Test("the executor takes a user's warming requests only while fewer than a window of them wait")
     func room() {
         let pool = PrefetchExecutor(threads: 4, capacity: 256, method: nil, logger: .test, onResult: { _ in })
-        // Not started: nothing reads, and the window starts at one read.
-        #expect(pool.hasRoom)
-        #expect(pool.submit(request("/nonexistent/a", file: 1)))
-        #expect(pool.hasRoom)  // the window's one slot is free: one request may wait for it
-        #expect(pool.submit(request("/nonexistent/b", file: 2)))
-        #expect(!pool.hasRoom)
+        // Not started: the window starts at one read.
+        #expect(pool.hasRoom(for: 7))
+        #expect(pool.submit(request("/nonexistent/a", file: 1, uid: 7)))
+        #expect(!pool.hasRoom(for: 7))
+        // Another user's requests are not held behind the first's.
+        #expect(pool.hasRoom(for: 8))
         // The queue itself still takes more (a give-back does not wait on the window).
-        #expect(pool.submit(request("/nonexistent/c", file: 3)))
-        #expect(pool.pending == 3)
+        #expect(pool.submit(request("/nonexistent/b", file: 2, uid: 7)))
+        #expect(pool.pending == 2)
     }
 
     @Test("requests run on the pool and report through the callback")
@@ -379,6 +379,18 @@ struct SchedulerTests {
         scheduler.offer([Prediction(fileID: 3, confidence: 0.61, deadline: 5, predictor: .pattern),
                          Prediction(fileID: 4, confidence: 0.7, predictor: .markov)], uid: 0, gid: 0, now: 2, file: files)
         #expect(drain(scheduler, now: 2).map(\.fileID) == [4, 3, 2, 1])
+    }
+
+    @Test("a user without room at the executor passes its turn; the others' requests still go")
+    func roomPerUser() {
+        let scheduler = PrefetchScheduler(options: options(), now: 0)
+        scheduler.offer([Prediction(fileID: 1, confidence: 0.9, predictor: .lookahead)], uid: 7, gid: 7, now: 1, file: files)
+        scheduler.offer([Prediction(fileID: 2, confidence: 0.9, predictor: .lookahead)], uid: 8, gid: 8, now: 1, file: files)
+        var released: [PrefetchRequest] = []
+        scheduler.release(now: 1, hasRoom: { $0 != 7 }) { released.append($0); return true }
+        #expect(released.map(\.fileID) == [2])
+        #expect(scheduler.queuedCount == 1)
+        #expect(drain(scheduler, now: 2).map(\.fileID) == [1])
     }
 
     @Test("a range larger than a piece goes out in pieces, in order, covering it once")
