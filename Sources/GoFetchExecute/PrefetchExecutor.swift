@@ -69,8 +69,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var busyByUID: [UInt32: Int] = [:]
         /// Warming requests waiting, per user.
         var waitingByUID: [UInt32: Int] = [:]
-        /// Users whose last warming request that loaded anything took under a millisecond
-        /// (bounded: cleared at 4,096).
+        /// Users whose last warming request (loaded or found resident) took under a
+        /// millisecond (bounded: cleared at 4,096).
         var fastUIDs: Set<UInt32> = []
         var started: [Int: UInt64] = [:]
         var nextTicket = 0
@@ -162,8 +162,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// goes in the order it came; the scheduler keeps the rest in its own, where a
     /// request for what the job needs sooner can still go first. Per user: another
     /// user's requests waiting for their share of the threads take no room from this
-    /// one. While the user's last load took under a millisecond (a hint, a local
-    /// disk), up to ``fastWaiting``: such reads end before the engine
+    /// one. While the user's last request took under a millisecond (found resident, a
+    /// hint, a local disk), up to ``fastWaiting``: such reads end before the engine
     /// sends the next, and a thread that finds none of the user's waiting would take
     /// another user's, perhaps on a storage that holds it for seconds.
     public func hasRoom(for uid: UInt32) -> Bool {
@@ -271,8 +271,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
                                            inFlight: queue.active, now: result.completedAt)
                 }
                 queue.done(request, ticket: ticket)
-                // Loads only: a range found resident says nothing of the storage.
-                if result.outcome == .completed && result.bytes > 0 {
+                // A load or a range found resident: how soon the next of the user's may start.
+                if result.outcome == .completed || result.outcome == .skipped {
                     if result.completedAt &- result.issuedAt < 1_000_000 {
                         if queue.fastUIDs.count >= 4_096 { queue.fastUIDs.removeAll() }
                         queue.fastUIDs.insert(request.uid)
