@@ -174,7 +174,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
     }
 
     /// Requests of a user whose reads are fast that may wait (``hasRoom(for:)``).
-    static let fastWaiting = 64
+    static let fastWaiting = 8
 
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult
