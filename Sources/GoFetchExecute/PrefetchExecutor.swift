@@ -110,10 +110,10 @@ public final class PrefetchExecutor: @unchecked Sendable {
             let request = requests[index]
             if index == head { head += 1 } else { requests.remove(at: index) }
             if request.purpose == .warm {
+                active += 1
                 let waiting = waitingByUID[request.uid, default: 1] - 1
                 waitingByUID[request.uid] = waiting > 0 ? waiting : nil
             }
-            if request.purpose == .warm { active += 1 }
             busyByUID[request.uid, default: 0] += 1
             nextTicket += 1
             started[nextTicket] = now

@@ -234,13 +234,14 @@ public final class PrefetchScheduler {
             }
             // In pieces (``Prediction/pieceBytes``) where the size is known.
             let piece = info.size == 0 ? length : Prediction.pieceBytes
-            var offset = prediction.offset
-            while offset < prediction.offset + length {
-                let size = min(piece, prediction.offset + length - offset)
+            var done: UInt64 = 0
+            while done < length {
+                let size = min(piece, length - done)
                 enqueue(PrefetchRequest(
-                    fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: offset, length: size,
-                    confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor, queuedAt: now))
-                offset += size
+                    fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: prediction.offset + done,
+                    length: size, confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor,
+                    queuedAt: now))
+                done += size
             }
         }
         pruneRecent(now)
