@@ -27,6 +27,8 @@ public final class ExecutorStatistics: Sendable {
     public let giveBackDropped = Atomic<Int>(0)
     /// Threads still in a read when the executor stopped (the storage did not answer).
     public let abandonedAtStop = Atomic<Int>(0)
+    /// Requests waiting for a thread when the executor stopped: dropped unread.
+    public let droppedAtStop = Atomic<Int>(0)
 
     public init() {}
 
@@ -209,6 +211,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         guard !workers.isEmpty else { return }
         queue.withLock { queue in
             queue.stopping = true
+            statistics.droppedAtStop.add(queue.count)
             queue.requests.removeAll()
             queue.waitingByUID.removeAll()
             queue.head = 0

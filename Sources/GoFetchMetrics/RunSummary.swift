@@ -122,12 +122,12 @@ public struct RunSummary: Sendable, Codable, Equatable {
             row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" + (prefetch.treeFromLastRun != nil ? "; warmed from the start, as the last run of this command read it" : "") } ?? "none")
                 + (prefetch.treeHints.map { "; named on the command line, warmed from the start: " + $0.joined(separator: ", ") } ?? "")
                 + (prefetch.treeHintsDropped.map { " (dropped, the job read elsewhere: " + $0.joined(separator: ", ") + ")" } ?? ""))
-            row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed")
+            row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed, \(prefetch.droppedAtEnd ?? 0) still waiting for a thread when the run ended")
             row("prefetched", Format.bytes(prefetch.bytesLoaded))
             if prefetch.volatileMounts > 0 {
                 row("cannot last", "\(prefetch.volatileMounts) FUSE mount(s) drop the page cache at every open (no keep_cache): \(prefetch.cannotLast) requests not warmed")
             }
-            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.withdrawn ?? 0) of the tree's withdrawn for an exact order, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.unreported ?? 0) not reported by their client, \(prefetch.droppedEvents) events dropped")
+            row("not issued", "\(prefetch.belowThreshold) below confidence, \(prefetch.duplicates) duplicates, \(prefetch.queueDropped) queue full, \(prefetch.staleDropped) opened while queued, \(prefetch.withdrawn ?? 0) of the tree's withdrawn for an exact order, \(prefetch.assumedResident) assumed resident (all cached), \(prefetch.unknownFiles) unknown files, \(prefetch.unreported ?? 0) not reported by their client, \(prefetch.droppedEvents) events dropped, \(prefetch.leftQueued ?? 0) still queued when the run ended")
             row("waits", "budget \(prefetch.budgetWaits), rate \(prefetch.rateWaits), memory pressure \(prefetch.pressureWaits)")
             let a = prefetch.accounting
             row("accesses", "\(a.accesses) reads/mmaps: \(a.accesses - a.coldAccesses) warm, \(a.coldAccesses) cold; \(a.coveredAccesses) warm thanks to gofetch")
@@ -186,6 +186,11 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var staleDropped: Int
     /// The data-set tree's queued requests dropped when the lookahead's exact order came.
     public var withdrawn: Int?
+    /// Requests still queued in the scheduler when the run ended (never issued), and
+    /// issued ones still waiting for a prefetch thread (dropped unread); `nil` in
+    /// summaries stored before they were counted.
+    public var leftQueued: Int?
+    public var droppedAtEnd: Int?
     /// Offers not sent to be checked while the cache held what the job read.
     public var assumedResident: Int
     public var droppedEvents: Int
@@ -251,6 +256,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         queueDropped = scheduler.queueDropped.value + executor.queueFull.value
         staleDropped = scheduler.staleDropped.value
         withdrawn = scheduler.withdrawn.value
+        leftQueued = scheduler.leftAtStop.value
+        droppedAtEnd = executor.droppedAtStop.value
         assumedResident = scheduler.assumedResident.value
         droppedEvents = engine.droppedEvents.value
         released = scheduler.released.value

@@ -190,6 +190,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         inbox.withLock { $0.stopping = true }
         wakeUp.signal()
         thread?.join()
+        scheduler.statistics.leftAtStop.add(scheduler.queuedCount)
         executor.stop()
         // The engine thread is gone: settle what is left on this one.
         for result in inbox.withLock({ $0.results }) { ledger.completed(result) }

@@ -19,6 +19,8 @@ public final class SchedulerStatistics: Sendable {
     public let staleDropped = Atomic<Int>(0)
     /// Queued requests dropped because an exact order replaced their predictor (``PrefetchScheduler/withdraw(_:)``).
     public let withdrawn = Atomic<Int>(0)
+    /// Requests still queued when the engine stopped (the job ended first): never sent.
+    public let leftAtStop = Atomic<Int>(0)
     public let budgetWaits = Atomic<Int>(0)
     public let rateWaits = Atomic<Int>(0)
     public let pressureWaits = Atomic<Int>(0)

@@ -17,10 +17,11 @@ FAKE_TORCH = os.path.join(ROOT, "python", "tests", "fake_torch")
 
 # A training loop that knows nothing of gofetch: an ImageFolder-like dataset, a
 # shuffled DataLoader with worker processes started by the context named on the
-# command line, one epoch; prints the files in the order the batches came.
+# command line, one epoch; prints the files in the order the batches came. With
+# JOB_ITEM_DELAY_S set, each item first works that long (decoding, augmenting).
 JOB = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     import torch
     from torch.utils.data import DataLoader, Dataset
 
@@ -30,6 +31,7 @@ JOB = textwrap.dedent(
         def __len__(self):
             return len(self.samples)
         def __getitem__(self, index):
+            time.sleep(float(os.environ.get("JOB_ITEM_DELAY_S", "0")))
             with open(self.samples[index][0], "rb") as f:
                 return [index, len(f.read())]
 
@@ -53,10 +55,11 @@ def last_json(stderr):
     return json.loads(text[text.rindex("\n{\n") + 1:])
 
 
-def run_job(tmp_path, gofetch_bin, python_bin, data, *, context="spawn", gofetch_args=(), python_args=(), pythonpath=()):
+def run_job(tmp_path, gofetch_bin, python_bin, data, *, context="spawn", gofetch_args=(), python_args=(), pythonpath=(), item_delay_s=0.0):
     script = tmp_path / "train.py"
     script.write_text(JOB)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOFETCH_")}
+    env["JOB_ITEM_DELAY_S"] = str(item_delay_s)
     env["PYTHONPATH"] = os.pathsep.join([*pythonpath, FAKE_TORCH])
     command = [python_bin, *python_args, str(script), str(data), context]
     if gofetch_bin is None:
@@ -358,9 +361,11 @@ def test_file_names_that_are_not_utf8_are_announced_and_warmed_by_their_bytes(tm
         files.append(name)
     evict([os.fsdecode(f) for f in files])
     # Only the announcements: the folder named on the command line is not warmed ahead.
-    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context="fork", gofetch_args=["--no-command-line-hints"])
+    # Each item works 50 ms first, as a decoding job does: without it the job read
+    # every file before its hint was sent and ended with some still queued.
+    traced, report = run_job(tmp_path, gofetch_bin, python_bin, data, context="fork", gofetch_args=["--no-command-line-hints"], item_delay_s=0.05)
     prefetch = report["summary"]["prefetch"]
-    print("announced:", prefetch["announced"], {k: prefetch[k] for k in ("released", "completed", "skipped", "missing", "failed")})
+    print("announced:", prefetch["announced"], {k: prefetch[k] for k in ("released", "completed", "skipped", "missing", "failed", "leftQueued", "droppedAtEnd")})
     assert report["pythonHook"]["enabled"] and traced["client"]
     assert prefetch["announced"] == len(files)
 
@@ -375,3 +380,6 @@ def test_file_names_that_are_not_utf8_are_announced_and_warmed_by_their_bytes(tm
     # first): a repaired name would have been missing.
     assert prefetch["missing"] == 0 and prefetch["failed"] == 0
     assert prefetch["completed"] + prefetch["skipped"] == prefetch["released"] == len(files)
+    assert prefetch["leftQueued"] == prefetch["droppedAtEnd"] == 0
+    # Warmed by their bytes ahead of the job, not only found resident after it.
+    assert prefetch["completed"] >= len(files) // 2
