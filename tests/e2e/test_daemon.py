@@ -188,11 +188,13 @@ def test_sigterm_ends_the_daemon_while_the_storage_never_answers(tmp_path, gofet
     assert took <= 2.0, f"SIGTERM took {took:.1f} s"
     per_file = dict(query(db, "SELECT file_path, SUM(length) FROM traces WHERE access_type = 'read' GROUP BY file_path"))
     assert {p: per_file.get(p, 0) for p in files} == files
-    # The announced files no thread reached are counted as never sent or dropped unread.
+    # The announced files no thread reached are counted as never sent or dropped unread
+    # (the queue also holds other predictors' guesses about the job's files: at least).
     prefetch = json.loads(query(db, "SELECT summary FROM run_results")[-1][0])["prefetch"]
     print("at the end:", {k: prefetch[k] for k in ("announced", "released", "leftQueued", "droppedAtEnd")})
     assert prefetch["leftQueued"] + prefetch["droppedAtEnd"] > 0
-    assert prefetch["released"] + prefetch["leftQueued"] == prefetch["announced"] == len(stuck)
+    assert prefetch["announced"] == len(stuck)
+    assert prefetch["released"] + prefetch["leftQueued"] >= len(stuck)
 
 
 def test_one_user_holds_at_most_half_the_connections(tmp_path, gofetch_bin):
