@@ -213,6 +213,15 @@ public final class DirectoryLister: @unchecked Sendable {
         state.withLock { $0.statistics.trees += 1 }
         while let directory = stack.popLast() {
             if state.withLock({ $0.stopping }) { return }
+            // A folder listed before (by an earlier walk, as another client) is only read
+            // for its sub-folders: no status of each file again.
+            if listed.contains(directory) {
+                let folders = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups) { () throws(Errno) in
+                    try DirectoryListing.names(in: directory, of: .directory, limit: options.maxNamesPerDirectory)
+                }
+                for folder in (folders ?? []).sorted().reversed() { stack.append(directory == "/" ? "/" + folder : directory + "/" + folder) }
+                continue
+            }
             let entries = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups) { () throws(Errno) in
                 try DirectoryListing.entries(in: directory, limit: options.maxNamesPerDirectory)
             }
@@ -222,7 +231,6 @@ public final class DirectoryLister: @unchecked Sendable {
             }
             let folders = entries.folders.sorted()
             for folder in folders.reversed() { stack.append(directory == "/" ? "/" + folder : directory + "/" + folder) }
-            guard !listed.contains(directory) else { continue }
             let regular = entries.files.sorted { $0.name < $1.name }
             let room = max(0, options.maxTreeFiles - files)
             let taken = regular.prefix(room)

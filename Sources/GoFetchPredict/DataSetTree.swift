@@ -141,6 +141,12 @@ public final class DataSetTree {
         return root
     }
 
+    /// The client its roots are listed and warmed as from now on (the first client of a
+    /// run, after the roots were seeded as ``PrefetchEngine``'s `anyone`).
+    public func rebind(uid: UInt32, gid: UInt32, pid: UInt32) {
+        client = (uid, gid, pid)
+    }
+
     /// Notes any open of the client while hints wait (``hints`` not empty): an open
     /// under a hint confirms it; after ``Options/hintOpens`` opens elsewhere, the hints
     /// still unconfirmed are dropped, with their files.

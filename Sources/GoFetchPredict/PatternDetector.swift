@@ -45,7 +45,9 @@ public final class PatternDetector: Predictor {
     struct Read {
         var offset: UInt64
         var length: UInt64
+        /// When the read started, and how long the reader waited in it (0: not measured).
         var time: UInt64
+        var duration: UInt64 = 0
     }
 
     struct State {
@@ -115,39 +117,51 @@ public final class PatternDetector: Predictor {
             let path = event.length >= options.minFileSize ? pathOf(event.fileID) : nil
             opened(file: event.fileID, pid: event.pid, size: event.length, path: path)
         case .read, .mmap:
-            record(file: event.fileID, pid: event.pid, offset: event.offset, length: event.length, time: event.monotonicNanoseconds)
+            record(file: event.fileID, pid: event.pid, offset: event.offset, length: event.length,
+                   time: event.monotonicNanoseconds, duration: UInt64(event.durationNanoseconds))
         case .close, .epoch, .lookahead:
             break
         }
     }
 
-    /// Learns one read of `length` bytes at `offset`.
-    public func record(file: FileID, pid: UInt32, offset: UInt64, length: UInt64, time: UInt64) {
+    /// Learns one read of `length` bytes at `offset`, started at `time` and waited in
+    /// for `duration` nanoseconds (0 where the trace source does not measure it).
+    public func record(file: FileID, pid: UInt32, offset: UInt64, length: UInt64, time: UInt64, duration: UInt64 = 0) {
         // Offset 2^64-1 means the source could not tell; a read past the end teaches nothing.
         guard length > 0, offset != .max, let index = states.index(forKey: Key(file: file, pid: pid)),
               offset < states.values[index].size else { return }
         tick += 1
         // In place in the table: a copy out and back would copy the reads' list at every read.
-        learn(&states.values[index], offset: offset, length: length, time: time)
+        learn(&states.values[index], offset: offset, length: length, time: time, duration: duration)
         patternCounts[states.values[index].pattern, default: 0] += 1
     }
 
-    private func learn(_ state: inout State, offset: UInt64, length: UInt64, time: UInt64) {
+    private func learn(_ state: inout State, offset: UInt64, length: UInt64, time: UInt64, duration: UInt64) {
         let length = min(length, state.size - offset)
         state.lastUsed = tick
         let previous = state.recent.last
-        state.recent.append(Read(offset: offset, length: length, time: time))
+        state.recent.append(Read(offset: offset, length: length, time: time, duration: duration))
         if state.recent.count > 8 { state.recent.removeFirst() }
 
         if let previous {
             let previousEnd = previous.offset + previous.length
-            // Read rate over the last reads (up to 8): it sizes how far ahead to warm and
-            // dates each piece. Over several reads, not from one to the next: a reader
-            // that waits on storage for one read and finds the next few cached reads at
-            // a fraction of a millisecond apart, which alone say gigabytes a second.
+            // The rate the reader uses bytes at over the last reads (up to 8): it sizes
+            // how far ahead to warm and dates each piece. Over several reads, not from
+            // one to the next: a reader that waits on storage for one read finds the
+            // next few cached a fraction of a millisecond apart, which alone say
+            // gigabytes a second. And without the time it waited in its reads: a reader
+            // that reads cold looks slow by its reads' times alone, so its pieces would
+            // be dated late and go after a warm reader's, and it would stay cold (two
+            // loader workers streaming two shards on a capped link: one ran ahead on
+            // prefetch, the other read cold the whole epoch).
             if let first = state.recent.first, time > first.time {
                 let bytes = state.recent.dropFirst().reduce(0) { $0 + $1.length }
-                state.bytesPerSecond = Double(bytes) / (Double(time - first.time) / 1e9)
+                let elapsed = time - first.time
+                let waited = state.recent.dropLast().reduce(0) { $0 + $1.duration }
+                // At least a hundredth of the time: a reader that did nothing but wait (cat)
+                // would use bytes as fast as they come, and its rate stays finite.
+                let using = max(elapsed / 100, elapsed - min(elapsed, waited))
+                state.bytesPerSecond = Double(bytes) / (Double(using) / 1e9)
             }
             if offset < previous.offset && offset <= options.maxGap && state.highestEnd >= state.size - min(state.size, options.maxGap + length) {
                 // Back to the start after reading to the end: a new pass over the file.
@@ -156,7 +170,7 @@ public final class PatternDetector: Predictor {
                 state.consecutiveSequential = 0
                 state.aheadUntil = 0
                 state.highestEnd = offset + length
-                state.recent = [Read(offset: offset, length: length, time: time)]
+                state.recent = [Read(offset: offset, length: length, time: time, duration: duration)]
             } else if detectStride(&state) {
                 // Equal gaps, even small ones, are a stride rather than "nearly sequential".
                 state.consecutiveSequential = 0

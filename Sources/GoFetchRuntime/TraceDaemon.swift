@@ -123,8 +123,8 @@ public final class TraceDaemon: @unchecked Sendable {
             // predicted starts warming that tree now, during its start-up (importing
             // its libraries, building its model), not after its first opens show it.
             // As the job: gofetch's own user, groups and pid (the job inherits them);
-            // under root, whose job may take another user (setpriv, su), as the
-            // process of the job's first event, from then on.
+            // under root, whose job may take another user (setpriv, su), as no one
+            // until the job's first event, then as that process (PrefetchEngine.anyone).
             let client = geteuid() == 0 ? nil : (uid: geteuid(), gid: getegid(), pid: UInt32(bitPattern: getpid()))
             if source == "run", let root = try? self.store.lastDataSetRoot(command: command, source: source, before: runID),
                (try? Syscall.fileStatus(root, followSymlinks: true))?.kind == .directory {

@@ -35,6 +35,13 @@ struct FileReporters {
         version += 1
     }
 
+    /// Adds `uid` as a reporter of every file `from` reported (the first client of a run
+    /// takes over what was listed as ``ClientIdentity/anyone`` before it came).
+    mutating func adopt(from: UInt32, to uid: UInt32) {
+        for (file, known) in first where known == from { add(file, uid: uid) }
+        for (file, users) in others where users.contains(from) { add(file, uid: uid) }
+    }
+
     func contains(_ file: FileID, uid: UInt32) -> Bool {
         guard let known = first[file] else { return false }
         return known == uid || others[file]?.contains(uid) == true

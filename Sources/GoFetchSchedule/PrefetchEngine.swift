@@ -212,8 +212,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// it. Listed and warmed as `client` (its uid and gid; its pid's groups), in the
     /// tree's order, within the budget, while the job's opens show no order.
     /// - Parameters:
-    ///   - client: `nil`: as the process of the first event that comes (a job that
-    ///     may change its user, started by root), from then on.
+    ///   - client: `nil`: a job started by root, which may change its user. Until
+    ///     its first event names the process, as ``anyone`` (only what every user of
+    ///     the machine may list and read); then as that process, which walks the
+    ///     roots again for what only it may list.
     ///   - tentative: the job's command line names the folder (a hint, dropped when
     ///     the job reads elsewhere: ``DataSetTree/noteOpen(path:)``); otherwise the
     ///     last run of the same command read its files in an order nothing predicted.
@@ -222,36 +224,51 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         wakeUp.signal()
     }
 
+    /// The identity a job started by root is warmed as before its first event: a uid
+    /// and gid no one has (the kernel's largest valid ids), no supplementary groups
+    /// (no pid to take them from). The kernel's checks as it pass only what the
+    /// "other" permission bits (and ACLs) grant every user: reading it ahead shows no
+    /// client anything it could not read itself, whoever the job turns out to be.
+    public static let anyone: (uid: UInt32, gid: UInt32, pid: UInt32) = (0xFFFF_FFFE, 0xFFFF_FFFE, 0)
+
     private struct Seed {
         var root: String
         var client: (uid: UInt32, gid: UInt32, pid: UInt32)?
         var tentative: Bool
     }
     private let seeds = Mutex<[Seed]>([])
-    /// Seeds waiting for the first event's process (engine thread).
-    private var seedsWaiting: [Seed] = []
     private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
+    /// The tree's roots were seeded as ``anyone``, waiting for the first event's process;
+    /// the uid of that process once it took them over.
+    private var treeAsAnyone = false
+    private var anyoneHeir: UInt32?
     private var seededRoot: String?
     private var hintsSeeded: [String] = []
     /// The tree offered predictions since the lookahead last withdrew them.
     private var treeOffered = false
 
     private func takeSeeds() {
-        seedsWaiting += seeds.withLock { seeds in defer { seeds.removeAll() }; return seeds }
-        guard !seedsWaiting.isEmpty else { return }
-        var waiting: [Seed] = []
-        for seed in seedsWaiting {
-            guard let client = seed.client ?? firstClient else {
-                waiting.append(seed)
-                continue
-            }
+        let taken = seeds.withLock { seeds in defer { seeds.removeAll() }; return seeds }
+        for seed in taken {
+            let client = seed.client ?? firstClient ?? Self.anyone
+            if seed.client == nil && firstClient == nil { treeAsAnyone = true }
             guard let root = tree.seed(root: seed.root, uid: client.uid, gid: client.gid, pid: client.pid, tentative: seed.tentative) else { continue }
             if seed.tentative { hintsSeeded.append(root) } else { seededRoot = root }
             walk(root, uid: client.uid, gid: client.gid, pid: client.pid)
             // No open has shown an order yet.
             orderedShare = min(orderedShare, 0.2)
         }
-        seedsWaiting = waiting
+    }
+
+    /// The first event's process takes over the roots seeded as ``anyone``: what was
+    /// listed as anyone it may list too, and its own walk adds what only it may list.
+    private func takeOverTree(as client: (uid: UInt32, gid: UInt32, pid: UInt32)) {
+        guard treeAsAnyone else { return }
+        treeAsAnyone = false
+        anyoneHeir = client.uid
+        reporters.adopt(from: Self.anyone.uid, to: client.uid)
+        tree.rebind(uid: client.uid, gid: client.gid, pid: client.pid)
+        for root in tree.roots { walk(root, uid: client.uid, gid: client.gid, pid: client.pid) }
     }
 
     /// A new data-set root: the lister walks it as the client, and the files known
@@ -335,7 +352,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             // One turn of each user's records, then what they made is released below.
             if firstClient == nil, let first = taken.turns.first?.first {
                 firstClient = (first.uid, first.gid, first.pid)
-                takeSeeds()
+                takeOverTree(as: (first.uid, first.gid, first.pid))
             }
             for records in taken.turns {
                 if let uid = records.first?.uid { charged(uid) { process(records) } }
@@ -456,7 +473,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
                 if tree.contains(record.id) { tree.resize(record.id, to: record.size) } else { tree.adopt(record.id, path: record.path, size: record.size) }
             }
         }
-        for file in listed { reporters.add(file.fileID, uid: file.uid) }
+        for file in listed {
+            reporters.add(file.fileID, uid: file.uid)
+            // The walk as anyone may still be going when the first client takes over.
+            if file.uid == Self.anyone.uid, let heir = anyoneHeir { reporters.add(file.fileID, uid: heir) }
+        }
     }
 
     /// One user's control records and events, in the order sent.

@@ -7,11 +7,13 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from conftest import ROOT, make_files, opened_files
 from test_accounting import evict, needs_fuse
+from test_run import resident_pages
 
 FAKE_TORCH = os.path.join(ROOT, "python", "tests", "fake_torch")
 
@@ -292,6 +294,51 @@ def test_a_first_run_warms_the_folder_its_configuration_names_from_its_start(tmp
     # a second, and every file was warm at its open but those evicted before use.
     assert prefetch["accounting"]["leadP50"] >= 1e9
     assert warm + prefetch["accounting"]["evictedBeforeUse"] >= total - 3
+
+
+@needs_fuse
+def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_may_read(tmp_path, gofetch_bin):
+    """gofetch run as root, a job that may change its user: until its first traced event
+    names the process, the folder its command line names is listed and warmed as no one
+    (a uid and gid no one has, no groups), so only what every user may read is read
+    ahead; the first event's process (root here) then takes the folder over and its own
+    walk adds what only it may list."""
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    source = tmp_path / "source"
+    open_files = list(make_files(str(source / "open"), 30, seed=21, min_size=20_000, max_size=60_000))
+    private = []
+    for i, path in enumerate(make_files(str(tmp_path / "made"), 6, seed=22, min_size=20_000, max_size=60_000)):
+        moved = str(source / "open" / f"class_{i % 5}" / f"private_{i}.bin")
+        os.rename(path, moved)
+        os.chmod(moved, 0o600)
+        private.append(moved)
+    hidden = list(make_files(str(source / "hidden"), 6, seed=23, min_size=20_000, max_size=60_000))
+    os.chmod(source / "hidden", 0o700)
+    with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
+        def under(paths):
+            return [os.path.join(mount.path, os.path.relpath(p, source)) for p in paths]
+        everyone, root_only, unlisted = under(open_files), under(private), under(hidden)
+        evict(everyone + root_only + unlisted)
+        # Nothing traced for 2 s (sh, sleep and find read only what the trace leaves out),
+        # then cat reads the folder: its opens are the job's first events.
+        job = ["sh", "-c", 'sleep 2; find "$1" -type f -exec cat {} + >/dev/null', "train", mount.path]
+        process = subprocess.Popen([gofetch_bin, "run", "--json", "--db", str(tmp_path / "t.db"), "--", *job],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        before = {name: sum(resident_pages(p) > 0 for p in paths)
+                  for name, paths in (("everyone", everyone), ("root only", root_only), ("unlisted", unlisted))}
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    prefetch = last_json(err)["summary"]["prefetch"]
+    print("resident before the first event:", before, "tree:", prefetch["treeRoot"], prefetch["treeFiles"],
+          {k: prefetch[k] for k in ("released", "completed", "skipped", "denied")})
+    assert before["everyone"] >= len(everyone) - 2
+    assert before["root only"] == 0 and before["unlisted"] == 0
+    # Root took the folder over: its walk found the folder no one else may list.
+    assert prefetch["treeRoot"] == mount.path
+    assert prefetch["treeFiles"] == len(everyone) + len(root_only) + len(unlisted)
 
 
 MEMORY = "/sys/fs/cgroup/memory"

@@ -10,9 +10,9 @@ func openEvent(_ file: FileID, pid: UInt32 = 1, worker: Int32? = nil, epoch: UIn
                wallNanoseconds: Int64(truncatingIfNeeded: time), monotonicNanoseconds: time, offset: 0, length: size, durationNanoseconds: 1)
 }
 
-func readEvent(_ file: FileID, pid: UInt32 = 1, offset: UInt64, length: UInt64, time: UInt64) -> TraceEvent {
+func readEvent(_ file: FileID, pid: UInt32 = 1, offset: UInt64, length: UInt64, time: UInt64, duration: UInt32 = 1) -> TraceEvent {
     TraceEvent(fileID: file, kind: .read, pid: pid, tid: pid, uid: 0, wallNanoseconds: Int64(truncatingIfNeeded: time),
-               monotonicNanoseconds: time, offset: offset, length: length, durationNanoseconds: 1)
+               monotonicNanoseconds: time, offset: offset, length: length, durationNanoseconds: duration)
 }
 
 /// Online top-1 accuracy: each open is predicted before the predictor learns it.
@@ -279,6 +279,36 @@ struct PredictorTests {
         // The last piece is due about a second after the last read, at the reader's rate.
         let due = Double(pieces.last!.deadline! - time) / 1e9
         #expect(due > 0.9 && due < 1.0)
+    }
+
+    @Test("a reader that waits on cold reads is dated at the rate it uses bytes, as a reader of cached ones")
+    func patternRateWithoutWaits() {
+        var options = PatternDetector.Options()
+        options.lookaheadSeconds = 0.5
+        let detector = PatternDetector(options: options, pathOf: { _ in "/data/shard.tar" })
+        detector.observe(openEvent(1, pid: 1, size: 256 << 20))
+        detector.observe(openEvent(2, pid: 2, size: 256 << 20))
+        // Two loader workers, each using a 64 KiB record a millisecond: worker 1's reads
+        // are cached (10 µs), worker 2's go to storage (10 ms each).
+        var warmTime: UInt64 = 0, coldTime: UInt64 = 0
+        for i in 0..<16 {
+            detector.observe(readEvent(1, pid: 1, offset: UInt64(i) << 16, length: 64 << 10, time: warmTime, duration: 10_000))
+            detector.observe(readEvent(2, pid: 2, offset: UInt64(i) << 16, length: 64 << 10, time: coldTime, duration: 10_000_000))
+            warmTime += 1_010_000
+            coldTime += 11_000_000
+        }
+        let warm = detector.predict(file: 1, pid: 1, limit: 1)
+        let cold = detector.predict(file: 2, pid: 2, limit: 1)
+        // Both use 64 KiB a millisecond (~62 MiB/s): half a second of it ahead, 31 pieces
+        // of 1 MiB each. By the reads' times alone the cold one used 5.7 MiB/s: 3 pieces,
+        // each dated 11 × later, behind the warm reader's far pieces, and it stayed cold.
+        #expect(warm.count == cold.count && cold.count >= 30)
+        func secondsAway(_ pieces: [Prediction], from time: UInt64) -> [Double] {
+            pieces.map { Double($0.deadline! &- time) / 1e9 }
+        }
+        for (w, c) in zip(secondsAway(warm, from: warmTime - 1_010_000), secondsAway(cold, from: coldTime - 11_000_000)) {
+            #expect(abs(w - c) < 0.02)
+        }
     }
 
     @Test("absurd offsets, sizes, lengths and times from a client never trap")
