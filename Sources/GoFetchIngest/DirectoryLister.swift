@@ -211,6 +211,9 @@ public final class DirectoryLister: @unchecked Sendable {
         var stack = [request.directory]
         var files = 0
         state.withLock { $0.statistics.trees += 1 }
+        func descend(_ directory: String, into folders: [String]) {
+            for folder in folders.sorted().reversed() { stack.append(directory == "/" ? "/" + folder : directory + "/" + folder) }
+        }
         while let directory = stack.popLast() {
             if state.withLock({ $0.stopping }) { return }
             // A folder listed before (by an earlier walk, as another client) is only read
@@ -219,7 +222,7 @@ public final class DirectoryLister: @unchecked Sendable {
                 let folders = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups) { () throws(Errno) in
                     try DirectoryListing.names(in: directory, of: .directory, limit: options.maxNamesPerDirectory)
                 }
-                for folder in (folders ?? []).sorted().reversed() { stack.append(directory == "/" ? "/" + folder : directory + "/" + folder) }
+                descend(directory, into: folders ?? [])
                 continue
             }
             let entries = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups) { () throws(Errno) in
@@ -229,8 +232,7 @@ public final class DirectoryLister: @unchecked Sendable {
                 state.withLock { $0.statistics.failed += 1 }
                 continue
             }
-            let folders = entries.folders.sorted()
-            for folder in folders.reversed() { stack.append(directory == "/" ? "/" + folder : directory + "/" + folder) }
+            descend(directory, into: entries.folders)
             let regular = entries.files.sorted { $0.name < $1.name }
             let room = max(0, options.maxTreeFiles - files)
             let taken = regular.prefix(room)

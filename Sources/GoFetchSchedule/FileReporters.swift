@@ -36,7 +36,7 @@ struct FileReporters {
     }
 
     /// Adds `uid` as a reporter of every file `from` reported (the first client of a run
-    /// takes over what was listed as ``ClientIdentity/anyone`` before it came).
+    /// takes over what was listed as ``PrefetchEngine/anyone`` before it came).
     mutating func adopt(from: UInt32, to uid: UInt32) {
         for (file, known) in first where known == from { add(file, uid: uid) }
         for (file, users) in others where users.contains(from) { add(file, uid: uid) }

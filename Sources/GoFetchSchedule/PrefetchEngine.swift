@@ -237,11 +237,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         var tentative: Bool
     }
     private let seeds = Mutex<[Seed]>([])
+    /// The process of the first event: it takes over what was seeded as ``anyone``.
     private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
-    /// The tree's roots were seeded as ``anyone``, waiting for the first event's process;
-    /// the uid of that process once it took them over.
-    private var treeAsAnyone = false
-    private var anyoneHeir: UInt32?
     private var seededRoot: String?
     private var hintsSeeded: [String] = []
     /// The tree offered predictions since the lookahead last withdrew them.
@@ -251,7 +248,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         let taken = seeds.withLock { seeds in defer { seeds.removeAll() }; return seeds }
         for seed in taken {
             let client = seed.client ?? firstClient ?? Self.anyone
-            if seed.client == nil && firstClient == nil { treeAsAnyone = true }
             guard let root = tree.seed(root: seed.root, uid: client.uid, gid: client.gid, pid: client.pid, tentative: seed.tentative) else { continue }
             if seed.tentative { hintsSeeded.append(root) } else { seededRoot = root }
             walk(root, uid: client.uid, gid: client.gid, pid: client.pid)
@@ -263,9 +259,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// The first event's process takes over the roots seeded as ``anyone``: what was
     /// listed as anyone it may list too, and its own walk adds what only it may list.
     private func takeOverTree(as client: (uid: UInt32, gid: UInt32, pid: UInt32)) {
-        guard treeAsAnyone else { return }
-        treeAsAnyone = false
-        anyoneHeir = client.uid
+        guard tree.client.uid == Self.anyone.uid else { return }
         reporters.adopt(from: Self.anyone.uid, to: client.uid)
         tree.rebind(uid: client.uid, gid: client.gid, pid: client.pid)
         for root in tree.roots { walk(root, uid: client.uid, gid: client.gid, pid: client.pid) }
@@ -476,7 +470,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         for file in listed {
             reporters.add(file.fileID, uid: file.uid)
             // The walk as anyone may still be going when the first client takes over.
-            if file.uid == Self.anyone.uid, let heir = anyoneHeir { reporters.add(file.fileID, uid: heir) }
+            if file.uid == Self.anyone.uid, let heir = firstClient { reporters.add(file.fileID, uid: heir.uid) }
         }
     }
 

@@ -274,15 +274,11 @@ public final class PrefetchScheduler {
                 checkEveryOffer()
                 return
             }
-            guard withinBudget(next) else {
-                statistics.budgetWaits.add(1)
-                // This user is at its budget (its waste scale may be small): the others may have room.
-                atBudget += 1
-                guard atBudget < queue.users else { return }
-                queue.skipTurn()
-                continue
-            }
-            guard hasRoom(next.uid) else {
+            let budgeted = withinBudget(next)
+            if !budgeted { statistics.budgetWaits.add(1) }
+            guard budgeted, hasRoom(next.uid) else {
+                // This user is at its budget (its waste scale may be small) or has no room
+                // at the executor: the others may have.
                 atBudget += 1
                 guard atBudget < queue.users else { return }
                 queue.skipTurn()
