@@ -223,6 +223,25 @@ public final class DataSetTree {
         bytes &+= size
     }
 
+    /// Takes files known before any walk lists them (the store's, from earlier runs)
+    /// in the order the walk lists them (``walkPrecedes(_:_:)``): the tree's order is
+    /// the same whether a file was known or listed, not the order of a dictionary.
+    public func adopt(known: [(id: FileID, path: String, size: UInt64)]) {
+        for file in known.sorted(by: { Self.walkPrecedes($0.path, $1.path) }) { adopt(file.id, path: file.path, size: file.size) }
+    }
+
+    /// Whether `a` comes before `b` in the lister's walk (sorted, depth first): a
+    /// folder's files by name, then its sub-folders by name, each walked whole.
+    package static func walkPrecedes(_ a: String, _ b: String) -> Bool {
+        let x = a.split(separator: "/"), y = b.split(separator: "/")
+        var i = 0
+        while i < x.count && i < y.count && x[i] == y[i] { i += 1 }
+        guard i < x.count && i < y.count else { return x.count < y.count }
+        // Where they part: a file of that folder goes before any of its sub-folders.
+        let xIsFile = i == x.count - 1, yIsFile = i == y.count - 1
+        return xIsFile != yIsFile ? xIsFile : x[i] < y[i]
+    }
+
     /// A file's size changed (its first open told the real one).
     public func resize(_ file: FileID, to size: UInt64) {
         guard let old = members[file], old != size else { return }

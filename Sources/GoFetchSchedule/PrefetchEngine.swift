@@ -269,7 +269,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// already under it join the tree now.
     private func walk(_ root: String, uid: UInt32, gid: UInt32, pid: UInt32) {
         lister?.requestTree(root, uid: uid, gid: gid, pid: pid)
-        for (id, file) in files { tree.adopt(id, path: file.path, size: file.size) }
+        tree.adopt(known: files.compactMap { id, file in
+            DataSetTree.isUnder(file.path[...], root) ? (id, file.path, file.size) : nil
+        })
     }
 
     /// Takes a batch from ingest without waiting. Events beyond the inbox's room

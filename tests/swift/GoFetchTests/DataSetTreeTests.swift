@@ -1,6 +1,8 @@
 @testable import GoFetchEvents
 @testable import GoFetchExecute
+@testable import GoFetchIngest
 @testable import GoFetchPredict
+import Foundation
 import Testing
 
 @Suite("data-set tree")
@@ -71,6 +73,36 @@ struct DataSetTreeTests {
         let next = tree.next(limit: 3, epoch: 1, read: { _ in false }, chunkBytes: 20)
         #expect(next.map(\.fileID) == [3, 4, 5])
         #expect(next.allSatisfy { $0.predictor == .dataSetTree && $0.confidence == 0.7 })
+    }
+
+    @Test("files known before the walk (an earlier run's) join in the lister's walk order, not the order they were known in")
+    func knownInWalkOrder() throws {
+        // Names where sorting whole paths and walking differ: "class-1" sorts before
+        // "class/" as a path, after "class" as a name; a folder's files before its sub-folders.
+        let directory = TemporaryDirectory()
+        let paths = ["z.json", "class/b.jpg", "class/a.jpg", "class/deep/c.jpg", "class-1/a.jpg", "class-1/b.jpg", "a/x", "a.b/y"]
+        for path in paths {
+            try FileManager.default.createDirectory(atPath: (directory.file(path) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: directory.file(path), contents: Data([1])))
+        }
+        let lister = DirectoryLister()
+        lister.start()
+        defer { lister.stop() }
+        lister.requestTree(directory.path, uid: 0, gid: 0)
+        #expect(waitUntil { lister.statistics.listed == 6 })
+        let walked = lister.takeListings().flatMap { listing in listing.names.map { listing.directory + "/" + $0 } }
+        #expect(walked.count == paths.count)
+
+        let tree = DataSetTree()
+        #expect(tree.seed(root: directory.path, uid: 0, gid: 0, pid: 1) == directory.path)
+        // Known in another order (a dictionary's), with a file outside the root.
+        var known = walked.enumerated().map { (id: FileID($0.offset + 1), path: $0.element, size: UInt64(1)) }
+        known.reverse()
+        known.swapAt(1, 5)
+        known.append((id: 99, path: "/elsewhere/f", size: 1))
+        tree.adopt(known: known)
+        #expect(tree.files == (1...FileID(paths.count)).map { $0 })
+        #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 1_000).map(\.fileID) == [1, 2, 3])
     }
 
     @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")
