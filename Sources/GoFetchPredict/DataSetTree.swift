@@ -249,6 +249,15 @@ public final class DataSetTree {
         bytes = bytes &- old &+ size
     }
 
+    /// Hands `file` out again in this epoch, first: it went out for a client that
+    /// could not read it (the tree seeded as no one), and the client that took the
+    /// tree over may.
+    public func handOutAgain(_ file: FileID) {
+        guard members[file] != nil, handedOut.removeValue(forKey: file) != nil else { return }
+        waiting.append(file)
+        waitingDirty = true
+    }
+
     /// Whether waiting files must be looked at again (see ``next(limit:epoch:read:chunkBytes:eligible:eligibleChanged:)``).
     private var waitingDirty = true
 

@@ -263,6 +263,23 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         reporters.adopt(from: Self.anyone.uid, to: client.uid)
         tree.rebind(uid: client.uid, gid: client.gid, pid: client.pid)
         for root in tree.roots { walk(root, uid: client.uid, gid: client.gid, pid: client.pid) }
+        for file in deniedToAnyone { handOutAgain(file) }
+    }
+
+    /// Files of the tree that no one (``anyone``) was denied: each is handed out again
+    /// once, when the first client takes the tree over or at once if it has, as that
+    /// client, who may read them. At most the tree's files.
+    private var deniedToAnyone: Set<FileID> = []
+
+    private func deniedAsAnyone(_ request: PrefetchRequest) {
+        guard request.uid == Self.anyone.uid, request.predictor == .dataSetTree, tree.contains(request.fileID),
+              deniedToAnyone.insert(request.fileID).inserted else { return }
+        if tree.client.uid != Self.anyone.uid { handOutAgain(request.fileID) }
+    }
+
+    private func handOutAgain(_ file: FileID) {
+        scheduler.forget(file)
+        tree.handOutAgain(file)
     }
 
     /// A new data-set root: the lister walks it as the client, and the files known
@@ -342,6 +359,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             for result in taken.results {
                 scheduler.completed(result)
                 ledger.completed(result)
+                if result.outcome == .denied { deniedAsAnyone(result.request) }
             }
             receive(files: taken.files, listed: taken.listed)
             takeSeeds()

@@ -398,13 +398,18 @@ public final class PrefetchScheduler {
         // the first of them (two table lookups saved per read).
         guard file != lastConsumed else { return }
         lastConsumed = file
-        if let keys = recentByFile.removeValue(forKey: file) {
-            for key in keys { recent[key] = nil }
-            newest.remove(file)
-        }
+        forget(file)
         guard let entry = outstanding.removeValue(forKey: file) else { return }
         unreserve(entry.bytes, of: entry.uid)
         statistics.outstandingBytes.store(Int(outstandingTotal), ordering: .relaxed)
+    }
+
+    /// Forgets what was offered of `file`: offered again, it goes out at once, not
+    /// only after the de-duplication window (a read, a retry as another client).
+    public func forget(_ file: FileID) {
+        guard let keys = recentByFile.removeValue(forKey: file) else { return }
+        for key in keys { recent[key] = nil }
+        newest.remove(file)
     }
 
     private func expire(_ now: UInt64) {

@@ -322,20 +322,30 @@ def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_ma
         everyone, root_only, unlisted = under(open_files), under(private), under(hidden)
         evict(everyone + root_only + unlisted)
         # Nothing traced for 2 s (sh, sleep and find read only what the trace leaves out),
-        # then cat reads the folder: its opens are the job's first events.
-        job = ["sh", "-c", 'sleep 2; find "$1" -type f -exec cat {} + >/dev/null', "train", mount.path]
+        # then cat reads one file, the job's first event; 2 s later the folder.
+        job = ["sh", "-c", 'sleep 2; cat "$2" >/dev/null; sleep 2; find "$1" -type f -exec cat {} + >/dev/null',
+               "train", mount.path, everyone[0]]
         process = subprocess.Popen([gofetch_bin, "run", "--json", "--db", str(tmp_path / "t.db"), "--", *job],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def resident():
+            return {name: sum(resident_pages(p) > 0 for p in paths)
+                    for name, paths in (("everyone", everyone), ("root only", root_only), ("unlisted", unlisted))}
         time.sleep(1.5)
-        before = {name: sum(resident_pages(p) > 0 for p in paths)
-                  for name, paths in (("everyone", everyone), ("root only", root_only), ("unlisted", unlisted))}
+        before = resident()
+        # After the first event, before the job reads the folder: root took it over.
+        time.sleep(1.8)
+        taken_over = resident()
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     prefetch = last_json(err)["summary"]["prefetch"]
-    print("resident before the first event:", before, "tree:", prefetch["treeRoot"], prefetch["treeFiles"],
-          {k: prefetch[k] for k in ("released", "completed", "skipped", "denied")})
+    print("resident before the first event:", before, "1.3 s after it:", taken_over, "tree:", prefetch["treeRoot"],
+          prefetch["treeFiles"], {k: prefetch[k] for k in ("released", "completed", "skipped", "denied")})
     assert before["everyone"] >= len(everyone) - 2
     assert before["root only"] == 0 and before["unlisted"] == 0
+    # What no one was denied goes out again as root, and root's walk adds the 0700 folder.
+    assert taken_over["root only"] == len(root_only) and taken_over["unlisted"] == len(unlisted)
+    assert prefetch["denied"] == len(root_only)
     # Root took the folder over: its walk found the folder no one else may list.
     assert prefetch["treeRoot"] == mount.path
     assert prefetch["treeFiles"] == len(everyone) + len(root_only) + len(unlisted)

@@ -105,6 +105,20 @@ struct DataSetTreeTests {
         #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 1_000).map(\.fileID) == [1, 2, 3])
     }
 
+    @Test("a file handed out for a client that could not read it goes out again first, once, when asked")
+    func handOutAgain() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...5 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2, 3])
+        tree.handOutAgain(2)
+        tree.handOutAgain(5)  // not handed out yet: its turn comes in order
+        tree.handOutAgain(99)  // not in the tree
+        #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [2, 4, 5])
+        // Once: the next call goes on with the next epoch's first files.
+        #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2])
+    }
+
     @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")
     func waitsUntilEligible() {
         let tree = DataSetTree()
