@@ -4,6 +4,7 @@ a job no announcement helps gets its data set warmed from the first epoch."""
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -296,13 +297,12 @@ def test_a_first_run_warms_the_folder_its_configuration_names_from_its_start(tmp
     assert warm + prefetch["accounting"]["evictedBeforeUse"] >= total - 3
 
 
-@needs_fuse
-def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_may_read(tmp_path, gofetch_bin):
-    """gofetch run as root, a job that may change its user: until its first traced event
-    names the process, the folder its command line names is listed and warmed as no one
-    (a uid and gid no one has, no groups), so only what every user may read is read
-    ahead; the first event's process (root here) then takes the folder over and its own
-    walk adds what only it may list."""
+def run_root_job_over_a_mixed_folder(tmp_path, gofetch_bin, wrapper=()):
+    """gofetch run as root (under `wrapper`) over a FUSE folder of 30 world-readable files,
+    6 root-only (0600) files and a 0700 sub-folder of 6; the job's first traced event
+    comes 2 s after its start, its reads of the folder 2 s after that. Returns the
+    count of each kind resident before the first event, 1.3 s after it, and the
+    summary's prefetch figures."""
     sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
     from mount import SlowMount
 
@@ -322,10 +322,12 @@ def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_ma
         everyone, root_only, unlisted = under(open_files), under(private), under(hidden)
         evict(everyone + root_only + unlisted)
         # Nothing traced for 2 s (sh, sleep and find read only what the trace leaves out),
-        # then cat reads one file, the job's first event; 2 s later the folder.
+        # then cat reads a file beside the folder, the job's first event; 2 s later the folder.
+        first = tmp_path / "first.txt"
+        first.write_text("the job's first traced read\n")
         job = ["sh", "-c", 'sleep 2; cat "$2" >/dev/null; sleep 2; find "$1" -type f -exec cat {} + >/dev/null',
-               "train", mount.path, everyone[0]]
-        process = subprocess.Popen([gofetch_bin, "run", "--json", "--db", str(tmp_path / "t.db"), "--", *job],
+               "train", mount.path, str(first)]
+        process = subprocess.Popen([*wrapper, gofetch_bin, "run", "--json", "--db", str(tmp_path / "t.db"), "--", *job],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         def resident():
@@ -333,7 +335,7 @@ def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_ma
                     for name, paths in (("everyone", everyone), ("root only", root_only), ("unlisted", unlisted))}
         time.sleep(1.5)
         before = resident()
-        # After the first event, before the job reads the folder: root took it over.
+        # After the first event, before the job reads the folder.
         time.sleep(1.8)
         taken_over = resident()
         out, err = process.communicate(timeout=120)
@@ -341,14 +343,41 @@ def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_ma
     prefetch = last_json(err)["summary"]["prefetch"]
     print("resident before the first event:", before, "1.3 s after it:", taken_over, "tree:", prefetch["treeRoot"],
           prefetch["treeFiles"], {k: prefetch[k] for k in ("released", "completed", "skipped", "denied")})
-    assert before["everyone"] >= len(everyone) - 2
-    assert before["root only"] == 0 and before["unlisted"] == 0
-    # What no one was denied goes out again as root, and root's walk adds the 0700 folder.
-    assert taken_over["root only"] == len(root_only) and taken_over["unlisted"] == len(unlisted)
-    assert prefetch["denied"] == len(root_only)
-    # Root took the folder over: its walk found the folder no one else may list.
+    # The first event's process walked the folder, the 0700 one too.
     assert prefetch["treeRoot"] == mount.path
     assert prefetch["treeFiles"] == len(everyone) + len(root_only) + len(unlisted)
+    return before, taken_over, prefetch
+
+
+@needs_fuse
+def test_a_job_root_starts_is_warmed_from_its_start_with_only_what_every_user_may_read(tmp_path, gofetch_bin):
+    """gofetch run as root, a job that may change its user: until its first traced event
+    names the process, the folder its command line names is listed and warmed as no one
+    (a uid and gid no one has, no groups), so only what every user may read is read
+    ahead; the first event's process (root here) then takes the folder over: its own
+    walk adds what only it may list, and what no one was denied goes out again as it."""
+    before, taken_over, prefetch = run_root_job_over_a_mixed_folder(tmp_path, gofetch_bin)
+    assert before["everyone"] >= 30 - 2
+    assert before["root only"] == 0 and before["unlisted"] == 0
+    assert taken_over["root only"] == 6 and taken_over["unlisted"] == 6
+    assert prefetch["denied"] == 6
+
+
+@needs_fuse
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) (util-linux) to start a user namespace")
+def test_in_a_user_namespace_without_the_no_one_uid_nothing_is_read_before_the_first_event(tmp_path, gofetch_bin):
+    """Root of a user namespace that maps only itself (a rootless container): the kernel
+    refuses to act as no one, so the walk as no one lists nothing and reads nothing (never
+    as root instead); the warming starts at the job's first event, as that process, which
+    may read every file."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"this kernel does not let root make a user namespace: {probe.stderr.strip()}")
+    before, taken_over, prefetch = run_root_job_over_a_mixed_folder(
+        tmp_path, gofetch_bin, wrapper=("unshare", "--user", "--map-root-user"))
+    assert before == {"everyone": 0, "root only": 0, "unlisted": 0}
+    assert taken_over["everyone"] >= 30 - 2 and taken_over["root only"] == 6 and taken_over["unlisted"] == 6
+    assert prefetch["denied"] == 0
 
 
 MEMORY = "/sys/fs/cgroup/memory"
