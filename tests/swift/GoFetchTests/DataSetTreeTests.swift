@@ -105,6 +105,32 @@ struct DataSetTreeTests {
         #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 1_000).map(\.fileID) == [1, 2, 3])
     }
 
+    @Test("the walk's order without allocating agrees with the walk's rule on random paths")
+    func walkOrderRule() {
+        // The rule, by components: where two paths part, a file (the last name) goes
+        // before a sub-folder, else the names' order.
+        func rule(_ a: String, _ b: String) -> Bool {
+            let x = a.split(separator: "/"), y = b.split(separator: "/")
+            var i = 0
+            while i < x.count && i < y.count && x[i] == y[i] { i += 1 }
+            guard i < x.count && i < y.count else { return x.count < y.count }
+            let xIsFile = i == x.count - 1, yIsFile = i == y.count - 1
+            return xIsFile != yIsFile ? xIsFile : Array(x[i].utf8).lexicographicallyPrecedes(Array(y[i].utf8))
+        }
+        var generator = SplitMix64(seed: 13)
+        let names = ["a", "a.b", "a-1", "ab", "b", "class", "class-1", "é"]
+        var paths: Set<String> = []
+        while paths.count < 300 {
+            let depth = 1 + Int(generator.next() % 3)
+            paths.insert("/d/" + (0..<depth).map { _ in names[Int(generator.next() % UInt64(names.count))] }.joined(separator: "/"))
+        }
+        // A name is a file or a folder, not both: keep paths no other path runs through.
+        let files = paths.filter { path in !paths.contains { $0.hasPrefix(path + "/") } }
+        for a in files {
+            for b in files { #expect(DataSetTree.walkPrecedes(a, b) == rule(a, b), "\(a) before \(b)") }
+        }
+    }
+
     @Test("a file handed out for a client that could not read it goes out again first, once, when asked")
     func handOutAgain() {
         let tree = DataSetTree()
