@@ -262,7 +262,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         guard tree.client.uid == Self.anyone.uid else { return }
         reporters.adopt(from: Self.anyone.uid, to: client.uid)
         tree.rebind(uid: client.uid, gid: client.gid, pid: client.pid)
-        for root in tree.roots { walk(root, uid: client.uid, gid: client.gid, pid: client.pid) }
+        // Only the lister's walk: the files known under the roots joined the tree when
+        // they were seeded, and those learnt since as they came (`receive`).
+        for root in tree.roots { lister?.requestTree(root, uid: client.uid, gid: client.gid, pid: client.pid) }
         for file in deniedToAnyone { handOutAgain(file) }
     }
 
