@@ -159,8 +159,9 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=os.path.join(BENCH_DIR, "data"))
     p.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "out"))
     p.add_argument("--repeat", type=int, default=1,
-                   help="run every mode this many times and report the run with the median total stall "
-                        "(all of them in results.json); default 1")
+                   help="run the modes in this many rounds, every mode once per round, in turns; the tables "
+                        "show each mode's run with the median total stall, the goals the median of each "
+                        "round's ratio (every run in results.json); default 1")
     p.add_argument("--run-timeout", type=float, default=900.0, help="seconds before a run is killed (default 900)")
     return p.parse_args(argv)
 
@@ -408,7 +409,8 @@ def _progress(sid: str, mode: str, rec: dict) -> str:
 
 
 def median_run(runs: List[dict]) -> dict:
-    """With --repeat: the run whose total stall is the median, the others summarised in it."""
+    """With --repeat: the run whose total stall is the median, every run (in round
+    order) summarised in it."""
     if len(runs) == 1:
         return runs[0]
     ok = [r for r in runs if r.get("status") == "ok"]
@@ -416,11 +418,15 @@ def median_run(runs: List[dict]) -> dict:
         return runs[-1]
     ok.sort(key=lambda r: sum(e["stall_s"] for e in r["epochs"]))
     rec = dict(ok[(len(ok) - 1) // 2])
-    rec["repeats"] = [{"status": r.get("status"),
+    # In round order: the report pairs the n-th run of one mode with the n-th of another.
+    rec["repeats"] = [{"status": r.get("status"), "round": number,
                        "stall_total_s": sum(e["stall_s"] for e in r.get("epochs", [])),
                        "epoch_total_s": sum(e["wall_s"] for e in r.get("epochs", [])),
                        "stall_by_epoch_s": [e["stall_s"] for e in r.get("epochs", [])],
-                       "gofetch_prefetch": (r.get("gofetch") or {}).get("prefetch")} for r in runs]
+                       "epoch_by_epoch_s": [e["wall_s"] for e in r.get("epochs", [])],
+                       "run_dir": r.get("run_dir"),
+                       "gofetch_prefetch": (r.get("gofetch") or {}).get("prefetch")}
+                      for number, r in enumerate(runs, start=1)]
     return rec
 
 
@@ -524,10 +530,19 @@ def run_group(args, bench: Bench, ds, bandwidth_mbps: float, scens: List[Scenari
                         entry["modes"][mode] = {"mode": mode, "status": "n/a", "reason": sc.unavailable[mode]}
                         if mode == modes[0]:
                             log(f"[{sc.id}] not run: {sc.unavailable[mode]}")
-                        continue
-                    runs = [run_mode(bench, sc, st, mode, limits[mode] if limits else None)
-                            for _ in range(max(1, args.repeat))]
-                    rec = median_run(runs)
+                # With --repeat, the modes take turns (round 1: every mode, round 2: every
+                # mode, ...): a machine that drifts over the rounds then drifts under every
+                # mode alike, and the report pairs each mode's run with the others' of its round.
+                rounds = max(1, args.repeat)
+                runs: Dict[str, List[dict]] = {mode: [] for mode in runnable}
+                for number in range(1, rounds + 1):
+                    for mode in runnable:
+                        rec = run_mode(bench, sc, st, mode, limits[mode] if limits else None, round_number=number)
+                        runs[mode].append(rec)
+                        if rounds > 1:
+                            log(f"round {number} of {rounds}: " + _progress(sc.id, mode, rec))
+                for mode in runnable:
+                    rec = median_run(runs[mode])
                     entry["modes"][mode] = rec
                     log(_progress(sc.id, mode, rec))
         finally:

@@ -178,16 +178,19 @@ def _kill_tree(proc: subprocess.Popen, group: Optional[MemoryCgroup]) -> None:
 
 def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit: Optional[int],
              epochs: Optional[int] = None, tag: str = "", job_spec_extra: Optional[dict] = None,
-             prewarm: Optional[bool] = None, split_groups: bool = False, first_of_two: bool = False) -> dict:
+             prewarm: Optional[bool] = None, split_groups: bool = False, first_of_two: bool = False,
+             round_number: int = 1) -> dict:
     """Runs `mode` of `scenario` on `storage`; returns its record (status, epochs, figures).
     `again` runs the job twice in one run folder (one store, one command line) and
-    returns the second run's record."""
+    returns the second run's record. Round n > 1 of --repeat runs in its own folder,
+    `runs/<scenario>/<mode>.<n>`."""
     name = tag or f"{scenario.id}-{mode}"
-    run_dir = os.path.join(bench.out_dir, "runs", scenario.id, mode) if not tag else os.path.join(
+    folder = mode if round_number <= 1 else f"{mode}.{round_number}"
+    run_dir = os.path.join(bench.out_dir, "runs", scenario.id, folder) if not tag else os.path.join(
         bench.out_dir, "runs", "calibration", tag)
     if mode == "again" and not first_of_two:
         first = run_mode(bench, scenario, storage, mode, memory_limit, epochs, tag, job_spec_extra, prewarm, split_groups,
-                         first_of_two=True)
+                         first_of_two=True, round_number=round_number)
         if first.get("status") != "ok":
             return first
     else:
@@ -195,7 +198,7 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
         os.makedirs(run_dir)
     files = storage.files()
     source_files = [os.path.join(storage.dataset.root, rel) for rel in storage.dataset.files]
-    record = {"mode": mode, "status": "failed"}
+    record = {"mode": mode, "status": "failed", "run_dir": os.path.relpath(run_dir, bench.out_dir)}
 
     record["drop_s"] = pagecache.drop(files + source_files)
     if scenario.memory_limited:

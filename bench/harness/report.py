@@ -20,13 +20,17 @@ Definitions (bench/README.md has them too):
   not cold (gofetch's trace store: a read is cold when slower than a page-cache
   copy, docs/metrics.md), where the events carry an epoch (the Python client's
   announcements tag them; without announcements there are no epochs to split by).
+
+With --repeat the modes ran in rounds, in turns; a goal's ratio is then taken in
+every round (the link bound from that round's warm run) and judged on the median.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+import statistics
+from typing import Callable, Dict, List, Optional
 
 from .scenarios import GOFETCH_MODES, MODES, MODE_TEXT, REPORT_ORDER
 
@@ -117,12 +121,62 @@ def derive(scenario: dict) -> None:
                 modes[name]["epoch1_vs_link_bound"] = _ratio(modes[name]["stall_by_epoch_s"][0], bound["epoch1_s"])
 
 
-def _goal(text: str, value: Optional[float], limit: float, fmt: str = "{:.3f}", strict_less: bool = False) -> dict:
+def _goal(text: str, value: Optional[float], limit: float, fmt: str = "{:.3f}", strict_less: bool = False,
+          paired: Optional[dict] = None) -> dict:
+    """A goal judged on `value`, or, with `paired` (the ratio in every --repeat round,
+    ``_paired``), on the median of the rounds' ratios."""
+    rounds = ""
+    if paired is not None:
+        value = paired["median"]
+        rounds = (f" (median of {len(paired['rounds'])} rounds, the modes side by side in each: "
+                  + " / ".join(fmt.format(v) for v in paired["rounds"]) + ")")
     if value is None:
         return {"goal": text, "value": None, "limit": limit, "met": None, "text": f"{text}: cannot tell (missing figures)"}
     met = value < limit if strict_less else value <= limit
-    return {"goal": text, "value": value, "limit": limit, "met": met,
-            "text": f"{text}: {fmt.format(value)} -> {'met' if met else 'NOT met'}"}
+    goal = {"goal": text, "value": value, "limit": limit, "met": met,
+            "text": f"{text}: {fmt.format(value)}{rounds} -> {'met' if met else 'NOT met'}"}
+    if paired is not None:
+        goal["rounds"] = paired["rounds"]
+    return goal
+
+
+def _paired(a: Optional[dict], b: Optional[dict], measure: Callable[[dict, dict], Optional[float]]) -> Optional[dict]:
+    """With --repeat (the modes take turns, round by round): `measure` of mode a's run
+    against mode b's of the same round, for every round both ran, and the median of
+    those; None without two such rounds. Pairs by round, so a machine that drifts over
+    the rounds moves both sides of each ratio."""
+    if not (_ok(a) and _ok(b)):
+        return None
+    ra, rb = a.get("repeats") or [], b.get("repeats") or []
+    if len(ra) < 2 or len(ra) != len(rb):
+        return None
+    values = []
+    for x, y in zip(ra, rb):
+        if x.get("status") == "ok" and y.get("status") == "ok" and x.get("stall_by_epoch_s") and y.get("stall_by_epoch_s"):
+            value = measure(x, y)
+            if value is not None:
+                values.append(value)
+    if len(values) < 2:
+        return None
+    return {"median": statistics.median(values), "rounds": values}
+
+
+def _e1_ratio(x: dict, y: dict) -> Optional[float]:
+    return _ratio(x["stall_by_epoch_s"][0], y["stall_by_epoch_s"][0])
+
+
+def _total_ratio(x: dict, y: dict) -> Optional[float]:
+    return _ratio(x["stall_total_s"], y["stall_total_s"])
+
+
+def _e1_over_bound(bound: Optional[dict]) -> Callable[[dict, dict], Optional[float]]:
+    """A run's epoch-1 stall over the link bound that the warm run of its round gives."""
+    def measure(x: dict, warm: dict) -> Optional[float]:
+        if bound is None or not warm.get("epoch_by_epoch_s"):
+            return None
+        stall = warm["stall_by_epoch_s"][0]
+        return _ratio(x["stall_by_epoch_s"][0], max(stall, bound["link_s"] - (warm["epoch_by_epoch_s"][0] - stall)))
+    return measure
 
 
 def _e1(rec: Optional[dict]) -> Optional[float]:
@@ -157,38 +211,50 @@ def evaluate(sid: str, scenario: dict) -> List[dict]:
 
     def never_worse(name: str, t: dict) -> dict:
         return _goal(f"{name} never above 1.02 x no prefetch (largest per-epoch or total stall ratio)",
-                     _worst(t.get("stall_ratio_by_epoch"), t.get("stall_ratio")), 1.02)
+                     _worst(t.get("stall_ratio_by_epoch"), t.get("stall_ratio")), 1.02, paired=_paired(
+                         t, np_, lambda x, y: _worst(_by_epoch(x["stall_by_epoch_s"], y["stall_by_epoch_s"]),
+                                                     _total_ratio(x, y))))
 
     if sid == "S1":
-        out.append(_goal("gofetch epoch-1 stall <= 1.15 x warm's", _ratio(_e1(g), _e1(warm)), 1.15))
+        out.append(_goal("gofetch epoch-1 stall <= 1.15 x warm's", _ratio(_e1(g), _e1(warm)), 1.15,
+                         paired=_paired(g, warm, _e1_ratio)))
     elif sid == "S1-cap":
         out.append(_goal("gofetch epoch-1 stall <= 1.1 x the link bound"
                          + (f" ({bound['epoch1_s']:.2f} s)" if bound else ""),
-                         _ratio(_e1(g), bound["epoch1_s"]) if bound else None, 1.1))
+                         _ratio(_e1(g), bound["epoch1_s"]) if bound else None, 1.1,
+                         paired=_paired(g, warm, _e1_over_bound(bound))))
     elif sid == "S2":
         later = None
         if g and _ok(np_) and len(g["stall_by_epoch_s"]) > 1:
             later = _ratio(sum(g["stall_by_epoch_s"][1:]), sum(np_["stall_by_epoch_s"][1:]))
-        out.append(_goal("gofetch stall ratio from epoch 2 <= 0.10", later, 0.10))
+        out.append(_goal("gofetch stall ratio from epoch 2 <= 0.10", later, 0.10, paired=_paired(
+            g, np_, lambda x, y: _ratio(sum(x["stall_by_epoch_s"][1:]), sum(y["stall_by_epoch_s"][1:]))
+            if len(x["stall_by_epoch_s"]) > 1 else None)))
         out.append(_goal("gofetch stall below the loader's own prefetching (gofetch/loader < 1)",
                          _ratio(g["stall_total_s"], lo["stall_total_s"]) if g and _ok(lo) else None, 1.0,
-                         strict_less=True))
+                         strict_less=True, paired=_paired(g, lo, _total_ratio)))
     elif sid == "S3":
         out.append(_goal("gofetch stall <= 0.5 x loader alone (kernel readahead alone)",
-                         _ratio(g["stall_total_s"], lo["stall_total_s"]) if g and _ok(lo) else None, 0.5))
+                         _ratio(g["stall_total_s"], lo["stall_total_s"]) if g and _ok(lo) else None, 0.5,
+                         paired=_paired(g, lo, _total_ratio)))
     elif sid in ("S3-cap", "S5"):
-        out.append(_goal("gofetch epoch-1 stall <= the naive warm-up's", _ratio(_e1(g), _e1(warmup)), 1.0))
+        out.append(_goal("gofetch epoch-1 stall <= the naive warm-up's", _ratio(_e1(g), _e1(warmup)), 1.0,
+                         paired=_paired(g, warmup, _e1_ratio)))
     elif sid == "S4":
         out.append(_goal("gofetch every epoch's stall <= 0.10 x no prefetch's (largest per-epoch ratio)",
-                         _worst(g.get("stall_ratio_by_epoch")) if g else None, 0.10))
+                         _worst(g.get("stall_ratio_by_epoch")) if g else None, 0.10, paired=_paired(
+                             g, np_, lambda x, y: _worst(_by_epoch(x["stall_by_epoch_s"], y["stall_by_epoch_s"])))))
     for name, t in blind:
         if sid == "S1":
-            out.append(_goal(f"{name} epoch-1 stall <= 0.5 x the naive warm-up's", _ratio(_e1(t), _e1(warmup)), 0.5))
+            out.append(_goal(f"{name} epoch-1 stall <= 0.5 x the naive warm-up's", _ratio(_e1(t), _e1(warmup)), 0.5,
+                             paired=_paired(t, warmup, _e1_ratio)))
         elif sid == "S1-cap":
             out.append(_goal(f"{name} epoch-1 stall <= 1.1 x the link bound",
-                             _ratio(_e1(t), bound["epoch1_s"]) if bound else None, 1.1))
+                             _ratio(_e1(t), bound["epoch1_s"]) if bound else None, 1.1,
+                             paired=_paired(t, warm, _e1_over_bound(bound))))
         elif sid in ("S3-cap", "S5"):
-            out.append(_goal(f"{name} epoch-1 stall <= the naive warm-up's", _ratio(_e1(t), _e1(warmup)), 1.0))
+            out.append(_goal(f"{name} epoch-1 stall <= the naive warm-up's", _ratio(_e1(t), _e1(warmup)), 1.0,
+                             paired=_paired(t, warmup, _e1_ratio)))
         out.append(never_worse(name, t))
     return out
 
