@@ -256,6 +256,35 @@ public final class DataSetTree {
     }
 
     /// A file's size changed (its first open told the real one).
+    /// Puts `order`'s files first in the list, in that order; the others keep theirs,
+    /// after them. `order` is the order in which the last run of the same command first
+    /// opened its files: a job whose order repeats from run to run (a shuffle its
+    /// script seeds) reads this epoch in it, and one whose order does not
+    /// is no worse served by it than by the walk's (both are as good as any guess of a
+    /// random order). Files not in the tree are ignored; files handed out already are
+    /// not handed out again (the cursor starts over, ``next`` skips them). Returns how
+    /// many of the tree's files the order placed.
+    @discardableResult
+    public func prefer(order: [FileID]) -> Int {
+        var placed = Set<FileID>(minimumCapacity: min(order.count, files.count))
+        var list: [FileID] = []
+        list.reserveCapacity(files.count)
+        for file in order where members[file] != nil && placed.insert(file).inserted { list.append(file) }
+        guard !placed.isEmpty else { return 0 }
+        for file in files where !placed.contains(file) { list.append(file) }
+        files = list
+        cursor = 0
+        // Files passed over before (the walk had not reached them) go out first when
+        // they may: in the new order too.
+        if waiting.count > 1 {
+            var position: [FileID: Int] = [:]
+            position.reserveCapacity(files.count)
+            for (index, file) in files.enumerated() { position[file] = index }
+            waiting.sort { (position[$0] ?? .max) < (position[$1] ?? .max) }
+        }
+        return placed.count
+    }
+
     public func resize(_ file: FileID, to size: UInt64) {
         guard let old = members[file], old != size else { return }
         members[file] = size

@@ -98,6 +98,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         public var treeFilesLeftOut = 0
         /// The data-set root taken from the last run of the same command, before any open.
         public var treeFromLastRun: String?
+        /// Files of the tree put first, in the order the last run first opened them.
+        public var treeOrderFromLastRun = 0
         /// Folders the job's command line named, warmed from the start as data sets
         /// (``DataSetTree/seed(root:uid:gid:pid:tentative:)``); those dropped because
         /// the job read elsewhere.
@@ -220,7 +222,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     ///     the job reads elsewhere: ``DataSetTree/noteOpen(path:)``); otherwise the
     ///     last run of the same command read its files in an order nothing predicted.
     public func seedDataSet(root: String, client: (uid: UInt32, gid: UInt32, pid: UInt32)?, tentative: Bool = false) {
-        seeds.withLock { $0.append(Seed(root: root, client: client, tentative: tentative)) }
+        seeds.withLock { $0.list.append(Seed(root: root, client: client, tentative: tentative)) }
         wakeUp.signal()
     }
 
@@ -231,12 +233,24 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// client anything it could not read itself, whoever the job turns out to be.
     public static let anyone: (uid: UInt32, gid: UInt32, pid: UInt32) = (0xFFFF_FFFE, 0xFFFF_FFFE, 0)
 
+    /// Orders the seeded tree as the last run of the same command first opened its
+    /// files (the store's, read off the engine thread): ``DataSetTree/prefer(order:)``.
+    /// Files not handed out yet follow it; the rest of the tree follows in the walk's
+    /// order. At most the tree's bound of files is kept.
+    public func preferOrder(_ order: [FileID]) {
+        guard !order.isEmpty else { return }
+        seeds.withLock { $0.order = Array(order.prefix(tree.options.maxFiles)) }
+        wakeUp.signal()
+    }
+
     private struct Seed {
         var root: String
         var client: (uid: UInt32, gid: UInt32, pid: UInt32)?
         var tentative: Bool
     }
-    private let seeds = Mutex<[Seed]>([])
+    private let seeds = Mutex<(list: [Seed], order: [FileID]?)>(([], nil))
+    /// Files the last run's order placed first in the tree.
+    private var orderedFromLastRun = 0
     /// The process of the first event: it takes over what was seeded as ``anyone``.
     private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
     private var seededRoot: String?
@@ -245,7 +259,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var treeOffered = false
 
     private func takeSeeds() {
-        let taken = seeds.withLock { seeds in defer { seeds.removeAll() }; return seeds }
+        let (taken, order) = seeds.withLock { seeds in
+            defer { seeds = ([], nil) }
+            return seeds
+        }
         for seed in taken {
             let client = seed.client ?? firstClient ?? Self.anyone
             guard let root = tree.seed(root: seed.root, uid: client.uid, gid: client.gid, pid: client.pid, tentative: seed.tentative) else { continue }
@@ -254,6 +271,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             // No open has shown an order yet.
             orderedShare = min(orderedShare, 0.2)
         }
+        // After the seeds: the order places the files their roots hold.
+        if let order { orderedFromLastRun = tree.prefer(order: order) }
     }
 
     /// The first event's process takes over the roots seeded as ``anyone``: what was
@@ -404,6 +423,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             counts.treeRequests = tree.handedOutCount
             counts.treeFilesLeftOut = tree.leftOut
             counts.treeFromLastRun = seededRoot
+            counts.treeOrderFromLastRun = orderedFromLastRun
             counts.treeHints = hintsSeeded
             counts.treeHintsDropped = tree.hintsDropped
             choices.withLock { $0 = counts }

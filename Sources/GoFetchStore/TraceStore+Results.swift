@@ -1,3 +1,4 @@
+import GoFetchEvents
 import GRDB
 
 /// The prefetch engine's cumulative figures at one moment: a row of `samples`.
@@ -118,16 +119,30 @@ extension TraceStore {
         }
     }
 
-    /// The data-set tree's root of the last run before `runID` of the same command
-    /// (and source) that found one, from its summary; `nil` when none did.
-    public func lastDataSetRoot(command: String, source: String, before runID: Int64) throws(TraceStoreError) -> String? {
+    /// The last run before `runID` of the same command (and source) that found a
+    /// data-set tree, and the tree's root, from its summary; `nil` when none did.
+    public func lastDataSetRun(command: String, source: String, before runID: Int64) throws(TraceStoreError) -> (runID: Int64, root: String)? {
         try read { db in
             guard try db.tableExists("run_results") else { return nil }
-            return try String.fetchOne(db, sql: """
-                SELECT json_extract(j.summary, '$.prefetch.treeRoot') FROM runs r JOIN run_results j ON j.run_id = r.id
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT r.id, json_extract(j.summary, '$.prefetch.treeRoot') FROM runs r JOIN run_results j ON j.run_id = r.id
                 WHERE r.command = ? AND r.source = ? AND r.id < ? AND json_extract(j.summary, '$.prefetch.treeRoot') IS NOT NULL
                 ORDER BY r.id DESC LIMIT 1
-                """, arguments: [command, source, runID])
+                """, arguments: [command, source, runID]), let root = row[1] as String? else { return nil }
+            return (row[0], root)
+        }
+    }
+
+    /// The files run `runID` opened, each once, in the order of its first open (by
+    /// the trace's monotonic clock, which every traced process shares), at most
+    /// `limit`: a job whose order repeats from run to run reads its first epoch in it.
+    /// Empty when the run's events are gone (retention) or it opened nothing.
+    public func firstOpenOrder(runID: Int64, limit: Int) throws(TraceStoreError) -> [FileID] {
+        try read { db in
+            try FileID.fetchAll(db, sql: """
+                SELECT file_id FROM events WHERE \(runCondition(runID)) AND kind = \(AccessKind.open.rawValue)
+                GROUP BY file_id ORDER BY MIN(mono_ns), file_id LIMIT ?
+                """, arguments: [max(0, limit)])
         }
     }
 

@@ -38,7 +38,8 @@ MODE_TEXT = {
     "unnamed": "transparent, with --no-command-line-hints: nothing names the data set before the job opens it "
                "(the data-set tree finds the folder from the job's first opens)",
     "again": "transparent, the job's second run: the store holds a first run of the same command (not "
-             "measured), whose data-set tree the second warms from its start, during the job's start-up",
+             "measured), whose data-set tree the second warms from its start, during the job's start-up, in "
+             "the order the first run opened its files (the job seeds its shuffle: the same order every run)",
     "warm": "loader with every page resident before the job starts (the floor)",
 }
 

@@ -145,6 +145,37 @@ struct DataSetTreeTests {
         #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2])
     }
 
+    @Test("the last run's order puts its files first, in it; the others follow in the walk's order; nothing goes out twice")
+    func preferOrder() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...8 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2])
+        // The last run opened 6, 2, 7, 6 (again: a later epoch), 99 (not in the tree), 4.
+        #expect(tree.prefer(order: [6, 2, 7, 6, 99, 4]) == 4)
+        #expect(tree.files == [6, 2, 7, 4, 1, 3, 5, 8])
+        // 2 went out already; 7 was read meanwhile.
+        #expect(tree.next(limit: 4, epoch: 0, read: { $0 == 7 }, chunkBytes: 20).map(\.fileID) == [6, 4, 3, 5])
+        #expect(tree.next(limit: 4, epoch: 0, read: { $0 == 7 }, chunkBytes: 20).map(\.fileID) == [8, 6, 2, 7])
+        // An order that places none of the tree's files changes nothing.
+        #expect(tree.prefer(order: [99, 100]) == 0)
+        #expect(tree.files == [6, 2, 7, 4, 1, 3, 5, 8])
+    }
+
+    @Test("files passed over until the walk reaches them go out in the last run's order once they may")
+    func preferOrderOfWaiting() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        // The tree was seeded before the client's walk listed anything: every file waits.
+        var listed: Set<FileID> = []
+        #expect(tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) }).isEmpty)
+        #expect(tree.prefer(order: [5, 3, 1]) == 3)
+        listed = [1, 2, 3, 4, 5, 6]  // the walk is done
+        let made = tree.next(limit: 6, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) })
+        #expect(made.map(\.fileID) == [5, 3, 1, 2, 4, 6])
+    }
+
     @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")
     func waitsUntilEligible() {
         let tree = DataSetTree()

@@ -363,7 +363,7 @@ struct IngestTests {
     }
 
     @Test("the last run of the same command that found a data-set tree names its root; other commands and later runs do not count")
-    func lastDataSetRoot() throws {
+    func lastDataSetRun() throws {
         let directory = TemporaryDirectory()
         let store = try TraceStore(path: directory.file("traces.db"))
         func run(_ command: String, root: String?) throws -> Int64 {
@@ -373,15 +373,37 @@ struct IngestTests {
             return id
         }
         _ = try run("python train.py", root: "/data/a")
-        _ = try run("python train.py", root: "/data/b")
+        let b = try run("python train.py", root: "/data/b")
         _ = try run("python train.py", root: nil)  // a run that found none does not hide the one before
-        _ = try run("python eval.py", root: "/data/c")
+        let c = try run("python eval.py", root: "/data/c")
         let current = try store.beginRun(command: "python train.py", source: "run")
         let later = try run("python train.py", root: "/data/d")
-        #expect(try store.lastDataSetRoot(command: "python train.py", source: "run", before: current) == "/data/b")
-        #expect(try store.lastDataSetRoot(command: "python eval.py", source: "run", before: current) == "/data/c")
-        #expect(try store.lastDataSetRoot(command: "python train.py", source: "trace", before: current) == nil)
-        #expect(try store.lastDataSetRoot(command: "python other.py", source: "run", before: later) == nil)
+        #expect(try store.lastDataSetRun(command: "python train.py", source: "run", before: current).map { [String($0.runID), $0.root] } == [String(b), "/data/b"])
+        #expect(try store.lastDataSetRun(command: "python eval.py", source: "run", before: current).map { [String($0.runID), $0.root] } == [String(c), "/data/c"])
+        #expect(try store.lastDataSetRun(command: "python train.py", source: "trace", before: current) == nil)
+        #expect(try store.lastDataSetRun(command: "python other.py", source: "run", before: later) == nil)
+    }
+
+    @Test("a run's files in the order of their first open, each once, by the shared monotonic clock; other runs' and other kinds' events do not count")
+    func firstOpenOrder() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("traces.db"))
+        let files = (1...6).map { FileRecord(id: FileID($0), path: "/data/\($0)", device: 1, inode: UInt64($0), size: 1, firstSeenWallNanoseconds: 0) }
+        func event(_ file: FileID, _ kind: AccessKind, at mono: UInt64, pid: UInt32 = 10) -> TraceEvent {
+            TraceEvent(fileID: file, kind: kind, pid: pid, tid: pid, uid: 0, wallNanoseconds: Int64(mono), monotonicNanoseconds: mono,
+                       offset: 0, length: 1, durationNanoseconds: 0)
+        }
+        let first = try store.beginRun(command: "job", source: "run")
+        // Two workers' batches reach the store out of time order; file 2 is opened again
+        // in a second epoch; a read of file 6 and file 1's open in another run count not.
+        try store.write(files: files, events: [event(3, .open, at: 30, pid: 11), event(6, .read, at: 5), event(2, .open, at: 40, pid: 11)][...], runID: first)
+        try store.write(files: [], events: [event(5, .open, at: 10), event(4, .open, at: 20), event(2, .open, at: 90), event(5, .close, at: 95)][...], runID: first)
+        let second = try store.beginRun(command: "job", source: "run")
+        try store.write(files: [], events: [event(1, .open, at: 1)][...], runID: second)
+        #expect(try store.firstOpenOrder(runID: first, limit: 100) == [5, 4, 3, 2])
+        #expect(try store.firstOpenOrder(runID: first, limit: 2) == [5, 4])
+        #expect(try store.firstOpenOrder(runID: second, limit: 100) == [1])
+        #expect(try store.firstOpenOrder(runID: second + 1, limit: 100) == [])
     }
 
     @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
