@@ -313,6 +313,8 @@ def _gofetch_note(rec: dict, mode: str, params: dict) -> List[str]:
             tree += "; dropped: " + ", ".join(p["treeHintsDropped"])
         if p.get("treeFromLastRun"):
             tree += "; from the start, as the last run read it"
+            if p.get("treeOrderFromLastRun"):
+                tree += f", {p['treeOrderFromLastRun']} files in the order it first opened them"
         notes.append(f"announced {p.get('announced', 0)}; {tree}")
     client = _client_note(rec)
     if client:
