@@ -255,13 +255,12 @@ public final class DataSetTree {
         return xByte < yByte
     }
 
-    /// A file's size changed (its first open told the real one).
     /// Puts `order`'s files first in the list, in that order; the others keep theirs,
     /// after them. `order` is the order in which the last run of the same command first
     /// opened its files: a job whose order repeats from run to run (a shuffle its
-    /// script seeds) reads this epoch in it, and one whose order does not
-    /// is no worse served by it than by the walk's (both are as good as any guess of a
-    /// random order). Files not in the tree are ignored; files handed out already are
+    /// script seeds) reads this epoch in it, and one whose order does not is no worse
+    /// served by it than by the walk's (both are as good as any guess of a random
+    /// order). Files not in the tree are ignored; files handed out already are
     /// not handed out again (the cursor starts over, ``next`` skips them). Returns how
     /// many of the tree's files the order placed.
     @discardableResult
@@ -285,6 +284,7 @@ public final class DataSetTree {
         return placed.count
     }
 
+    /// A file's size changed (its first open told the real one).
     public func resize(_ file: FileID, to size: UInt64) {
         guard let old = members[file], old != size else { return }
         members[file] = size
