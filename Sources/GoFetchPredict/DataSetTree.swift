@@ -274,13 +274,13 @@ public final class DataSetTree {
         files = list
         cursor = 0
         // Files passed over before (the walk had not reached them) go out first when
-        // they may: in the new order too.
+        // they may: in the new order too, each once (one pass over the list: it can
+        // hold most of the tree's million files, and this runs on the engine thread).
         if waiting.count > 1 {
-            var position: [FileID: Int] = [:]
-            position.reserveCapacity(files.count)
-            for (index, file) in files.enumerated() { position[file] = index }
-            waiting.sort { (position[$0] ?? .max) < (position[$1] ?? .max) }
+            let passedOver = Set(waiting)
+            waiting = files.filter { passedOver.contains($0) }
         }
+        waitingDirty = true
         return placed.count
     }
 
@@ -322,13 +322,17 @@ public final class DataSetTree {
             waiting.removeAll()
         }
         var predictions: [Prediction] = []
-        func handOut(_ file: FileID, for target: Int) {
+        /// - Parameter overdue: a file passed over before (the walk had not reached it):
+        ///   it goes ahead of the tree's requests queued since, which come after it in
+        ///   the list (a deadline of 0, the earliest; the scheduler's heap orders the
+        ///   tree's requests by it), or on a slow link it would wait behind seconds of them.
+        func handOut(_ file: FileID, for target: Int, overdue: Bool = false) {
             handedOut[file] = target
             let size = members[file] ?? 0
             var offset: UInt64 = 0
             repeat {
                 predictions.append(Prediction(fileID: file, offset: offset, length: size == 0 ? 0 : min(chunkBytes, size - offset),
-                                              confidence: options.confidence, predictor: .dataSetTree))
+                                              confidence: options.confidence, deadline: overdue ? 0 : nil, predictor: .dataSetTree))
                 offset += chunkBytes
             } while offset < size
         }
@@ -348,7 +352,7 @@ public final class DataSetTree {
                     still.append(file)
                     continue
                 }
-                if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch) }
+                if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch, overdue: true) }
             }
             waiting = still
             waitingDirty = full  // stopped at the limit: the rest is looked at next time

@@ -128,13 +128,13 @@ public final class TraceDaemon: @unchecked Sendable {
             let client = geteuid() == 0 ? nil : (uid: geteuid(), gid: getegid(), pid: UInt32(bitPattern: getpid()))
             if source == "run", let last = try? self.store.lastDataSetRun(command: command, source: source, before: runID),
                (try? Syscall.fileStatus(last.root, followSymlinks: true))?.kind == .directory {
-                engine.seedDataSet(root: last.root, client: client)
+                engine.seedDataSet(root: last.root, client: client, awaitOrder: true)
                 // In the order the last run first opened its files: a job whose order
                 // repeats (a shuffle its script seeds) reads its first epoch in it. Read
                 // off the start's path: a long run's events take a while to go through.
                 let store = self.store, limit = engine.tree.options.maxFiles
                 Thread.detachNewThread {
-                    if let order = try? store.firstOpenOrder(runID: last.runID, limit: limit) { engine.preferOrder(order) }
+                    engine.preferOrder((try? store.firstOpenOrder(runID: last.runID, limit: limit)) ?? [])
                 }
             } else if let arguments, configuration.prefetcher.commandLineHints {
                 // A first run: the folders its command line names, as guesses. Looked up

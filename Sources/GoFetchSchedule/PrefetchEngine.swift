@@ -221,8 +221,12 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     ///   - tentative: the job's command line names the folder (a hint, dropped when
     ///     the job reads elsewhere: ``DataSetTree/noteOpen(path:)``); otherwise the
     ///     last run of the same command read its files in an order nothing predicted.
-    public func seedDataSet(root: String, client: (uid: UInt32, gid: UInt32, pid: UInt32)?, tentative: Bool = false) {
-        seeds.withLock { $0.list.append(Seed(root: root, client: client, tentative: tentative)) }
+    ///   - awaitOrder: an order for the tree follows (``preferOrder(_:)``, called even
+    ///     when there is none): the tree hands nothing out until it comes, for at most
+    ///     a second, or its first requests would queue in the walk's order ahead of it.
+    public func seedDataSet(root: String, client: (uid: UInt32, gid: UInt32, pid: UInt32)?, tentative: Bool = false,
+                            awaitOrder: Bool = false) {
+        seeds.withLock { $0.list.append(Seed(root: root, client: client, tentative: tentative, awaitOrder: awaitOrder)) }
         wakeUp.signal()
     }
 
@@ -238,7 +242,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     /// Files not handed out yet follow it; the rest of the tree follows in the walk's
     /// order. At most the tree's bound of files is kept.
     public func preferOrder(_ order: [FileID]) {
-        guard !order.isEmpty else { return }
         seeds.withLock { $0.order = Array(order.prefix(tree.options.maxFiles)) }
         wakeUp.signal()
     }
@@ -247,10 +250,14 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         var root: String
         var client: (uid: UInt32, gid: UInt32, pid: UInt32)?
         var tentative: Bool
+        var awaitOrder = false
     }
     private let seeds = Mutex<(list: [Seed], order: [FileID]?)>(([], nil))
     /// Files the last run's order placed first in the tree.
     private var orderedFromLastRun = 0
+    /// Until when the tree waits for the order a seed announced (``seedDataSet``'s `awaitOrder`).
+    private var orderDue: UInt64?
+    private var orderArrived = false
     /// The process of the first event: it takes over what was seeded as ``anyone``.
     private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
     private var seededRoot: String?
@@ -264,6 +271,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             return seeds
         }
         for seed in taken {
+            if seed.awaitOrder && !orderArrived { orderDue = Clock.monotonicNanoseconds() &+ 1_000_000_000 }
             let client = seed.client ?? firstClient ?? Self.anyone
             guard let root = tree.seed(root: seed.root, uid: client.uid, gid: client.gid, pid: client.pid, tentative: seed.tentative) else { continue }
             if seed.tentative { hintsSeeded.append(root) } else { seededRoot = root }
@@ -272,7 +280,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             orderedShare = min(orderedShare, 0.2)
         }
         // After the seeds: the order places the files their roots hold.
-        if let order { orderedFromLastRun = tree.prefer(order: order) }
+        if let order {
+            orderArrived = true
+            orderDue = nil
+            if !order.isEmpty { orderedFromLastRun = tree.prefer(order: order) }
+        }
     }
 
     /// The first event's process takes over the roots seeded as ``anyone``: what was
@@ -463,6 +475,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private func offerTree(now: UInt64) {
         let target = 256
         guard !tree.roots.isEmpty, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
+        if let due = orderDue {
+            guard now >= due else { return }
+            orderDue = nil  // the order is late: the walk's meanwhile
+        }
         let read = remaining.readThisEpoch
         let client = tree.client
         // The tree's work is its client's, charged to its share of the daemon's CPU.

@@ -136,13 +136,23 @@ extension TraceStore {
     /// The files run `runID` opened, each once, in the order of its first open (by
     /// the trace's monotonic clock, which every traced process shares), at most
     /// `limit`: a job whose order repeats from run to run reads its first epoch in it.
-    /// Empty when the run's events are gone (retention) or it opened nothing.
+    /// Empty when retention has deleted the run's start (the oldest events go first:
+    /// what is left would be a later epoch's order) or it opened nothing. Looks at the
+    /// run's first `16 × limit` events at most: the first epoch lies at its start.
     public func firstOpenOrder(runID: Int64, limit: Int) throws(TraceStoreError) -> [FileID] {
         try read { db in
-            try FileID.fetchAll(db, sql: """
-                SELECT file_id FROM events WHERE \(runCondition(runID)) AND kind = \(AccessKind.open.rawValue)
+            let limit = max(0, limit)
+            var condition = runCondition(runID)
+            if runSpans {
+                guard let span = try Row.fetchOne(db, sql: "SELECT first_event_id, last_event_id FROM run_spans WHERE run_id = ?", arguments: [runID]),
+                      let first = span[0] as Int64?, let last = span[1] as Int64?,
+                      let oldest = try Int64.fetchOne(db, sql: "SELECT MIN(id) FROM events"), oldest <= first else { return [] }
+                condition = "id BETWEEN \(first) AND \(min(last, first &+ Int64(limit) &* 16)) AND run_id = \(runID)"
+            }
+            return try FileID.fetchAll(db, sql: """
+                SELECT file_id FROM events WHERE \(condition) AND kind = \(AccessKind.open.rawValue)
                 GROUP BY file_id ORDER BY MIN(mono_ns), file_id LIMIT ?
-                """, arguments: [max(0, limit)])
+                """, arguments: [limit])
         }
     }
 

@@ -56,7 +56,9 @@ struct ReportCommand: AsyncParsableCommand {
             var sections: [ReportPage.RunSection] = []
             for scenario in results.scenarioNames {
                 for mode in ["gofetch", "transparent"] where results.scenarios[scenario]?.modes[mode]?.status == "ok" {
-                    let database = "\(folder.isEmpty ? "." : folder)/runs/\(scenario)/\(mode)/gofetch.db"
+                    // The run whose figures the results show (with --repeat, the median run's folder).
+                    let runDir = results.scenarios[scenario]?.modes[mode]?.runDir ?? "runs/\(scenario)/\(mode)"
+                    let database = "\(folder.isEmpty ? "." : folder)/\(runDir)/gofetch.db"
                     guard FileManager.default.fileExists(atPath: database) else { continue }
                     let store = try TraceStore(path: database, readOnly: true)
                     let report = try RunReport.load(store: store, timing: timing, top: top)

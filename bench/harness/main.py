@@ -533,17 +533,17 @@ def run_group(args, bench: Bench, ds, bandwidth_mbps: float, scens: List[Scenari
                 # With --repeat, the modes take turns (round 1: every mode, round 2: every
                 # mode, ...): a machine that drifts over the rounds then drifts under every
                 # mode alike, and the report pairs each mode's run with the others' of its round.
+                # Each run is kept as it ends: an interrupted bench writes what it measured.
                 rounds = max(1, args.repeat)
                 runs: Dict[str, List[dict]] = {mode: [] for mode in runnable}
                 for number in range(1, rounds + 1):
                     for mode in runnable:
                         rec = run_mode(bench, sc, st, mode, limits[mode] if limits else None, round_number=number)
                         runs[mode].append(rec)
-                        if rounds > 1:
-                            log(f"round {number} of {rounds}: " + _progress(sc.id, mode, rec))
-                for mode in runnable:
-                    rec = median_run(runs[mode])
-                    entry["modes"][mode] = rec
-                    log(_progress(sc.id, mode, rec))
+                        entry["modes"][mode] = median_run(runs[mode])
+                        log((f"round {number} of {rounds}: " if rounds > 1 else "") + _progress(sc.id, mode, rec))
+                if rounds > 1:
+                    for mode in runnable:
+                        log("median: " + _progress(sc.id, mode, entry["modes"][mode]))
         finally:
             bench.cleanup.discard(token)

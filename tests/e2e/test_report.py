@@ -166,16 +166,22 @@ def test_report_of_a_benchmark_side_by_side(tmp_path, gofetch_bin):
                  "started": "2026-12-02T00:00:00+0000", "git_head": "0123456789abcdef"},
         "scenarios": {"S1": {"title": "image folder", "modes": {
             "no-prefetch": {"status": "ok", "stall_by_epoch_s": [4.0, 2.0], "epoch_by_epoch_s": [9.0, 7.0]},
-            "gofetch": {"status": "ok", "stall_by_epoch_s": [0.5, 0.25], "epoch_by_epoch_s": [5.5, 5.0]},
+            "gofetch": {"status": "ok", "stall_by_epoch_s": [0.5, 0.25], "epoch_by_epoch_s": [5.5, 5.0],
+                        "run_dir": "runs/S1/gofetch.2"},
             "warm": {"status": "failed"}}}},
     }
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
+    # With --repeat the record is the median run's, here round 2's: its store is the one shown.
+    paths = make_files(str(tmp_path / "data"), 3, seed=5)
+    subprocess.run([gofetch_bin, "trace", "--db", str(tmp_path / "runs" / "S1" / "gofetch.2" / "gofetch.db"), "--", "cat", *paths],
+                   check=True, capture_output=True, timeout=120)
     made = subprocess.run([gofetch_bin, "report", "--bench", str(path)], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     page = open(made.stdout.strip()).read()
     assert made.stdout.strip() == str(tmp_path / "report.html")
     assert "<td><b>gofetch</b></td><td>0.50 / 0.25</td><td>0.75</td><td>0.13×</td>" in page
+    assert "S1 · gofetch: what gofetch saw and did" in page
     assert "under gofetch run" in page and "<b>warm</b>" not in page  # a failed mode has no figures
     bad = tmp_path / "bad.json"
     bad.write_text("{\"scenarios\": 3}")

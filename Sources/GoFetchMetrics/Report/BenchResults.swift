@@ -9,6 +9,9 @@ public struct BenchResults: Sendable, Decodable {
         public var stallByEpochS: [Double]?
         public var epochByEpochS: [Double]?
         public var gofetchSummaryFile: String?
+        /// The run's folder under the results' folder (`runs/<scenario>/<mode>` or, with
+        /// --repeat, the median run's `runs/<scenario>/<mode>.<round>`); absent in older results.
+        public var runDir: String?
     }
 
     public struct Scenario: Sendable, Decodable {

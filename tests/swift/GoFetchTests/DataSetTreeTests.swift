@@ -156,6 +156,7 @@ struct DataSetTreeTests {
         #expect(tree.files == [6, 2, 7, 4, 1, 3, 5, 8])
         // 2 went out already; 7 was read meanwhile.
         #expect(tree.next(limit: 4, epoch: 0, read: { $0 == 7 }, chunkBytes: 20).map(\.fileID) == [6, 4, 3, 5])
+        // 8 ends the epoch; then the next epoch's first files, in the new order.
         #expect(tree.next(limit: 4, epoch: 0, read: { $0 == 7 }, chunkBytes: 20).map(\.fileID) == [8, 6, 2, 7])
         // An order that places none of the tree's files changes nothing.
         #expect(tree.prefer(order: [99, 100]) == 0)
@@ -174,6 +175,19 @@ struct DataSetTreeTests {
         listed = [1, 2, 3, 4, 5, 6]  // the walk is done
         let made = tree.next(limit: 6, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) })
         #expect(made.map(\.fileID) == [5, 3, 1, 2, 4, 6])
+    }
+
+    @Test("the order arriving in the middle of an epoch: files passed over go out in the new order, each once")
+    func preferOrderMidEpoch() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        var listed: Set<FileID> = [2, 4, 6]
+        // 1 and 3 are passed over (not listed yet); 2 and 4 go out.
+        #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) }).map(\.fileID) == [2, 4])
+        #expect(tree.prefer(order: [3, 1, 6]) == 3)
+        listed = [1, 2, 3, 4, 5, 6]
+        #expect(tree.next(limit: 4, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) }).map(\.fileID) == [3, 1, 6, 5])
     }
 
     @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")

@@ -404,6 +404,11 @@ struct IngestTests {
         #expect(try store.firstOpenOrder(runID: first, limit: 2) == [5, 4])
         #expect(try store.firstOpenOrder(runID: second, limit: 100) == [1])
         #expect(try store.firstOpenOrder(runID: second + 1, limit: 100) == [])
+        // Retention takes the oldest events first: with the first run's start gone, what
+        // is left of it is no first epoch's order.
+        _ = try store.applyRetention(maxAgeDays: 0, maxEvents: 5)
+        #expect(try store.firstOpenOrder(runID: first, limit: 100) == [])
+        #expect(try store.firstOpenOrder(runID: second, limit: 100) == [1])
     }
 
     @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
