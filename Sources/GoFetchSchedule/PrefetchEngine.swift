@@ -257,7 +257,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var orderedFromLastRun = 0
     /// Until when the tree waits for the order a seed announced (``seedDataSet``'s `awaitOrder`).
     private var orderDue: UInt64?
-    private var orderArrived = false
     /// The process of the first event: it takes over what was seeded as ``anyone``.
     private var firstClient: (uid: UInt32, gid: UInt32, pid: UInt32)?
     private var seededRoot: String?
@@ -271,7 +270,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             return seeds
         }
         for seed in taken {
-            if seed.awaitOrder && !orderArrived { orderDue = Clock.monotonicNanoseconds() &+ 1_000_000_000 }
+            // The order is taken after the seeds, below: one that came with its seed clears this at once.
+            if seed.awaitOrder { orderDue = Clock.monotonicNanoseconds() &+ 1_000_000_000 }
             let client = seed.client ?? firstClient ?? Self.anyone
             guard let root = tree.seed(root: seed.root, uid: client.uid, gid: client.gid, pid: client.pid, tentative: seed.tentative) else { continue }
             if seed.tentative { hintsSeeded.append(root) } else { seededRoot = root }
@@ -281,7 +281,6 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         }
         // After the seeds: the order places the files their roots hold.
         if let order {
-            orderArrived = true
             orderDue = nil
             if !order.isEmpty { orderedFromLastRun = tree.prefer(order: order) }
         }
