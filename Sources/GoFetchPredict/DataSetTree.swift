@@ -56,7 +56,8 @@ public final class DataSetTree {
     public private(set) var client: (uid: UInt32, gid: UInt32, pid: UInt32) = (0, 0, 0)
     /// The data set, in list order.
     public private(set) var files: [FileID] = []
-    private var members: [FileID: UInt64] = [:]
+    /// Each file's size and place in ``files``.
+    private var members: [FileID: (size: UInt64, position: Int)] = [:]
     public private(set) var bytes: UInt64 = 0
     /// Files left out at `maxFiles`.
     public private(set) var leftOut = 0
@@ -76,6 +77,9 @@ public final class DataSetTree {
     /// again first at each call, so a file known from the store before the walk is not
     /// lost for the epoch.
     private var waiting: [FileID] = []
+    /// The files that wait: those of ``waiting`` still to go out (one handed out by
+    /// ``nextListed`` leaves the list at the next scan of it).
+    private var waitingSet: Set<FileID> = []
 
     public init(options: Options = Options()) {
         self.options = options
@@ -165,11 +169,12 @@ public final class DataSetTree {
         var kept: [FileID] = []
         var keptBeforeCursor = 0
         for (index, file) in files.enumerated() {
-            if let hint = hinted[file], dropped.contains(hint), let size = members[file] {
+            if let hint = hinted[file], dropped.contains(hint), let member = members[file] {
                 members[file] = nil
                 handedOut[file] = nil
-                bytes &-= size
+                bytes &-= member.size
             } else {
+                members[file]?.position = kept.count
                 kept.append(file)
                 if index < cursor { keptBeforeCursor += 1 }
             }
@@ -178,6 +183,7 @@ public final class DataSetTree {
         files = kept
         cursor = keptBeforeCursor
         waiting.removeAll { members[$0] == nil }
+        waitingSet = waitingSet.filter { members[$0] != nil }
     }
 
     /// Hints that are data sets now (an open under them, or a root found over them).
@@ -217,7 +223,7 @@ public final class DataSetTree {
             leftOut += 1
             return
         }
-        members[file] = size
+        members[file] = (size, files.count)
         if !hints.isEmpty, let hint = hints.first(where: { Self.isUnder(path[...], $0) }) { hinted[file] = hint }
         files.append(file)
         bytes &+= size
@@ -272,22 +278,20 @@ public final class DataSetTree {
         guard !placed.isEmpty else { return 0 }
         for file in files where !placed.contains(file) { list.append(file) }
         files = list
+        for (position, file) in files.enumerated() { members[file]?.position = position }
         cursor = 0
         // Files passed over before (the walk had not reached them) go out first when
         // they may: in the new order too, each once (one pass over the list: it can
         // hold most of the tree's million files, and this runs on the engine thread).
-        if waiting.count > 1 {
-            let passedOver = Set(waiting)
-            waiting = files.filter { passedOver.contains($0) }
-        }
+        if waitingSet.count > 1 { waiting = files.filter { waitingSet.contains($0) } }
         waitingDirty = true
         return placed.count
     }
 
     /// A file's size changed (its first open told the real one).
     public func resize(_ file: FileID, to size: UInt64) {
-        guard let old = members[file], old != size else { return }
-        members[file] = size
+        guard let old = members[file]?.size, old != size else { return }
+        members[file]?.size = size
         bytes = bytes &- old &+ size
     }
 
@@ -296,7 +300,7 @@ public final class DataSetTree {
     /// tree over may.
     public func handOutAgain(_ file: FileID) {
         guard members[file] != nil, handedOut.removeValue(forKey: file) != nil else { return }
-        waiting.append(file)
+        if waitingSet.insert(file).inserted { waiting.append(file) }
         waitingDirty = true
     }
 
@@ -320,42 +324,28 @@ public final class DataSetTree {
             cursor = 0
             ahead = false
             waiting.removeAll()
+            waitingSet.removeAll()
         }
         var predictions: [Prediction] = []
-        /// - Parameter overdue: a file passed over before (the walk had not reached it):
-        ///   it goes ahead of the tree's requests queued since, which come after it in
-        ///   the list (a deadline of 0, the earliest; the scheduler's heap orders the
-        ///   tree's requests by it), or on a slow link it would wait behind seconds of them.
-        func handOut(_ file: FileID, for target: Int, overdue: Bool = false) {
-            handedOut[file] = target
-            let size = members[file] ?? 0
-            var offset: UInt64 = 0
-            repeat {
-                predictions.append(Prediction(fileID: file, offset: offset, length: size == 0 ? 0 : min(chunkBytes, size - offset),
-                                              confidence: options.confidence, deadline: overdue ? 0 : nil, predictor: .dataSetTree))
-                offset += chunkBytes
-            } while offset < size
-        }
         // Files not eligible yet are looked at again only when eligibility may have
         // changed: the list can hold most of the tree, and this runs many times a second.
         if eligibleChanged { waitingDirty = true }
-        if !waiting.isEmpty && waitingDirty {
+        if !waitingSet.isEmpty && waitingDirty {
             var still: [FileID] = []
             var full = false
-            for file in waiting {
-                guard predictions.count < limit else {
-                    full = true
+            for file in waiting where waitingSet.contains(file) {
+                guard predictions.count < limit, eligible(file) else {
+                    full = full || predictions.count >= limit
                     still.append(file)
                     continue
                 }
-                guard eligible(file) else {
-                    still.append(file)
-                    continue
-                }
-                if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch, overdue: true) }
+                waitingSet.remove(file)
+                if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch, chunkBytes: chunkBytes, to: &predictions) }
             }
             waiting = still
             waitingDirty = full  // stopped at the limit: the rest is looked at next time
+        } else if waitingSet.isEmpty {
+            waiting.removeAll()
         }
         var scanned = 0
         while predictions.count < limit && scanned < files.count {
@@ -370,13 +360,60 @@ public final class DataSetTree {
             let target = ahead ? epoch + 1 : epoch
             guard handedOut[file] != target, ahead || !read(file) else { continue }
             guard eligible(file) else {
-                if !ahead && waiting.count < files.count { waiting.append(file) }
+                if !ahead && waitingSet.insert(file).inserted { waiting.append(file) }
                 continue
             }
-            handOut(file, for: target)
+            handOut(file, for: target, chunkBytes: chunkBytes, to: &predictions)
         }
         handedOutCount += predictions.count
         return predictions
+    }
+
+    /// The files of `listed` (the client's walk has just reached them) that were passed
+    /// over in this epoch until it did: handed out now, in the tree's order, up to
+    /// `limit` (the rest go out from the list, at a later ``next``). The caller hands
+    /// these out at once, whatever it holds queued already: on a slow link, a file
+    /// first in the last run's order that a walk lists late must not wait until
+    /// hundreds of the tree's requests have drained (its rank puts it ahead of those
+    /// after it in the list). Costs in proportion to `listed`, not to the tree.
+    public func nextListed(_ listed: [FileID], limit: Int, epoch: Int, read: (FileID) -> Bool, chunkBytes: UInt64,
+                           eligible: (FileID) -> Bool) -> [Prediction] {
+        guard limit > 0, epoch == cursorEpoch, !waitingSet.isEmpty else { return [] }
+        var found: [(position: Int, file: FileID)] = []
+        for file in listed where waitingSet.contains(file) && eligible(file) {
+            if let position = members[file]?.position { found.append((position, file)) }
+        }
+        guard !found.isEmpty else { return [] }
+        found.sort { $0.position < $1.position }
+        var predictions: [Prediction] = []
+        for (_, file) in found {
+            guard predictions.count < limit else {
+                waitingDirty = true  // the rest go out from the list
+                break
+            }
+            guard waitingSet.remove(file) != nil else { continue }  // listed twice
+            if handedOut[file] != epoch && !read(file) { handOut(file, for: epoch, chunkBytes: chunkBytes, to: &predictions) }
+        }
+        handedOutCount += predictions.count
+        return predictions
+    }
+
+    /// Hands `file` out for epoch `target`, in chunks of `chunkBytes`, with its rank as
+    /// the deadline: the epoch, then its place in the list. The scheduler's heap orders
+    /// the tree's requests by it (after every other predictor's), so a file handed out
+    /// late (passed over until the walk reached it) goes ahead of the tree's requests
+    /// queued since that come after it in the list; on a slow link it would otherwise
+    /// wait behind seconds of them.
+    private func handOut(_ file: FileID, for target: Int, chunkBytes: UInt64, to predictions: inout [Prediction]) {
+        handedOut[file] = target
+        let member = members[file] ?? (0, 0)
+        let rank = UInt64(max(0, target)) << 32 | UInt64(member.position)
+        var offset: UInt64 = 0
+        repeat {
+            predictions.append(Prediction(fileID: file, offset: offset, length: member.size == 0 ? 0 : min(chunkBytes, member.size - offset),
+                                          confidence: options.confidence, deadline: rank, predictor: .dataSetTree))
+            offset += chunkBytes
+        } while offset < member.size
     }
 
     package static func isUnder(_ path: Substring, _ root: String) -> Bool {

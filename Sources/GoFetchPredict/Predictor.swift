@@ -10,6 +10,8 @@ public struct Prediction: Sendable, Hashable {
     /// 0…1: the observed probability, or the predictor's measured accuracy.
     public var confidence: Double
     /// `CLOCK_MONOTONIC` ns by which the job is expected to read it; `nil` when unknown.
+    /// The data-set tree's give their rank instead (``DataSetTree``): the scheduler
+    /// compares them only with each other.
     public var deadline: UInt64?
     public var predictor: PredictorKind
 

@@ -8,7 +8,8 @@ import HeapModule
 /// millions of files) must not push every other user's requests back. Within a
 /// user's queue the policy orders requests (`fifo`: arrival; `heap`: the data-set
 /// tree's after every other predictor's, then confidence, then deadline, then
-/// arrival); across users each takes one request per turn.
+/// arrival; the tree's deadline is its rank, its place in the tree's list); across
+/// users each takes one request per turn.
 ///
 /// The tree knows which files the job will read, not when: it fills what the link
 /// has left. A predictor that follows what the job reads now (the next bytes of a

@@ -46,6 +46,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var reporters = FileReporters()
     /// What offerTree last asked the tree with: when neither changed, no waiting file became eligible.
     private var reportersSeen = -1, treeClientSeen: UInt32 = .max
+    /// Files listed since offerTree last ran: those the tree passed over go out at once.
+    private var listedSinceOffer: [FileID] = []
     public let predictions = Atomic<Int>(0)
     private let topK: Int
     private let capacity: Int
@@ -471,9 +473,19 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
 
     /// Keeps the scheduler's queue fed from the data-set tree while no exact order
     /// answers the job's opens; the budget and rates pace what is released.
+    ///
+    /// The queue is refilled (to 256 requests) once half of it has gone. Files the tree
+    /// passed over until the client's walk listed them go out as soon as it does, up to
+    /// as many again: the scheduler orders the tree's requests by their place in its
+    /// list, so with a last run's order a file first in it that the walk reaches late
+    /// goes ahead of those queued, instead of waiting until a hundred of them or more
+    /// (seconds of a slow link) have gone.
     private func offerTree(now: UInt64) {
         let target = 256
-        guard !tree.roots.isEmpty, orderedShare < 0.3, scheduler.queuedCount < target / 2 else { return }
+        let listed = listedSinceOffer
+        listedSinceOffer.removeAll(keepingCapacity: listed.count <= 4_096)
+        let refill = scheduler.queuedCount < target / 2
+        guard !tree.roots.isEmpty, orderedShare < 0.3, refill || !listed.isEmpty else { return }
         if let due = orderDue {
             guard now >= due else { return }
             orderDue = nil  // the order is late: the walk's meanwhile
@@ -485,12 +497,18 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         // Only files the client reported (its lister walk, its opens): the others wait in
         // the tree, not lost for the epoch, until the walk reaches them.
         charged(client.uid) {
-            let made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
-                                 read: { read.contains($0) },
-                                 chunkBytes: min(scheduler.options.maxRequestBytes, Prediction.pieceBytes),
+            let chunkBytes = min(scheduler.options.maxRequestBytes, Prediction.pieceBytes)
+            let made: [Prediction]
+            if refill {
+                made = tree.next(limit: target - scheduler.queuedCount, epoch: remaining.epochsCompleted,
+                                 read: { read.contains($0) }, chunkBytes: chunkBytes,
                                  eligible: { reporters.contains($0, uid: client.uid) },
                                  eligibleChanged: reporters.version != reportersSeen || client.uid != treeClientSeen)
-            (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
+                (reportersSeen, treeClientSeen) = (reporters.version, client.uid)
+            } else {
+                made = tree.nextListed(listed, limit: 2 * target - scheduler.queuedCount, epoch: remaining.epochsCompleted, read: { read.contains($0) },
+                                       chunkBytes: chunkBytes, eligible: { reporters.contains($0, uid: client.uid) })
+            }
             if !made.isEmpty { treeOffered = true }
             offer(made, uid: client.uid, gid: client.gid, pid: client.pid, now: now)
         }
@@ -526,6 +544,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         }
         for file in listed {
             reporters.add(file.fileID, uid: file.uid)
+            listedSinceOffer.append(file.fileID)
             // The walk as anyone may still be going when the first client takes over.
             if file.uid == Self.anyone.uid, let heir = firstClient { reporters.add(file.fileID, uid: heir.uid) }
         }

@@ -177,6 +177,36 @@ struct DataSetTreeTests {
         #expect(made.map(\.fileID) == [5, 3, 1, 2, 4, 6])
     }
 
+    @Test("files a late listing reaches go out at once, in the last run's order, ranked ahead of the tree's requests queued after them in it; each once")
+    func nextListed() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...7 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        #expect(tree.prefer(order: [5, 3, 1, 7]) == 4)
+        // Seeded before the walk: every file waits; then the walk lists the even files.
+        var listed: Set<FileID> = []
+        let eligible = { (file: FileID) in listed.contains(file) }
+        #expect(tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: eligible).isEmpty)
+        listed = [2, 4, 6]
+        let queued = tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: eligible)
+        #expect(queued.map(\.fileID) == [2, 4] && queued.map(\.deadline) == [4, 5])
+        // The odd files are listed (in the walk's order, twice over) while requests are
+        // queued: its files go out now, in the order; 7 waits for a later call
+        // (the limit), 3 was read meanwhile, 99 is not the tree's.
+        listed.formUnion([1, 3, 5, 7])
+        let made = tree.nextListed([1, 3, 5, 7, 99, 5], limit: 1, epoch: 0, read: { $0 == 3 }, chunkBytes: 20, eligible: eligible)
+        #expect(made.map(\.fileID) == [5])
+        // Its rank (the epoch, then its place in the list) puts it ahead of 2 and 4 queued.
+        #expect(made.map(\.deadline) == [0])
+        #expect(tree.nextListed([1, 7], limit: 5, epoch: 0, read: { $0 == 3 }, chunkBytes: 20, eligible: eligible).map(\.fileID) == [1, 7])
+        // Nothing twice: the next call goes on with 6, then the next epoch's first files.
+        let rest = tree.next(limit: 3, epoch: 0, read: { $0 == 3 }, chunkBytes: 20, eligible: eligible)
+        #expect(rest.map(\.fileID) == [6, 5, 3] && rest.map(\.deadline) == [6, 1 << 32, 1 << 32 | 1])
+        #expect(tree.nextListed([2, 4], limit: 5, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: eligible).isEmpty)
+        // Another epoch's listing hands nothing out: the list of waiting files is this one's.
+        #expect(tree.nextListed([6], limit: 5, epoch: 1, read: { _ in false }, chunkBytes: 20, eligible: eligible).isEmpty)
+    }
+
     @Test("the order arriving in the middle of an epoch: files passed over go out in the new order, each once")
     func preferOrderMidEpoch() {
         let tree = DataSetTree()
