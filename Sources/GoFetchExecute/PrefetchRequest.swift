@@ -10,6 +10,8 @@ public struct PrefetchRequest: Sendable, Hashable {
     }
 
     public var purpose = Purpose.warm
+    /// The one request of a whole file (from its start to the size the scheduler knew).
+    public var wholeFile = false
     public var fileID: FileID
     public var path: String
     /// The client's uid and gid: the executor reads only what they could read.

@@ -123,12 +123,22 @@ public final class PrefetchScheduler {
     /// before that is stale, the job is already reading the file.
     private var openedAt: [FileID: UInt64] = [:]
     private let maxOpened = 1_000_000
-    /// One offer in `checkEvery` is sent while the cache holds what the job reads:
-    /// doubled after each 16 ranges in a row found resident, back to 1 at anything
-    /// loaded, an eviction before use or memory pressure, a quarter at each cold read
-    /// of the job (a read can be slow for other reasons: a preempted thread; the cold
-    /// reads of a real eviction come many in a row).
+    /// One offer in `checkEvery` of a file found whole in the cache before is sent
+    /// while the cache holds what the job reads: doubled after each 16 ranges in a row
+    /// found resident; back to 1 when such a file had to be loaded again (it was
+    /// evicted), at any other range loaded (a range, a file in pieces), and at memory
+    /// pressure. A file never found resident is always sent: its first load says
+    /// nothing of what the cache holds (an exact order arriving while the data-set
+    /// tree still warms loads hundreds such). A cold read of the job, or a prefetch
+    /// the ledger finds evicted before use (both judged by how long a read took), has
+    /// the next offer checked: on a busy machine a preempted reader's warm reads look
+    /// cold a hundred times an epoch, and what a check finds decides.
     public private(set) var checkEvery = 1
+    /// Files one request of the whole file (``PrefetchRequest/wholeFile``) found
+    /// resident or loaded (bounded: cleared at ``maxOpened``); only their offers are sampled.
+    private var knownResident: Set<FileID> = []
+    /// Check the next offer of a known file whatever the interval.
+    private var probeNext = false
 
     /// Whether the residency checks find what is predicted cached (1 in 8 offers or
     /// fewer checked): prefetching has nothing to do, the job rereads a cached data set.
@@ -168,8 +178,8 @@ public final class PrefetchScheduler {
     public func feedback(_ fate: PrefetchFate, evicted: Bool, uid: UInt32 = 0, now: UInt64) {
         var entry = wasteScales[uid] ?? (1, 0)
         if fate == .wasted && evicted {
-            // Pages go before their time: what was resident a moment ago may not be now.
-            checkEveryOffer()
+            // Pages may go before their time: what was resident a moment ago may not be now.
+            probeNext = true
             guard now &- entry.lastShrink >= 1_000_000_000 else { return }
             entry = (max(1.0 / 64, entry.scale * 0.5), now)
         } else if fate == .useful {
@@ -226,23 +236,26 @@ public final class PrefetchScheduler {
             newest.record(key, at: now)
             recentByFile[prediction.fileID, default: []].append(key)
             if prediction.fileID == lastConsumed { lastConsumed = nil }
-            if checkEvery > 1 {
+            if checkEvery > 1 && prediction.offset == 0 && prediction.predictor != .pattern && knownResident.contains(prediction.fileID) {
                 offersSinceCheck += 1
-                if offersSinceCheck < checkEvery {
+                if offersSinceCheck < checkEvery && !probeNext {
                     statistics.assumedResident.add(1)
                     continue
                 }
                 offersSinceCheck = 0
+                probeNext = false
             }
             // In pieces (``Prediction/pieceBytes``) where the size is known.
             let piece = info.size == 0 ? length : Prediction.pieceBytes
             var done: UInt64 = 0
             while done < length {
                 let size = min(piece, length - done)
-                enqueue(PrefetchRequest(
+                var request = PrefetchRequest(
                     fileID: prediction.fileID, path: info.path, uid: uid, gid: gid, groups: groups, offset: prediction.offset + done,
                     length: size, confidence: prediction.confidence, deadline: prediction.deadline, predictor: prediction.predictor,
-                    queuedAt: now))
+                    queuedAt: now)
+                request.wholeFile = prediction.offset == 0 && size == info.size
+                enqueue(request)
                 done += size
             }
         }
@@ -336,6 +349,7 @@ public final class PrefetchScheduler {
 
     /// The executor finished a request: its reservation becomes what it really loaded.
     public func completed(_ result: PrefetchResult) {
+        let wholeFile = result.request.wholeFile
         switch result.outcome {
         case .skipped:
             residentInRow += 1
@@ -343,8 +357,11 @@ public final class PrefetchScheduler {
                 residentInRow = 0
                 checkEvery = min(checkEvery * 2, max(options.maxCheckInterval, 1))
             }
+            if wholeFile { knowResident(result.request.fileID) }
         case .completed:
-            checkEveryOffer()
+            // A file known resident loaded again was evicted; a first load is no news.
+            if !wholeFile || knownResident.contains(result.request.fileID) { checkEveryOffer() }
+            if wholeFile { knowResident(result.request.fileID) }
         case .denied, .missing, .failed, .cannotLast:
             break
         }
@@ -380,10 +397,15 @@ public final class PrefetchScheduler {
         openedAt[file] = now
     }
 
-    /// The job waited for storage: what it reads may not all be cached any more.
+    /// The job waited for storage, or its reading thread was only slow: the next offer
+    /// of a known file is checked (``checkEvery``).
     public func noteColdRead() {
-        checkEvery = max(1, checkEvery / 4)
-        residentInRow = 0
+        probeNext = true
+    }
+
+    private func knowResident(_ file: FileID) {
+        if knownResident.count >= maxOpened { knownResident.removeAll(keepingCapacity: true) }
+        knownResident.insert(file)
     }
 
     private func checkEveryOffer() {
