@@ -63,7 +63,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var requests: [PrefetchRequest] = []
         var head = 0
         var stopping = false
-        /// Warming reads at the storage now, and how many may be (``ConcurrencyWindow``).
+        /// Warming reads at the storage now, weighed by ``ConcurrencyWindow/weight(ofBytes:)``,
+        /// and how much may be (``ConcurrencyWindow``).
         var active = 0
         var window: ConcurrencyWindow
         var count: Int { requests.count - head }
@@ -74,7 +75,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
         /// Users whose last warming request (loaded or found resident) took under a
         /// millisecond (bounded: cleared at 4,096).
         var fastUIDs: Set<UInt32> = []
-        var started: [Int: UInt64] = [:]
+        var started: [Int: (time: UInt64, weight: Int)] = [:]
         var nextTicket = 0
 
         /// The index of the next request a thread may take, or `nil`: the first of the
@@ -101,29 +102,30 @@ public final class PrefetchExecutor: @unchecked Sendable {
             return best?.index
         }
 
-        /// Warming reads at the storage now, less those in progress for over two seconds.
+        /// Warming reads at the storage now (weighed), less those in progress for over two seconds.
         func reading(now: UInt64) -> Int {
             var stuck = 0
-            for (_, time) in started where now &- time > 2_000_000_000 { stuck += 1 }
+            for (_, read) in started where now &- read.time > 2_000_000_000 { stuck += read.weight }
             return active - stuck
         }
 
         mutating func take(_ index: Int, now: UInt64) -> (PrefetchRequest, ticket: Int) {
             let request = requests[index]
             if index == head { head += 1 } else { requests.remove(at: index) }
+            let weight = request.purpose == .warm ? ConcurrencyWindow.weight(ofBytes: request.length) : 0
             if request.purpose == .warm {
-                active += 1
+                active += weight
                 let waiting = waitingByUID[request.uid, default: 1] - 1
                 waitingByUID[request.uid] = waiting > 0 ? waiting : nil
             }
             busyByUID[request.uid, default: 0] += 1
             nextTicket += 1
-            started[nextTicket] = now
+            started[nextTicket] = (now, weight)
             return (request, nextTicket)
         }
 
         mutating func done(_ request: PrefetchRequest, ticket: Int) {
-            if request.purpose == .warm { active -= 1 }
+            if request.purpose == .warm { active -= ConcurrencyWindow.weight(ofBytes: request.length) }
             let busy = busyByUID[request.uid, default: 1] - 1
             busyByUID[request.uid] = busy > 0 ? busy : nil
             started[ticket] = nil
@@ -145,7 +147,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
     public init(threads: Int, capacity: Int, method: PrefetchMethod?, logger: Logger, onResult: @escaping @Sendable (PrefetchResult) -> Void) {
         self.threads = threads
         self.capacity = capacity
-        queue = Mutex(Queue(window: ConcurrencyWindow(maximum: threads)))
+        // Weighed, every thread may hold a large read.
+        queue = Mutex(Queue(window: ConcurrencyWindow(maximum: 2 * threads)))
         self.warmer = PageCacheWarmer(method: method, logger: logger)
         self.logger = logger
         self.onResult = onResult

@@ -290,4 +290,13 @@ struct ConcurrencyWindowTests {
         }
         #expect(linkBound.limit <= 2)
     }
+
+    @Test("a read of more than 128 KiB weighs two of the storage's requests, a small file one")
+    func weights() {
+        #expect(ConcurrencyWindow.weight(ofBytes: 4_096) == 1)
+        #expect(ConcurrencyWindow.weight(ofBytes: 131_072) == 1)
+        #expect(ConcurrencyWindow.weight(ofBytes: 131_073) == 2)
+        #expect(ConcurrencyWindow.weight(ofBytes: 1 << 20) == 2)
+        #expect(ConcurrencyWindow.weight(ofBytes: 64 << 20) == 2)
+    }
 }
