@@ -334,6 +334,12 @@ def main(argv=None) -> int:
             bench = Bench(out_dir=args.out_dir, gofetch=gofetch, python=python, cleanup=cleanup,
                           memory_parent=parent, gofetch_config=config_path, run_timeout=args.run_timeout, log=log,
                           torch_python=(torch_info or {}).get("python"))
+            # A build copied elsewhere (--gofetch, to compare two builds) finds no client
+            # beside it, and its `gofetch` mode would run as transparent: it gets this
+            # repository's client, as the build in .build does.
+            if args.gofetch and "GOFETCH_PYTHON_CLIENT" not in os.environ:
+                bench.extra_env["GOFETCH_PYTHON_CLIENT"] = os.path.join(REPO_DIR, "python")
+                results["meta"]["python_client"] = bench.extra_env["GOFETCH_PYTHON_CLIENT"]
             results["meta"]["gofetch_config"] = open(config_path).read()
 
             data = {}
@@ -403,6 +409,10 @@ def _progress(sid: str, mode: str, rec: dict) -> str:
         p = g["prefetch"]
         extra = (f" | gofetch warmed {p['completed']}, resident {p['skipped']}, {p['bytesLoaded'] / MiB:.0f} MiB; "
                  f"announced {p.get('announced', '?')}, tree {p.get('treeFiles', '?')} files")
+    hook = rec.get("python_hook") or {}
+    if mode == "gofetch" and g and not hook.get("enabled"):
+        # Not the mode it names: gofetch ran as in transparent.
+        extra += f" | CLIENT OFF: {hook.get('disabledBecause') or 'no client started'}"
     if (rec.get("cgroup") or {}).get("limit_bytes"):
         extra += f" | limit hit {rec['cgroup']['failcnt']}x"
     return f"[{sid}] {mode}: " + "; ".join(parts) + extra

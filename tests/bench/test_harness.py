@@ -595,3 +595,18 @@ def test_repeated_rounds_are_judged_side_by_side(tmp_path):
     report.derive(single)
     goal = report.evaluate("S1", single)[0]
     assert "rounds" not in goal and goal["value"] == pytest.approx(1.2) and goal["met"] is False
+
+
+def test_a_gofetch_run_whose_client_did_not_start_says_so():
+    """A `gofetch` run without its client measured transparent mode under the wrong
+    name (a build copied elsewhere finds no client beside it): its line says so."""
+    from harness.main import _progress
+
+    rec = {"status": "ok", "epochs": [{"epoch": 1, "stall_s": 1.0, "wall_s": 2.0}],
+           "gofetch": {"prefetch": {"completed": 1, "skipped": 0, "bytesLoaded": 0}},
+           "python_hook": {"enabled": False, "disabledBecause": "the Python client was not found"}}
+    assert "CLIENT OFF: the Python client was not found" in _progress("S1", "gofetch", rec)
+    # Off by design in transparent mode; on in gofetch mode: nothing to say.
+    assert "CLIENT OFF" not in _progress("S1", "transparent", rec)
+    rec["python_hook"] = {"enabled": True, "started": 3}
+    assert "CLIENT OFF" not in _progress("S1", "gofetch", rec)
