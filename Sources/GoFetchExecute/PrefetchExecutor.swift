@@ -125,10 +125,10 @@ public final class PrefetchExecutor: @unchecked Sendable {
         }
 
         mutating func done(_ request: PrefetchRequest, ticket: Int) {
-            if request.purpose == .warm { active -= ConcurrencyWindow.weight(ofBytes: request.length) }
+            // The weight it was taken with (0 for a give-back).
+            active -= started.removeValue(forKey: ticket)?.weight ?? 0
             let busy = busyByUID[request.uid, default: 1] - 1
             busyByUID[request.uid] = busy > 0 ? busy : nil
-            started[ticket] = nil
         }
     }
     private let queue: Mutex<Queue>
