@@ -26,7 +26,7 @@ public enum StatsReport {
         lines.append("epochs")
         for epoch in summary.epochs {
             let name = epoch.epoch.map { "epoch \($0)" } ?? "untagged"
-            lines.append("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0))  \(epoch.events) events, \(epoch.files) files, \(Format.bytes(epoch.bytesRead)) read, \(Format.duration(nanoseconds: epoch.readWaitNanoseconds)) in reads, \(epoch.coldReads) of \(epoch.reads) reads cold (stall \(Format.duration(nanoseconds: epoch.stallNanoseconds)))")
+            lines.append("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0))  \(epoch.events) events, \(epoch.files) files, \(Format.bytes(epoch.bytesRead)) read, \(Format.duration(nanoseconds: epoch.readWaitNanoseconds)) in reads, \(epoch.coldReads) of \(epoch.reads) reads cold in \(epoch.coldFiles) files (stall \(Format.duration(nanoseconds: epoch.stallNanoseconds)))")
         }
         if !summary.topFiles.isEmpty {
             lines.append("")

@@ -23,6 +23,9 @@ public struct StoreSummary: Sendable, Codable {
         /// Reads slower than ``ReadTiming`` allows for the page cache, and their time: the stall.
         public var coldReads: Int
         public var stallNanoseconds: Int64
+        /// Files with at least one cold read: a file's first read missing the cache is
+        /// what stalls a reader; its later reads ride the kernel's readahead.
+        public var coldFiles: Int
     }
 
     public struct TopFile: Sendable, Codable {
@@ -56,15 +59,20 @@ public struct StoreSummary: Sendable, Codable {
 }
 
 extension TraceStore {
-    /// Summarises the store; `runID` restricts it to one run.
+    /// Summarises the store; `runID` restricts it to one run, `window` to the events
+    /// whose wall-clock time (nanoseconds since the Unix epoch) falls in it.
     /// - Parameters:
     ///   - timing: tells cold reads from warm ones by their measured time.
     ///   - order: rank the top files by bytes read or by stall.
-    public func summary(top: Int, runID: Int64? = nil, timing: ReadTiming = ReadTiming(), order: StoreSummary.FileOrder = .bytes) throws(TraceStoreError) -> StoreSummary {
+    public func summary(top: Int, runID: Int64? = nil, window: Range<Int64>? = nil, timing: ReadTiming = ReadTiming(),
+                        order: StoreSummary.FileOrder = .bytes) throws(TraceStoreError) -> StoreSummary {
         let cold = Self.coldRead(timing)
         return try read { db in
-            let filter = runID.map { "WHERE \(runCondition($0))" } ?? ""
-            let and = runID == nil ? "WHERE" : "\(filter) AND"
+            var conditions: [String] = []
+            if let runID { conditions.append(runCondition(runID)) }
+            if let window { conditions.append("time_ns >= \(window.lowerBound) AND time_ns < \(window.upperBound)") }
+            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            let and = conditions.isEmpty ? "WHERE" : "\(filter) AND"
             let totals = try Row.fetchOne(db, sql: """
                 SELECT COUNT(*), MIN(time_ns), MAX(time_ns), COUNT(DISTINCT pid), COUNT(DISTINCT file_id) FROM events \(filter)
                 """)!
@@ -78,7 +86,8 @@ extension TraceStore {
             }
             let runs = try Row.fetchAll(db, sql: """
                 SELECT r.id, r.command, r.source, r.started_ns, r.ended_ns,
-                       (SELECT COUNT(*) FROM events e WHERE \(runCondition(run: "r.id", table: "e")))
+                       (SELECT COUNT(*) FROM events e WHERE \(runCondition(run: "r.id", table: "e"))
+                        \(window.map { "AND e.time_ns >= \($0.lowerBound) AND e.time_ns < \($0.upperBound)" } ?? ""))
                 FROM runs r \(runID == nil ? "" : "WHERE r.id = \(runID!)") ORDER BY r.id
                 """).map {
                 StoreSummary.Run(id: $0[0], command: $0[1], source: $0[2], startedNanoseconds: $0[3], endedNanoseconds: $0[4], events: $0[5])
@@ -86,11 +95,12 @@ extension TraceStore {
             let epochs = try Row.fetchAll(db, sql: """
                 SELECT epoch, COUNT(*), COUNT(DISTINCT file_id), COALESCE(SUM(CASE kind WHEN 2 THEN length ELSE 0 END), 0),
                        SUM(kind = 2), COALESCE(SUM(CASE kind WHEN 2 THEN duration_ns ELSE 0 END), 0),
-                       SUM(\(cold)), COALESCE(SUM(CASE WHEN \(cold) THEN duration_ns ELSE 0 END), 0)
+                       SUM(\(cold)), COALESCE(SUM(CASE WHEN \(cold) THEN duration_ns ELSE 0 END), 0),
+                       COUNT(DISTINCT CASE WHEN \(cold) THEN file_id END)
                 FROM events \(filter) GROUP BY epoch ORDER BY epoch
                 """).map {
                 StoreSummary.Epoch(epoch: $0[0], events: $0[1], files: $0[2], bytesRead: $0[3], reads: $0[4],
-                                   readWaitNanoseconds: $0[5], coldReads: $0[6], stallNanoseconds: $0[7])
+                                   readWaitNanoseconds: $0[5], coldReads: $0[6], stallNanoseconds: $0[7], coldFiles: $0[8])
             }
             let topFiles = try Self.topFiles(db, top: top, filter: filter, cold: cold, order: order)
             return StoreSummary(

@@ -19,6 +19,12 @@ struct StatsCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only this run (see the runs list).", valueName: "id"))
     var run: Int64?
 
+    @Option(help: ArgumentHelp("Only events at or after this time: \(WallTime.allowed).", valueName: "time"), transform: WallTime.parse)
+    var since: WallTime?
+
+    @Option(help: ArgumentHelp("Only events before this time (same forms as --since).", valueName: "time"), transform: WallTime.parse)
+    var until: WallTime?
+
     @Option(help: "Rank the top files by: bytes (read) or stall (time in cold reads).")
     var sort: StoreSummary.FileOrder = .bytes
 
@@ -27,13 +33,20 @@ struct StatsCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...100_000).contains(top) else { throw ValidationError("--top \(top) is out of range; allowed 0 to 100000") }
+        if let since, let until, until.nanoseconds <= since.nanoseconds {
+            throw ValidationError("--until must be later than --since")
+        }
     }
 
     func run() async throws {
         let configuration = try options.loadConfiguration()
         let reading = try ReadingStore(configuration, options: options, filter: cluster)
         let store = reading.store
-        let summary = try store.summary(top: top, runID: run, timing: ReadTiming(configuration), order: sort)
+        var window: Range<Int64>?
+        if since != nil || until != nil {
+            window = (since?.nanoseconds ?? 0)..<(until?.nanoseconds ?? Int64.max)
+        }
+        let summary = try store.summary(top: top, runID: run, window: window, timing: ReadTiming(configuration), order: sort)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -27,6 +27,11 @@ that does not know the job's order (no announcements)? It models:
       queues behind at most about one prefetch transfer (an oracle: it reads the
       link's queue, which a prefetcher only infers from its own reads' times,
       late);
+    - `own`: paced as `paced`, but by the prefetcher's own reads alone, the most
+      a prefetcher outside the storage knows in time: it sends a read when its
+      own reads already sent would drain within a request's latency (from the
+      link's rate and latency, known to it exactly here), and learns of the
+      job's reads only as its own come back later than that;
     - `first`: the job's reads are served before any prefetch at the link (they
       queue only behind each other; a prefetch transfer under way is pushed back
       by theirs), enough prefetch reads are queued to keep the link full, and a
@@ -51,7 +56,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 MiB = 1024 * 1024
-DEFAULT_POLICIES = ["none", "window:1", "window:2", "window:4", "paced", "first"]
+DEFAULT_POLICIES = ["none", "window:1", "window:2", "window:4", "own", "paced", "first"]
 
 
 @dataclass
@@ -144,7 +149,7 @@ class _Link:
 
 
 def simulate(setup: Setup, policy: str) -> Outcome:
-    """Runs one first epoch under `policy` (`none`, `window:K`, `paced`, `first`)."""
+    """Runs one first epoch under `policy` (`none`, `window:K`, `own`, `paced`, `first`)."""
     paced = False
     if policy == "none":
         window = 0
@@ -152,13 +157,15 @@ def simulate(setup: Setup, policy: str) -> Outcome:
         # Reads enough to keep the link full: its bandwidth-delay product, twice over.
         per_read = setup.file_bytes / (setup.link_mibps * MiB)
         window = 2 * math.ceil((setup.latency_s + per_read) / per_read) + 1
-    elif policy == "paced":
+    elif policy in ("paced", "own"):
         window, paced = setup.files, True
     elif policy.startswith("window:") and policy[7:].isdigit() and int(policy[7:]) >= 1:
         window = int(policy[7:])
     else:
-        raise ValueError(f"unknown policy {policy!r}: none, window:K (K at least 1), paced or first")
+        raise ValueError(f"unknown policy {policy!r}: none, window:K (K at least 1), own, paced or first")
     link = _Link(setup, job_first=policy == "first")
+    # `own`: when the prefetcher's own reads sent so far would have crossed, as it reckons.
+    own = {"on": policy == "own", "free_at": 0.0}
     order = list(range(setup.files))
     random.Random(setup.seed).shuffle(order)
     queue: List = []
@@ -178,15 +185,17 @@ def simulate(setup: Setup, policy: str) -> Outcome:
 
     def pump(now: float) -> None:
         while window and prefetch["in_flight"] < window and prefetch["next"] < setup.files:
-            if paced and link.free_at - now > link.latency + 1e-7:
+            free_at = own["free_at"] if own["on"] else link.free_at
+            if paced and free_at - now > link.latency + 1e-7:
                 # Queue no more than the link drains during a request's latency.
-                at(link.free_at - link.latency, pump)
+                at(free_at - link.latency, pump)
                 return
             f = prefetch["next"]
             prefetch["next"] += 1
             if taken[f]:
                 continue
             prefetch["in_flight"] += 1
+            own["free_at"] = max(now + link.latency, own["free_at"]) + link.transfer(setup.file_bytes)
             end = link.reserve_prefetch(now, setup.file_bytes)
             on_link[f] = end
             at(end[0], lambda t, f=f, end=end: prefetched(t, f, end))
@@ -197,6 +206,10 @@ def simulate(setup: Setup, policy: str) -> Outcome:
             return
         link.crossed(end)
         prefetch["in_flight"] -= 1
+        if own["on"]:
+            # Back later than reckoned: the job's reads crossed meanwhile; those still out
+            # cross after this one.
+            own["free_at"] = max(own["free_at"], now + prefetch["in_flight"] * link.transfer(setup.file_bytes))
         counts["prefetched"] += 1
         counts["last_prefetch"] = now
         warm[f] = True

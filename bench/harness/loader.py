@@ -431,6 +431,7 @@ def measure_epochs(loader: DataLoader, epochs: int, step_s: float, max_batches: 
     out = []
     for epoch in range(epochs):
         t_epoch = time.perf_counter()
+        started_ns = time.time_ns()  # the epoch's span on the wall clock, as the trace store's events carry it
         stalls: List[float] = []
         samples = decoded = 0
         it = None
@@ -457,6 +458,8 @@ def measure_epochs(loader: DataLoader, epochs: int, step_s: float, max_batches: 
         record = {
             "epoch": epoch + 1,
             "wall_s": wall,
+            "started_ns": started_ns,
+            "ended_ns": time.time_ns(),
             "stall_s": sum(stalls),
             "batches": len(stalls),
             "samples": samples,

@@ -435,7 +435,8 @@ def median_run(runs: List[dict]) -> dict:
                        "stall_by_epoch_s": [e["stall_s"] for e in r.get("epochs", [])],
                        "epoch_by_epoch_s": [e["wall_s"] for e in r.get("epochs", [])],
                        "run_dir": r.get("run_dir"),
-                       "gofetch_prefetch": (r.get("gofetch") or {}).get("prefetch")}
+                       "gofetch_prefetch": (r.get("gofetch") or {}).get("prefetch"),
+                       "gofetch_epochs": r.get("gofetch_epochs")}
                       for number, r in enumerate(runs, start=1)]
     return rec
 
@@ -535,6 +536,9 @@ def run_group(args, bench: Bench, ds, bandwidth_mbps: float, scens: List[Scenari
                     limits, rule = memory_limits(args, bench, sc, st, ds, runnable, calibrations, results)
                     entry["memory_limit_bytes"] = limits
                     entry["memory_limit_note"] = rule
+                    # The room the limit leaves for the data set's page cache, as a share of it.
+                    entry["memory_room_share"] = (args.memory_fraction if args.memory_fraction is not None
+                                                  else sc.memory_fraction)
                 for mode in modes:
                     if mode in sc.unavailable:
                         entry["modes"][mode] = {"mode": mode, "status": "n/a", "reason": sc.unavailable[mode]}

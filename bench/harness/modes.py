@@ -128,26 +128,49 @@ def gofetch_command(bench: Bench, mode: str, run_dir: str) -> List[str]:
     return command
 
 
-def store_epochs(gofetch: str, db: str) -> Tuple[Optional[List[dict]], Optional[str]]:
-    """The run's reads per epoch as gofetch's trace store has them (`gofetch stats
-    --json`): reads, cold reads (slower than a page-cache copy, docs/metrics.md),
-    time in cold reads. Only epochs the events were tagged with: tags come from the
-    Python client's announcements, so a run without them has none. Returns (epochs,
-    None) or (None, why not)."""
+def _stats(gofetch: str, db: str, *args: str) -> Tuple[Optional[dict], Optional[str]]:
+    """`gofetch stats --json` of the run's store, or (None, why not)."""
     try:
-        r = subprocess.run([gofetch, "stats", "--json", "--db", db, "--top", "0"], capture_output=True, text=True,
+        r = subprocess.run([gofetch, "stats", "--json", "--db", db, "--top", "0", *args], capture_output=True, text=True,
                            timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"gofetch stats failed: {e}"
     if r.returncode != 0:
         return None, f"gofetch stats exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}"
     try:
-        stats = json.loads(r.stdout)
+        return json.loads(r.stdout), None
     except ValueError:
         return None, "gofetch stats printed no JSON"
-    keys = ("epoch", "reads", "coldReads", "stallNanoseconds", "files", "bytesRead")
-    epochs = [{k: e.get(k) for k in keys} for e in stats.get("epochs", []) if e.get("epoch") is not None]
-    return sorted(epochs, key=lambda e: e["epoch"]), None
+
+
+_EPOCH_KEYS = ("reads", "coldReads", "coldFiles", "stallNanoseconds", "files", "bytesRead")
+
+
+def store_epochs(gofetch: str, db: str, spans: Optional[List[Tuple[int, int]]] = None
+                 ) -> Tuple[Optional[List[dict]], Optional[str]]:
+    """The run's reads per epoch as gofetch's trace store has them (`gofetch stats
+    --json`): reads, cold reads (slower than a page-cache copy, docs/metrics.md) and
+    the files that had one, time in cold reads. By the epochs the events are tagged
+    with, where the Python client's announcements tagged them (`"by": "tag"`); else
+    by `spans`, each epoch's (start, end) on the wall clock as the job measured it
+    (`"by": "time"`, `gofetch stats --since --until`). Returns (epochs, None) or
+    (None, why not)."""
+    stats, why = _stats(gofetch, db)
+    if stats is None:
+        return None, why
+    tagged = [e for e in stats.get("epochs", []) if e.get("epoch") is not None]
+    if tagged or not spans:
+        epochs = [dict({k: e.get(k) for k in _EPOCH_KEYS}, epoch=e["epoch"], by="tag") for e in tagged]
+        return sorted(epochs, key=lambda e: e["epoch"]), None
+    epochs = []
+    for number, (start, end) in enumerate(spans):
+        part, why = _stats(gofetch, db, "--since", f"{start / 1e9:.9f}", "--until", f"{end / 1e9:.9f}")
+        if part is None:
+            return None, why
+        # Untagged: one row (none when the span holds no events).
+        epochs.append(dict({k: sum(e.get(k) or 0 for e in part.get("epochs", [])) for k in _EPOCH_KEYS},
+                           epoch=number, by="time"))
+    return epochs, None
 
 
 def parse_gofetch_json(text: str) -> Optional[dict]:
@@ -322,19 +345,20 @@ def run_mode(bench: Bench, scenario: Scenario, storage, mode: str, memory_limit:
             record["gofetch_summary_file"] = os.path.relpath(summary_path, bench.out_dir)
         else:
             record.setdefault("error", "gofetch printed no JSON summary")
-        db = os.path.join(run_dir, "gofetch.db")
-        if os.path.exists(db):
-            epochs, why = store_epochs(bench.gofetch, db)
-            if epochs is not None:
-                record["gofetch_epochs"] = epochs
-            else:
-                record["gofetch_epochs_error"] = why
     if os.path.exists(result_path):
         with open(result_path, encoding="utf-8") as f:
             result = json.load(f)
         record.update(result)
         if returncode == 0:
             record["status"] = "ok"
+    db = os.path.join(run_dir, "gofetch.db")
+    if mode in GOFETCH_MODES and os.path.exists(db):
+        spans = [(e["started_ns"], e["ended_ns"]) for e in record.get("epochs", []) if "started_ns" in e]
+        epochs, why = store_epochs(bench.gofetch, db, spans)
+        if epochs is not None:
+            record["gofetch_epochs"] = epochs
+        else:
+            record["gofetch_epochs_error"] = why
     if record["status"] != "ok":
         tail = log_text.strip().splitlines()[-15:]
         record.setdefault("error", f"exit code {returncode}")

@@ -18,8 +18,14 @@ Definitions (bench/README.md has them too):
   own work, which prefetching can overlap with the transfer, but not shorten);
 - reads warm: per epoch, the share of the job's reads of traced files that were
   not cold (gofetch's trace store: a read is cold when slower than a page-cache
-  copy, docs/metrics.md), where the events carry an epoch (the Python client's
-  announcements tag them; without announcements there are no epochs to split by).
+  copy, docs/metrics.md); files warm: the share of the files the job read with no
+  read cold. Epochs are those the events are tagged with (the Python client's
+  announcements), or else the job's own epochs on the wall clock (`gofetch stats
+  --since --until` over each epoch's span);
+- S4's room share: the room the memory limit leaves for the data set's page cache
+  ÷ the data set (`--memory-fraction`); the files-warm goal of the modes without
+  announcements asks for 0.8 x that from epoch 2 (LRU at the same room keeps less,
+  as the shuffled epoch reads last epoch's evicted half as often as its kept one).
 
 With --repeat the modes ran in rounds, in turns; a goal's ratio is then taken in
 every round (the link bound from that round's warm run) and judged on the median.
@@ -86,6 +92,17 @@ def reads_warm(rec: dict) -> Optional[List[float]]:
     return [1.0 - e["coldReads"] / e["reads"] if e.get("reads") else None for e in epochs]
 
 
+def files_warm(rec: dict) -> Optional[List[float]]:
+    """Per epoch, the share of the files the job read with no read cold, from gofetch's
+    store: a file whose first read misses the cache stalls its reader, and its later
+    reads, riding the kernel's readahead, are warm however it was prefetched, so this
+    is the share that counts (a file read in four reads, one cold, is 75 % of reads warm)."""
+    epochs = rec.get("gofetch_epochs")
+    if not epochs or any(e.get("coldFiles") is None for e in epochs):
+        return None
+    return [1.0 - e["coldFiles"] / e["files"] if e.get("files") else None for e in epochs]
+
+
 def derive(scenario: dict) -> None:
     """Adds totals and ratios to every mode record of a scenario (in place)."""
     modes: Dict[str, dict] = scenario["modes"]
@@ -108,6 +125,9 @@ def derive(scenario: dict) -> None:
         share = reads_warm(rec)
         if share is not None:
             rec["reads_warm_by_epoch"] = share
+        share = files_warm(rec)
+        if share is not None:
+            rec["files_warm_by_epoch"] = share
     g = modes.get("gofetch")
     for t in (modes.get("transparent"), modes.get("unnamed")):
         if _ok(g) and _ok(t):
@@ -122,7 +142,7 @@ def derive(scenario: dict) -> None:
 
 
 def _goal(text: str, value: Optional[float], limit: float, fmt: str = "{:.3f}", strict_less: bool = False,
-          paired: Optional[dict] = None) -> dict:
+          paired: Optional[dict] = None, at_least: bool = False) -> dict:
     """A goal judged on `value`, or, with `paired` (the ratio in every --repeat round,
     ``_paired``), on the median of the rounds' ratios."""
     rounds = ""
@@ -132,7 +152,7 @@ def _goal(text: str, value: Optional[float], limit: float, fmt: str = "{:.3f}", 
                   + " / ".join(fmt.format(v) for v in paired["rounds"]) + ")")
     if value is None:
         return {"goal": text, "value": None, "limit": limit, "met": None, "text": f"{text}: cannot tell (missing figures)"}
-    met = value < limit if strict_less else value <= limit
+    met = value >= limit if at_least else value < limit if strict_less else value <= limit
     goal = {"goal": text, "value": value, "limit": limit, "met": met,
             "text": f"{text}: {fmt.format(value)}{rounds} -> {'met' if met else 'NOT met'}"}
     if paired is not None:
@@ -177,6 +197,25 @@ def _e1_over_bound(bound: Optional[dict]) -> Callable[[dict, dict], Optional[flo
         stall = warm["stall_by_epoch_s"][0]
         return _ratio(x["stall_by_epoch_s"][0], max(stall, bound["link_s"] - (warm["epoch_by_epoch_s"][0] - stall)))
     return measure
+
+
+def _fewest_warm_from_2(rec: dict) -> Optional[float]:
+    """The smallest share of files warm in a run's epochs from the second on."""
+    shares = files_warm(rec)
+    if not shares or len(shares) < 2 or any(v is None for v in shares[1:]):
+        return None
+    return min(shares[1:])
+
+
+def _rounds(rec: Optional[dict], measure: Callable[[dict], Optional[float]]) -> Optional[dict]:
+    """With --repeat: `measure` of each round's run of one mode and their median (as
+    ``_paired``, for a figure of one mode alone); None without two such rounds."""
+    if not _ok(rec):
+        return None
+    values = [v for v in (measure(r) for r in rec.get("repeats") or [] if r.get("status") == "ok") if v is not None]
+    if len(values) < 2:
+        return None
+    return {"median": statistics.median(values), "rounds": values}
 
 
 def _e1(rec: Optional[dict]) -> Optional[float]:
@@ -256,6 +295,11 @@ def evaluate(sid: str, scenario: dict) -> List[dict]:
         elif sid in ("S3-cap", "S5"):
             out.append(_goal(f"{name} epoch-1 stall <= the naive warm-up's", _ratio(_e1(t), _e1(warmup)), 1.0,
                              paired=_paired(t, warmup, _e1_ratio)))
+        elif sid == "S4" and scenario.get("memory_room_share"):
+            share = scenario["memory_room_share"]
+            out.append(_goal(f"{name} files warm from epoch 2 >= 0.8 x room / data set ({0.8 * share:.2f}; the "
+                             "fewest of its epochs from 2, by the job's epoch times)",
+                             _fewest_warm_from_2(t), 0.8 * share, at_least=True, paired=_rounds(t, _fewest_warm_from_2)))
         out.append(never_worse(name, t))
     return out
 
@@ -407,11 +451,12 @@ def render(results: dict) -> str:
     lines.append("")
     lines.append("Stall ratios per epoch (e1 / e2 / ...) and of the totals. ÷ gofetch: transparent's (unnamed's) stall ÷ "
                  "gofetch's. e1 ÷ link bound: epoch 1's stall ÷ the least epoch-1 stall the link allows (scenarios with "
-                 "a link cap). Reads warm: per epoch, from gofetch's trace store (epochs are known only where the "
-                 "client announced them).")
+                 "a link cap). Reads warm (files warm): per epoch, the share of the job's reads (of the files it read) "
+                 "with no read cold, from gofetch's trace store, by the client's epochs or else the job's own epoch "
+                 "times.")
     lines.append("")
     lines.append("| scenario | mode | ÷ naive warm-up | ÷ no prefetch | ÷ warm | ÷ gofetch | e1 ÷ link bound "
-                 "| reads warm per epoch |")
+                 "| reads (files) warm per epoch |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for sid in _ordered(scen):
         sc = scen[sid]
@@ -422,8 +467,10 @@ def render(results: dict) -> str:
                 continue
             link = f"{_f(rec.get('epoch1_vs_link_bound'))} (bound {bound['epoch1_s']:.2f} s)" if bound else "–"
             warm_reads = rec.get("reads_warm_by_epoch")
-            warm_text = " / ".join("–" if v is None else f"{v * 100:.1f}%" for v in warm_reads) if warm_reads else (
-                "not tagged by epoch" if rec.get("gofetch_epochs") == [] else "–")
+            warm_files = rec.get("files_warm_by_epoch") or [None] * len(warm_reads or [])
+            warm_text = " / ".join(("–" if v is None else f"{v * 100:.1f}%") + ("" if f is None else f" ({f * 100:.1f}%)")
+                                   for v, f in zip(warm_reads, warm_files)) if warm_reads else (
+                "not split by epoch" if rec.get("gofetch_epochs") == [] else "–")
             lines.append(f"| {sid} | {mode} | {_ratios(rec, 'vs_warmup')} | {_ratios(rec, 'stall_ratio')} "
                          f"| {_ratios(rec, 'vs_warm_stall')} | {_ratios(rec, 'vs_gofetch')} | {link} | {warm_text} |")
     lines.append("")

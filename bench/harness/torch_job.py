@@ -91,6 +91,7 @@ def run_job(spec: dict) -> dict:
     started = time.perf_counter()
     for epoch in range(spec["epochs"]):
         t_epoch = time.perf_counter()
+        started_ns = time.time_ns()  # the epoch's span on the wall clock, as the trace store's events carry it
         stalls = []
         samples = 0
         t0 = time.perf_counter()
@@ -114,6 +115,7 @@ def run_job(spec: dict) -> dict:
         s = sorted(stalls)
         epochs.append({
             "epoch": epoch + 1, "wall_s": time.perf_counter() - t_epoch, "stall_s": sum(stalls),
+            "started_ns": started_ns, "ended_ns": time.time_ns(),
             "batches": len(stalls), "samples": samples,
             "first_batch_stall_s": stalls[0] if stalls else 0.0,
             "stall_p50_s": _quantile(s, 0.5),

@@ -60,6 +60,8 @@ def test_prefetch_alone_keeps_the_link_full_when_paced_and_pays_each_latency_wit
     # The job starts after the prefetcher is done, so nothing else is on the link.
     base = dict(files=n, file_bytes=size, link_mibps=mibps, latency_s=latency, head_start_s=60.0)
     assert simulate(Setup(**base), "paced").prefetch_done_s == pytest.approx(latency + n * xfer(size, mibps))
+    # Alone on the link, its own reads are all there is: pacing by them is as good.
+    assert simulate(Setup(**base), "own").prefetch_done_s == pytest.approx(latency + n * xfer(size, mibps))
     assert simulate(Setup(**base), "window:1").prefetch_done_s == pytest.approx(n * (latency + xfer(size, mibps)))
 
 
@@ -105,9 +107,12 @@ def test_without_the_order_the_capped_first_epoch_stays_above_the_link_bound(see
     # S1-cap's job at the quick size: prefetch helps, pacing more, the job's priority
     # most, and not even that comes within 1.1 x the bound from a cold start.
     s = Setup(files=1500, seed=seed)
-    o = sweep(s, ["none", "window:2", "paced", "first"])
+    o = sweep(s, ["none", "window:2", "own", "paced", "first"])
     assert o["first"].stall_s < o["paced"].stall_s < o["window:2"].stall_s < o["none"].stall_s
     assert o["first"].stall_s > 1.1 * s.link_bound_s
+    # Paced by its own reads alone, it does not back off for the job's: no better than
+    # the window.
+    assert o["own"].stall_s >= o["window:2"].stall_s
 
 
 def test_the_link_bound_is_the_transfer_less_the_jobs_work():

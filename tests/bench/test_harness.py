@@ -341,6 +341,13 @@ def test_bench_run_end_to_end(tmp_path):
     assert modes["transparent"]["python_hook"]["enabled"] is False
     # The built-in loader is not torch: the injected client announces nothing for it.
     assert modes["gofetch"]["gofetch"]["prefetch"]["announced"] == 0
+    # Nothing tags the events with an epoch: the store's reads are split by the job's
+    # own epoch span (gofetch stats --since --until), every file of the epoch in it.
+    for mode in ("gofetch", "transparent"):
+        assert "gofetch_epochs" in modes[mode], modes[mode].get("gofetch_epochs_error")
+        [epoch] = modes[mode]["gofetch_epochs"]
+        assert epoch["by"] == "time" and epoch["files"] == 48 and epoch["reads"] >= 48, epoch
+        assert 0 <= epoch["coldFiles"] <= 48
     assert results["scenarios"]["S4"]["memory_limit_bytes"]["gofetch"] > 0
     table = (out / "table.md").read_text()
     assert "| S4 | gofetch |" in table and "| S4 | transparent |" in table
@@ -505,11 +512,19 @@ def test_report_the_issues_ratios_link_bound_and_warm_reads(tmp_path):
                            "no-prefetch": _ok([20, 20], [25, 25]), "warm": _ok([0.5, 0.5], [6, 5]),
                            "gofetch": _ok([4.9, 0.5], [10, 5]), "transparent": _ok([4.6, 0.6], [11, 5]),
                            "unnamed": _ok([5.5, 0.6], [11, 5])}},
-            "S4": {"title": "t", "params": {}, "dataset": {}, "modes": {
+            # Room for half the data set: the modes without announcements must keep 40 % of
+            # the files warm from epoch 2; transparent's epochs come from the job's times.
+            "S4": {"title": "t", "params": {}, "dataset": {}, "memory_room_share": 0.5, "modes": {
                 "no-prefetch": _ok([20, 20], [25, 25]),
                 "gofetch": _ok([1.5, 2.5], [6, 7], gofetch_epochs=[
                     {"epoch": 0, "reads": 200, "coldReads": 10}, {"epoch": 1, "reads": 200, "coldReads": 30}]),
-                "transparent": _ok([19, 20.5], [24, 26])}},
+                "transparent": _ok([19, 20.5, 0.5], [24, 26, 5], gofetch_epochs=[
+                    {"epoch": 0, "by": "time", "reads": 400, "coldReads": 100, "files": 100, "coldFiles": 100},
+                    {"epoch": 1, "by": "time", "reads": 400, "coldReads": 60, "files": 100, "coldFiles": 55},
+                    {"epoch": 2, "by": "time", "reads": 400, "coldReads": 50, "files": 100, "coldFiles": 50}]),
+                "unnamed": _ok([19, 20.5], [24, 26], gofetch_epochs=[
+                    {"epoch": 0, "by": "time", "reads": 400, "coldReads": 100, "files": 100, "coldFiles": 100},
+                    {"epoch": 1, "by": "time", "reads": 400, "coldReads": 60, "files": 100, "coldFiles": 62}])}},
         },
     }
     table = report.write(results, str(tmp_path))
@@ -544,6 +559,16 @@ def test_report_the_issues_ratios_link_bound_and_warm_reads(tmp_path):
     assert goals["gofetch every epoch's stall <= 0.10 x no prefetch's (largest per-epoch ratio)"]["met"] is False
     assert goals[never]["value"] == pytest.approx(20.5 / 20) and goals[never]["met"] is False
     assert "95.0% / 85.0%" in table
+    # Files warm, not reads: a file's later reads ride readahead whatever was prefetched.
+    t = s4["modes"]["transparent"]
+    assert t["reads_warm_by_epoch"] == pytest.approx([0.75, 0.85, 0.875])
+    assert t["files_warm_by_epoch"] == pytest.approx([0.0, 0.45, 0.5])
+    warm_goal = "files warm from epoch 2 >= 0.8 x room / data set (0.40; the fewest of its epochs from 2, by the job's epoch times)"
+    assert goals["transparent " + warm_goal]["value"] == pytest.approx(0.45)
+    assert goals["transparent " + warm_goal]["met"] is True
+    assert goals["unnamed " + warm_goal]["value"] == pytest.approx(0.38)
+    assert goals["unnamed " + warm_goal]["met"] is False
+    assert "75.0% (0.0%) / 85.0% (45.0%) / 87.5% (50.0%)" in table
 
 
 def test_repeated_rounds_are_judged_side_by_side(tmp_path):

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 
 from conftest import bytes_read_per_file, make_files, opened_files, query
 
@@ -144,6 +145,41 @@ def test_exit_code_and_stats(tmp_path, gofetch_bin, python_bin):
     text = subprocess.run([gofetch_bin, "stats", "--db", db], capture_output=True, text=True, timeout=60).stdout
     assert "top files by bytes read" in text
     assert max(files, key=files.get) in text
+
+
+def test_stats_over_a_time_window(tmp_path, gofetch_bin, python_bin):
+    files = make_files(str(tmp_path / "data"), 10, seed=4)
+    script, listing = write_job(tmp_path, list(files), READER)
+    db = str(tmp_path / "traces.db")
+    assert run_trace(gofetch_bin, db, [python_bin, script, listing]).returncode == 0
+
+    def stats(*args):
+        r = subprocess.run([gofetch_bin, "stats", "--db", db, "--json", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    whole = stats()
+    first, last = whole["firstNanoseconds"], whole["lastNanoseconds"]
+    assert whole["events"] > 20 and last > first
+    # ISO 8601 and seconds since the Unix epoch name the same instants.
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first // 10**9)) + "Z"
+    assert stats("--since", iso)["events"] == whole["events"]
+    assert stats("--since", f"{first / 1e9 - 1:.3f}", "--until", f"{last / 1e9 + 1:.3f}")["events"] == whole["events"]
+    assert stats("--until", iso)["events"] == 0
+    # The events before the middle and from it add up to all of them, and each epoch
+    # counts the files that had a cold read.
+    middle = f"{(first + last) / 2e9:.9f}"
+    before, after = stats("--until", middle), stats("--since", middle)
+    assert before["events"] + after["events"] == whole["events"]
+    for epoch in whole["epochs"]:
+        assert 0 <= epoch["coldFiles"] <= min(epoch["files"], epoch["coldReads"])
+
+    bad = subprocess.run([gofetch_bin, "stats", "--db", db, "--since", "yesterday"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert "'yesterday' is not a time" in bad.stderr and "ISO 8601" in bad.stderr
+    backwards = subprocess.run([gofetch_bin, "stats", "--db", db, "--since", "2000", "--until", "1000"],
+                               capture_output=True, text=True, timeout=60)
+    assert backwards.returncode != 0 and "--until must be later than --since" in backwards.stderr
 
 
 def test_command_not_found(tmp_path, gofetch_bin):

@@ -225,4 +225,39 @@ struct ReportTests {
         }
         #expect(plan.contains { $0.contains("INTEGER PRIMARY KEY (rowid>? AND rowid<?)") }, "\(plan)")
     }
+
+    @Test("stats over a time window: only its events, and each epoch's files with a cold read counted once")
+    func statsWindow() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("traces.db"))
+        let run = try store.beginRun(command: "job", source: "test")
+        let timing = ReadTiming(baseNanoseconds: 1_000_000, warmBytesPerSecond: 1e9)
+        let files = (1...4).map {
+            FileRecord(id: FileID($0), path: "/data/\($0)", device: 1, inode: UInt64($0), size: 4_096, firstSeenWallNanoseconds: 0)
+        }
+        // Two untagged epochs of four files, one second apart: each file read twice, the
+        // first read cold (5 ms) in files 1-3 of the first epoch and in file 4 of the second.
+        var events: [TraceEvent] = []
+        for (epoch, start): (Int, Int64) in [(0, 10_000_000_000), (1, 11_000_000_000)] {
+            for file in files {
+                let cold = epoch == 0 ? file.id <= 3 : file.id == 4
+                for read in 0..<2 {
+                    events.append(TraceEvent(fileID: file.id, kind: .read, pid: 1, tid: 1, uid: 0,
+                                             wallNanoseconds: start + file.id * 1_000 + Int64(read),
+                                             monotonicNanoseconds: 1, offset: UInt64(read) * 2_048, length: 2_048,
+                                             durationNanoseconds: cold && read == 0 ? 5_000_000 : 10_000))
+                }
+            }
+        }
+        try store.write(files: files, events: events[...], runID: run)
+        let whole = try store.summary(top: 0, timing: timing)
+        #expect(whole.epochs.count == 1 && whole.epochs[0].reads == 16)
+        #expect(whole.epochs[0].coldReads == 4 && whole.epochs[0].coldFiles == 4)
+        let first = try store.summary(top: 0, window: 10_000_000_000..<11_000_000_000, timing: timing)
+        #expect(first.events == 8 && first.runs.map(\.events) == [8])
+        #expect(first.epochs.map(\.coldReads) == [3] && first.epochs.map(\.coldFiles) == [3] && first.epochs.map(\.files) == [4])
+        let second = try store.summary(top: 0, window: 11_000_000_000..<Int64.max, timing: timing)
+        #expect(second.epochs.map(\.coldFiles) == [1] && second.epochs.map(\.stallNanoseconds) == [5_000_000])
+        #expect(try store.summary(top: 0, window: 0..<10_000_000_000, timing: timing).events == 0)
+    }
 }
