@@ -13,8 +13,10 @@ import GoFetchEvents
 /// it hands out each unread file once, in list order, so that when the data set is
 /// larger than the budget the same files are held every epoch instead of whichever
 /// LRU left; once every unread file was handed out it starts on the next epoch's
-/// first files (files this epoch has read), so the next epoch starts warm. A file
-/// larger than `chunkBytes` is handed out in chunks.
+/// first files, so the next epoch starts warm: those this epoch has read, and each
+/// of the others once this epoch reads it (before, its prefetch for this epoch is
+/// still out, and an offer for the next would only repeat it). A file larger than
+/// `chunkBytes` is handed out in chunks.
 public final class DataSetTree {
     public struct Options: Sendable, Equatable {
         /// Opens outside the roots that decide a root, once this many were seen: the
@@ -80,6 +82,18 @@ public final class DataSetTree {
     /// The files that wait: those of ``waiting`` still to go out (one handed out by
     /// ``nextListed`` leaves the list at the next scan of it).
     private var waitingSet: Set<FileID> = []
+    /// Files the scan ahead (the next epoch's) reached before this epoch read them, in
+    /// list order: their prefetch for this epoch is still out, so an offer for the
+    /// next would be a duplicate the scheduler drops. Each goes out for the next epoch
+    /// once this one has read it (``next``).
+    private var aheadWaiting: [FileID] = []
+    private var aheadWaitingSet: Set<FileID> = []
+    /// The order of each epoch in the last run of the same command, by epoch
+    /// (``prefer(epochOrders:)``), and the epoch whose order the list is in.
+    private var epochOrders: [[FileID]] = []
+    private var orderedEpoch = -1
+    /// Epochs after the first that went out in the last run's order of that epoch.
+    public private(set) var epochsInLastRunsOrder = 0
 
     public init(options: Options = Options()) {
         self.options = options
@@ -227,6 +241,13 @@ public final class DataSetTree {
         if !hints.isEmpty, let hint = hints.first(where: { Self.isUnder(path[...], $0) }) { hinted[file] = hint }
         files.append(file)
         bytes &+= size
+        // Listed after the scan went past the end of the list to the next epoch: still
+        // this epoch's, first in line at the next call (the scan ahead only takes files
+        // this epoch has read).
+        if ahead && waitingSet.insert(file).inserted {
+            waiting.append(file)
+            waitingDirty = true
+        }
     }
 
     /// Takes files known before any walk lists them (the store's, from earlier runs)
@@ -288,6 +309,30 @@ public final class DataSetTree {
         return placed.count
     }
 
+    /// The last run's order of every epoch: `orders[k]` is the order in which it read
+    /// epoch k + 1 (``TraceStore/openPasses``), the first one being the order
+    /// ``prefer(order:)`` takes. From the second epoch on, each epoch's files go out
+    /// in that epoch's order, and so do the next epoch's first files handed out
+    /// ahead: a job whose every epoch repeats from run to run (a shuffle its script
+    /// seeds, as DataLoader's generator) gets each epoch warmed in the order it reads
+    /// it, so that a data set larger than the budget is warmed just ahead of the job
+    /// rather than a subset held. One whose order does not repeat is served as by any
+    /// other order. The epoch under way takes its order now when it has one.
+    public func prefer(epochOrders orders: [[FileID]]) {
+        epochOrders = orders
+        // The first epoch took the order of ``prefer(order:)`` already.
+        orderedEpoch = max(orderedEpoch, 0)
+        if cursorEpoch >= 1 { orderEpoch(ahead ? cursorEpoch + 1 : cursorEpoch) }
+    }
+
+    /// Puts the list in `epoch`'s order from the last run, once, when there is one.
+    private func orderEpoch(_ epoch: Int) {
+        guard epoch > orderedEpoch, epoch < epochOrders.count, !epochOrders[epoch].isEmpty else { return }
+        orderedEpoch = epoch
+        // The cursor starts over: ``next`` skips what went out already.
+        if prefer(order: epochOrders[epoch]) > 0 { epochsInLastRunsOrder += 1 }
+    }
+
     /// A file's size changed (its first open told the real one).
     public func resize(_ file: FileID, to size: UInt64) {
         guard let old = members[file]?.size, old != size else { return }
@@ -308,7 +353,8 @@ public final class DataSetTree {
     private var waitingDirty = true
 
     /// The next files to warm in epoch `epoch`: unread ones not yet handed out, in
-    /// list order; when none is left, the next epoch's first files.
+    /// list order; when none is left, the next epoch's first files (each once this
+    /// epoch has read it).
     /// - Parameters:
     ///   - read: whether the job has read a file in this epoch.
     ///   - chunkBytes: files larger than this are handed out in chunks of it.
@@ -325,6 +371,10 @@ public final class DataSetTree {
             ahead = false
             waiting.removeAll()
             waitingSet.removeAll()
+            // Those not out yet go with the new epoch's unread files.
+            aheadWaiting.removeAll()
+            aheadWaitingSet.removeAll()
+            orderEpoch(epoch)
         }
         var predictions: [Prediction] = []
         // Files not eligible yet are looked at again only when eligibility may have
@@ -347,12 +397,25 @@ public final class DataSetTree {
         } else if waitingSet.isEmpty {
             waiting.removeAll()
         }
+        if ahead && !aheadWaiting.isEmpty {
+            var still: [FileID] = []
+            for file in aheadWaiting {
+                if predictions.count < limit && read(file) {
+                    aheadWaitingSet.remove(file)
+                    if handedOut[file] != epoch + 1 { handOut(file, for: epoch + 1, chunkBytes: chunkBytes, to: &predictions) }
+                } else {
+                    still.append(file)
+                }
+            }
+            aheadWaiting = still
+        }
         var scanned = 0
         while predictions.count < limit && scanned < files.count {
             if cursor >= files.count {
                 guard !ahead else { break }
                 ahead = true
                 cursor = 0
+                orderEpoch(epoch + 1)
             }
             let file = files[cursor]
             cursor += 1
@@ -361,6 +424,11 @@ public final class DataSetTree {
             guard handedOut[file] != target, ahead || !read(file) else { continue }
             guard eligible(file) else {
                 if !ahead && waitingSet.insert(file).inserted { waiting.append(file) }
+                continue
+            }
+            if ahead && !read(file) {
+                // Ahead of this epoch's read of it: out for the next once read.
+                if aheadWaitingSet.insert(file).inserted { aheadWaiting.append(file) }
                 continue
             }
             handOut(file, for: target, chunkBytes: chunkBytes, to: &predictions)

@@ -134,7 +134,18 @@ public final class TraceDaemon: @unchecked Sendable {
                 // off the start's path: a long run's events take a while to go through.
                 let store = self.store, limit = engine.tree.options.maxFiles
                 Thread.detachNewThread {
-                    engine.preferOrder((try? store.firstOpenOrder(runID: last.runID, limit: limit)) ?? [])
+                    let first = (try? store.firstOpenOrder(runID: last.runID, limit: limit)) ?? []
+                    engine.preferOrder(first)
+                    // Then every epoch's order, for the epochs after the first: a longer
+                    // read, needed only once the first epoch ends. Bounded: 4 M files in
+                    // all the passes (32 MiB), from the events of as many passes of
+                    // the first, 16 events a file.
+                    guard !first.isEmpty else { return }
+                    let passes = min(Self.maxEpochOrders, max(1, Self.maxEpochOrderFiles / first.count))
+                    guard passes > 1, let orders = try? store.openPasses(
+                        runID: last.runID, passes: passes, limit: Self.maxEpochOrderFiles,
+                        maxEvents: first.count * passes * 16) else { return }
+                    engine.preferEpochOrders(orders)
                 }
             } else if let arguments, configuration.prefetcher.commandLineHints {
                 // A first run: the folders its command line names, as guesses. Looked up
@@ -267,6 +278,11 @@ public final class TraceDaemon: @unchecked Sendable {
             logger.warning("no model from the cluster's store", metadata: ["error": "\(error)"])
         }
     }
+
+    /// The last run's epoch orders a second run takes (``TraceStore/openPasses``): at
+    /// most this many epochs, and this many files in all of them.
+    static let maxEpochOrders = 64
+    static let maxEpochOrderFiles = 4_000_000
 
     /// How long a stopping daemon tries to copy the rest of its run to the cluster's
     /// store; what is left waits in this machine's store for the next daemon.

@@ -102,6 +102,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         public var treeFromLastRun: String?
         /// Files of the tree put first, in the order the last run first opened them.
         public var treeOrderFromLastRun = 0
+        /// Epochs after the first warmed in the last run's order of that epoch
+        /// (``DataSetTree/prefer(epochOrders:)``).
+        public var treeEpochsInLastRunsOrder = 0
         /// Folders the job's command line named, warmed from the start as data sets
         /// (``DataSetTree/seed(root:uid:gid:pid:tentative:)``); those dropped because
         /// the job read elsewhere.
@@ -248,13 +251,21 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         wakeUp.signal()
     }
 
+    /// The last run's order of every epoch (the store's ``TraceStore/openPasses``, read
+    /// off the engine thread): from the second epoch on, the tree warms each epoch in
+    /// it (``DataSetTree/prefer(epochOrders:)``).
+    public func preferEpochOrders(_ orders: [[FileID]]) {
+        seeds.withLock { $0.epochOrders = orders }
+        wakeUp.signal()
+    }
+
     private struct Seed {
         var root: String
         var client: (uid: UInt32, gid: UInt32, pid: UInt32)?
         var tentative: Bool
         var awaitOrder = false
     }
-    private let seeds = Mutex<(list: [Seed], order: [FileID]?)>(([], nil))
+    private let seeds = Mutex<(list: [Seed], order: [FileID]?, epochOrders: [[FileID]]?)>(([], nil, nil))
     /// Files the last run's order placed first in the tree.
     private var orderedFromLastRun = 0
     /// Until when the tree waits for the order a seed announced (``seedDataSet``'s `awaitOrder`).
@@ -267,8 +278,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private var treeOffered = false
 
     private func takeSeeds() {
-        let (taken, order) = seeds.withLock { seeds in
-            defer { seeds = ([], nil) }
+        let (taken, order, epochOrders) = seeds.withLock { seeds in
+            defer { seeds = ([], nil, nil) }
             return seeds
         }
         for seed in taken {
@@ -286,6 +297,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             orderDue = nil
             if !order.isEmpty { orderedFromLastRun = tree.prefer(order: order) }
         }
+        if let epochOrders, epochOrders.count > 1 { tree.prefer(epochOrders: epochOrders) }
     }
 
     /// The first event's process takes over the roots seeded as ``anyone``: what was
@@ -437,6 +449,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             counts.treeFilesLeftOut = tree.leftOut
             counts.treeFromLastRun = seededRoot
             counts.treeOrderFromLastRun = orderedFromLastRun
+            counts.treeEpochsInLastRunsOrder = tree.epochsInLastRunsOrder
             counts.treeHints = hintsSeeded
             counts.treeHintsDropped = tree.hintsDropped
             choices.withLock { $0 = counts }

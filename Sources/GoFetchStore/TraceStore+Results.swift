@@ -142,18 +142,50 @@ extension TraceStore {
     public func firstOpenOrder(runID: Int64, limit: Int) throws(TraceStoreError) -> [FileID] {
         try read { db in
             let limit = max(0, limit)
-            var condition = runCondition(runID)
-            if runSpans {
-                guard let span = try Row.fetchOne(db, sql: "SELECT first_event_id, last_event_id FROM run_spans WHERE run_id = ?", arguments: [runID]),
-                      let first = span[0] as Int64?, let last = span[1] as Int64?,
-                      let oldest = try Int64.fetchOne(db, sql: "SELECT MIN(id) FROM events"), oldest <= first else { return [] }
-                condition = "id BETWEEN \(first) AND \(min(last, first &+ Int64(limit) &* 16)) AND run_id = \(runID)"
-            }
+            guard let condition = try runStart(db, runID: runID, events: max(1, limit &* 16)) else { return [] }
             return try FileID.fetchAll(db, sql: """
                 SELECT file_id FROM events WHERE \(condition) AND kind = \(AccessKind.open.rawValue)
                 GROUP BY file_id ORDER BY MIN(mono_ns), file_id LIMIT ?
                 """, arguments: [limit])
         }
+    }
+
+    /// The files run `runID` opened, pass by pass: pass k holds each file's (k+1)-th
+    /// open, in the order of those opens (by the trace's monotonic clock). A job that
+    /// reads its data set once an epoch, in an order that repeats from run to run (a
+    /// shuffle its script seeds), read epoch k+1 in pass k. Bounded: at most `passes`
+    /// passes and `limit` files in all of them together, from the run's first
+    /// `maxEvents` events. Empty when retention has deleted the run's start (what is
+    /// left would put a later epoch's order first) or it opened nothing.
+    public func openPasses(runID: Int64, passes: Int, limit: Int, maxEvents: Int) throws(TraceStoreError) -> [[FileID]] {
+        try read { db in
+            guard passes > 0, limit > 0, maxEvents > 0,
+                  let condition = try runStart(db, runID: runID, events: maxEvents) else { return [] }
+            var result: [[FileID]] = []
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT file_id, pass FROM (
+                    SELECT file_id, mono_ns, ROW_NUMBER() OVER (PARTITION BY file_id ORDER BY mono_ns, id) AS pass
+                    FROM events WHERE \(condition) AND kind = \(AccessKind.open.rawValue))
+                WHERE pass <= ? ORDER BY pass, mono_ns, file_id LIMIT ?
+                """, arguments: [passes, limit])
+            while let row = try rows.next() {
+                let pass = Int(row[1] as Int64) - 1
+                while result.count <= pass { result.append([]) }
+                result[pass].append(row[0])
+            }
+            return result
+        }
+    }
+
+    /// The SQL condition for the first `events` events of run `runID` (all of them in a
+    /// store without run spans); `nil` when retention has deleted the run's start, or
+    /// the run has no events.
+    private func runStart(_ db: Database, runID: Int64, events: Int) throws -> String? {
+        guard runSpans else { return runCondition(runID) }
+        guard let span = try Row.fetchOne(db, sql: "SELECT first_event_id, last_event_id FROM run_spans WHERE run_id = ?", arguments: [runID]),
+              let first = span[0] as Int64?, let last = span[1] as Int64?,
+              let oldest = try Int64.fetchOne(db, sql: "SELECT MIN(id) FROM events"), oldest <= first else { return nil }
+        return "id BETWEEN \(first) AND \(min(last, first &+ Int64(events) &- 1)) AND run_id = \(runID)"
     }
 
     /// Wall times of the run's first and last event; `nil` without events.

@@ -360,6 +360,8 @@ def _gofetch_note(rec: dict, mode: str, params: dict) -> List[str]:
             tree += "; from the start, as the last run read it"
             if p.get("treeOrderFromLastRun"):
                 tree += f", {p['treeOrderFromLastRun']} files in the order it first opened them"
+            if p.get("treeEpochsInLastRunsOrder"):
+                tree += f", {p['treeEpochsInLastRunsOrder']} later epoch(s) each in its order of that epoch"
         notes.append(f"announced {p.get('announced', 0)}; {tree}")
     client = _client_note(rec)
     if client:

@@ -39,7 +39,8 @@ MODE_TEXT = {
                "(the data-set tree finds the folder from the job's first opens)",
     "again": "transparent, the job's second run: the store holds a first run of the same command (not "
              "measured), whose data-set tree the second warms from its start, during the job's start-up, in "
-             "the order the first run opened its files (the job seeds its shuffle: the same order every run)",
+             "the order the first run opened its files, and each later epoch in the order the first run read "
+             "that epoch (the job seeds its shuffle: the same orders every run)",
     "warm": "loader with every page resident before the job starts (the floor)",
 }
 

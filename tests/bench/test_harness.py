@@ -504,7 +504,7 @@ def test_report_the_issues_ratios_link_bound_and_warm_reads(tmp_path):
                 "gofetch": _ok([1.1, 0.5], [5, 4], gofetch=summary, python_hook={"enabled": True, "started": 1}),
                 "transparent": _ok([2.5, 0.5], [6, 4], gofetch=summary, python_hook={"enabled": False}),
                 "again": _ok([1.2, 0.5], [5, 4], python_hook={"enabled": False}, gofetch={"prefetch": dict(
-                    summary["prefetch"], treeFromLastRun="/d", treeOrderFromLastRun=10)}),
+                    summary["prefetch"], treeFromLastRun="/d", treeOrderFromLastRun=10, treeEpochsInLastRunsOrder=1)}),
                 "warm": _ok([1.0, 0.5], [5, 4])}},
             # 300 MiB at 30 MiB/s = 10 s of link; warm's epoch 1 is busy 6 - 0.5 = 5.5 s: bound 4.5 s.
             "S1-cap": {"title": "t", "params": {"bandwidth_mbps": 30.0}, "dataset": {"bytes": 300 * mib},
@@ -539,7 +539,8 @@ def test_report_the_issues_ratios_link_bound_and_warm_reads(tmp_path):
     never = "transparent never above 1.02 x no prefetch (largest per-epoch or total stall ratio)"
     assert goals[never]["met"] is True
     assert "nothing announced (the injected client plans torch DataLoaders only" in table
-    assert "from the start, as the last run read it, 10 files in the order it first opened them" in table
+    assert ("from the start, as the last run read it, 10 files in the order it first opened them, 1 later epoch(s) "
+            "each in its order of that epoch") in table
 
     cap = results["scenarios"]["S1-cap"]
     assert cap["link_bound"]["epoch1_s"] == pytest.approx(4.5)

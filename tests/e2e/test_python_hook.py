@@ -305,6 +305,51 @@ def test_a_job_run_again_gets_its_last_runs_order_first(tmp_path, gofetch_bin, f
 
 
 @needs_fuse
+def test_a_job_run_again_gets_every_epoch_warmed_in_its_last_runs_order(tmp_path, gofetch_bin):
+    """A job whose every epoch's order repeats from run to run (a seeded shuffle), its
+    data set five times the prefetch budget, each file dropped from the cache once
+    read (as memory pressure drops it when the data does not fit): every epoch starts
+    cold. Run again, it gets epoch 2 warmed in the order its last run read epoch 2,
+    just ahead of its reads, so that most files are warm at their open; the first run
+    cannot know that order and holds what the budget holds, a share of the data set."""
+    sys.path.insert(0, os.path.join(ROOT, "bench", "emulator"))
+    from mount import SlowMount
+
+    reader = cold_reader(tmp_path)
+    source = tmp_path / "source"
+    make_files(str(source), 300, seed=19, min_size=20_000, max_size=120_000)
+    probes = tmp_path / "probe"
+    config = tmp_path / "budget.yaml"
+    config.write_text(open(untraced(tmp_path, probes)).read() + "prefetcher:\n  memory_budget_mb: 4\n")
+    runs = []
+    with SlowMount(source, latency_ms=3, keep_cache=True) as mount:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(mount.path) for f in names)
+        lists = shuffled_epochs(tmp_path, files, probes, 2)
+        size = sum(os.path.getsize(f) for f in files)
+        for _ in range(2):
+            evict(files)
+            result = subprocess.run(
+                [gofetch_bin, "run", "--json", "--no-command-line-hints", "--config", str(config), "--db",
+                 str(tmp_path / "t.db"), "--", "env", "COLD_READER_DROP=1", reader, str(probes), "3", *lists],
+                capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr
+            warm = [int(n) for n in result.stdout.split()[1::4]]
+            runs.append((warm, last_json(result.stderr)["summary"]["prefetch"]))
+    (first_warm, first), (second_warm, second) = runs
+    print(f"data set {size / 2**20:.1f} MiB, budget 4 MiB; warm before open per epoch: first run {first_warm},",
+          f"second run {second_warm} of {len(files)}; second run: {second.get('treeOrderFromLastRun')} files in the",
+          f"last run's first order, {second.get('treeEpochsInLastRunsOrder')} later epochs in its order;",
+          "fates (second):", {k: second["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "unread")})
+    assert size > 4.5 * 2**20 * 4
+    assert len(first_warm) == len(second_warm) == 2
+    assert first.get("treeEpochsInLastRunsOrder") is None
+    assert second["treeOrderFromLastRun"] == len(files) and second["treeEpochsInLastRunsOrder"] == 1
+    assert second_warm[1] >= 0.8 * len(files)
+    # Without the order, the budget holds a share of the data set.
+    assert first_warm[1] <= 0.6 * len(files)
+
+
+@needs_fuse
 def test_a_first_run_warms_the_folder_its_configuration_names_from_its_start(tmp_path, gofetch_bin):
     """A job's first `gofetch run`: the configuration file on its command line names the
     data folder (and a checkpoint folder it never reads). Both are warmed from the

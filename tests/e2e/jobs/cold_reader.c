@@ -7,6 +7,10 @@
  * probe is no access gofetch sees.
  *
  *   cold_reader PROBE_DIR STEP_MS LIST...  ->  prints "warm N of M" per list
+ *
+ * With COLD_READER_DROP=1 in the environment, each file is dropped from the page
+ * cache once read (POSIX_FADV_DONTNEED), as memory pressure would drop it when the
+ * data set is larger than the memory: every epoch starts cold.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -36,7 +40,7 @@ static int resident(const char *probe)
     return full;
 }
 
-static int read_epoch(const char *listing, const char *probes, int epoch, long step_ms)
+static int read_epoch(const char *listing, const char *probes, int epoch, long step_ms, int drop)
 {
     FILE *list = fopen(listing, "r");
     if (!list)
@@ -55,6 +59,8 @@ static int read_epoch(const char *listing, const char *probes, int epoch, long s
             return 3;
         while (read(fd, buf, sizeof buf) > 0)
             ;
+        if (drop)
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
         close(fd);
         struct timespec ts = {0, step_ms * 1000000L};
         nanosleep(&ts, NULL);
@@ -70,8 +76,9 @@ int main(int argc, char **argv)
     if (argc < 4)
         return 2;
     long step_ms = atol(argv[2]);
+    const char *drop = getenv("COLD_READER_DROP");
     for (int i = 3; i < argc; i++) {
-        int status = read_epoch(argv[i], argv[1], i - 3, step_ms);
+        int status = read_epoch(argv[i], argv[1], i - 3, step_ms, drop && !strcmp(drop, "1"));
         if (status)
             return status;
     }

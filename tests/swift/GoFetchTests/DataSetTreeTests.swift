@@ -66,12 +66,17 @@ struct DataSetTreeTests {
         #expect(first.map(\.fileID) == [1, 3, 4])
         read.insert(5)
         let rest = tree.next(limit: 5, epoch: 0, read: { read.contains($0) }, chunkBytes: 20)
-        // 5 was read meanwhile; 6 (50 bytes) in chunks of 20; then the next epoch from the start.
-        #expect(rest.map(\.fileID) == [6, 6, 6, 1, 2])
+        // 5 was read meanwhile; 6 (50 bytes) in chunks of 20; then the next epoch from the
+        // start: the files this one has read (2). Those it has not read yet have their
+        // prefetch for this epoch still out; each goes out for the next once read.
+        // (One pass over the list a call: 5 comes in the next.)
+        #expect(rest.map(\.fileID) == [6, 6, 6, 2])
         #expect(rest.prefix(3).map(\.offset) == [0, 20, 40] && rest.prefix(3).map(\.length) == [20, 20, 10])
+        read.formUnion([1, 3])
+        #expect(tree.next(limit: 5, epoch: 0, read: { read.contains($0) }, chunkBytes: 20).map(\.fileID) == [1, 3, 5])
         // The new epoch does not hand out again what was handed out for it ahead.
         let next = tree.next(limit: 3, epoch: 1, read: { _ in false }, chunkBytes: 20)
-        #expect(next.map(\.fileID) == [3, 4, 5])
+        #expect(next.map(\.fileID) == [4, 6, 6, 6])
         #expect(next.allSatisfy { $0.predictor == .dataSetTree && $0.confidence == 0.7 })
     }
 
@@ -141,8 +146,8 @@ struct DataSetTreeTests {
         tree.handOutAgain(5)  // not handed out yet: its turn comes in order
         tree.handOutAgain(99)  // not in the tree
         #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [2, 4, 5])
-        // Once: the next call goes on with the next epoch's first files.
-        #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2])
+        // Once: the next call goes on with the next epoch's first files (those read).
+        #expect(tree.next(limit: 2, epoch: 0, read: { $0 <= 2 }, chunkBytes: 20).map(\.fileID) == [1, 2])
     }
 
     @Test("the last run's order puts its files first, in it; the others follow in the walk's order; nothing goes out twice")
@@ -156,12 +161,74 @@ struct DataSetTreeTests {
         #expect(tree.files == [6, 2, 7, 4, 1, 3, 5, 8])
         // 2 went out already; 7 was read meanwhile.
         #expect(tree.next(limit: 4, epoch: 0, read: { $0 == 7 }, chunkBytes: 20).map(\.fileID) == [6, 4, 3, 5])
-        // 8 ends the epoch; then the next epoch's first files, in the new order.
-        #expect(tree.next(limit: 4, epoch: 0, read: { $0 == 7 }, chunkBytes: 20).map(\.fileID) == [8, 6, 2, 7])
+        // 8 ends the epoch; then the next epoch's first files the epoch has read, in the new order.
+        #expect(tree.next(limit: 4, epoch: 0, read: { [6, 2, 7].contains($0) }, chunkBytes: 20).map(\.fileID) == [8, 6, 2, 7])
         // An order that places none of the tree's files changes nothing.
         #expect(tree.prefer(order: [99, 100]) == 0)
         #expect(tree.files == [6, 2, 7, 4, 1, 3, 5, 8])
     }
+
+    @Test("every epoch of the last run in its order: the next epoch's first files ahead in its order, then that epoch in it; an epoch it lacks keeps the list")
+    func preferEpochOrders() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        #expect(tree.prefer(order: [4, 2, 6, 1, 3, 5]) == 6)
+        // Its epochs: the first (taken above), the second, and a third that left 5 unread.
+        tree.prefer(epochOrders: [[4, 2, 6, 1, 3, 5], [5, 1, 6, 3, 2, 4], [3, 6, 1, 2, 4]])
+        #expect(tree.files == [4, 2, 6, 1, 3, 5])  // the first epoch keeps its order
+        let none = { (_: FileID) in false }
+        #expect(tree.next(limit: 4, epoch: 0, read: none, chunkBytes: 20).map(\.fileID) == [4, 2, 6, 1])
+        // The first epoch's last two; then the second epoch's first files in its order,
+        // of those the first has read (3 and 5 go out for the second once read).
+        var read: Set<FileID> = [4, 2, 6, 1]
+        let ahead = tree.next(limit: 4, epoch: 0, read: { read.contains($0) }, chunkBytes: 20)
+        #expect(ahead.map(\.fileID) == [3, 5, 1, 6])
+        #expect(ahead.map(\.deadline) == [4, 5, 1 << 32 | 1, 1 << 32 | 2])
+        #expect(tree.files == [5, 1, 6, 3, 2, 4] && tree.epochsInLastRunsOrder == 1)
+        read.formUnion([3, 5])
+        let rest = tree.next(limit: 10, epoch: 0, read: { read.contains($0) }, chunkBytes: 20)
+        #expect(rest.map(\.fileID) == [5, 3, 2, 4] && rest.map(\.deadline) == [1 << 32, 1 << 32 | 3, 1 << 32 | 4, 1 << 32 | 5])
+        // The second epoch (all of it out ahead) hands out the third's first files, in
+        // the third's order, of those it has read; the list keeps 5, which the last run's
+        // third epoch did not read, after them.
+        read = [5, 1, 6]
+        #expect(tree.next(limit: 10, epoch: 1, read: { read.contains($0) }, chunkBytes: 20).isEmpty)  // one pass a call
+        #expect(tree.next(limit: 10, epoch: 1, read: { read.contains($0) }, chunkBytes: 20).map(\.fileID) == [6, 1, 5])
+        #expect(tree.files == [3, 6, 1, 2, 4, 5] && tree.epochsInLastRunsOrder == 2)
+        #expect(tree.next(limit: 10, epoch: 2, read: { $0 == 3 }, chunkBytes: 20).prefix(2).map(\.fileID) == [2, 4])
+        // A fourth epoch the last run did not have keeps the third's order.
+        #expect(tree.next(limit: 2, epoch: 3, read: none, chunkBytes: 20).map(\.fileID) == [3, 6])
+        #expect(tree.epochsInLastRunsOrder == 2)
+    }
+
+    @Test("files the walk lists after the scan went ahead to the next epoch go out for this one")
+    func listedAfterAhead() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...2 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let none = { (_: FileID) in false }
+        #expect(tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20).map(\.fileID) == [1, 2])
+        // The scan is past the end: nothing read yet, nothing for the next epoch.
+        #expect(tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20).isEmpty)
+        for id in FileID(3)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let late = tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20)
+        #expect(late.map(\.fileID) == [3, 4])
+        #expect(late.map(\.deadline) == [2, 3])
+        #expect(tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20).isEmpty)
+    }
+
+    @Test("the epochs' orders arriving in the second epoch put it in its order at once")
+    func preferEpochOrdersLate() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        #expect(tree.next(limit: 1, epoch: 1, read: none4, chunkBytes: 20).map(\.fileID) == [1])
+        tree.prefer(epochOrders: [[1, 2, 3, 4], [4, 3, 2, 1]])
+        #expect(tree.next(limit: 4, epoch: 1, read: none4, chunkBytes: 20).map(\.fileID) == [4, 3, 2])
+    }
+
+    private let none4 = { (_: FileID) in false }
 
     @Test("files passed over until the walk reaches them go out in the last run's order once they may")
     func preferOrderOfWaiting() {
@@ -200,7 +267,7 @@ struct DataSetTreeTests {
         #expect(made.map(\.deadline) == [0])
         #expect(tree.nextListed([1, 7], limit: 5, epoch: 0, read: { $0 == 3 }, chunkBytes: 20, eligible: eligible).map(\.fileID) == [1, 7])
         // Nothing twice: the next call goes on with 6, then the next epoch's first files.
-        let rest = tree.next(limit: 3, epoch: 0, read: { $0 == 3 }, chunkBytes: 20, eligible: eligible)
+        let rest = tree.next(limit: 3, epoch: 0, read: { $0 == 3 || $0 == 5 }, chunkBytes: 20, eligible: eligible)
         #expect(rest.map(\.fileID) == [6, 5, 3] && rest.map(\.deadline) == [6, 1 << 32, 1 << 32 | 1])
         #expect(tree.nextListed([2, 4], limit: 5, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: eligible).isEmpty)
         // Another epoch's listing hands nothing out: the list of waiting files is this one's.
@@ -229,9 +296,10 @@ struct DataSetTreeTests {
         let first = tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { reported.contains($0) })
         #expect(first.map(\.fileID) == [1, 3])
         reported.formUnion([2, 4])  // the lister's walk reached them
-        let later = tree.next(limit: 10, epoch: 0, read: { $0 == 4 }, chunkBytes: 20, eligible: { reported.contains($0) })
-        // 2 goes out first; 4 was read meanwhile, so what follows is the next epoch's, from the start.
-        #expect(later.map(\.fileID) == [2, 1, 2, 3, 4])
+        let later = tree.next(limit: 10, epoch: 0, read: { $0 != 2 }, chunkBytes: 20, eligible: { reported.contains($0) })
+        // 2 goes out first; 4 was read meanwhile, so what follows is the next epoch's, from
+        // the start: what this one has read (2 once it has).
+        #expect(later.map(\.fileID) == [2, 1, 3, 4])
     }
 
     @Test("a folder the command line names is warmed as a hint: an open under it confirms it; opens only elsewhere drop it with its files")

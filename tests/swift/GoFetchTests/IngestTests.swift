@@ -411,6 +411,31 @@ struct IngestTests {
         #expect(try store.firstOpenOrder(runID: second, limit: 100) == [1])
     }
 
+    @Test("a run's opens pass by pass: each file's k-th open in pass k, in time order, within the bounds")
+    func openPasses() throws {
+        let directory = TemporaryDirectory()
+        let store = try TraceStore(path: directory.file("traces.db"))
+        let files = (1...4).map { FileRecord(id: FileID($0), path: "/data/\($0)", device: 1, inode: UInt64($0), size: 1, firstSeenWallNanoseconds: 0) }
+        func open(_ file: FileID, at mono: UInt64, pid: UInt32 = 10) -> TraceEvent {
+            TraceEvent(fileID: file, kind: .open, pid: pid, tid: pid, uid: 0, wallNanoseconds: Int64(mono), monotonicNanoseconds: mono,
+                       offset: 0, length: 1, durationNanoseconds: 0)
+        }
+        let run = try store.beginRun(command: "job", source: "run")
+        // Three epochs over four files, each in its own order; two workers' batches reach
+        // the store out of time order; a read is no open; file 4 is left out of epoch 3.
+        try store.write(files: files, events: [open(3, at: 20, pid: 11), open(1, at: 10), open(2, at: 30), open(4, at: 40)][...], runID: run)
+        try store.write(files: [], events: [open(4, at: 110), open(2, at: 120, pid: 11), open(1, at: 130), open(3, at: 140)][...], runID: run)
+        var read = open(1, at: 205)
+        read.kind = .read
+        try store.write(files: [], events: [open(2, at: 210), read, open(3, at: 220), open(1, at: 230)][...], runID: run)
+        #expect(try store.openPasses(runID: run, passes: 8, limit: 100, maxEvents: 100) == [[1, 3, 2, 4], [4, 2, 1, 3], [2, 3, 1]])
+        #expect(try store.openPasses(runID: run, passes: 2, limit: 100, maxEvents: 100) == [[1, 3, 2, 4], [4, 2, 1, 3]])
+        #expect(try store.openPasses(runID: run, passes: 8, limit: 6, maxEvents: 100) == [[1, 3, 2, 4], [4, 2]])
+        // The first eight events: two passes.
+        #expect(try store.openPasses(runID: run, passes: 8, limit: 100, maxEvents: 8) == [[1, 3, 2, 4], [4, 2, 1, 3]])
+        #expect(try store.openPasses(runID: run + 1, passes: 8, limit: 100, maxEvents: 100) == [])
+    }
+
     @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
     func fileIDsAfterPartialLoad() throws {
         let directory = TemporaryDirectory()
