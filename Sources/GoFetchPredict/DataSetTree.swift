@@ -322,7 +322,8 @@ public final class DataSetTree {
         epochOrders = orders
         // The first epoch took the order of ``prefer(order:)`` already.
         orderedEpoch = max(orderedEpoch, 0)
-        if cursorEpoch >= 1 { orderEpoch(ahead ? cursorEpoch + 1 : cursorEpoch) }
+        let now = ahead ? cursorEpoch + 1 : cursorEpoch
+        if now >= 1 { orderEpoch(now) }
     }
 
     /// Puts the list in `epoch`'s order from the last run, once, when there is one.

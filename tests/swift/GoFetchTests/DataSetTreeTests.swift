@@ -228,6 +228,18 @@ struct DataSetTreeTests {
         #expect(tree.next(limit: 4, epoch: 1, read: none4, chunkBytes: 20).map(\.fileID) == [4, 3, 2])
     }
 
+    @Test("the epochs' orders arriving while the first epoch's scan is ahead put the next epoch's first files in its order at once")
+    func preferEpochOrdersWhileAhead() {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let read = { (_: FileID) in true }
+        #expect(tree.next(limit: 4, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2, 3, 4])
+        #expect(tree.next(limit: 1, epoch: 0, read: read, chunkBytes: 20).map(\.fileID) == [1])  // ahead, in the walk's order
+        tree.prefer(epochOrders: [[1, 2, 3, 4], [4, 3, 2, 1]])
+        #expect(tree.next(limit: 4, epoch: 0, read: read, chunkBytes: 20).map(\.fileID) == [4, 3, 2])
+    }
+
     private let none4 = { (_: FileID) in false }
 
     @Test("files passed over until the walk reaches them go out in the last run's order once they may")
