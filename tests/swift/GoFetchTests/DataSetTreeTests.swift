@@ -12,6 +12,18 @@ struct DataSetTreeTests {
         paths.compactMap { tree.observeOpen(path: $0, uid: 1000, gid: 1000, pid: 42) }
     }
 
+    /// A tree rooted at /d/c0 (found from opens of two class folders) holding files
+    /// `files`, /d/c0/f<id>, of 10 bytes each, in that order.
+    func makeTree(files: ClosedRange<FileID>) -> DataSetTree {
+        let tree = DataSetTree()
+        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
+        for id in files { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        return tree
+    }
+
+    /// `read` of a job that has read nothing yet this epoch.
+    static func unread(_ file: FileID) -> Bool { false }
+
     @Test("a shuffled folder shows its root after a window of opens; strays before it do not make it shallower")
     func shuffledRoot() {
         let tree = DataSetTree()
@@ -138,9 +150,7 @@ struct DataSetTreeTests {
 
     @Test("a file handed out for a client that could not read it goes out again first, once, when asked")
     func handOutAgain() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...5 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...5)
         #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2, 3])
         tree.handOutAgain(2)
         tree.handOutAgain(5)  // not handed out yet: its turn comes in order
@@ -152,9 +162,7 @@ struct DataSetTreeTests {
 
     @Test("the last run's order puts its files first, in it; the others follow in the walk's order; nothing goes out twice")
     func preferOrder() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...8 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...8)
         #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2])
         // The last run opened 6, 2, 7, 6 (again: a later epoch), 99 (not in the tree), 4.
         #expect(tree.prefer(order: [6, 2, 7, 6, 99, 4]) == 4)
@@ -170,15 +178,12 @@ struct DataSetTreeTests {
 
     @Test("every epoch of the last run in its order: the next epoch's first files ahead in its order, then that epoch in it; an epoch it lacks keeps the list")
     func preferEpochOrders() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...6)
         #expect(tree.prefer(order: [4, 2, 6, 1, 3, 5]) == 6)
         // Its epochs: the first (taken above), the second, and a third that left 5 unread.
         tree.prefer(epochOrders: [[4, 2, 6, 1, 3, 5], [5, 1, 6, 3, 2, 4], [3, 6, 1, 2, 4]])
         #expect(tree.files == [4, 2, 6, 1, 3, 5])  // the first epoch keeps its order
-        let none = { (_: FileID) in false }
-        #expect(tree.next(limit: 4, epoch: 0, read: none, chunkBytes: 20).map(\.fileID) == [4, 2, 6, 1])
+        #expect(tree.next(limit: 4, epoch: 0, read: Self.unread, chunkBytes: 20).map(\.fileID) == [4, 2, 6, 1])
         // The first epoch's last two; then the second epoch's first files in its order,
         // of those the first has read (3 and 5 go out for the second once read).
         var read: Set<FileID> = [4, 2, 6, 1]
@@ -198,41 +203,34 @@ struct DataSetTreeTests {
         #expect(tree.files == [3, 6, 1, 2, 4, 5] && tree.epochsInLastRunsOrder == 2)
         #expect(tree.next(limit: 10, epoch: 2, read: { $0 == 3 }, chunkBytes: 20).prefix(2).map(\.fileID) == [2, 4])
         // A fourth epoch the last run did not have keeps the third's order.
-        #expect(tree.next(limit: 2, epoch: 3, read: none, chunkBytes: 20).map(\.fileID) == [3, 6])
+        #expect(tree.next(limit: 2, epoch: 3, read: Self.unread, chunkBytes: 20).map(\.fileID) == [3, 6])
         #expect(tree.epochsInLastRunsOrder == 2)
     }
 
     @Test("files the walk lists after the scan went ahead to the next epoch go out for this one")
     func listedAfterAhead() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...2 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
-        let none = { (_: FileID) in false }
-        #expect(tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20).map(\.fileID) == [1, 2])
+        let tree = makeTree(files: 1...2)
+        #expect(tree.next(limit: 10, epoch: 0, read: Self.unread, chunkBytes: 20).map(\.fileID) == [1, 2])
         // The scan is past the end: nothing read yet, nothing for the next epoch.
-        #expect(tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20).isEmpty)
+        #expect(tree.next(limit: 10, epoch: 0, read: Self.unread, chunkBytes: 20).isEmpty)
         for id in FileID(3)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
-        let late = tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20)
+        let late = tree.next(limit: 10, epoch: 0, read: Self.unread, chunkBytes: 20)
         #expect(late.map(\.fileID) == [3, 4])
         #expect(late.map(\.deadline) == [2, 3])
-        #expect(tree.next(limit: 10, epoch: 0, read: none, chunkBytes: 20).isEmpty)
+        #expect(tree.next(limit: 10, epoch: 0, read: Self.unread, chunkBytes: 20).isEmpty)
     }
 
     @Test("the epochs' orders arriving in the second epoch put it in its order at once")
     func preferEpochOrdersLate() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
-        #expect(tree.next(limit: 1, epoch: 1, read: none4, chunkBytes: 20).map(\.fileID) == [1])
+        let tree = makeTree(files: 1...4)
+        #expect(tree.next(limit: 1, epoch: 1, read: Self.unread, chunkBytes: 20).map(\.fileID) == [1])
         tree.prefer(epochOrders: [[1, 2, 3, 4], [4, 3, 2, 1]])
-        #expect(tree.next(limit: 4, epoch: 1, read: none4, chunkBytes: 20).map(\.fileID) == [4, 3, 2])
+        #expect(tree.next(limit: 4, epoch: 1, read: Self.unread, chunkBytes: 20).map(\.fileID) == [4, 3, 2])
     }
 
     @Test("the epochs' orders arriving while the first epoch's scan is ahead put the next epoch's first files in its order at once")
     func preferEpochOrdersWhileAhead() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...4)
         let read = { (_: FileID) in true }
         #expect(tree.next(limit: 4, epoch: 0, read: { _ in false }, chunkBytes: 20).map(\.fileID) == [1, 2, 3, 4])
         #expect(tree.next(limit: 1, epoch: 0, read: read, chunkBytes: 20).map(\.fileID) == [1])  // ahead, in the walk's order
@@ -240,13 +238,9 @@ struct DataSetTreeTests {
         #expect(tree.next(limit: 4, epoch: 0, read: read, chunkBytes: 20).map(\.fileID) == [4, 3, 2])
     }
 
-    private let none4 = { (_: FileID) in false }
-
     @Test("files passed over until the walk reaches them go out in the last run's order once they may")
     func preferOrderOfWaiting() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...6)
         // The tree was seeded before the client's walk listed anything: every file waits.
         var listed: Set<FileID> = []
         #expect(tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) }).isEmpty)
@@ -258,9 +252,7 @@ struct DataSetTreeTests {
 
     @Test("files a late listing reaches go out at once, in the last run's order, ranked ahead of the tree's requests queued after them in it; each once")
     func nextListed() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...7 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...7)
         #expect(tree.prefer(order: [5, 3, 1, 7]) == 4)
         // Seeded before the walk: every file waits; then the walk lists the even files.
         var listed: Set<FileID> = []
@@ -288,9 +280,7 @@ struct DataSetTreeTests {
 
     @Test("the order arriving in the middle of an epoch: files passed over go out in the new order, each once")
     func preferOrderMidEpoch() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...6 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...6)
         var listed: Set<FileID> = [2, 4, 6]
         // 1 and 3 are passed over (not listed yet); 2 and 4 go out.
         #expect(tree.next(limit: 2, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { listed.contains($0) }).map(\.fileID) == [2, 4])
@@ -301,9 +291,7 @@ struct DataSetTreeTests {
 
     @Test("a file that may not be handed out yet (its client has not reported it) waits and goes out once it may, in the same epoch")
     func waitsUntilEligible() {
-        let tree = DataSetTree()
-        _ = open(tree, (0..<16).map { "/d/c\($0 % 2)/\($0)" })
-        for id in FileID(1)...4 { tree.adopt(id, path: "/d/c0/f\(id)", size: 10) }
+        let tree = makeTree(files: 1...4)
         var reported: Set<FileID> = [1, 3]
         let first = tree.next(limit: 10, epoch: 0, read: { _ in false }, chunkBytes: 20, eligible: { reported.contains($0) })
         #expect(first.map(\.fileID) == [1, 3])
