@@ -119,7 +119,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
         }
         if let prefetch {
             row("predictions", "\(prefetch.predictions) (Markov chosen \(prefetch.markovChoices), GRU \(prefetch.gruChoices), remaining set \(prefetch.remainingSetChoices); \(prefetch.epochs) epoch boundaries)")
-            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" + (prefetch.treeFromLastRun != nil ? "; warmed from the start, as the last run of this command read it" + (prefetch.treeOrderFromLastRun.map { ", \($0) files in the order it first opened them" } ?? "") + (prefetch.treeEpochsInLastRunsOrder.map { ", \($0) later epochs each in that run's order of it" } ?? "") : "") } ?? "none")
+            row("order", "lookahead \(prefetch.announced) files announced; data-set tree " + (prefetch.treeRoot.map { "\($0): \(prefetch.treeFiles) files, \(Format.bytes(prefetch.treeBytes)), \(prefetch.treeRequests) requests; \(treesWalked) walks, \(treeFilesNotWalked + prefetch.treeFilesLeftOut) files left out (1 M files is the bound)" + (prefetch.treeFromLastRun != nil ? "; warmed from the start, as the last run of this command read it" + (prefetch.treeOrderFromLastRun.map { ", \($0) files in the order it first opened them" } ?? "") + (prefetch.treeEpochsInLastRunsOrder.map { ", \($0) later epochs each in that run's order of it" } ?? "") + (prefetch.treeStoppedAtLastRunsEpochs.map { ", none ahead past its \($0) epochs" } ?? "") : "") } ?? "none")
                 + (prefetch.treeHints.map { "; named on the command line, warmed from the start: " + $0.joined(separator: ", ") } ?? "")
                 + (prefetch.treeHintsDropped.map { " (dropped, the job read elsewhere: " + $0.joined(separator: ", ") + ")" } ?? ""))
             row("prefetch requests", "\(prefetch.released) issued: \(prefetch.completed) warmed, \(prefetch.skipped) already resident, \(prefetch.denied) denied, \(prefetch.missing) missing, \(prefetch.failed) failed, \(prefetch.droppedAtEnd ?? 0) still waiting for a thread when the run ended")
@@ -226,6 +226,8 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
     public var treeOrderFromLastRun: Int?
     /// Epochs after the first warmed in the last run's order of that epoch (`nil`: none).
     public var treeEpochsInLastRunsOrder: Int?
+    /// The scan ahead warmed no epoch past the last run's epochs, this many (`nil`: it did not stop).
+    public var treeStoppedAtLastRunsEpochs: Int?
     /// Folders the job's command line named, warmed from the start; those dropped
     /// because the job read elsewhere (`nil`: none).
     public var treeHints: [String]?
@@ -253,6 +255,7 @@ public struct PrefetchSummary: Sendable, Codable, Equatable {
         treeFromLastRun = choices.treeFromLastRun
         treeOrderFromLastRun = choices.treeOrderFromLastRun > 0 ? choices.treeOrderFromLastRun : nil
         treeEpochsInLastRunsOrder = choices.treeEpochsInLastRunsOrder > 0 ? choices.treeEpochsInLastRunsOrder : nil
+        treeStoppedAtLastRunsEpochs = choices.treeStoppedAtLastRunsEpochs
         treeHints = choices.treeHints.isEmpty ? nil : choices.treeHints
         treeHintsDropped = choices.treeHintsDropped.isEmpty ? nil : choices.treeHintsDropped
         belowThreshold = scheduler.belowThreshold.value

@@ -89,11 +89,16 @@ public final class DataSetTree {
     private var aheadWaiting: [FileID] = []
     private var aheadWaitingSet: Set<FileID> = []
     /// The order of each epoch in the last run of the same command, by epoch
-    /// (``prefer(epochOrders:)``), and the epoch whose order the list is in.
+    /// (``prefer(epochOrders:epochs:)``), and the epoch whose order the list is in.
     private var epochOrders: [[FileID]] = []
     private var orderedEpoch = -1
     /// Epochs after the first that went out in the last run's order of that epoch.
     public private(set) var epochsInLastRunsOrder = 0
+    /// How many epochs the last run read (``prefer(epochOrders:epochs:)``): the scan
+    /// ahead warms none past them, until this run reads one (then it was no bound).
+    private var lastRunEpochs: Int?
+    /// The scan ahead stopped at the last run's last epoch: that run's epoch count.
+    public private(set) var stoppedAtLastRunsEpochs: Int?
 
     public init(options: Options = Options()) {
         self.options = options
@@ -318,8 +323,15 @@ public final class DataSetTree {
     /// it, so that a data set larger than the budget is warmed just ahead of the job
     /// rather than a subset held. One whose order does not repeat is served as by any
     /// other order. The epoch under way takes its order now when it has one.
-    public func prefer(epochOrders orders: [[FileID]]) {
+    ///
+    /// `epochs`, when known, is how many epochs that run read: at the end of the last
+    /// of them, the scan ahead does not warm the next (a job that runs as many epochs
+    /// as before would never read it; up to the budget would be read for nothing).
+    /// One that runs longer this time reads past them: from then on the scan ahead
+    /// goes on as without it, so only that epoch's first files start unwarmed.
+    public func prefer(epochOrders orders: [[FileID]], epochs: Int? = nil) {
         epochOrders = orders
+        lastRunEpochs = epochs.map { max(1, $0) }
         // The first epoch took the order of ``prefer(order:)`` already.
         orderedEpoch = max(orderedEpoch, 0)
         let now = ahead ? cursorEpoch + 1 : cursorEpoch
@@ -376,6 +388,8 @@ public final class DataSetTree {
             aheadWaiting.removeAll()
             aheadWaitingSet.removeAll()
             orderEpoch(epoch)
+            // Past the last run's epochs: its count bounds nothing any more.
+            if let last = lastRunEpochs, epoch >= last { lastRunEpochs = nil }
         }
         var predictions: [Prediction] = []
         // Files not eligible yet are looked at again only when eligibility may have
@@ -414,6 +428,10 @@ public final class DataSetTree {
         while predictions.count < limit && scanned < files.count {
             if cursor >= files.count {
                 guard !ahead else { break }
+                if let last = lastRunEpochs, epoch + 1 >= last {
+                    stoppedAtLastRunsEpochs = last
+                    break
+                }
                 ahead = true
                 cursor = 0
                 orderEpoch(epoch + 1)

@@ -142,10 +142,12 @@ public final class TraceDaemon: @unchecked Sendable {
                     // the first, 16 events a file.
                     guard !first.isEmpty else { return }
                     let passes = min(Self.maxEpochOrders, max(1, Self.maxEpochOrderFiles / first.count))
-                    guard passes > 1, let orders = try? store.openPasses(
+                    // With their number, when the bounds cut none: the scan ahead warms
+                    // no epoch past the last run's last one.
+                    guard passes > 1, let read = try? store.openPasses(
                         runID: last.runID, passes: passes, limit: Self.maxEpochOrderFiles,
                         maxEvents: first.count * passes * 16) else { return }
-                    engine.preferEpochOrders(orders)
+                    engine.preferEpochOrders(read.orders, epochs: read.epochs)
                 }
             } else if let arguments, configuration.prefetcher.commandLineHints {
                 // A first run: the folders its command line names, as guesses. Looked up

@@ -103,8 +103,11 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         /// Files of the tree put first, in the order the last run first opened them.
         public var treeOrderFromLastRun = 0
         /// Epochs after the first warmed in the last run's order of that epoch
-        /// (``DataSetTree/prefer(epochOrders:)``).
+        /// (``DataSetTree/prefer(epochOrders:epochs:)``).
         public var treeEpochsInLastRunsOrder = 0
+        /// The scan ahead warmed no epoch past the last run's epochs, this many
+        /// (``DataSetTree/stoppedAtLastRunsEpochs``).
+        public var treeStoppedAtLastRunsEpochs: Int?
         /// Folders the job's command line named, warmed from the start as data sets
         /// (``DataSetTree/seed(root:uid:gid:pid:tentative:)``); those dropped because
         /// the job read elsewhere.
@@ -253,9 +256,10 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
 
     /// The last run's order of every epoch (the store's ``TraceStore/openPasses``, read
     /// off the engine thread): from the second epoch on, the tree warms each epoch in
-    /// it (``DataSetTree/prefer(epochOrders:)``).
-    public func preferEpochOrders(_ orders: [[FileID]]) {
-        seeds.withLock { $0.epochOrders = orders }
+    /// it (``DataSetTree/prefer(epochOrders:epochs:)``). `epochs`: how many epochs that
+    /// run read, when known; the tree warms none past them ahead of time.
+    public func preferEpochOrders(_ orders: [[FileID]], epochs: Int?) {
+        seeds.withLock { $0.epochOrders = (orders, epochs) }
         wakeUp.signal()
     }
 
@@ -265,7 +269,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         var tentative: Bool
         var awaitOrder = false
     }
-    private let seeds = Mutex<(list: [Seed], order: [FileID]?, epochOrders: [[FileID]]?)>(([], nil, nil))
+    private let seeds = Mutex<(list: [Seed], order: [FileID]?, epochOrders: (orders: [[FileID]], epochs: Int?)?)>(([], nil, nil))
     /// Files the last run's order placed first in the tree.
     private var orderedFromLastRun = 0
     /// Until when the tree waits for the order a seed announced (``seedDataSet``'s `awaitOrder`).
@@ -297,7 +301,9 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             orderDue = nil
             if !order.isEmpty { orderedFromLastRun = tree.prefer(order: order) }
         }
-        if let epochOrders, epochOrders.count > 1 { tree.prefer(epochOrders: epochOrders) }
+        if let epochOrders, epochOrders.orders.count > 1 || epochOrders.epochs != nil {
+            tree.prefer(epochOrders: epochOrders.orders, epochs: epochOrders.epochs)
+        }
     }
 
     /// The first event's process takes over the roots seeded as ``anyone``: what was
@@ -450,6 +456,7 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
             counts.treeFromLastRun = seededRoot
             counts.treeOrderFromLastRun = orderedFromLastRun
             counts.treeEpochsInLastRunsOrder = tree.epochsInLastRunsOrder
+            counts.treeStoppedAtLastRunsEpochs = tree.stoppedAtLastRunsEpochs
             counts.treeHints = hintsSeeded
             counts.treeHintsDropped = tree.hintsDropped
             choices.withLock { $0 = counts }

@@ -64,6 +64,27 @@ public struct StoredRun: Sendable, Equatable {
     public var endedNanoseconds: Int64?
 }
 
+/// A run's opens pass by pass (``TraceStore/openPasses(runID:passes:limit:maxEvents:)``).
+public struct OpenPasses: Sendable, Equatable {
+    /// Pass k: each file's (k+1)-th open, in the order of those opens.
+    public var orders: [[FileID]]
+    /// Whether these are all the run's opens: no bound cut any.
+    public var whole: Bool
+
+    public init(orders: [[FileID]], whole: Bool) {
+        self.orders = orders
+        self.whole = whole
+    }
+
+    /// The epochs the run read, when the passes are whole: those holding at least half
+    /// as many files as the first (a file opened more often, a label list or a config
+    /// opened each batch, makes thin passes of its own). `nil` when a bound cut the passes.
+    public var epochs: Int? {
+        guard whole, let first = orders.first?.count else { return nil }
+        return orders.prefix { 2 * $0.count >= first }.count
+    }
+}
+
 extension TraceStore {
     private static let sampleColumns = """
         time_ns, epoch, accesses, cold_accesses, covered_accesses, stall_ns, issued, useful, late, wasted, skipped, failed,
@@ -142,7 +163,7 @@ extension TraceStore {
     public func firstOpenOrder(runID: Int64, limit: Int) throws(TraceStoreError) -> [FileID] {
         try read { db in
             let limit = max(0, limit)
-            guard let condition = try runStart(db, runID: runID, events: max(1, limit &* 16)) else { return [] }
+            guard let (condition, _) = try runStart(db, runID: runID, events: max(1, limit &* 16)) else { return [] }
             return try FileID.fetchAll(db, sql: """
                 SELECT file_id FROM events WHERE \(condition) AND kind = \(AccessKind.open.rawValue)
                 GROUP BY file_id ORDER BY MIN(mono_ns), file_id LIMIT ?
@@ -157,35 +178,44 @@ extension TraceStore {
     /// passes and `limit` files in all of them together, from the run's first
     /// `maxEvents` events. Empty when retention has deleted the run's start (what is
     /// left would put a later epoch's order first) or it opened nothing.
-    public func openPasses(runID: Int64, passes: Int, limit: Int, maxEvents: Int) throws(TraceStoreError) -> [[FileID]] {
+    public func openPasses(runID: Int64, passes: Int, limit: Int, maxEvents: Int) throws(TraceStoreError) -> OpenPasses {
         try read { db in
             guard passes > 0, limit > 0, maxEvents > 0,
-                  let condition = try runStart(db, runID: runID, events: maxEvents) else { return [] }
-            var result: [[FileID]] = []
-            let rows = try Row.fetchCursor(db, sql: """
+                  let (condition, allEvents) = try runStart(db, runID: runID, events: maxEvents) else { return OpenPasses(orders: [], whole: false) }
+            var orders: [[FileID]] = []
+            // One pass and one file past the bounds: whether they cut anything.
+            var cut = !allEvents
+            var rows = 0
+            let cursor = try Row.fetchCursor(db, sql: """
                 SELECT file_id, pass FROM (
                     SELECT file_id, mono_ns, ROW_NUMBER() OVER (PARTITION BY file_id ORDER BY mono_ns, id) AS pass
                     FROM events WHERE \(condition) AND kind = \(AccessKind.open.rawValue))
                 WHERE pass <= ? ORDER BY pass, mono_ns, file_id LIMIT ?
-                """, arguments: [passes, limit])
-            while let row = try rows.next() {
+                """, arguments: [passes + 1, limit + 1])
+            while let row = try cursor.next() {
                 let pass = Int(row[1] as Int64) - 1
-                while result.count <= pass { result.append([]) }
-                result[pass].append(row[0])
+                rows += 1
+                guard pass < passes, rows <= limit else {
+                    cut = true
+                    break
+                }
+                while orders.count <= pass { orders.append([]) }
+                orders[pass].append(row[0])
             }
-            return result
+            return OpenPasses(orders: orders, whole: !cut && !orders.isEmpty)
         }
     }
 
     /// The SQL condition for the first `events` events of run `runID` (all of them in a
-    /// store without run spans); `nil` when retention has deleted the run's start, or
-    /// the run has no events.
-    private func runStart(_ db: Database, runID: Int64, events: Int) throws -> String? {
-        guard runSpans else { return runCondition(runID) }
+    /// store without run spans), and whether those are all its events; `nil` when
+    /// retention has deleted the run's start, or the run has no events.
+    private func runStart(_ db: Database, runID: Int64, events: Int) throws -> (condition: String, allEvents: Bool)? {
+        guard runSpans else { return (runCondition(runID), true) }
         guard let span = try Row.fetchOne(db, sql: "SELECT first_event_id, last_event_id FROM run_spans WHERE run_id = ?", arguments: [runID]),
               let first = span[0] as Int64?, let last = span[1] as Int64?,
               let oldest = try Int64.fetchOne(db, sql: "SELECT MIN(id) FROM events"), oldest <= first else { return nil }
-        return "id BETWEEN \(first) AND \(min(last, first &+ Int64(events) &- 1)) AND run_id = \(runID)"
+        let end = first &+ Int64(events) &- 1
+        return ("id BETWEEN \(first) AND \(min(last, end)) AND run_id = \(runID)", last <= end)
     }
 
     /// Wall times of the run's first and last event; `nil` without events.

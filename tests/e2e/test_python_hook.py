@@ -339,11 +339,17 @@ def test_a_job_run_again_gets_every_epoch_warmed_in_its_last_runs_order(tmp_path
     print(f"data set {size / 2**20:.1f} MiB, budget 4 MiB; warm before open per epoch: first run {first_warm},",
           f"second run {second_warm} of {len(files)}; second run: {second.get('treeOrderFromLastRun')} files in the",
           f"last run's first order, {second.get('treeEpochsInLastRunsOrder')} later epochs in its order;",
-          "fates (second):", {k: second["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "unread")})
+          "fates (first, second):", [{k: run["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "unread")}
+                                     for run in (first, second)])
     assert size > 4.5 * 2**20 * 4
     assert len(first_warm) == len(second_warm) == 2
-    assert first.get("treeEpochsInLastRunsOrder") is None
+    assert first.get("treeEpochsInLastRunsOrder") is None and first.get("treeStoppedAtLastRunsEpochs") is None
     assert second["treeOrderFromLastRun"] == len(files) and second["treeEpochsInLastRunsOrder"] == 1
+    # Nothing warmed for a third epoch: the last run read two. The first run, which
+    # cannot know, warms a third's first files up to the budget (59 of them here), read
+    # for nothing.
+    assert second["treeStoppedAtLastRunsEpochs"] == 2
+    assert second["accounting"]["unread"] <= 3 < 20 <= first["accounting"]["unread"]
     assert second_warm[1] >= 0.8 * len(files)
     # Without the order, the budget holds a share of the data set.
     assert first_warm[1] <= 0.6 * len(files)

@@ -207,6 +207,24 @@ struct DataSetTreeTests {
         #expect(tree.epochsInLastRunsOrder == 2)
     }
 
+    @Test("the scan ahead warms no epoch past the last run's last one, until this run reads past it")
+    func noEpochPastTheLastRuns() {
+        let tree = makeTree(files: 1...4)
+        tree.prefer(epochOrders: [[1, 2, 3, 4], [4, 3, 2, 1]], epochs: 2)
+        let all = { (_: FileID) in true }
+        // The first epoch's end scans ahead to the second, in its order.
+        #expect(tree.next(limit: 4, epoch: 0, read: Self.unread, chunkBytes: 20).map(\.fileID) == [1, 2, 3, 4])
+        #expect(tree.next(limit: 2, epoch: 0, read: all, chunkBytes: 20).map(\.fileID) == [4, 3])
+        #expect(tree.stoppedAtLastRunsEpochs == nil)
+        // The second, the last run's last, hands out its unread files and nothing ahead.
+        #expect(tree.next(limit: 4, epoch: 1, read: { $0 == 4 || $0 == 3 }, chunkBytes: 20).map(\.fileID) == [2, 1])
+        #expect(tree.next(limit: 4, epoch: 1, read: all, chunkBytes: 20).isEmpty)
+        #expect(tree.stoppedAtLastRunsEpochs == 2)
+        // A third epoch: this run is longer, so the scan ahead goes on as without the bound.
+        #expect(tree.next(limit: 4, epoch: 2, read: Self.unread, chunkBytes: 20).map(\.fileID) == [4, 3, 2, 1])
+        #expect(tree.next(limit: 2, epoch: 2, read: all, chunkBytes: 20).map(\.fileID) == [4, 3])
+    }
+
     @Test("files the walk lists after the scan went ahead to the next epoch go out for this one")
     func listedAfterAhead() {
         let tree = makeTree(files: 1...2)

@@ -428,12 +428,23 @@ struct IngestTests {
         var read = open(1, at: 205)
         read.kind = .read
         try store.write(files: [], events: [open(2, at: 210), read, open(3, at: 220), open(1, at: 230)][...], runID: run)
-        #expect(try store.openPasses(runID: run, passes: 8, limit: 100, maxEvents: 100) == [[1, 3, 2, 4], [4, 2, 1, 3], [2, 3, 1]])
-        #expect(try store.openPasses(runID: run, passes: 2, limit: 100, maxEvents: 100) == [[1, 3, 2, 4], [4, 2, 1, 3]])
-        #expect(try store.openPasses(runID: run, passes: 8, limit: 6, maxEvents: 100) == [[1, 3, 2, 4], [4, 2]])
+        let all = try store.openPasses(runID: run, passes: 8, limit: 100, maxEvents: 100)
+        #expect(all.orders == [[1, 3, 2, 4], [4, 2, 1, 3], [2, 3, 1]])
+        #expect(all.whole && all.epochs == 3)
+        // Each bound cuts: the orders up to it, and no epoch count.
+        let twoPasses = try store.openPasses(runID: run, passes: 2, limit: 100, maxEvents: 100)
+        #expect(twoPasses.orders == [[1, 3, 2, 4], [4, 2, 1, 3]] && !twoPasses.whole && twoPasses.epochs == nil)
+        let sixFiles = try store.openPasses(runID: run, passes: 8, limit: 6, maxEvents: 100)
+        #expect(sixFiles.orders == [[1, 3, 2, 4], [4, 2]] && !sixFiles.whole)
         // The first eight events: two passes.
-        #expect(try store.openPasses(runID: run, passes: 8, limit: 100, maxEvents: 8) == [[1, 3, 2, 4], [4, 2, 1, 3]])
-        #expect(try store.openPasses(runID: run + 1, passes: 8, limit: 100, maxEvents: 100) == [])
+        let eightEvents = try store.openPasses(runID: run, passes: 8, limit: 100, maxEvents: 8)
+        #expect(eightEvents.orders == [[1, 3, 2, 4], [4, 2, 1, 3]] && !eightEvents.whole)
+        // Bounds the run fits exactly cut nothing.
+        #expect(try store.openPasses(runID: run, passes: 3, limit: 11, maxEvents: 12).whole)
+        #expect(try store.openPasses(runID: run + 1, passes: 8, limit: 100, maxEvents: 100) == OpenPasses(orders: [], whole: false))
+        // A file opened once a batch makes thin passes: not epochs.
+        #expect(OpenPasses(orders: [[1, 2, 3, 4], [4, 3, 2, 1], [1], [1]], whole: true).epochs == 2)
+        #expect(OpenPasses(orders: [[1, 2, 3, 4], [4, 3]], whole: true).epochs == 2)
     }
 
     @Test("a catalog that loads only part of the store numbers new files after the store's largest id")
