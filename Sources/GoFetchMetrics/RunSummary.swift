@@ -46,6 +46,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
     /// Data-set trees walked, and their files left out at the walk's bound.
     public var treesWalked: Int
     public var treeFilesNotWalked: Int
+    /// gofetch's own CPU time over the run, user and system (its threads, not the
+    /// job's), and the run's wall time; `nil` in summaries stored before they were measured.
+    public var cpu: CPUTime?
     /// Present when gofetch prefetched (`run`, `daemon`).
     public var prefetch: PrefetchSummary?
     /// Present when the runs are copied to the cluster's store (`storage.url`).
@@ -87,6 +90,24 @@ public struct RunSummary: Sendable, Codable, Equatable {
         self.cluster = cluster.map(ClusterSummary.init)
     }
 
+    /// What gofetch's own work cost: CPU time over wall time.
+    public struct CPUTime: Sendable, Codable, Equatable {
+        public var userNanoseconds: UInt64
+        public var systemNanoseconds: UInt64
+        public var wallNanoseconds: UInt64
+
+        public init(userNanoseconds: UInt64, systemNanoseconds: UInt64, wallNanoseconds: UInt64) {
+            self.userNanoseconds = userNanoseconds
+            self.systemNanoseconds = systemNanoseconds
+            self.wallNanoseconds = wallNanoseconds
+        }
+
+        /// The share of one core: CPU time over wall time.
+        public var shareOfACore: Double {
+            wallNanoseconds == 0 ? 0 : Double(userNanoseconds + systemNanoseconds) / Double(wallNanoseconds)
+        }
+    }
+
     /// Events lost anywhere between the application and the store.
     public var dropped: Int { clientDropped + storeDropped + catalogFull }
 
@@ -102,6 +123,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
         row("time in reads", Format.duration(nanoseconds: readWaitNanoseconds))
         row("cold reads", "\(coldReads) of \(reads) (page-cache misses by their time), stall \(Format.duration(nanoseconds: stallNanoseconds))")
         row("processes", "\(clients)" + (refusedClients > 0 ? " (\(refusedClients) refused)" : ""))
+        if let cpu {
+            row("gofetch's CPU", "\(Format.duration(nanoseconds: cpu.userNanoseconds + cpu.systemNanoseconds)) (user \(Format.duration(nanoseconds: cpu.userNanoseconds)), "
+                + "system \(Format.duration(nanoseconds: cpu.systemNanoseconds))): \(Format.fixed(cpu.shareOfACore * 100, 1)) % of one core over \(Format.duration(nanoseconds: cpu.wallNanoseconds))")
+        }
         if let heldForShare, heldForShare > 0 {
             row("held back", "\(heldForShare) passes left a client's messages waiting: its user had taken its share of the daemon's CPU (daemon.user_cpu_share)")
         }

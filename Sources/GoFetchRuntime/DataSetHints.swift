@@ -13,6 +13,7 @@ import SystemPackage
 /// - the folder holding most of the absolute paths such a file lists (a list of
 ///   the data set's files: the deepest folder holding half of them).
 ///
+/// Never a software environment (a virtualenv or conda environment: ``Kind/environment``).
 /// Guesses only: the engine drops one the job's opens do not reach
 /// (``GoFetchPredict/DataSetTree/noteOpen(path:)``). Never `/`, a folder the trace
 /// leaves out (``TracePathFilter``: `trace.exclude_prefixes`, installed packages), the working folder,
@@ -50,7 +51,14 @@ public struct DataSetHints: Sendable {
     }
 
     /// What a path is, looked up on the file system (following symbolic links).
-    public enum Kind: Sendable { case folder, file(size: UInt64), other }
+    public enum Kind: Sendable, Equatable {
+        case folder, file(size: UInt64), other
+        /// A folder that is a software environment, no data set: a Python virtualenv
+        /// (`pyvenv.cfg` at its top) or a conda environment (`conda-meta`). A script or
+        /// its notes naming the interpreter's environment would otherwise have its
+        /// tens of thousands of files walked and warmed.
+        case environment
+    }
 
     /// The folders `arguments` name, in the order named.
     public func folders(in arguments: [String]) -> [String] {
@@ -82,7 +90,7 @@ public struct DataSetHints: Sendable {
                     consider(folder, scan: false)
                 }
                 for path in named { consider(path, scan: false) }
-            case .other:
+            case .other, .environment:
                 return
             }
         }
@@ -164,7 +172,9 @@ public struct DataSetHints: Sendable {
     static func lookUp(_ path: String) -> Kind {
         guard let status = try? Syscall.fileStatus(path, followSymlinks: true) else { return .other }
         switch status.kind {
-        case .directory: return .folder
+        case .directory:
+            let marks = ["pyvenv.cfg", "conda-meta"]
+            return marks.contains { (try? Syscall.fileStatus(path + "/" + $0, followSymlinks: false)) != nil } ? .environment : .folder
         case .regular: return .file(size: status.size)
         default: return .other
         }

@@ -43,6 +43,8 @@ public final class TraceDaemon: @unchecked Sendable {
     /// Started by ``start()`` (not by a service group), so ``stop()`` stops the components.
     private var started = false
     private var finished = false
+    /// When it was made (the monotonic clock): the summary's wall time runs from here.
+    private let createdAt = Clock.monotonicNanoseconds()
 
     /// Opens the store and prepares the socket; nothing runs until ``start()``.
     /// - Parameters:
@@ -310,7 +312,12 @@ public final class TraceDaemon: @unchecked Sendable {
     }
 
     public func summary() -> RunSummary {
-        RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine, listing: lister?.statistics,
-                   cluster: copier == nil ? nil : clusterStatistics)
+        var summary = RunSummary(ingest: ingestStatistics, store: storeStatistics, engine: engine, listing: lister?.statistics,
+                                 cluster: copier == nil ? nil : clusterStatistics)
+        // The process's: a daemon runs one TraceDaemon, and its threads are all gofetch's work.
+        let (user, system) = Syscall.ownCPUTime()
+        summary.cpu = RunSummary.CPUTime(userNanoseconds: user, systemNanoseconds: system,
+                                         wallNanoseconds: Clock.monotonicNanoseconds() &- createdAt)
+        return summary
     }
 }

@@ -32,6 +32,15 @@ extension Syscall {
         return pid
     }
 
+    /// CPU time this process has used, all its threads (not its children), in
+    /// nanoseconds of user and of system time. The corresponding C function is `getrusage`.
+    package static func ownCPUTime() -> (user: UInt64, system: UInt64) {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return (0, 0) }
+        func nanoseconds(_ time: timeval) -> UInt64 { UInt64(max(0, time.tv_sec)) * 1_000_000_000 + UInt64(max(0, time.tv_usec)) * 1_000 }
+        return (nanoseconds(usage.ru_utime), nanoseconds(usage.ru_stime))
+    }
+
     /// Waits for a child; returns its exit code, or 128 + the signal that killed it.
     /// The corresponding C function is `waitpid`.
     package static func waitForExit(_ pid: pid_t) throws(Errno) -> Int32 {

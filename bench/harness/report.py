@@ -142,9 +142,11 @@ def derive(scenario: dict) -> None:
 
 
 def _goal(text: str, value: Optional[float], limit: float, fmt: str = "{:.3f}", strict_less: bool = False,
-          paired: Optional[dict] = None, at_least: bool = False) -> dict:
+          paired: Optional[dict] = None, at_least: bool = False, floor: Optional[float] = None) -> dict:
     """A goal judged on `value`, or, with `paired` (the ratio in every --repeat round,
-    ``_paired``), on the median of the rounds' ratios."""
+    ``_paired``), on the median of the rounds' ratios. `floor`: the same ratio for a
+    warm cache, when the goal asks for a stall below it; the verdict stands, and says
+    that no prefetcher could have met it in this run."""
     rounds = ""
     if paired is not None:
         value = paired["median"]
@@ -153,8 +155,13 @@ def _goal(text: str, value: Optional[float], limit: float, fmt: str = "{:.3f}", 
     if value is None:
         return {"goal": text, "value": None, "limit": limit, "met": None, "text": f"{text}: cannot tell (missing figures)"}
     met = value >= limit if at_least else value < limit if strict_less else value <= limit
+    beyond = ""
+    if floor is not None and not met and not at_least and floor > limit:
+        beyond = f" (out of reach in this run: a warm cache's own stall is {fmt.format(floor)} x the same)"
     goal = {"goal": text, "value": value, "limit": limit, "met": met,
-            "text": f"{text}: {fmt.format(value)}{rounds} -> {'met' if met else 'NOT met'}"}
+            "text": f"{text}: {fmt.format(value)}{rounds} -> {'met' if met else 'NOT met'}{beyond}"}
+    if floor is not None:
+        goal["warm_floor"] = floor
     if paired is not None:
         goal["rounds"] = paired["rounds"]
     return goal
@@ -216,6 +223,14 @@ def _rounds(rec: Optional[dict], measure: Callable[[dict], Optional[float]]) -> 
     if len(values) < 2:
         return None
     return {"median": statistics.median(values), "rounds": values}
+
+
+def _cpu(cpu: Optional[dict]) -> str:
+    """gofetch's own CPU time over its run (its summary's `cpu`), and the share of a core."""
+    if not cpu or not cpu.get("wallNanoseconds"):
+        return "–"
+    used = cpu["userNanoseconds"] + cpu["systemNanoseconds"]
+    return f"{used / 1e9:.2f} s ({100 * used / cpu['wallNanoseconds']:.1f} % of a core)"
 
 
 def _e1(rec: Optional[dict]) -> Optional[float]:
@@ -286,8 +301,11 @@ def evaluate(sid: str, scenario: dict) -> List[dict]:
                              g, np_, lambda x, y: _worst(_by_epoch(x["stall_by_epoch_s"], y["stall_by_epoch_s"])))))
     for name, t in blind:
         if sid == "S1":
+            # The job is near worker-bound on 2 cores: warm's own stall can be above half the warm-up's.
+            warm_rounds = _paired(warm, warmup, _e1_ratio)
             out.append(_goal(f"{name} epoch-1 stall <= 0.5 x the naive warm-up's", _ratio(_e1(t), _e1(warmup)), 0.5,
-                             paired=_paired(t, warmup, _e1_ratio)))
+                             paired=_paired(t, warmup, _e1_ratio),
+                             floor=warm_rounds["median"] if warm_rounds else _ratio(_e1(warm), _e1(warmup))))
         elif sid == "S1-cap":
             out.append(_goal(f"{name} epoch-1 stall <= 1.1 x the link bound",
                              _ratio(_e1(t), bound["epoch1_s"]) if bound else None, 1.1,
@@ -482,8 +500,8 @@ def render(results: dict) -> str:
     lines.append("| scenario | mode | requests issued | warmed | already resident | cannot last | failed+missing+denied "
                  "| prefetched | announced | data-set tree files (requests) "
                  "| predictions (Markov / remaining set chosen) | epochs seen | not issued: below conf. / dup. / queue "
-                 "| waits: budget / rate / pressure | events (dropped) | run's memory peak |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| waits: budget / rate / pressure | events (dropped) | run's memory peak | gofetch's CPU |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sid in _ordered(scen):
         for mode in GOFETCH_MODES:
             rec = scen[sid]["modes"].get(mode)
@@ -501,7 +519,8 @@ def render(results: dict) -> str:
                 f"{p.get('remainingSetChoices', '–')}) | {p.get('epochs', '–')} "
                 f"| {p.get('belowThreshold', '–')} / {p.get('duplicates', '–')} / {p.get('queueDropped', '–')} "
                 f"| {p.get('budgetWaits', '–')} / {p.get('rateWaits', '–')} / {p.get('pressureWaits', '–')} "
-                f"| {s.get('events', '–')} ({dropped}) | {_bytes((rec.get('cgroup') or {}).get('max_usage_bytes'))} |")
+                f"| {s.get('events', '–')} ({dropped}) | {_bytes((rec.get('cgroup') or {}).get('max_usage_bytes'))} "
+                f"| {_cpu(s.get('cpu'))} |")
     lines.append("")
     lines.append("Fates of gofetch's prefetches and the job's reads as gofetch measured them (docs/metrics.md):")
     lines.append("")

@@ -71,7 +71,7 @@ struct DataSetHintsTests {
         #expect(DataSetHints.absolutePaths(in: "x=/a/b y=\"/c d\" http://host/p") == ["/a/b", "/c"])
     }
 
-    @Test("on the file system: a folder argument and a JSON configuration naming another; a binary file is not read as text")
+    @Test("on the file system: a folder argument and a JSON configuration naming another; a binary file is not read as text; no software environment")
     func realFiles() throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("gofetch-hints-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: base) }
@@ -79,8 +79,16 @@ struct DataSetHintsTests {
         try FileManager.default.createDirectory(atPath: base + "/val", withIntermediateDirectories: true)
         try Data(#"{"root": "\#(base)/val"}"#.utf8).write(to: URL(fileURLWithPath: base + "/cfg.json"))
         try Data([0x7f, 0x45, 0x4c, 0x46, 0, 0x2f, 0x61]).write(to: URL(fileURLWithPath: base + "/binary"))
+        // Software environments, named in the script's notes: a virtualenv and a conda one.
+        try FileManager.default.createDirectory(atPath: base + "/venv/lib", withIntermediateDirectories: true)
+        try Data("home = /usr/bin\n".utf8).write(to: URL(fileURLWithPath: base + "/venv/pyvenv.cfg"))
+        try FileManager.default.createDirectory(atPath: base + "/conda/conda-meta", withIntermediateDirectories: true)
+        try Data("# set up: \(base)/venv/bin/pip install torch; conda create -p \(base)/conda\n".utf8)
+            .write(to: URL(fileURLWithPath: base + "/notes.md"))
         let hints = DataSetHints(filter: TracePathFilter(include: [], exclude: []), workingDirectory: base, home: nil)
-        #expect(hints.folders(in: ["binary", "set", "--config=cfg.json", "missing"]) == [base + "/set", base + "/val"])
+        #expect(hints.folders(in: ["binary", "set", "--config=cfg.json", "missing", "notes.md", "venv"]) == [base + "/set", base + "/val"])
+        #expect(DataSetHints.lookUp(base + "/venv") == .environment && DataSetHints.lookUp(base + "/conda") == .environment)
+        #expect(DataSetHints.lookUp(base + "/set") == .folder)
         #expect(DataSetHints.readText(base + "/binary", limit: 1 << 20) == nil)
     }
 }
