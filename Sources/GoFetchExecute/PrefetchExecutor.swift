@@ -77,6 +77,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var fastUIDs: Set<UInt32> = []
         var started: [Int: (time: UInt64, weight: Int)] = [:]
         var nextTicket = 0
+        /// Threads waiting, with a timeout, for the window (or their user's threads) to
+        /// let a queued request go: one at most, which looks again by itself.
+        var polling = 0
 
         /// The index of the next request a thread may take, or `nil`: the first of the
         /// user with the fewest threads busy for it. A storage that never answers (a hung
@@ -184,21 +187,29 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult
     public func submit(_ request: PrefetchRequest) -> Bool {
-        let accepted = queue.withLock { queue -> Bool in
-            guard !queue.stopping, queue.count < capacity else { return false }
+        let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
+            guard !queue.stopping, queue.count < capacity else { return (false, false) }
             if queue.head > 1_024 && queue.head * 2 > queue.requests.count {
                 queue.requests.removeFirst(queue.head)
                 queue.head = 0
             }
             queue.requests.append(request)
             if request.purpose == .warm { queue.waitingByUID[request.uid, default: 0] += 1 }
-            return true
+            // A thread is woken only when the request may go now, or when no thread
+            // looks again by itself. Woken for a request the window holds back, it
+            // would only find the window full and wait again: on a capped link the
+            // window lets one or two reads go while the tree queues hundreds, and
+            // those wake-ups were most of the I/O threads' CPU.
+            let free = request.purpose != .warm || queue.reading(now: Clock.monotonicNanoseconds()) < queue.window.limit
+            return (true, free || queue.polling == 0)
         }
         if accepted {
             if request.purpose == .warm { statistics.submitted.add(1) }
-            ready.lock()
-            ready.signal()
-            ready.unlock()
+            if wake {
+                ready.lock()
+                ready.signal()
+                ready.unlock()
+            }
         } else {
             if request.purpose == .warm { statistics.queueFull.add(1) } else { statistics.giveBackDropped.add(1) }
         }
@@ -241,17 +252,23 @@ public final class PrefetchExecutor: @unchecked Sendable {
             ready.lock()
             var next: (PrefetchRequest, ticket: Int)?
             while true {
-                let (taken, stop, waiting) = queue.withLock { queue -> ((PrefetchRequest, ticket: Int)?, Bool, Bool) in
+                let (taken, stop, poll) = queue.withLock { queue -> ((PrefetchRequest, ticket: Int)?, Bool, Bool) in
                     guard queue.count > 0 else { return (nil, queue.stopping, false) }
                     let now = Clock.monotonicNanoseconds()
-                    guard let index = queue.next(threads: threads, now: now) else { return (nil, false, true) }
+                    guard let index = queue.next(threads: threads, now: now) else {
+                        // Requests wait for the window or their user's threads: a read
+                        // that turns out stuck frees its slot without waking anyone, so
+                        // one thread looks again soon; the others wait for a read to end.
+                        guard queue.polling == 0 else { return (nil, false, false) }
+                        queue.polling += 1
+                        return (nil, false, true)
+                    }
                     return (queue.take(index, now: now), false, false)
                 }
                 if taken != nil || stop { next = taken; break }
-                if waiting {
-                    // Requests wait for the window or their user's threads: a read that
-                    // turns out stuck frees its slot without waking anyone, so look again soon.
+                if poll {
                     _ = ready.wait(until: Date(timeIntervalSinceNow: 0.5))
+                    queue.withLock { $0.polling -= 1 }
                 } else {
                     ready.wait()
                 }
