@@ -77,9 +77,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
         var fastUIDs: Set<UInt32> = []
         var started: [Int: (time: UInt64, weight: Int)] = [:]
         var nextTicket = 0
-        /// Threads waiting, with a timeout, for the window (or their user's threads) to
-        /// let a queued request go: one at most, which looks again by itself.
-        var polling = 0
+        /// A thread waits, with a timeout, for the window (or its user's threads) to let a
+        /// queued request go: one at most, which looks again by itself.
+        var polling = false
 
         /// The index of the next request a thread may take, or `nil`: the first of the
         /// user with the fewest threads busy for it. A storage that never answers (a hung
@@ -201,7 +201,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
             // window lets one or two reads go while the tree queues hundreds, and
             // those wake-ups were most of the I/O threads' CPU.
             let free = request.purpose != .warm || queue.reading(now: Clock.monotonicNanoseconds()) < queue.window.limit
-            return (true, free || queue.polling == 0)
+            return (true, free || !queue.polling)
         }
         if accepted {
             if request.purpose == .warm { statistics.submitted.add(1) }
@@ -259,8 +259,8 @@ public final class PrefetchExecutor: @unchecked Sendable {
                         // Requests wait for the window or their user's threads: a read
                         // that turns out stuck frees its slot without waking anyone, so
                         // one thread looks again soon; the others wait for a read to end.
-                        guard queue.polling == 0 else { return (nil, false, false) }
-                        queue.polling += 1
+                        guard !queue.polling else { return (nil, false, false) }
+                        queue.polling = true
                         return (nil, false, true)
                     }
                     return (queue.take(index, now: now), false, false)
@@ -268,7 +268,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 if taken != nil || stop { next = taken; break }
                 if poll {
                     _ = ready.wait(until: Date(timeIntervalSinceNow: 0.5))
-                    queue.withLock { $0.polling -= 1 }
+                    queue.withLock { $0.polling = false }
                 } else {
                     ready.wait()
                 }
