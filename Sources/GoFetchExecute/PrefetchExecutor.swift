@@ -184,6 +184,17 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// Requests of a user whose reads are fast that may wait (``hasRoom(for:)``).
     static let fastWaiting = 8
 
+    /// Whether the threads are about to run out of the user's warming requests: at most
+    /// half of what ``hasRoom(for:)`` lets wait is left. Until then, a read's result need
+    /// not wake the engine: the threads take what waits by themselves, and the engine
+    /// takes the results with its next events (or within its wait's timeout).
+    public func runsLow(for uid: UInt32) -> Bool {
+        queue.withLock { queue in
+            let room = queue.fastUIDs.contains(uid) ? max(Self.fastWaiting, queue.window.limit) : queue.window.limit
+            return queue.stopping || queue.waitingByUID[uid, default: 0] * 2 <= room
+        }
+    }
+
     /// Queues a request without waiting; `false` (counted) when the queue is full.
     @discardableResult
     public func submit(_ request: PrefetchRequest) -> Bool {
@@ -278,16 +289,16 @@ public final class PrefetchExecutor: @unchecked Sendable {
             if request.purpose == .giveBack {
                 let done = PageCacheWarmer.giveBack(request.path, uid: request.uid, gid: request.gid, groups: request.groups)
                 if done { statistics.givenBack.add(1) } else { statistics.giveBackDropped.add(1) }
+                // This thread takes what its user's freed thread lets go when it looks again.
                 queue.withLock { $0.done(request, ticket: ticket) }
-                ready.lock()
-                ready.signal()
-                ready.unlock()
                 continue
             }
             let result = perform(request, buffer: buffer)
             // Wake as many threads as there are requests the window now lets go (one
-            // a free slot, usually one): waking every idle thread would have them all
-            // contend for the queue's lock after every read.
+            // a free slot, usually one), less the one this thread takes itself when it
+            // looks again: waking every idle thread would have them all contend for the
+            // queue's lock after every read, and a thread woken for the request this one
+            // takes finds nothing and waits again.
             let wake = queue.withLock { queue -> Int in
                 if result.method == .read && result.outcome == .completed {
                     queue.window.completed(bytes: result.bytes, nanoseconds: result.completedAt &- result.issuedAt,
@@ -303,7 +314,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
                         queue.fastUIDs.remove(request.uid)
                     }
                 }
-                return min(queue.count, max(0, queue.window.limit - queue.active))
+                return min(queue.count, max(0, queue.window.limit - queue.active)) - 1
             }
             if wake > 0 {
                 ready.lock()

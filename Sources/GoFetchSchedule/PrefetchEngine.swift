@@ -183,10 +183,20 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
         func forward(_ result: PrefetchResult) { engine?.deliver(result) }
     }
 
+    /// A result wakes the engine only when the executor runs low on the user's requests
+    /// (the engine releases more) or many results wait: otherwise it waits for the next
+    /// events, which come with the job's reads, or the wait's timeout. A wake-up per read
+    /// was most of the engine thread's switches. Results are always taken before the
+    /// events that came after them, so no fate is judged on a result not yet seen.
     private func deliver(_ result: PrefetchResult) {
-        inbox.withLock { $0.results.append(result) }
-        wakeUp.signal()
+        let waiting = inbox.withLock { inbox -> Int in
+            inbox.results.append(result)
+            return inbox.results.count
+        }
+        if waiting >= Self.resultsPerWakeUp || executor.runsLow(for: result.request.uid) { wakeUp.signal() }
     }
+    /// Results that wake the engine even while the executor has enough requests waiting.
+    static let resultsPerWakeUp = 64
 
     public func start() {
         executor.start()

@@ -259,6 +259,21 @@ struct ExecutorTests {
         #expect(pool.pending == 2)
     }
 
+    @Test("a result wakes the engine only when at most half a window of the user's requests wait")
+    func runsLow() {
+        let pool = PrefetchExecutor(threads: 4, capacity: 256, method: nil, logger: .test, onResult: { _ in })
+        // Not started: the window is one read, so none waiting is half or less, and one is more.
+        #expect(pool.runsLow(for: 7))
+        #expect(pool.submit(request("/nonexistent/a", file: 1, uid: 7)))
+        #expect(!pool.runsLow(for: 7))
+        #expect(pool.runsLow(for: 8))
+        // Give-backs do not count: they are not reads the threads go on with.
+        var giveBack = request("/nonexistent/c", file: 3, uid: 8)
+        giveBack.purpose = .giveBack
+        #expect(pool.submit(giveBack))
+        #expect(pool.runsLow(for: 8))
+    }
+
     @Test("requests run on the pool and report through the callback")
     func pool() throws {
         let directory = TemporaryDirectory()
