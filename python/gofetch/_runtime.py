@@ -746,6 +746,13 @@ def set_epoch(epoch: Optional[int], *, explicit: bool = True, worker: Optional[i
     if notify and value != UNKNOWN_EPOCH and _rt is not None and len(_q) < _cap:
         w = _worker if worker is None else worker
         _q.append((EPOCH, value, w if w is not None else -1))
+        # An idle sender looks seldom (_sender.IDLE_WAIT): the epoch goes now. Not a runtime
+        # inherited across a fork: it has no thread here, and its event's lock may be held.
+        try:
+            if _rt.pid == os.getpid():
+                _rt.wake.set()
+        except Exception:
+            _C.internal_errors += 1
 
 
 def get_epoch() -> Optional[int]:

@@ -43,3 +43,21 @@ def test_no_double_records_and_tags_reach_the_shim(tmp_path, listener):
     with sqlite3.connect(db) as connection:
         rows = connection.execute("SELECT file_path, worker_id, epoch FROM traces WHERE access_type = 'open'").fetchall()
     assert sorted(rows) == sorted((p, i % 2, e) for e in (0, 1) for i, p in enumerate(files))
+
+
+@pytest.mark.skipif(not SHIM.exists(), reason="preload shim not built (make -C preload)")
+def test_an_idle_client_looks_seldom_and_an_epoch_still_goes_at_once(tmp_path, listener):
+    """With the shim reporting the accesses, the client only announces: idle, its sender
+    thread backs off from 50 passes a second (each costs the job's process CPU and the
+    GIL) to about three, and set_epoch wakes it, so the epoch record is not late."""
+    lst = listener()
+    out = run_job("idle_job.py", dict(idle_s=1.5), job_env(lst.path, LD_PRELOAD=str(SHIM)))
+    lst.wait_quiet()
+    assert out["stats"]["shim"] is True and out["stats"]["daemon_connected"] is True
+    # At 20 ms a pass, 1.5 s is 75 passes; backed off to 0.32 s, under 10.
+    assert out["idle_ticks"] <= 10, out
+    epochs = [m.header.sent_ns for m, r in lst.records(wire.Kind.EPOCH)
+              if m.header.source == wire.Source.PYTHON_HOOK and r.epoch == 3]
+    assert epochs, "the epoch record never reached the daemon"
+    # Sent within 0.1 s of the call, where an unwoken sender would wait up to 0.32 s.
+    assert 0 <= epochs[0] - out["epoch_called_ns"] < 100_000_000, (epochs[0] - out["epoch_called_ns"]) / 1e9

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 
 import pytest
 
@@ -19,6 +20,7 @@ class Recorder:
         self.pid = os.getpid()
         self.flush_interval = 0.02
         self.announced = []
+        self.wake = threading.Event()  # set_epoch wakes the sender
 
     def announce(self, announcement, delay=0.0):
         self.announced.append(announcement)
