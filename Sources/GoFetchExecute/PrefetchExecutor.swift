@@ -185,13 +185,16 @@ public final class PrefetchExecutor: @unchecked Sendable {
     static let fastWaiting = 8
 
     /// Whether the threads are about to run out of the user's warming requests: at most
-    /// half of what ``hasRoom(for:)`` lets wait is left. Until then, a read's result need
-    /// not wake the engine: the threads take what waits by themselves, and the engine
-    /// takes the results with its next events (or within its wait's timeout).
+    /// half of what ``hasRoom(for:)`` lets wait is left once the thread reporting a result
+    /// takes the next (it does right after). Until then, a read's result need not wake the
+    /// engine: the threads take what waits by themselves, and the engine takes the results
+    /// with its next events (or within its wait's timeout). Counting that request as still
+    /// waiting, a window of one read left the storage idle for an engine round trip every
+    /// other read.
     public func runsLow(for uid: UInt32) -> Bool {
         queue.withLock { queue in
             let room = queue.fastUIDs.contains(uid) ? max(Self.fastWaiting, queue.window.limit) : queue.window.limit
-            return queue.stopping || queue.waitingByUID[uid, default: 0] * 2 <= room
+            return queue.stopping || max(0, queue.waitingByUID[uid, default: 0] - 1) * 2 <= room
         }
     }
 
@@ -294,11 +297,11 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 continue
             }
             let result = perform(request, buffer: buffer)
-            // Wake as many threads as there are requests the window now lets go (one
-            // a free slot, usually one), less the one this thread takes itself when it
-            // looks again: waking every idle thread would have them all contend for the
-            // queue's lock after every read, and a thread woken for the request this one
-            // takes finds nothing and waits again.
+            // Wake as many threads as there are requests that may go now (one a free
+            // slot of the window, usually one, and the give-backs), less the one this
+            // thread takes itself when it looks again: waking every idle thread would have
+            // them all contend for the queue's lock after every read, and a thread woken
+            // for the request this one takes finds nothing and waits again.
             let wake = queue.withLock { queue -> Int in
                 if result.method == .read && result.outcome == .completed {
                     queue.window.completed(bytes: result.bytes, nanoseconds: result.completedAt &- result.issuedAt,
@@ -314,7 +317,9 @@ public final class PrefetchExecutor: @unchecked Sendable {
                         queue.fastUIDs.remove(request.uid)
                     }
                 }
-                return min(queue.count, max(0, queue.window.limit - queue.active)) - 1
+                // Give-backs wait for their user's threads only, never for the window.
+                let giveBacks = queue.count - queue.waitingByUID.values.reduce(0, +)
+                return min(queue.count, max(0, queue.window.limit - queue.active) + giveBacks) - 1
             }
             if wake > 0 {
                 ready.lock()

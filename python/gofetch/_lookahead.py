@@ -42,7 +42,7 @@ from . import _runtime, _sender, _state
 
 _ATTR = "_gofetch_lookahead"
 _learned: Dict[int, Dict[int, List[str]]] = {}   # dataset key -> index -> paths (in the root)
-_learning: set = set()                           # dataset keys being learned (forked workers inherit it)
+_learning: set = _state.learning                 # dataset keys being learned (forked workers inherit it)
 _auto = False                                    # plan every eligible DataLoader (enable_hook(lookahead=True))
 MAX_PLAN = 50_000_000
 

@@ -157,10 +157,12 @@ class Runtime:
             self.stopped = True
 
     def _may_idle(self) -> bool:
-        """Whether nothing reaches the queue unannounced: no accesses traced here for the daemon,
-        the store or the root process (``_runtime``'s light mode)."""
-        return (self.store is None and not self.interception.sends_accesses()
-                and not (self.role == self.CLIENT and self.forward_events))
+        """Whether this pass may come seldom: nothing reaches the queue unannounced (no accesses
+        traced here for the daemon, no store), no data set's mapping is being learned from the
+        children, and this is not a child: a forked worker's pass is also what hands the shim
+        a new epoch (``before_send``), and its records' epoch tag must not lag the epoch."""
+        return (self.role != self.CLIENT and self.store is None and not self.interception.sends_accesses()
+                and not _state.learning)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Final flush (from atexit, os._exit, disable_hook). Idempotent."""

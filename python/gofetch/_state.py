@@ -50,3 +50,8 @@ explicit_epoch_generation = 0
 # Where the root process's runtime hands (dataset key, index, path) when a sample's
 # file is learned; ``_lookahead`` puts its sink here when it is imported.
 root_learn_sink: Optional[Callable[[int, Any, str], None]] = None
+
+# The dataset keys whose sample -> file mapping is being learned (``_lookahead``; forked
+# workers inherit it). While any is, the root's sender never idles: the workers' mappings
+# must be in by the next epoch's announcement.
+learning: set = set()

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import gofetch_testlib  # noqa: F401  (puts python/ on sys.path)
-from gofetch import LookaheadSampler, _runtime, _state, path_resolver, wire
+from gofetch import LookaheadSampler, _runtime, _sender, _state, path_resolver, wire
 
 
 class Recorder:
@@ -256,3 +256,31 @@ def test_multi_file_samples_and_relative_paths(recorder, tmp_path, monkeypatch):
     assert [(r.path, r.worker_id, r.length) for r in records] == [
         (f"{tmp_path}/d/0.img", 0, 0), (f"{tmp_path}/d/0.lbl", 0, 0),
         (f"{tmp_path}/d/1.img", 0, 42), (f"{tmp_path}/d/1.lbl", 0, 0)]
+
+
+class _ShimReports:
+    """An interception whose accesses the preload shim reports (the sender sends none)."""
+
+    def sends_accesses(self):
+        return False
+
+
+def test_the_sender_idles_only_where_nothing_comes_unannounced():
+    def runtime(role):
+        return _sender.Runtime(role=role, db=None, socket_path=None, stream=False, flush_interval=0.02,
+                               db_interval=0.1, busy_timeout_ms=1000, collector_address=None,
+                               interception=_ShimReports())
+
+    root, lite, child = runtime(_sender.Runtime.ROOT), runtime(_sender.Runtime.LITE), runtime(_sender.Runtime.CLIENT)
+    try:
+        assert root._may_idle() and lite._may_idle()
+        # A forked worker's pass is what hands the shim a new epoch: it never idles.
+        assert not child._may_idle()
+        # While a data set's mapping is learned from the workers, the root looks every 20 ms.
+        _state.learning.add(("dataset", 1))
+        assert not root._may_idle()
+    finally:
+        _state.learning.discard(("dataset", 1))
+        if root.collector is not None:
+            root.collector.close()
+    assert root._may_idle()

@@ -262,9 +262,13 @@ struct ExecutorTests {
     @Test("a result wakes the engine only when at most half a window of the user's requests wait")
     func runsLow() {
         let pool = PrefetchExecutor(threads: 4, capacity: 256, method: nil, logger: .test, onResult: { _ in })
-        // Not started: the window is one read, so none waiting is half or less, and one is more.
+        // Not started: the window is one read. The thread that reports a result takes the
+        // next waiting request itself, so one waiting is none left: the engine must refill.
         #expect(pool.runsLow(for: 7))
         #expect(pool.submit(request("/nonexistent/a", file: 1, uid: 7)))
+        #expect(pool.runsLow(for: 7))
+        // Two waiting leave one, more than half a window of one.
+        #expect(pool.submit(request("/nonexistent/b", file: 2, uid: 7)))
         #expect(!pool.runsLow(for: 7))
         #expect(pool.runsLow(for: 8))
         // Give-backs do not count: they are not reads the threads go on with.
