@@ -105,6 +105,12 @@ public final class PrefetchExecutor: @unchecked Sendable {
             return best?.index
         }
 
+        /// How many of the user's warming requests may wait (``hasRoom(for:)``): a window,
+        /// or ``fastWaiting`` while the user's reads are fast.
+        func room(for uid: UInt32) -> Int {
+            fastUIDs.contains(uid) ? max(PrefetchExecutor.fastWaiting, window.limit) : window.limit
+        }
+
         /// Warming reads at the storage now (weighed), less those in progress for over two seconds.
         func reading(now: UInt64) -> Int {
             var stuck = 0
@@ -176,8 +182,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// another user's, perhaps on a storage that holds it for seconds.
     public func hasRoom(for uid: UInt32) -> Bool {
         queue.withLock { queue in
-            let waiting = queue.waitingByUID[uid, default: 0]
-            return !queue.stopping && (waiting < queue.window.limit || queue.fastUIDs.contains(uid) && waiting < Self.fastWaiting)
+            !queue.stopping && queue.waitingByUID[uid, default: 0] < queue.room(for: uid)
         }
     }
 
@@ -193,8 +198,7 @@ public final class PrefetchExecutor: @unchecked Sendable {
     /// other read.
     public func runsLow(for uid: UInt32) -> Bool {
         queue.withLock { queue in
-            let room = queue.fastUIDs.contains(uid) ? max(Self.fastWaiting, queue.window.limit) : queue.window.limit
-            return queue.stopping || max(0, queue.waitingByUID[uid, default: 0] - 1) * 2 <= room
+            queue.stopping || max(0, queue.waitingByUID[uid, default: 0] - 1) * 2 <= queue.room(for: uid)
         }
     }
 
