@@ -177,7 +177,9 @@ void emit(struct tstate *t, struct gf_record *r, const char *path, size_t plen)
     r->size = (uint16_t)size;
     r->tid = t->tid;
     r->worker_id = atomic_load_explicit(&g_worker, memory_order_relaxed);
-    r->epoch = atomic_load_explicit(&g_epoch, memory_order_relaxed);
+    const _Atomic uint32_t *cell = atomic_load_explicit(&g_epoch_cell, memory_order_acquire);
+    r->epoch = cell ? atomic_load_explicit(cell, memory_order_relaxed)
+                    : atomic_load_explicit(&g_epoch, memory_order_relaxed);
 
     unsigned char *p = b->msg + b->used;
     memcpy(p, r, sizeof *r);

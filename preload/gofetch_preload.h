@@ -79,4 +79,15 @@ static inline uint32_t gf_record_size(uint8_t kind, uint32_t path_len)
  */
 void gofetch_preload_set_worker(int worker_id, unsigned epoch);
 
+/*
+ * Hands the shim the process family's epoch cell: a file (a memfd) whose first four
+ * bytes hold the current epoch. The shim maps it itself, keeps the mapping for the
+ * process's life (forked children inherit it) and from then on stamps every record
+ * with the epoch read from it at that moment, ignoring set_worker's epoch: a parent
+ * that writes the cell retags its forked children's records at once. Returns 0, or
+ * -1 when fd is not a regular file of at least four bytes, mapping it failed, or
+ * four cells were handed over already. Keeps errno.
+ */
+int gofetch_preload_share_epoch(int fd);
+
 #endif

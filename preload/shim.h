@@ -261,6 +261,14 @@ extern uint64_t g_flush_ns;
 extern _Atomic pid_t g_pid;
 extern _Atomic int32_t g_worker;
 extern _Atomic uint32_t g_epoch;
+/* The process family's shared epoch cell once a client handed it over
+ * (gofetch_preload_share_epoch): records take their epoch from it, so a forked
+ * child stamps a new epoch the moment its parent writes it. Mapped by the shim
+ * itself and never unmapped (an interpreter's own mapping goes away at its exit,
+ * while reads still happen); g_epoch_cells bounds how many pages it ever maps. */
+extern _Atomic(const _Atomic uint32_t *) g_epoch_cell;
+extern _Atomic int g_epoch_cells;
+#define EPOCH_CELLS_MAX 4
 extern _Atomic uint64_t g_dropped;
 extern struct prefix_list g_exclude, g_include;
 extern char g_prefix_store[16384];

@@ -7,6 +7,8 @@ uint64_t g_flush_ns = 2000000;
 _Atomic pid_t g_pid;
 _Atomic int32_t g_worker = GF_UNKNOWN_WORKER;
 _Atomic uint32_t g_epoch = GF_UNKNOWN_EPOCH;
+_Atomic(const _Atomic uint32_t *) g_epoch_cell;
+_Atomic int g_epoch_cells;
 _Atomic uint64_t g_dropped;
 struct prefix_list g_exclude, g_include;
 char g_prefix_store[16384];

@@ -88,14 +88,29 @@ def _parent_epoch_cell() -> Optional[_mmap_module.mmap]:
     parts = path.split("/")
     if len(parts) != 5 or parts[:2] != ["", "proc"] or parts[3] != "fd" or parts[2] != str(os.getppid()):
         return None
+    global _parent_cell_path
+
+    def mapped(fd):
+        try:
+            return _orig_mmap(fd, _mmap_module.PAGESIZE)
+        except (OSError, ValueError):
+            return None
+
+    cell = _with_file(path, os.O_RDWR, mapped)
+    if cell is not None:
+        _parent_cell_path = path
+    return cell
+
+
+def _with_file(path: str, flags: int, use: Callable[[int], Any]) -> Any:
+    """``use(fd)`` on ``path`` opened with ``flags`` (close-on-exec), closed afterwards;
+    None when it cannot be opened."""
     try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
     try:
-        return _orig_mmap(fd, _mmap_module.PAGESIZE)
-    except (OSError, ValueError):
-        return None
+        return use(fd)
     finally:
         os.close(fd)
 
@@ -112,6 +127,7 @@ def _own_epoch_cell() -> tuple:
     return cell, fd
 
 
+_parent_cell_path: Optional[str] = None  # where a parent's cell was found (a spawned child)
 # None: a child that has not learnt its worker id yet (a forked child, or one started by
 # multiprocessing with a new interpreter); it asks torch at its first event.
 _epoch_cell = _parent_epoch_cell()
@@ -132,6 +148,7 @@ _send_accesses = True  # False: another tracer (a kernel source) reports the acc
 # are then only noted (learning, worker tags) and reads go untouched, at no cost.
 _light = False
 _shim_applied = (None, None)
+_shim_reads_epoch = False  # the shim maps the epoch cell itself (_hand_cell_to_shim); forked children inherit it
 _filter: Optional[PathFilter] = None
 _rt: Optional["Runtime"] = None
 _last_rt: Optional["Runtime"] = None
@@ -171,6 +188,22 @@ def identify_worker() -> None:
             _resolve_worker()
     except Exception:
         _C.internal_errors += 1
+
+
+def _hand_cell_to_shim() -> bool:
+    """Hands the preload shim this family's epoch cell: it maps the file itself and stamps
+    each record with the cell's epoch at that moment. A forked worker's records then
+    carry a new epoch as soon as the root writes it, with no pass of the worker's sender.
+    False where the cell is no file (no memfd_create), the shim is older, or it refused."""
+    try:
+        share = ctypes.CDLL(None).gofetch_preload_share_epoch
+    except (AttributeError, OSError):
+        return False
+    share.argtypes = [ctypes.c_int]
+    share.restype = ctypes.c_int
+    if _epoch_fd >= 0:
+        return share(_epoch_fd) == 0
+    return _parent_cell_path is not None and _with_file(_parent_cell_path, os.O_RDONLY, share) == 0
 
 
 def _sync_shim() -> None:
@@ -484,6 +517,12 @@ class _Interception:
     def sends_accesses(self) -> bool:
         return _shim is None and _send_accesses  # with the shim loaded, it reports the accesses itself
 
+    def shim_tags_alone(self) -> bool:
+        """Whether the shim stamps this process's records right with no pass of its sender:
+        it reads the epoch from the shared cell, and the worker id is known (a forked
+        worker learns it from torch at its first pass or its first Python open)."""
+        return _shim is not None and _shim_reads_epoch and _worker is not None
+
     def before_send(self) -> None:
         if _shim is not None:
             if _worker is None:
@@ -627,7 +666,7 @@ def _share_epoch_cell() -> None:
 def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True, flush_interval=0.02,
            db_interval=0.1, busy_timeout_ms=1000, queue_capacity=1 << 17, trace_mmap=True,
            accesses=True) -> "Runtime":
-    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker, _send_accesses, _light
+    global _rt, _active, _filter, _shim, _cap, _learn_sink, _worker, _send_accesses, _light, _shim_reads_epoch
     with _rt_lock:
         if _active:
             return _rt
@@ -640,6 +679,11 @@ def enable(db=None, *, include=None, exclude=None, socket_path=None, stream=True
         _filter = PathFilter(include=include, exclude=exclude)
         _cap = max(1024, int(queue_capacity))
         _shim = _find_shim()
+        if _shim is not None and not _shim_reads_epoch:
+            try:
+                _shim_reads_epoch = _hand_cell_to_shim()
+            except Exception:
+                _C.internal_errors += 1
         _send_accesses = bool(accesses)
         _share_epoch_cell()
         env_worker = os.environ.get("GOFETCH_WORKER_ID")

@@ -158,11 +158,15 @@ class Runtime:
 
     def _may_idle(self) -> bool:
         """Whether this pass may come seldom: nothing reaches the queue unannounced (no accesses
-        traced here for the daemon, no store), no data set's mapping is being learned from the
-        children, and this is not a child: a forked worker's pass is also what hands the shim
-        a new epoch (``before_send``), and its records' epoch tag must not lag the epoch."""
-        return (self.role != self.CLIENT and self.store is None and not self.interception.sends_accesses()
-                and not _state.learning)
+        traced here for the daemon, no store, no events forwarded to the root's), and no data
+        set's mapping is being learned from the children. A forked worker also needs the shim
+        to stamp its records alone (``shim_tags_alone``): where the shim cannot read the shared
+        epoch cell, the worker's pass is what hands it a new epoch, and its tags must not lag."""
+        if self.store is not None or self.interception.sends_accesses() or _state.learning:
+            return False
+        if self.role == self.CLIENT:
+            return not self.forward_events and self.interception.shim_tags_alone()
+        return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Final flush (from atexit, os._exit, disable_hook). Idempotent."""
@@ -236,6 +240,8 @@ class Runtime:
 
     def _stream(self, items: List[tuple], final: bool) -> None:
         """Sends this process's items in queue order: events, epoch records, announcements."""
+        if not items and self.announcement is None and self.role == self.CLIENT:
+            return  # a forked worker whose shim reports its accesses connects only once it has something to send
         link = self.daemon
         send_events = self.interception.sends_accesses()
         if not link.connect(force=final):

@@ -61,3 +61,22 @@ def test_an_idle_client_looks_seldom_and_an_epoch_still_goes_at_once(tmp_path, l
     assert epochs, "the epoch record never reached the daemon"
     # Sent within 0.1 s of the call, where an unwoken sender would wait up to 0.32 s.
     assert 0 <= epochs[0] - out["epoch_called_ns"] < 100_000_000, (epochs[0] - out["epoch_called_ns"]) / 1e9
+
+
+@pytest.mark.skipif(not SHIM.exists(), reason="preload shim not built (make -C preload)")
+def test_a_forked_worker_idles_and_its_records_take_a_new_epoch_at_once(tmp_path, listener):
+    """The client hands the shim the family's epoch cell: a forked worker's sender, with
+    nothing to send, looks seldom, and the shim still stamps the worker's records with
+    the epoch the root set a moment before (no pass of the worker's sender between)."""
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(8192))
+    lst = listener()
+    out = run_job("fork_epoch_job.py", dict(file=str(data), idle_s=1.5),
+                  job_env(lst.path, LD_PRELOAD=str(SHIM), GOFETCH_INCLUDE=str(tmp_path)))
+    lst.wait_quiet()
+    assert out["stats"]["shim"] is True
+    # At 20 ms a pass, 1.5 s is 75 passes; backed off to 0.32 s, under 10.
+    assert out["worker_idle_ticks"] <= 10, out
+    opens = [(r.epoch, r.worker_id) for m, r in lst.records(wire.Kind.OPEN)
+             if m.header.source == wire.Source.PRELOAD and r.path == str(data)]
+    assert opens == [(7, 0)], opens

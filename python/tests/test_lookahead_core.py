@@ -259,26 +259,40 @@ def test_multi_file_samples_and_relative_paths(recorder, tmp_path, monkeypatch):
 
 
 class _ShimReports:
-    """An interception whose accesses the preload shim reports (the sender sends none)."""
+    """An interception whose accesses the preload shim reports (the sender sends none);
+    ``alone``: whether the shim also stamps the records alone (it reads the epoch cell)."""
+
+    def __init__(self, alone=True):
+        self.alone = alone
 
     def sends_accesses(self):
         return False
 
+    def shim_tags_alone(self):
+        return self.alone
+
 
 def test_the_sender_idles_only_where_nothing_comes_unannounced():
-    def runtime(role):
+    def runtime(role, alone=True):
         return _sender.Runtime(role=role, db=None, socket_path=None, stream=False, flush_interval=0.02,
                                db_interval=0.1, busy_timeout_ms=1000, collector_address=None,
-                               interception=_ShimReports())
+                               interception=_ShimReports(alone))
 
     root, lite, child = runtime(_sender.Runtime.ROOT), runtime(_sender.Runtime.LITE), runtime(_sender.Runtime.CLIENT)
     try:
         assert root._may_idle() and lite._may_idle()
-        # A forked worker's pass is what hands the shim a new epoch: it never idles.
-        assert not child._may_idle()
-        # While a data set's mapping is learned from the workers, the root looks every 20 ms.
+        # A forked worker whose events go to the root's store looks every 20 ms.
+        assert child.forward_events and not child._may_idle()
+        # One that only announces idles when the shim stamps its records alone ...
+        child.forward_events = False
+        assert child._may_idle()
+        # ... and not when its pass is what hands the shim a new epoch (no shared cell).
+        stuck = runtime(_sender.Runtime.CLIENT, alone=False)
+        stuck.forward_events = False
+        assert not stuck._may_idle()
+        # While a data set's mapping is learned from the workers, no one idles.
         _state.learning.add(("dataset", 1))
-        assert not root._may_idle()
+        assert not root._may_idle() and not child._may_idle()
     finally:
         _state.learning.discard(("dataset", 1))
         if root.collector is not None:
