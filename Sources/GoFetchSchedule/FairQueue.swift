@@ -100,6 +100,11 @@ struct FairQueue {
     /// Users with queued requests.
     var users: Int { turns.count }
 
+    /// Users with queued requests, counting as one those `owner` maps to the same user.
+    func distinctUsers(_ owner: (UInt32) -> UInt32) -> Int {
+        turns.count < 2 ? turns.count : Set(turns.lazy.map(owner)).count
+    }
+
     /// Passes the turn of the user ``next`` belongs to (it cannot be served now).
     mutating func skipTurn() {
         guard let uid = turns.popFirst() else { return }

@@ -321,6 +321,8 @@ public final class PrefetchEngine: EventSink, @unchecked Sendable {
     private func takeOverTree(as client: (uid: UInt32, gid: UInt32, pid: UInt32)) {
         guard tree.client.uid == Self.anyone.uid else { return }
         reporters.adopt(from: Self.anyone.uid, to: client.uid)
+        // What was warmed as no one is the job's: it does not halve the job's budget.
+        scheduler.countAsOwn(Self.anyone.uid, of: client.uid)
         tree.rebind(uid: client.uid, gid: client.gid, pid: client.pid)
         // Only the lister's walk: the files known under the roots joined the tree when
         // they were seeded, and those learnt since as they came (`receive`).

@@ -308,7 +308,7 @@ public final class PrefetchScheduler {
             _ = operations.take(1, now: now)
             _ = bandwidth.take(Double(next.length), now: now)
             queue.removeNext()
-            reserve(next.fileID, uid: next.uid, bytes: next.length, predictor: next.predictor, now: now)
+            reserve(next.fileID, uid: owner(next.uid), bytes: next.length, predictor: next.predictor, now: now)
             statistics.released.add(1)
         }
     }
@@ -318,13 +318,34 @@ public final class PrefetchScheduler {
     /// waiting, each has budget ÷ users. The total may then exceed the budget until the
     /// first user's bytes are read or expire: by half of it with two users, at most.
     private func withinBudget(_ request: PrefetchRequest) -> Bool {
-        let mine = outstandingByUID[request.uid] ?? 0
-        let others = outstandingByUID.count - (outstandingByUID[request.uid] == nil ? 0 : 1)
-        let users = UInt64(1 + max(others, queue.users - 1))
+        let uid = owner(request.uid)
+        let mine = outstandingByUID[uid] ?? 0
+        let others = outstandingByUID.count - (outstandingByUID[uid] == nil ? 0 : 1)
+        let queued = budgetOwners.isEmpty ? queue.users : queue.distinctUsers(owner)
+        let users = UInt64(1 + max(others, queued - 1))
         if users == 1 {
-            return outstandingTotal + request.length <= budget(for: request.uid) || outstandingTotal == 0
+            return outstandingTotal + request.length <= budget(for: uid) || outstandingTotal == 0
         }
-        return mine + request.length <= budget(for: request.uid) / users || mine == 0
+        return mine + request.length <= budget(for: uid) / users || mine == 0
+    }
+
+    /// Users whose prefetches count against another's share of the budget: the job's
+    /// first process takes over what was warmed as no one before its first event
+    /// (``PrefetchEngine/anyone``), and those guesses are its own, not a second user's.
+    private var budgetOwners: [UInt32: UInt32] = [:]
+
+    private func owner(_ uid: UInt32) -> UInt32 { budgetOwners.isEmpty ? uid : budgetOwners[uid] ?? uid }
+
+    /// From now on what `uid`'s requests hold of the budget (held now, and released
+    /// later from its queue) is `heir`'s: the two are one user for the budget's shares.
+    /// The requests are still opened as `uid`. At most 64 such users (then all are forgotten).
+    public func countAsOwn(_ uid: UInt32, of heir: UInt32) {
+        guard uid != heir else { return }
+        if budgetOwners.count >= 64, budgetOwners[uid] == nil { budgetOwners.removeAll() }
+        budgetOwners[uid] = heir
+        guard let held = outstandingByUID.removeValue(forKey: uid) else { return }
+        outstandingByUID[heir, default: 0] += held
+        for (file, entry) in outstanding where entry.uid == uid { outstanding[file]?.uid = heir }
     }
 
     private func reserve(_ file: FileID, uid: UInt32, bytes: UInt64, predictor: PredictorKind, now: UInt64) {

@@ -183,10 +183,7 @@ struct MetricsTests {
         #expect(decided.count == 1 && decided[0].0 == .wasted && decided[0].1 && decided[0].2 == 1_000)
 
         // The scheduler: uid 1000's evictions halve its budget only.
-        var options = PrefetchScheduler.Options()
-        options.memoryBudget = 4 << 20
-        options.operationsPerSecond = 1_000_000
-        options.pressureThreshold = 101
+        let options = fourMiBBudget()
         let scheduler = PrefetchScheduler(options: options, now: 0)
         for second in 1...4 { scheduler.feedback(.wasted, evicted: true, uid: 1_000, now: UInt64(second) * 1_000_000_000) }
         #expect(scheduler.budget(for: 1_000) == 256 << 10)
@@ -204,10 +201,7 @@ struct MetricsTests {
 
     @Test("a user whose prefetches hold the whole budget (never read, or never done on a storage that does not answer) does not stop another's: each has its share")
     func budgetShares() {
-        var options = PrefetchScheduler.Options()
-        options.memoryBudget = 4 << 20
-        options.operationsPerSecond = 1_000_000
-        options.pressureThreshold = 101
+        let options = fourMiBBudget()
         let scheduler = PrefetchScheduler(options: options, now: 0)
         let files: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
         var released: [UInt32] = []
@@ -226,6 +220,39 @@ struct MetricsTests {
         released.removeAll()
         scheduler.release(now: 2_100_000_000) { released.append($0.uid); return true }
         #expect(released == [1_000])
+    }
+
+    @Test("what was warmed as no one before the job's first event is the job's: it holds the job's budget, not a second user's half")
+    func adoptedBudget() {
+        let options = fourMiBBudget()
+        let anyone = PrefetchEngine.anyone.uid
+        let files: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
+        func released(adopting: Bool) -> [UInt32] {
+            let scheduler = PrefetchScheduler(options: options, now: 0)
+            // A file warmed as no one, still unread.
+            scheduler.offer([Prediction(fileID: 1, confidence: 1, predictor: .dataSetTree)], uid: anyone, gid: anyone, now: 1_000_000_000, file: files)
+            scheduler.release(now: 1_000_000_000) { _ in true }
+            #expect(scheduler.outstandingBytes == 1 << 20)
+            // The job (uid 0) shows itself and takes the tree over; its requests follow.
+            if adopting { scheduler.countAsOwn(anyone, of: 0) }
+            scheduler.offer((11...14).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .dataSetTree) }, uid: 0, gid: 0, now: 2_000_000_000, file: files)
+            var uids: [UInt32] = []
+            scheduler.release(now: 2_000_000_000) { uids.append($0.uid); return true }
+            return uids
+        }
+        // As a second user, no one's 1 MiB leaves the job half the budget: 2 MiB.
+        #expect(released(adopting: false) == [0, 0])
+        // As the job's own: the whole budget, less the 1 MiB they hold.
+        #expect(released(adopting: true) == [0, 0, 0])
+    }
+
+    /// A scheduler's options with a budget of 4 MiB and no rate or pressure limit.
+    func fourMiBBudget() -> PrefetchScheduler.Options {
+        var options = PrefetchScheduler.Options()
+        options.memoryBudget = 4 << 20
+        options.operationsPerSecond = 1_000_000
+        options.pressureThreshold = 101
+        return options
     }
 
     /// A v1 memory cgroup folder `name` under `root` with the given limit and memory.stat.
