@@ -64,19 +64,22 @@ def test_an_idle_client_looks_seldom_and_an_epoch_still_goes_at_once(tmp_path, l
 
 
 @pytest.mark.skipif(not SHIM.exists(), reason="preload shim not built (make -C preload)")
-def test_a_forked_worker_idles_and_its_records_take_a_new_epoch_at_once(tmp_path, listener):
-    """The client hands the shim the family's epoch cell: a forked worker's sender, with
-    nothing to send, looks seldom, and the shim still stamps the worker's records with
-    the epoch the root set a moment before (no pass of the worker's sender between)."""
-    data = tmp_path / "data.bin"
-    data.write_bytes(os.urandom(8192))
+def test_an_idle_worker_s_records_take_a_new_epoch_at_once(tmp_path, listener):
+    """The client hands the shim the family's epoch cell: a worker's sender, forked or
+    spawned, with nothing to send, looks seldom, and the shim still stamps the worker's
+    records with the epoch the root set a moment before (no pass of the worker's
+    sender between)."""
+    files = []
+    for name in ("forked.bin", "spawned.bin"):
+        (tmp_path / name).write_bytes(os.urandom(8192))
+        files.append(str(tmp_path / name))
     lst = listener()
-    out = run_job("fork_epoch_job.py", dict(file=str(data), idle_s=1.5),
+    out = run_job("fork_epoch_job.py", dict(files=files, idle_s=1.5),
                   job_env(lst.path, LD_PRELOAD=str(SHIM), GOFETCH_INCLUDE=str(tmp_path)))
     lst.wait_quiet()
     assert out["stats"]["shim"] is True
     # At 20 ms a pass, 1.5 s is 75 passes; backed off to 0.32 s, under 10.
-    assert out["worker_idle_ticks"] <= 10, out
-    opens = [(r.epoch, r.worker_id) for m, r in lst.records(wire.Kind.OPEN)
-             if m.header.source == wire.Source.PRELOAD and r.path == str(data)]
-    assert opens == [(7, 0)], opens
+    assert out["worker_idle_ticks"]["fork"] <= 10 and out["worker_idle_ticks"]["spawn"] <= 10, out
+    opens = {r.path: (r.epoch, r.worker_id) for m, r in lst.records(wire.Kind.OPEN)
+             if m.header.source == wire.Source.PRELOAD and r.path in files}
+    assert opens == {files[0]: (7, 0), files[1]: (9, 1)}, opens
