@@ -74,19 +74,22 @@ static inline uint32_t gf_record_size(uint8_t kind, uint32_t path_len)
 
 /*
  * Sets the data-loader worker id and training epoch stamped on every record the
- * process sends from now on (-1 / 0xFFFFFFFF mean unknown). Safe to call from any
- * thread; a Python hook reaches it with ctypes.CDLL(None).gofetch_preload_set_worker.
+ * process sends from now on (-1 / 0xFFFFFFFF mean unknown); once an epoch cell was
+ * shared (gofetch_preload_share_epoch), the epoch comes from the cell and this one
+ * is ignored. Safe to call from any thread; a Python hook reaches it with
+ * ctypes.CDLL(None).gofetch_preload_set_worker.
  */
 void gofetch_preload_set_worker(int worker_id, unsigned epoch);
 
 /*
- * Hands the shim the process family's epoch cell: a file (a memfd) whose first four
- * bytes hold the current epoch. The shim maps it itself, keeps the mapping for the
- * process's life (forked children inherit it) and from then on stamps every record
- * with the epoch read from it at that moment, ignoring set_worker's epoch: a parent
- * that writes the cell retags its forked children's records at once. Returns 0, or
- * -1 when fd is not a regular file of at least four bytes, mapping it failed, or
- * four cells were handed over already. Keeps errno.
+ * Hands the shim the process family's epoch cell: a file (a memfd sealed against
+ * shrinking, F_SEAL_SHRINK) whose first four bytes hold the current epoch. The shim
+ * maps it itself, keeps the mapping for the process's life (forked children inherit
+ * it) and from then on stamps every record with the epoch read from it at that
+ * moment, ignoring set_worker's epoch: a parent that writes the cell retags its
+ * forked children's records at once. Returns 0, or -1 when fd is not a regular file
+ * of at least four bytes sealed against shrinking, mapping it failed, or four cells
+ * were handed over already. Keeps errno.
  */
 int gofetch_preload_share_epoch(int fd);
 

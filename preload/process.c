@@ -193,9 +193,11 @@ EXPORT int gofetch_preload_share_epoch(int fd)
 {
     int saved = errno, result = -1;
     struct stat st;
-    /* One page more at most EPOCH_CELLS_MAX times in a process's life (the pages stay). */
-    if (fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= (off_t)sizeof(uint32_t)
-        && atomic_fetch_add(&g_epoch_cells, 1) < EPOCH_CELLS_MAX) {
+    /* Only a file whose size is sealed (a shrunk one would raise SIGBUS at a record),
+     * and one page more at most EPOCH_CELLS_MAX times in a process's life (they stay). */
+    long seals = fd >= 0 ? syscall(SYS_fcntl, fd, F_GET_SEALS) : -1;
+    if (seals >= 0 && (seals & F_SEAL_SHRINK) && syscall(SYS_fstat, fd, &st) == 0 && S_ISREG(st.st_mode)
+        && st.st_size >= (off_t)sizeof(uint32_t) && atomic_fetch_add(&g_epoch_cells, 1) < EPOCH_CELLS_MAX) {
         long page = syscall(SYS_mmap, NULL, sizeof(uint32_t), PROT_READ, MAP_SHARED, fd, 0);
         if (page != -1) {
             atomic_store_explicit(&g_epoch_cell, (const _Atomic uint32_t *)page, memory_order_release);

@@ -88,18 +88,20 @@ def _parent_epoch_cell() -> Optional[_mmap_module.mmap]:
     parts = path.split("/")
     if len(parts) != 5 or parts[:2] != ["", "proc"] or parts[3] != "fd" or parts[2] != str(os.getppid()):
         return None
-    global _parent_cell_path
+    global _parent_cell
 
     def mapped(fd):
         try:
-            return _orig_mmap(fd, _mmap_module.PAGESIZE)
+            st = os.fstat(fd)
+            return _orig_mmap(fd, _mmap_module.PAGESIZE), (st.st_dev, st.st_ino)
         except (OSError, ValueError):
             return None
 
-    cell = _with_file(path, os.O_RDWR, mapped)
-    if cell is not None:
-        _parent_cell_path = path
-    return cell
+    found = _with_file(path, os.O_RDWR, mapped)
+    if found is None:
+        return None
+    _parent_cell = (path, found[1])
+    return found[0]
 
 
 def _with_file(path: str, flags: int, use: Callable[[int], Any]) -> Any:
@@ -119,15 +121,22 @@ def _own_epoch_cell() -> tuple:
     """(cell, fd): a page that forked children share by inheritance and children with a
     new interpreter by opening /proc/PID/fd/fd; fd is -1 where memfd_create is missing."""
     try:
-        fd = os.memfd_create("gofetch-epoch", getattr(os, "MFD_CLOEXEC", 1))
+        fd = os.memfd_create("gofetch-epoch", getattr(os, "MFD_CLOEXEC", 1) | getattr(os, "MFD_ALLOW_SEALING", 2))
         os.ftruncate(fd, _mmap_module.PAGESIZE)
         cell = _orig_mmap(fd, _mmap_module.PAGESIZE)
     except (AttributeError, OSError, ValueError):
         return _orig_mmap(-1, _mmap_module.PAGESIZE), -1  # MAP_SHARED|MAP_ANONYMOUS
+    try:
+        # Its size fixed for good: the shim maps it too, and only a sealed cell (no SIGBUS
+        # from a file shrunk under its mapping).
+        import fcntl
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except (ImportError, AttributeError, OSError):
+        pass  # the shim then refuses the cell and takes the epoch from set_worker
     return cell, fd
 
 
-_parent_cell_path: Optional[str] = None  # where a parent's cell was found (a spawned child)
+_parent_cell: Optional[tuple] = None  # (path, (dev, ino)) of a parent's cell (a spawned child)
 # None: a child that has not learnt its worker id yet (a forked child, or one started by
 # multiprocessing with a new interpreter); it asks torch at its first event.
 _epoch_cell = _parent_epoch_cell()
@@ -203,7 +212,19 @@ def _hand_cell_to_shim() -> bool:
     share.restype = ctypes.c_int
     if _epoch_fd >= 0:
         return share(_epoch_fd) == 0
-    return _parent_cell_path is not None and _with_file(_parent_cell_path, os.O_RDONLY, share) == 0
+    if _parent_cell is None:
+        return False
+    path, identity = _parent_cell
+
+    def share_if_same(fd):
+        # The same file as mapped at import (the parent's number may name another by now).
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == identity and share(fd) == 0
+
+    return _with_file(path, os.O_RDONLY | os.O_NONBLOCK, share_if_same) is True
 
 
 def _sync_shim() -> None:

@@ -240,7 +240,7 @@ class Runtime:
 
     def _stream(self, items: List[tuple], final: bool) -> None:
         """Sends this process's items in queue order: events, epoch records, announcements."""
-        if not items and self.announcement is None and self.role == self.CLIENT:
+        if self.role == self.CLIENT and self.announcement is None and all(item[0] == MAP for item in items):
             return  # a forked worker whose shim reports its accesses connects only once it has something to send
         link = self.daemon
         send_events = self.interception.sends_accesses()

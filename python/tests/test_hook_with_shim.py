@@ -83,3 +83,25 @@ def test_an_idle_worker_s_records_take_a_new_epoch_at_once(tmp_path, listener):
     opens = {r.path: (r.epoch, r.worker_id) for m, r in lst.records(wire.Kind.OPEN)
              if m.header.source == wire.Source.PRELOAD and r.path in files}
     assert opens == {files[0]: (7, 0), files[1]: (9, 1)}, opens
+
+
+@pytest.mark.skipif(not SHIM.exists(), reason="preload shim not built (make -C preload)")
+def test_the_shim_takes_only_a_sealed_cell_and_stamps_its_epoch(tmp_path, listener):
+    """gofetch_preload_share_epoch takes a file sealed against shrinking of at least four
+    bytes, at most four times, and keeps errno; records then carry the epoch written in
+    the cell at that moment, in a forked child as well."""
+    files = []
+    for name in ("parent.bin", "child.bin"):
+        (tmp_path / name).write_bytes(os.urandom(8192))
+        files.append(str(tmp_path / name))
+    lst = listener()
+    out = run_job("share_epoch_job.py", dict(files=files),
+                  job_env(lst.path, LD_PRELOAD=str(SHIM), GOFETCH_INCLUDE=str(tmp_path)))
+    lst.wait_quiet()
+    refused = [-1, 1234]
+    assert out["pipe"] == refused and out["unsealed"] == refused and out["short"] == refused
+    assert out["closed"] == refused
+    assert out["sealed"] == [[0, 1234]] * 4 + [refused]
+    opens = {r.path: r.epoch for m, r in lst.records(wire.Kind.OPEN)
+             if m.header.source == wire.Source.PRELOAD and r.path in files}
+    assert opens == {files[0]: 42, files[1]: 43}, opens

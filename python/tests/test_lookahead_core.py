@@ -298,3 +298,19 @@ def test_the_sender_idles_only_where_nothing_comes_unannounced():
         if root.collector is not None:
             root.collector.close()
     assert root._may_idle()
+
+
+def test_the_shim_tags_alone_only_with_the_cell_and_a_known_worker(monkeypatch):
+    """The rule a forked worker's sender idles by (``_Interception.shim_tags_alone``)."""
+    interception = _runtime._INTERCEPTION
+    monkeypatch.setattr(_runtime, "_shim", lambda worker, epoch: None)
+    monkeypatch.setattr(_runtime, "_shim_reads_epoch", True)
+    monkeypatch.setattr(_runtime, "_worker", None)
+    assert not interception.shim_tags_alone()  # its worker id not learnt yet: its pass tells the shim
+    monkeypatch.setattr(_runtime, "_worker", 0)
+    assert interception.shim_tags_alone()
+    monkeypatch.setattr(_runtime, "_shim_reads_epoch", False)
+    assert not interception.shim_tags_alone()  # the shim took no cell: its pass hands it the epoch
+    monkeypatch.setattr(_runtime, "_shim", None)
+    monkeypatch.setattr(_runtime, "_shim_reads_epoch", True)
+    assert not interception.shim_tags_alone()  # no shim
