@@ -100,10 +100,8 @@ struct FairQueue {
     /// Users with queued requests.
     var users: Int { turns.count }
 
-    /// Users with queued requests, counting as one those `owner` maps to the same user.
-    func distinctUsers(_ owner: (UInt32) -> UInt32) -> Int {
-        turns.count < 2 ? turns.count : Set(turns.lazy.map(owner)).count
-    }
+    /// Whether `uid` has queued requests.
+    func holds(_ uid: UInt32) -> Bool { queues[uid] != nil }
 
     /// Passes the turn of the user ``next`` belongs to (it cannot be served now).
     mutating func skipTurn() {

@@ -176,6 +176,7 @@ public final class PrefetchScheduler {
     /// Learns from the fate of a prefetch: evicted before use halves the budget (at most
     /// once a second: one overshoot evicts many at once), useful grows it back.
     public func feedback(_ fate: PrefetchFate, evicted: Bool, uid: UInt32 = 0, now: UInt64) {
+        let uid = owner(uid)
         var entry = wasteScales[uid] ?? (1, 0)
         if fate == .wasted && evicted {
             // Pages may go before their time: what was resident a moment ago may not be now.
@@ -321,7 +322,8 @@ public final class PrefetchScheduler {
         let uid = owner(request.uid)
         let mine = outstandingByUID[uid] ?? 0
         let others = outstandingByUID.count - (outstandingByUID[uid] == nil ? 0 : 1)
-        let queued = budgetOwners.isEmpty ? queue.users : queue.distinctUsers(owner)
+        var queued = queue.users
+        if let adopted, queue.holds(adopted.from), queue.holds(adopted.heir) { queued -= 1 }  // one user
         let users = UInt64(1 + max(others, queued - 1))
         if users == 1 {
             return outstandingTotal + request.length <= budget(for: uid) || outstandingTotal == 0
@@ -329,20 +331,24 @@ public final class PrefetchScheduler {
         return mine + request.length <= budget(for: uid) / users || mine == 0
     }
 
-    /// Users whose prefetches count against another's share of the budget: the job's
+    /// A user whose prefetches count against another's share of the budget: the job's
     /// first process takes over what was warmed as no one before its first event
     /// (``PrefetchEngine/anyone``), and those guesses are its own, not a second user's.
-    private var budgetOwners: [UInt32: UInt32] = [:]
+    private var adopted: (from: UInt32, heir: UInt32)?
 
-    private func owner(_ uid: UInt32) -> UInt32 { budgetOwners.isEmpty ? uid : budgetOwners[uid] ?? uid }
+    private func owner(_ uid: UInt32) -> UInt32 {
+        guard let adopted, uid == adopted.from else { return uid }
+        return adopted.heir
+    }
 
     /// From now on what `uid`'s requests hold of the budget (held now, and released
-    /// later from its queue) is `heir`'s: the two are one user for the budget's shares.
-    /// The requests are still opened as `uid`. At most 64 such users (then all are forgotten).
+    /// later from its queue) is `heir`'s, and so are its waste scale's shrinks: the two
+    /// are one user for the budget. The requests are still opened as `uid`. One such
+    /// user at a time (a later call replaces the earlier).
     public func countAsOwn(_ uid: UInt32, of heir: UInt32) {
         guard uid != heir else { return }
-        if budgetOwners.count >= 64, budgetOwners[uid] == nil { budgetOwners.removeAll() }
-        budgetOwners[uid] = heir
+        adopted = (uid, heir)
+        if let scale = wasteScales.removeValue(forKey: uid), scale.scale < wasteScale(of: heir) { wasteScales[heir] = scale }
         guard let held = outstandingByUID.removeValue(forKey: uid) else { return }
         outstandingByUID[heir, default: 0] += held
         for (file, entry) in outstanding where entry.uid == uid { outstanding[file]?.uid = heir }

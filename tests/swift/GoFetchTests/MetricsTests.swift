@@ -224,11 +224,10 @@ struct MetricsTests {
 
     @Test("what was warmed as no one before the job's first event is the job's: it holds the job's budget, not a second user's half")
     func adoptedBudget() {
-        let options = fourMiBBudget()
         let anyone = PrefetchEngine.anyone.uid
         let files: (FileID) -> (path: String, size: UInt64)? = { ("/f\($0)", 1 << 20) }
-        func released(adopting: Bool) -> [UInt32] {
-            let scheduler = PrefetchScheduler(options: options, now: 0)
+        func run(adopting: Bool) -> (PrefetchScheduler, [UInt32]) {
+            let scheduler = PrefetchScheduler(options: fourMiBBudget(), now: 0)
             // A file warmed as no one, still unread.
             scheduler.offer([Prediction(fileID: 1, confidence: 1, predictor: .dataSetTree)], uid: anyone, gid: anyone, now: 1_000_000_000, file: files)
             scheduler.release(now: 1_000_000_000) { _ in true }
@@ -238,12 +237,22 @@ struct MetricsTests {
             scheduler.offer((11...14).map { Prediction(fileID: FileID($0), confidence: 1, predictor: .dataSetTree) }, uid: 0, gid: 0, now: 2_000_000_000, file: files)
             var uids: [UInt32] = []
             scheduler.release(now: 2_000_000_000) { uids.append($0.uid); return true }
-            return uids
+            return (scheduler, uids)
         }
         // As a second user, no one's 1 MiB leaves the job half the budget: 2 MiB.
-        #expect(released(adopting: false) == [0, 0])
+        #expect(run(adopting: false).1 == [0, 0])
         // As the job's own: the whole budget, less the 1 MiB they hold.
-        #expect(released(adopting: true) == [0, 0, 0])
+        let (scheduler, released) = run(adopting: true)
+        #expect(released == [0, 0, 0] && scheduler.outstandingBytes == 4 << 20)
+        // The job reads the guess: the job's share frees it, and one more of its own goes.
+        scheduler.consumed(1)
+        #expect(scheduler.outstandingBytes == 3 << 20)
+        var more: [UInt32] = []
+        scheduler.release(now: 2_100_000_000) { more.append($0.uid); return true }
+        #expect(more == [0])
+        // A guess of no one's evicted before use shrinks the job's budget.
+        scheduler.feedback(.wasted, evicted: true, uid: anyone, now: 3_000_000_000)
+        #expect(scheduler.budget(for: 0) == 2 << 20)
     }
 
     /// A scheduler's options with a budget of 4 MiB and no rate or pressure limit.
