@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/fsuid.h>
 #include <sys/vfs.h>
 #include <sys/mman.h>
@@ -174,6 +175,10 @@ const short CGoFetch_POLLRDHUP = POLLRDHUP;
 
 int CGoFetch_epoll_create(void) {
     return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int CGoFetch_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
 int CGoFetch_epoll_control(int epfd, int add, int fd, uint32_t events, uint64_t token) {

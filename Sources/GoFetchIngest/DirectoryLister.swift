@@ -87,8 +87,32 @@ public final class DirectoryLister: @unchecked Sendable {
     private let clientGroups = ClientGroups()
     private var running = false
 
+    /// Readable while listings wait to be taken (``takeListings()``): the ingest
+    /// thread polls it, so a data set's walk reaches the engine as soon as it is done,
+    /// not at the ingest thread's next wake-up (up to 50 ms later, on a first run
+    /// that much of a slow link's head start). `nil` where it could not be made.
+    public let listingsReady: FileDescriptor?
+
     public init(options: Options = Options()) {
         self.options = options
+        listingsReady = try? Syscall.eventCounter()
+    }
+
+    deinit {
+        try? listingsReady?.close()
+    }
+
+    /// Queues a listing for ``takeListings()``, waking the ingest thread when it is the
+    /// first one waiting; `false` when too many wait (nobody takes them: never hoarded).
+    private func deliver(_ listing: Listing) -> Bool {
+        let first = state.withLock { state -> Bool? in
+            guard state.results.count < options.maxPending else { return nil }
+            state.results.append(listing)
+            return state.results.count == 1
+        }
+        guard let first else { return false }
+        if first, let listingsReady { Syscall.raise(listingsReady) }
+        return true
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
@@ -135,7 +159,8 @@ public final class DirectoryLister: @unchecked Sendable {
 
     /// The listings made since the last call.
     public func takeListings() -> [Listing] {
-        state.withLock { state in
+        if let listingsReady { Syscall.reset(listingsReady) }
+        return state.withLock { state in
             defer { state.results.removeAll(keepingCapacity: true) }
             return state.results
         }
@@ -190,13 +215,15 @@ public final class DirectoryLister: @unchecked Sendable {
         let names = try? Syscall.asFileSystemUser(uid: request.uid, gid: request.gid, groups: groups(of: request)) { () throws(Errno) in
             try DirectoryListing.regularFileNames(in: directory, limit: options.maxNamesPerDirectory)
         }
+        guard let names else {
+            state.withLock { $0.statistics.failed += 1 }
+            return
+        }
+        let delivered = deliver(Listing(directory: directory, names: names, uid: request.uid))
         state.withLock { state in
-            if let names, state.results.count < options.maxPending {
-                state.results.append(Listing(directory: directory, names: names, uid: request.uid))
+            if delivered {
                 state.statistics.listed += 1
                 state.statistics.names += names.count
-            } else if names == nil {
-                state.statistics.failed += 1
             } else {
                 state.statistics.skipped += 1  // nobody took the listings: never hoard them
             }
@@ -239,16 +266,17 @@ public final class DirectoryLister: @unchecked Sendable {
             files += taken.count
             let leftOut = regular.count - taken.count
             if listed.count < options.maxDirectories { listed.insert(directory) }
+            let delivered = taken.isEmpty
+                ? nil : deliver(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size), uid: request.uid))
             state.withLock { state in
                 state.statistics.treeFilesLeftOut += leftOut
-                guard !taken.isEmpty else { return }
-                guard state.results.count < options.maxPending else {
-                    state.statistics.skipped += 1  // nobody took the listings: never hoard them
-                    return
+                switch delivered {
+                case true?:
+                    state.statistics.listed += 1
+                    state.statistics.names += taken.count
+                case false?: state.statistics.skipped += 1  // nobody took the listings: never hoard them
+                case nil: break
                 }
-                state.results.append(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size), uid: request.uid))
-                state.statistics.listed += 1
-                state.statistics.names += taken.count
             }
             if leftOut > 0 { return }
         }

@@ -54,6 +54,7 @@ public final class IngestServer: @unchecked Sendable {
     private var reportedFailures = WireDecodeStatistics()
     private static let listenerToken = UInt64.max
     private static let kernelSourceToken = UInt64.max - 1
+    private static let listingsToken = UInt64.max - 2
     /// A kernel trace source read on the receive thread beside the clients.
     public let kernelSource: (any KernelTraceSource)?
     private static let batch = 64
@@ -105,6 +106,8 @@ public final class IngestServer: @unchecked Sendable {
             poller = epoll
             try Syscall.epollAdd(epoll, socket, events: CGoFetch_EPOLLIN, token: Self.listenerToken)
             if let kernelSource { try Syscall.epollAdd(epoll, kernelSource.pollDescriptor, events: CGoFetch_EPOLLIN, token: Self.kernelSourceToken) }
+            // Listings are registered every pass; this only makes a pass come when they are ready.
+            if let ready = pipeline.lister?.listingsReady { try Syscall.epollAdd(epoll, ready, events: CGoFetch_EPOLLIN, token: Self.listingsToken) }
         } catch {
             try? fd?.close()
             try? poller?.close()
@@ -183,6 +186,8 @@ public final class IngestServer: @unchecked Sendable {
                     acceptClients()
                 } else if token == Self.kernelSourceToken {
                     drainKernelSource()
+                } else if token == Self.listingsToken {
+                    continue  // registerListings below takes them (and resets the counter)
                 } else if sharing, let shares, let uid = clients[token]?.uid {
                     guard shares.mayRun(uid) else {
                         statistics.heldForShare.add(1)

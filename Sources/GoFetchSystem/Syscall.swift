@@ -258,6 +258,25 @@ package enum Syscall {
         _ = try valueOrErrno { CGoFetch_epoll_control(epoll.rawValue, 0, fd.rawValue, 0, 0) }.get()
     }
 
+    /// A counter another thread raises to wake an `epoll` wait (non-blocking,
+    /// close-on-exec). The corresponding C function is `eventfd`.
+    package static func eventCounter() throws(Errno) -> FileDescriptor {
+        FileDescriptor(rawValue: try valueOrErrno { CGoFetch_eventfd() }.get())
+    }
+
+    /// Raises an ``eventCounter()`` by one: it becomes readable. Never blocks (a counter
+    /// at its maximum stays readable). The corresponding C function is `write`.
+    package static func raise(_ counter: FileDescriptor) {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(counter.rawValue, $0.baseAddress, 8) }
+    }
+
+    /// Resets an ``eventCounter()`` to zero (not readable). The corresponding C function is `read`.
+    package static func reset(_ counter: FileDescriptor) {
+        var value: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &value) { Glibc.read(counter.rawValue, $0.baseAddress, 8) }
+    }
+
     /// Waits for readiness and fills `tokens`; an interrupted wait returns 0.
     /// The corresponding C function is `epoll_wait`.
     package static func epollWait(_ epoll: FileDescriptor, tokens: UnsafeMutableBufferPointer<UInt64>, events: UnsafeMutableBufferPointer<UInt32>, timeoutMilliseconds: Int32) throws(Errno) -> Int {

@@ -114,6 +114,10 @@ int CGoFetch_fsid(int fd, uint64_t *fsid);
 
 /// The corresponding C function is `epoll_create1(EPOLL_CLOEXEC)`.
 int CGoFetch_epoll_create(void);
+
+/// A counter for waking an epoll wait. The corresponding C function is
+/// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
+int CGoFetch_eventfd(void);
 /// Adds (`add` 1), or removes (`add` 0), `fd` with an opaque token.
 /// The corresponding C function is `epoll_ctl`.
 int CGoFetch_epoll_control(int epfd, int add, int fd, uint32_t events, uint64_t token);

@@ -122,6 +122,26 @@ struct DataSetTreeTests {
         #expect(tree.next(limit: 3, epoch: 0, read: { _ in false }, chunkBytes: 1_000).map(\.fileID) == [1, 2, 3])
     }
 
+    @Test("the lister's descriptor is readable while listings wait, so the ingest thread takes a walk at once; taking them resets it")
+    func listingsReady() throws {
+        let directory = TemporaryDirectory()
+        for name in ["a", "b"] { #expect(FileManager.default.createFile(atPath: directory.file(name), contents: Data([1]))) }
+        let lister = DirectoryLister()
+        let ready = try #require(lister.listingsReady)
+        func readable() -> Bool {
+            var entry = pollfd(fd: ready.rawValue, events: Int16(POLLIN), revents: 0)
+            return poll(&entry, 1, 0) == 1 && entry.revents & Int16(POLLIN) != 0
+        }
+        #expect(!readable())
+        lister.start()
+        defer { lister.stop() }
+        lister.requestTree(directory.path, uid: 0, gid: 0)
+        #expect(waitUntil { lister.statistics.listed == 1 })
+        #expect(readable())
+        #expect(lister.takeListings().flatMap(\.names) == ["a", "b"])
+        #expect(!readable())
+    }
+
     @Test("the walk's order without allocating agrees with the walk's rule on random paths")
     func walkOrderRule() {
         // The rule, by components: where two paths part, a file (the last name) goes
