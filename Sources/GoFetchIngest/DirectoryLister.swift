@@ -102,17 +102,21 @@ public final class DirectoryLister: @unchecked Sendable {
         try? listingsReady?.close()
     }
 
-    /// Queues a listing for ``takeListings()``, waking the ingest thread when it is the
-    /// first one waiting; `false` when too many wait (nobody takes them: never hoarded).
-    private func deliver(_ listing: Listing) -> Bool {
-        let first = state.withLock { state -> Bool? in
-            guard state.results.count < options.maxPending else { return nil }
+    /// Queues a listing for ``takeListings()`` and counts it, waking the ingest thread
+    /// when it is the first one waiting; skipped, counted, when too many wait (nobody
+    /// takes them: never hoarded).
+    private func deliver(_ listing: Listing) {
+        let first = state.withLock { state -> Bool in
+            guard state.results.count < options.maxPending else {
+                state.statistics.skipped += 1
+                return false
+            }
             state.results.append(listing)
+            state.statistics.listed += 1
+            state.statistics.names += listing.names.count
             return state.results.count == 1
         }
-        guard let first else { return false }
         if first, let listingsReady { Syscall.raise(listingsReady) }
-        return true
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
@@ -219,15 +223,7 @@ public final class DirectoryLister: @unchecked Sendable {
             state.withLock { $0.statistics.failed += 1 }
             return
         }
-        let delivered = deliver(Listing(directory: directory, names: names, uid: request.uid))
-        state.withLock { state in
-            if delivered {
-                state.statistics.listed += 1
-                state.statistics.names += names.count
-            } else {
-                state.statistics.skipped += 1  // nobody took the listings: never hoard them
-            }
-        }
+        deliver(Listing(directory: directory, names: names, uid: request.uid))
     }
 
     /// Walks the tree below the request's folder as its client: each folder's regular
@@ -266,17 +262,9 @@ public final class DirectoryLister: @unchecked Sendable {
             files += taken.count
             let leftOut = regular.count - taken.count
             if listed.count < options.maxDirectories { listed.insert(directory) }
-            let delivered = taken.isEmpty
-                ? nil : deliver(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size), uid: request.uid))
-            state.withLock { state in
-                state.statistics.treeFilesLeftOut += leftOut
-                switch delivered {
-                case true?:
-                    state.statistics.listed += 1
-                    state.statistics.names += taken.count
-                case false?: state.statistics.skipped += 1  // nobody took the listings: never hoard them
-                case nil: break
-                }
+            state.withLock { $0.statistics.treeFilesLeftOut += leftOut }
+            if !taken.isEmpty {
+                deliver(Listing(directory: directory, names: taken.map(\.name), sizes: taken.map(\.size), uid: request.uid))
             }
             if leftOut > 0 { return }
         }

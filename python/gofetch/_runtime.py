@@ -204,12 +204,9 @@ def _hand_cell_to_shim() -> bool:
     each record with the cell's epoch at that moment. A forked worker's records then
     carry a new epoch as soon as the root writes it, with no pass of the worker's sender.
     False where the cell is no file (no memfd_create), the shim is older, or it refused."""
-    try:
-        share = ctypes.CDLL(None).gofetch_preload_share_epoch
-    except (AttributeError, OSError):
+    share = _shim_function("gofetch_preload_share_epoch", [ctypes.c_int], ctypes.c_int)
+    if share is None:
         return False
-    share.argtypes = [ctypes.c_int]
-    share.restype = ctypes.c_int
     if _epoch_fd >= 0:
         return share(_epoch_fd) == 0
     if _parent_cell is None:
@@ -516,14 +513,19 @@ class sample_scope:  # noqa: N801
 # The runtime of one process
 
 
-def _find_shim() -> Optional[Callable[[int, int], None]]:
+def _shim_function(name: str, argtypes: list, restype):
+    """The preload shim's exported function `name` when the shim is loaded, else None."""
     try:
-        function = ctypes.CDLL(None).gofetch_preload_set_worker
+        function = getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_uint]
-    function.restype = None
+    function.argtypes = argtypes
+    function.restype = restype
     return function
+
+
+def _find_shim() -> Optional[Callable[[int, int], None]]:
+    return _shim_function("gofetch_preload_set_worker", [ctypes.c_int, ctypes.c_uint], None)
 
 
 class _Interception:
