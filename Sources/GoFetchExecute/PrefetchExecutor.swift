@@ -379,7 +379,12 @@ public final class PrefetchExecutor: @unchecked Sendable {
                 return result(.completed, bytes: (residentAfter - min(residentAfter, residentBefore)) * page, method: method)
             }
             if volatileDevices.withLock({ $0[status.device] }) == nil && Syscall.isFUSE(fd) {
-                if !warmedPagesSurviveOpen(request, offset: request.offset, length: length, resident: residentAfter) {
+                // Judged on two warmings in a row: once, the job itself may have dropped the
+                // file's pages (a reader that advises DONTNEED after each file) between the
+                // warming and the check, and the verdict holds for the mount's life.
+                if !warmedPagesSurviveOpen(request, offset: request.offset, length: length, resident: residentAfter),
+                   !warmedPagesSurviveOpen(request, offset: request.offset, length: length, resident: try warmer.warm(
+                       fd, device: status.device, offset: request.offset, length: length, residentBefore: 0, buffer: buffer).residentAfter) {
                     // Several threads may find out at once; the mount is counted (and logged) once.
                     let first = volatileDevices.withLock { devices in
                         defer { devices[status.device] = true }
