@@ -54,7 +54,7 @@ void flush_locked(struct tbuf *b, enum flush_mode mode)
                 link_lost();
             }
         } else {
-            link_lost();
+            sock_forget();     /* the number is someone else's now; these events are lost */
         }
     }
     if (!sent)

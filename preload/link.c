@@ -110,9 +110,18 @@ void link_lost(void)
     atomic_store_explicit(&g_link, LINK_DOWN, memory_order_release);
 }
 
-/* The application closed or replaced our socket's fd number: it is theirs now. */
+/*
+ * The application closed or replaced our socket's fd number: it is theirs now.
+ * The daemon itself is still there, so the next event connects again at once
+ * rather than after a back-off (which would lose everything the job opens in it).
+ */
 void sock_forget(void)
 {
     atomic_store(&g_sock_fd, -1);
-    link_lost();
+    int expect = LINK_UP;
+    if (!atomic_compare_exchange_strong(&g_link, &expect, LINK_CONNECTING))
+        return;
+    g_backoff_ns = 0;
+    atomic_store_explicit(&g_retry_at, 0, memory_order_relaxed);
+    atomic_store_explicit(&g_link, LINK_DOWN, memory_order_release);
 }

@@ -1003,8 +1003,9 @@ def test_socket_fd_taken_behind_our_back_is_never_written(shim, listener, tmp_pa
             leaked = len(peer.recv(65536))
         except BlockingIOError:
             leaked = 0
-        time.sleep(0.3)
-        open({a!r}, "rb").read()                        # reconnects on a fresh fd
+        time.sleep(0.05)                                # b's events age past the flush age...
+        open({a!r}, "rb").read()                        # ...so this open finds the fd taken, drops
+                                                        # them, and connects again at once, on a fresh fd
         print(leaked)
         """),
         shim=shim, socket_path=lst.path,
