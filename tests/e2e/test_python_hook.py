@@ -4,6 +4,7 @@ a job no announcement helps gets its data set warmed from the first epoch."""
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,11 @@ def cold_reader(tmp_path):
     return str(reader)
 
 
+def reader_epochs(stdout):
+    """cold_reader's lines: (warm before open, files, not warm with pages reclaimed) per epoch."""
+    return [tuple(int(n) for n in re.findall(r"\d+", line)) for line in stdout.splitlines() if line.startswith("warm ")]
+
+
 def untraced(tmp_path, probes):
     """A config that leaves the probe links out of the trace."""
     config = tmp_path / "config.yaml"
@@ -193,7 +199,7 @@ def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp
                                  "--db", str(tmp_path / "t.db"), "--", reader, str(probes), "3", *lists],
                                 capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    warm, total = map(int, result.stdout.split()[1::2])
+    ((warm, total, _),) = reader_epochs(result.stdout)
     summary = last_json(result.stderr)["summary"]
     prefetch = summary["prefetch"]
     print(f"warm before open: {warm} of {total}; tree {prefetch['treeRoot']}: {prefetch['treeFiles']} files;",
@@ -206,15 +212,15 @@ def test_a_non_python_reader_of_a_shuffled_folder_finds_its_first_epoch_warm(tmp
 def run_twice(tmp_path, gofetch_bin, probes, files, job):
     """`gofetch run` of `job` twice on one store, the files evicted before each, with
     --no-command-line-hints (the first run finds the tree from its opens alone):
-    [(warm before open, total, summary's prefetch)] of the two."""
+    [(warm before open, total, reclaimed before open, summary's prefetch)] of the two."""
     runs = []
     for _ in range(2):
         evict(files)
         result = subprocess.run([gofetch_bin, "run", "--json", "--no-command-line-hints", "--config", untraced(tmp_path, probes),
                                  "--db", str(tmp_path / "t.db"), "--", *job], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
-        warm, total = map(int, result.stdout.split()[1::2])
-        runs.append((warm, total, last_json(result.stderr)["summary"]["prefetch"]))
+        ((warm, total, reclaimed),) = reader_epochs(result.stdout)
+        runs.append((warm, total, reclaimed, last_json(result.stderr)["summary"]["prefetch"]))
     return runs
 
 
@@ -238,8 +244,9 @@ def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_sta
         # command line names the folder's list: without --no-command-line-hints the
         # first run would warm it from the start too (the test below).
         job = ["sh", "-c", f"head -c 1 {lists[0]} >/dev/null; sleep 2; exec {reader} {probes} 3 {lists[0]}"]
-        (first_warm, total, first), (second_warm, _, second) = run_twice(tmp_path, gofetch_bin, probes, files, job)
-    print(f"warm before open: first run {first_warm} of {total}, second run {second_warm} of {total};",
+        (first_warm, total, _, first), (second_warm, _, reclaimed, second) = run_twice(tmp_path, gofetch_bin, probes, files, job)
+    print(f"warm before open: first run {first_warm} of {total}, second run {second_warm} of {total}",
+          f"(and {reclaimed} warmed but partly reclaimed by the kernel before the open);",
           f"second run's tree {second['treeRoot']} from the last run: {second.get('treeFromLastRun')};",
           "fates (first, second):", [{k: run["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "leadP50")}
                                      for run in (first, second)])
@@ -248,14 +255,16 @@ def test_a_job_run_again_gets_the_folder_its_last_run_read_warmed_during_its_sta
     assert second["treeFromLastRun"] == mount.path and second["treeRoot"] == mount.path
     # The first run found the tree only after its first opens; the second warmed it
     # during the 2 s before its first: its prefetches led the reads by over a second,
-    # and every file was warm at its open but those the ledger saw evicted before use
-    # (on this shared machine the kernel sometimes drops a few warmed pages early).
-    # The ledger's count (reads served warm) is exact to 3; the probe's (every page
-    # resident at the moment before the open) is stricter: a fresh-clone run had the
-    # ledger at 297 warm + 3 evicted and the probe at 292, another run 286 + 9.
+    # and every file was warm at its open but those the kernel took back. This machine's
+    # proactive reclaim (a DAMON pageout scheme) takes idle page cache in regions it
+    # deems cold, warmed pages included: the ledger sees it when the job's first read of
+    # a file is cold (evicted before use), the probe (every page resident just before
+    # the open) also when only later pages went. A fresh-clone run had the ledger at 296
+    # warm + 3 evicted and the probe at 280 warm; those the probe found partly reclaimed
+    # are counted apart (shadow entries: nothing else here leaves them).
     assert first["accounting"]["leadP50"] < 1e9 <= second["accounting"]["leadP50"]
     assert second["accounting"]["useful"] + second["accounting"]["evictedBeforeUse"] >= total - 3
-    assert second_warm + second["accounting"]["evictedBeforeUse"] >= total - 10
+    assert second_warm + reclaimed >= total - 3
 
 
 
@@ -290,8 +299,9 @@ def test_a_job_run_again_gets_its_last_runs_order_first(tmp_path, gofetch_bin, f
         listing = tmp_path / "order.txt"
         listing.write_text("\n".join(order) + "\n")
         job = ["sh", "-c", f"head -c 1 {listing} >/dev/null; sleep 3; exec {reader} {probes} 3 {listing}"]
-        (first_warm, total, first), (second_warm, _, second) = run_twice(tmp_path, gofetch_bin, probes, files, job)
-    print(f"warm before open: first run {first_warm} of {total}, second run {second_warm} of {total};",
+        (first_warm, total, _, first), (second_warm, _, reclaimed, second) = run_twice(tmp_path, gofetch_bin, probes, files, job)
+    print(f"warm before open: first run {first_warm} of {total}, second run {second_warm} of {total}",
+          f"(and {reclaimed} warmed but partly reclaimed by the kernel before the open);",
           f"second run's tree {second['treeFromLastRun']}, {second.get('treeOrderFromLastRun')} files in the last run's order;",
           "fates (second):", {k: second["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "leadP50")})
     assert total == 40
@@ -333,7 +343,7 @@ def test_a_job_run_again_gets_every_epoch_warmed_in_its_last_runs_order(tmp_path
                  str(tmp_path / "t.db"), "--", "env", "COLD_READER_DROP=1", reader, str(probes), "3", *lists],
                 capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stderr
-            warm = [int(n) for n in result.stdout.split()[1::4]]
+            warm = [warm for warm, _, _ in reader_epochs(result.stdout)]
             runs.append((warm, last_json(result.stderr)["summary"]["prefetch"]))
     (first_warm, first), (second_warm, second) = runs
     print(f"data set {size / 2**20:.1f} MiB, budget 4 MiB; warm before open per epoch: first run {first_warm},",
@@ -386,7 +396,7 @@ def test_a_first_run_warms_the_folder_its_configuration_names_from_its_start(tmp
         result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
                                  "--", *job], capture_output=True, text=True, timeout=300, env={**os.environ, "ORDER": lists[0]})
     assert result.returncode == 0, result.stderr
-    warm, total = map(int, result.stdout.split()[1::2])
+    ((warm, total, _),) = reader_epochs(result.stdout)
     prefetch = last_json(result.stderr)["summary"]["prefetch"]
     print(f"warm before open: {warm} of {total}; hints {prefetch.get('treeHints')}, dropped {prefetch.get('treeHintsDropped')};",
           "fates:", {k: prefetch["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "leadP50")})
@@ -517,7 +527,7 @@ def test_a_data_set_twice_the_memory_cgroup_gets_the_budgets_share_warm(tmp_path
     finally:
         os.rmdir(cgroup)
     assert result.returncode == 0, result.stderr
-    epochs = [tuple(map(int, line.split()[1::2])) for line in result.stdout.splitlines()]
+    epochs = [(warm, total) for warm, total, _ in reader_epochs(result.stdout)]
     prefetch = last_json(result.stderr)["summary"]["prefetch"]
     accounting = prefetch["accounting"]
     budget = prefetch["effectiveBudget"]
