@@ -1,3 +1,4 @@
+import Foundation
 import GoFetchEvents
 
 /// Charts as inline SVG text: the report works offline, with no script and no
@@ -60,7 +61,7 @@ enum SVGChart {
         svg += axes(ticks: ticks, format: format, yLabel: yLabel)
         for tick in xTicks {
             let px = left + tick / xMax * plotWidth
-            svg += "<text x=\"\(n(px))\" y=\"\(n(Self.top + plotHeight + 16))\" text-anchor=\"middle\" class=\"tick\">\(Format.fixed(tick, tick < 10 ? 1 : 0)) s</text>"
+            svg += "<text x=\"\(n(px))\" y=\"\(n(Self.top + plotHeight + 16))\" text-anchor=\"middle\" class=\"tick\">\(Format.fixed(tick, max(tick < 10 ? 1 : 0, decimals(xTicks)))) s</text>"
         }
         for item in series {
             let points = zip(x, item.values).map { "\(n(left + $0 / xMax * plotWidth)),\(n(Self.top + plotHeight - max(0, $1) / top * plotHeight))" }
@@ -90,6 +91,12 @@ enum SVGChart {
         return ticks
     }
 
+    /// Digits after the point that tell `ticks` apart: their step is 1, 2 or 5 times a power of ten.
+    static func decimals(_ ticks: [Double]) -> Int {
+        guard ticks.count > 1, case let step = ticks[1] - ticks[0], step > 0, step < 1 else { return 0 }
+        return Int((-log10(step) - 1e-9).rounded(.up))
+    }
+
     private static func value(_ series: Series, _ index: Int) -> Double {
         index < series.values.count && series.values[index].isFinite ? series.values[index] : 0
     }
@@ -101,11 +108,18 @@ enum SVGChart {
     private static func axes(ticks: [Double], format: (Double) -> String, yLabel: String) -> String {
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         let top = ticks.last ?? 1
+        // The caller's format, unless it writes two ticks alike (0.0075 s at two decimals
+        // has ticks 0.00, 0.00, 0.00, 0.01, 0.01): then as many digits as the step needs.
+        var labels = ticks.map(format)
+        if Set(labels).count < labels.count {
+            let digits = decimals(ticks)
+            labels = ticks.map { Format.fixed($0, digits) }
+        }
         var svg = ""
-        for tick in ticks {
+        for (tick, label) in zip(ticks, labels) {
             let y = Self.top + plotHeight - tick / top * plotHeight
             svg += "<line x1=\"\(n(left))\" x2=\"\(n(left + plotWidth))\" y1=\"\(n(y))\" y2=\"\(n(y))\" class=\"grid\"/>"
-            svg += "<text x=\"\(n(left - 6))\" y=\"\(n(y + 4))\" text-anchor=\"end\" class=\"tick\">\(escape(format(tick)))</text>"
+            svg += "<text x=\"\(n(left - 6))\" y=\"\(n(y + 4))\" text-anchor=\"end\" class=\"tick\">\(escape(label))</text>"
         }
         svg += "<line x1=\"\(n(left))\" x2=\"\(n(left))\" y1=\"\(n(Self.top))\" y2=\"\(n(Self.top + plotHeight))\" class=\"axis\"/>"
         svg += "<text x=\"\(n(left))\" y=\"\(n(Self.top - 10))\" class=\"label\">\(escape(yLabel))</text>"

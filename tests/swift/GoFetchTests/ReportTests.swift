@@ -140,6 +140,21 @@ struct ReportTests {
         #expect(SVGChart.escape("a<b & \"c\"") == "a&lt;b &amp; &quot;c&quot;")
     }
 
+    @Test("tick labels stay apart when the values are smaller than the axis format writes")
+    func tickLabels() {
+        func labels(_ maximum: Double) -> [String] {
+            let svg = SVGChart.bars(categories: ["epoch 1"], series: [.init(name: "run", color: "#000", values: [maximum])],
+                                    yLabel: "s", format: { Format.fixed($0, 2) })
+            return svg.components(separatedBy: "class=\"tick\">").dropFirst().map { String($0.prefix { $0 != "<" }) }
+                .filter { $0 != "epoch 1" }
+        }
+        // A stall of 7.5 ms: at two decimals the ticks would read 0.00, 0.00, 0.00, 0.01, 0.01.
+        #expect(labels(0.0075) == ["0.000", "0.002", "0.004", "0.006", "0.008"])
+        // Where the caller's format tells them apart, it stays.
+        #expect(labels(9.3) == ["0.00", "2.00", "4.00", "6.00", "8.00", "10.00"])
+        #expect(SVGChart.decimals([0, 0.05, 0.1]) == 2 && SVGChart.decimals([0, 0.1]) == 1 && SVGChart.decimals([0, 2]) == 0)
+    }
+
     @Test("a store of schema version 1 is migrated: samples and results tables, run spans, version 3")
     func migration() throws {
         let directory = TemporaryDirectory()
