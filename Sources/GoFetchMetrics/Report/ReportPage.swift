@@ -262,7 +262,7 @@ public struct ReportPage {
     }
 
     private func histogram(_ buckets: [HistogramBucket], name: String, color: String) -> String {
-        SVGChart.bars(categories: buckets.map { "≤ " + Format.duration(nanoseconds: $0.upToNanoseconds) },
+        SVGChart.bars(categories: buckets.map { "≤ " + Self.bound($0.upToNanoseconds) },
                       series: [SVGChart.Series(name: name, color: color, values: buckets.map { Double($0.count) })],
                       yLabel: "count", format: count, labelEvery: (buckets.count + 7) / 8)
     }
@@ -285,6 +285,13 @@ public struct ReportPage {
 
     private func e(_ text: String) -> String { SVGChart.escape(text) }
     private func seconds(_ value: Double) -> String { Format.fixed(value, value < 10 ? 2 : 1) }
+    /// A bucket's bound, 1, 2 or 5 times a power of ten nanoseconds: "10 ms", not "10.00 ms".
+    static func bound(_ nanoseconds: UInt64) -> String {
+        for (scale, unit) in [(1e9, "s"), (1e6, "ms"), (1e3, "µs")] where Double(nanoseconds) >= scale {
+            return "\(Format.fixed(Double(nanoseconds) / scale, 0)) \(unit)"
+        }
+        return "\(nanoseconds) ns"
+    }
     private func count(_ value: Double) -> String { value >= 10_000 ? "\(Format.fixed(value / 1000, 0))k" : Format.fixed(value, 0) }
 
     static let style = """

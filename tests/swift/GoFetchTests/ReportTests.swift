@@ -153,6 +153,8 @@ struct ReportTests {
         // Where the caller's format tells them apart, it stays.
         #expect(labels(9.3) == ["0.00", "2.00", "4.00", "6.00", "8.00", "10.00"])
         #expect(SVGChart.decimals([0, 0.05, 0.1]) == 2 && SVGChart.decimals([0, 0.1]) == 1 && SVGChart.decimals([0, 2]) == 0)
+        // Histogram buckets are bounded by 1, 2 and 5 times powers of ten: whole numbers of a unit.
+        #expect([500, 10_000_000, 200_000_000, 1_000_000_000, 10_000_000_000].map(ReportPage.bound) == ["500 ns", "10 ms", "200 ms", "1 s", "10 s"])
     }
 
     @Test("a store of schema version 1 is migrated: samples and results tables, run spans, version 3")
