@@ -396,18 +396,21 @@ def test_a_first_run_warms_the_folder_its_configuration_names_from_its_start(tmp
         result = subprocess.run([gofetch_bin, "run", "--json", "--config", untraced(tmp_path, probes), "--db", str(tmp_path / "t.db"),
                                  "--", *job], capture_output=True, text=True, timeout=300, env={**os.environ, "ORDER": lists[0]})
     assert result.returncode == 0, result.stderr
-    ((warm, total, _),) = reader_epochs(result.stdout)
+    ((warm, total, reclaimed),) = reader_epochs(result.stdout)
     prefetch = last_json(result.stderr)["summary"]["prefetch"]
-    print(f"warm before open: {warm} of {total}; hints {prefetch.get('treeHints')}, dropped {prefetch.get('treeHintsDropped')};",
+    print(f"warm before open: {warm} of {total} (and {reclaimed} warmed but partly reclaimed by the kernel before the open); hints {prefetch.get('treeHints')}, dropped {prefetch.get('treeHintsDropped')};",
           "fates:", {k: prefetch["accounting"].get(k) for k in ("useful", "late", "evictedBeforeUse", "leadP50")})
     assert total == len(files)
     assert set(prefetch["treeHints"]) >= {mount.path, str(checkpoints)}
     assert str(checkpoints) in prefetch["treeHintsDropped"] and mount.path not in prefetch["treeHintsDropped"]
     assert prefetch["treeRoot"] == mount.path and prefetch.get("treeFromLastRun") is None
     # Warmed during the 2 s before the first open: the prefetches led the reads by over
-    # a second, and every file was warm at its open but those evicted before use.
+    # a second, and every file was warm at its open but those the kernel took back (see
+    # the test above: a fresh-clone run had the probe at 283 warm, the ledger at 293
+    # reads served warm and 5 evicted before use).
     assert prefetch["accounting"]["leadP50"] >= 1e9
-    assert warm + prefetch["accounting"]["evictedBeforeUse"] >= total - 3
+    assert prefetch["accounting"]["useful"] + prefetch["accounting"]["evictedBeforeUse"] >= total - 3
+    assert warm + reclaimed >= total - 3
 
 
 def run_root_job_over_a_mixed_folder(tmp_path, gofetch_bin, wrapper=()):
