@@ -99,15 +99,21 @@ bool link_connect_slow(void)
     return ok;
 }
 
-/* The daemon went away (or our fd was taken): reconnect after a back-off. */
-void link_lost(void)
+/* An up link goes down; the next connect() is tried after `backoff_ns` (0: at the next event). */
+static void link_down(uint64_t backoff_ns)
 {
     int expect = LINK_UP;
     if (!atomic_compare_exchange_strong(&g_link, &expect, LINK_CONNECTING))
         return;
-    g_backoff_ns = BACKOFF_MIN_NS;
-    atomic_store_explicit(&g_retry_at, coarse_ns() + BACKOFF_MIN_NS, memory_order_relaxed);
+    g_backoff_ns = backoff_ns;
+    atomic_store_explicit(&g_retry_at, backoff_ns ? coarse_ns() + backoff_ns : 0, memory_order_relaxed);
     atomic_store_explicit(&g_link, LINK_DOWN, memory_order_release);
+}
+
+/* The daemon went away (a send failed): reconnect after a back-off. */
+void link_lost(void)
+{
+    link_down(BACKOFF_MIN_NS);
 }
 
 /*
@@ -118,10 +124,5 @@ void link_lost(void)
 void sock_forget(void)
 {
     atomic_store(&g_sock_fd, -1);
-    int expect = LINK_UP;
-    if (!atomic_compare_exchange_strong(&g_link, &expect, LINK_CONNECTING))
-        return;
-    g_backoff_ns = 0;
-    atomic_store_explicit(&g_retry_at, 0, memory_order_relaxed);
-    atomic_store_explicit(&g_link, LINK_DOWN, memory_order_release);
+    link_down(0);
 }
